@@ -1,0 +1,80 @@
+//! The admin listener: `/metrics` (Prometheus text) and `/healthz`.
+//!
+//! Separate from the proxy listeners so it can be bound to a private address.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::{HeaderValue, CONTENT_TYPE};
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::{debug, warn};
+
+use crate::proxy::body::{full, ProxyBody};
+use crate::proxy::Shared;
+
+/// Seconds an admin client has to send its request head.
+pub const ADMIN_HEADER_READ_TIMEOUT_SECS: u64 = 10;
+
+/// Serves admin requests until `shutdown` flips.
+pub async fn serve(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let (stream, remote) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(error) => {
+                    warn!(%error, "admin accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => return,
+        };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req| {
+                let shared = shared.clone();
+                async move { Ok::<_, Infallible>(route(&shared, &req)) }
+            });
+            let conn = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(ADMIN_HEADER_READ_TIMEOUT_SECS))
+                .serve_connection(TokioIo::new(stream), svc);
+            if let Err(error) = conn.await {
+                debug!(%error, client = %remote, "admin connection error");
+            }
+        });
+    }
+}
+
+fn route(shared: &Shared, req: &Request<Incoming>) -> Response<ProxyBody> {
+    let (status, content_type, body) = match (req.method(), req.uri().path()) {
+        (&Method::GET, "/metrics") => (
+            StatusCode::OK,
+            "text/plain; version=0.0.4; charset=utf-8",
+            shared.metrics.render(),
+        ),
+        (&Method::GET, "/healthz") => (StatusCode::OK, "text/plain", b"ok\n".to_vec()),
+        (&Method::GET, _) => (StatusCode::NOT_FOUND, "text/plain", b"not found\n".to_vec()),
+        _ => (
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain",
+            b"method not allowed\n".to_vec(),
+        ),
+    };
+    let mut resp = Response::new(full(body));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp
+}

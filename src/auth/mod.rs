@@ -1,0 +1,444 @@
+//! Signed-URL verification: the [`Verifier`] trait, its verdicts, and the
+//! pieces every scheme shares (query parsing, time parsing, constant-time
+//! digest comparison, path helpers).
+//!
+//! A verifier is a pure function of `(request view, keys, now)`: no I/O and no
+//! clock reads, so every scheme is unit tested with fixed vectors. A rejected
+//! token is a [`Decision`], not an error; the proxy turns it into an HTTP
+//! response in exactly one place (`proxy::respond::denial`).
+//!
+//! Adding a scheme means: a file in this module implementing [`Verifier`] and a
+//! variant of [`RawScheme`].
+
+use std::borrow::Cow;
+use std::fmt;
+use std::net::IpAddr;
+
+use serde::Deserialize;
+use subtle::ConstantTimeEq;
+
+use crate::config::Ctx;
+use crate::keys::{KeySet, Secret};
+
+pub mod tencent;
+
+/// What a verifier sees of a request. Borrowed from the request; nothing here
+/// is decoded or normalized beyond what `proxy::path::validate` guarantees.
+#[derive(Clone, Copy, Debug)]
+pub struct RequestView<'a> {
+    /// Host the client asked for, lowercase, without port.
+    pub host: &'a str,
+    /// Request path exactly as sent on the wire (percent-encoded), starting with `/`.
+    pub path: &'a str,
+    /// Raw query string without the `?`, if any.
+    pub query: Option<&'a str>,
+    /// The client's address, as seen by the listener.
+    pub client_ip: Option<IpAddr>,
+}
+
+/// Why a request was denied. A fixed set: these strings appear in the
+/// `x-streamguard-deny` response header and as a metric label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DenyReason {
+    /// No auth params at all.
+    MissingToken,
+    /// Auth params present but not of the scheme's form (bad hex, missing half, duplicates).
+    MalformedToken,
+    /// Signature valid but the URL's validity window has passed.
+    Expired,
+    /// Signature valid but the URL is not valid yet.
+    NotYetValid,
+    /// No key of the site produced the given signature.
+    BadSignature,
+    /// The site has no keys to verify with (nothing configured or synced yet).
+    NoKeys,
+}
+
+impl DenyReason {
+    /// Every reason, for documentation and metric pre-registration.
+    pub const ALL: [DenyReason; 6] = [
+        DenyReason::MissingToken,
+        DenyReason::MalformedToken,
+        DenyReason::Expired,
+        DenyReason::NotYetValid,
+        DenyReason::BadSignature,
+        DenyReason::NoKeys,
+    ];
+
+    /// The reason's stable name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DenyReason::MissingToken => "missing_token",
+            DenyReason::MalformedToken => "malformed_token",
+            DenyReason::Expired => "expired",
+            DenyReason::NotYetValid => "not_yet_valid",
+            DenyReason::BadSignature => "bad_signature",
+            DenyReason::NoKeys => "no_keys",
+        }
+    }
+}
+
+impl fmt::Display for DenyReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Allow or deny.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// The URL is genuine and within its validity window.
+    Allow,
+    /// The URL is rejected, for this reason.
+    Deny(DenyReason),
+}
+
+/// The outcome of verifying one request, with what the scheme derived from the
+/// URL (stream name, signed path, expiry) so an operator can see *why*.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verdict<'a> {
+    /// Allow or deny.
+    pub decision: Decision,
+    /// Unix seconds after which the URL stops being accepted, when known.
+    pub expires_at: Option<u64>,
+    /// Derived fields for humans (`streamguard check`), never secrets.
+    pub derived: Vec<(&'static str, Cow<'a, str>)>,
+}
+
+impl<'a> Verdict<'a> {
+    /// A denial with nothing derived.
+    pub fn deny(reason: DenyReason) -> Self {
+        Verdict {
+            decision: Decision::Deny(reason),
+            expires_at: None,
+            derived: Vec::new(),
+        }
+    }
+
+    /// True when the decision is allow.
+    pub fn is_allowed(&self) -> bool {
+        self.decision == Decision::Allow
+    }
+}
+
+/// A signed URL's path and query, as produced by [`Verifier::sign`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Signed {
+    /// Path to request (schemes that carry auth in the path change it).
+    pub path: String,
+    /// Query string without `?`.
+    pub query: String,
+}
+
+/// Why a URL could not be signed.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SignError {
+    /// The site has no key to sign with.
+    #[error("the site has no key to sign with")]
+    NoKey,
+    /// The path has no stream name or is otherwise unusable for this scheme.
+    #[error("cannot sign this path: {0}")]
+    BadPath(String),
+}
+
+/// One signed-URL scheme, configured for one site.
+pub trait Verifier: Send + Sync + fmt::Debug {
+    /// The scheme's name, e.g. `tencent` (used as a metric label).
+    fn scheme(&self) -> &'static str;
+
+    /// Verifies a request against `keys` at time `now` (unix seconds).
+    /// Pure: no I/O, no clock.
+    fn verify<'a>(&self, req: &RequestView<'a>, keys: &KeySet, now: u64) -> Verdict<'a>;
+
+    /// Query parameter names that carry auth, stripped before forwarding when
+    /// the site asks for it.
+    fn auth_params(&self) -> &[String];
+
+    /// Signs `path` (keeping the non-auth params of `query`) with `key` so that
+    /// the URL is accepted until `expires_at`.
+    fn sign(
+        &self,
+        path: &str,
+        query: Option<&str>,
+        key: &Secret,
+        expires_at: u64,
+    ) -> Result<Signed, SignError>;
+}
+
+/// The `[site.auth]` table: which scheme, and its parameters.
+///
+/// This is the one enum a new scheme adds a variant to.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "scheme", rename_all = "snake_case")]
+pub enum RawScheme {
+    /// Tencent Cloud Live `txSecret`/`txTime`.
+    Tencent(tencent::RawTencent),
+}
+
+/// Scheme-independent settings a verifier is built with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Common {
+    /// Seconds of clock skew tolerated past a URL's expiry.
+    pub clock_skew_secs: u64,
+}
+
+impl RawScheme {
+    /// Validates the scheme table at key path `path` and builds its verifier
+    /// and static keys. Problems are recorded in `ctx`; `None` when there were any.
+    pub fn build(
+        &self,
+        path: &str,
+        common: Common,
+        ctx: &mut Ctx<'_>,
+    ) -> Option<(Box<dyn Verifier>, KeySet)> {
+        match self {
+            RawScheme::Tencent(raw) => raw
+                .build(path, common, ctx)
+                .map(|(v, k)| (Box::new(v) as Box<dyn Verifier>, k)),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Shared pieces.
+
+/// Looks up one query parameter by exact (raw) name.
+///
+/// Why: a parameter given twice is ambiguous (which one did the origin or the
+/// vendor see?), so it is an error rather than first-wins.
+pub fn query_param<'a>(query: Option<&'a str>, name: &str) -> Result<Option<&'a str>, Duplicate> {
+    let mut found = None;
+    for pair in query.unwrap_or("").split('&') {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        if k == name {
+            if found.is_some() {
+                return Err(Duplicate);
+            }
+            found = Some(v);
+        }
+    }
+    Ok(found)
+}
+
+/// A query parameter appeared more than once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Duplicate;
+
+/// The query without the named parameters; `None` when nothing is left.
+pub fn strip_params(query: &str, names: &[String]) -> Option<String> {
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|pair| {
+            let k = pair.split_once('=').map_or(*pair, |(k, _)| k);
+            !pair.is_empty() && !names.iter().any(|n| n == k)
+        })
+        .collect();
+    if kept.is_empty() {
+        None
+    } else {
+        Some(kept.join("&"))
+    }
+}
+
+/// Appends `name=value` pairs to an optional existing query (whose own copies
+/// of those names are dropped first).
+pub fn append_params(query: Option<&str>, params: &[(&str, &str)]) -> String {
+    let names: Vec<String> = params.iter().map(|(k, _)| (*k).to_owned()).collect();
+    let mut out = query
+        .and_then(|q| strip_params(q, &names))
+        .unwrap_or_default();
+    for (k, v) in params {
+        if !out.is_empty() {
+            out.push('&');
+        }
+        out.push_str(k);
+        out.push('=');
+        out.push_str(v);
+    }
+    out
+}
+
+/// Parses unix seconds written in hex (either case), 1 to 16 digits.
+pub fn parse_hex_time(s: &str) -> Option<u64> {
+    if s.is_empty() || s.len() > 16 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    u64::from_str_radix(s, 16).ok()
+}
+
+/// Parses unix seconds written in decimal, 1 to 20 digits, no sign.
+pub fn parse_dec_time(s: &str) -> Option<u64> {
+    if s.is_empty() || s.len() > 20 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+/// How a scheme writes its time value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimeFormat {
+    /// Hexadecimal unix seconds (`5C271099`).
+    #[default]
+    Hex,
+    /// Decimal unix seconds (`1546064025`).
+    Decimal,
+}
+
+impl TimeFormat {
+    /// Parses a time value in this format.
+    pub fn parse(self, s: &str) -> Option<u64> {
+        match self {
+            TimeFormat::Hex => parse_hex_time(s),
+            TimeFormat::Decimal => parse_dec_time(s),
+        }
+    }
+
+    /// Formats a time the way the vendors' samples do (hex uppercase).
+    pub fn format(self, t: u64) -> String {
+        match self {
+            TimeFormat::Hex => format!("{t:X}"),
+            TimeFormat::Decimal => t.to_string(),
+        }
+    }
+}
+
+/// Allowed while `now <= expires_at + leeway`.
+pub fn check_expiry(expires_at: u64, now: u64, leeway: u64) -> Decision {
+    if now > expires_at.saturating_add(leeway) {
+        Decision::Deny(DenyReason::Expired)
+    } else {
+        Decision::Allow
+    }
+}
+
+/// Lowercase hex of a digest.
+pub fn lower_hex(digest: &[u8]) -> String {
+    hex::encode(digest)
+}
+
+/// True when `given` is the lowercase-hex form of `digest`, compared in
+/// constant time and case-insensitively.
+///
+/// Why constant time: a byte-by-byte early exit would let an attacker learn
+/// the expected signature one byte at a time from response timings.
+pub fn hex_digest_matches(digest: &[u8], given: &str) -> bool {
+    let given = given.as_bytes();
+    if given.len() != digest.len() * 2 {
+        return false;
+    }
+    let mut expected = [0u8; 128];
+    let mut got = [0u8; 128];
+    if given.len() > expected.len() {
+        return false;
+    }
+    let hexd = b"0123456789abcdef";
+    for (i, b) in digest.iter().enumerate() {
+        expected[2 * i] = hexd[usize::from(b >> 4)];
+        expected[2 * i + 1] = hexd[usize::from(b & 0xf)];
+    }
+    for (dst, src) in got.iter_mut().zip(given) {
+        *dst = src.to_ascii_lowercase();
+    }
+    let n = given.len();
+    expected[..n].ct_eq(&got[..n]).into()
+}
+
+/// True when `s` is `len` hex digits.
+pub fn is_hex_of_len(s: &str, len: usize) -> bool {
+    s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Splits a request path into (directory prefix with trailing `/`, last segment).
+pub fn last_segment(path: &str) -> (&str, &str) {
+    match path.rfind('/') {
+        Some(i) => (&path[..=i], &path[i + 1..]),
+        None => ("", path),
+    }
+}
+
+/// The last path segment without its extension: `/live/test01.flv` → `test01`.
+///
+/// Only the final `.ext` is removed, so `a.b.flv` → `a.b`.
+pub fn stream_name(path: &str) -> &str {
+    let (_, last) = last_segment(path);
+    match last.rfind('.') {
+        Some(i) if i > 0 => &last[..i],
+        _ => last,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duplicate_params_are_rejected() {
+        assert_eq!(query_param(Some("a=1&b=2"), "a"), Ok(Some("1")));
+        assert_eq!(query_param(Some("a=1&a=2"), "a"), Err(Duplicate));
+        assert_eq!(query_param(None, "a"), Ok(None));
+        assert_eq!(query_param(Some("ab=1"), "a"), Ok(None));
+        assert_eq!(query_param(Some("a"), "a"), Ok(Some("")));
+    }
+
+    #[test]
+    fn strip_params_keeps_other_params_in_order() {
+        let names = vec!["txSecret".to_owned(), "txTime".to_owned()];
+        assert_eq!(
+            strip_params("x=1&txSecret=ab&y=2&txTime=5C", &names).as_deref(),
+            Some("x=1&y=2")
+        );
+        assert_eq!(strip_params("txSecret=ab&txTime=5C", &names), None);
+        assert_eq!(strip_params("", &names), None);
+    }
+
+    #[test]
+    fn append_params_replaces_existing_copies() {
+        assert_eq!(append_params(Some("a=1&t=9"), &[("t", "2")]), "a=1&t=2");
+        assert_eq!(append_params(None, &[("s", "x"), ("t", "2")]), "s=x&t=2");
+    }
+
+    #[test]
+    fn hex_times_parse_either_case_and_bounded() {
+        assert_eq!(parse_hex_time("5C271099"), Some(0x5C27_1099));
+        assert_eq!(parse_hex_time("5c271099"), Some(0x5C27_1099));
+        assert_eq!(parse_hex_time(""), None);
+        assert_eq!(parse_hex_time("+5C"), None);
+        assert_eq!(parse_hex_time("0x5C"), None);
+        assert_eq!(parse_hex_time("11111111111111111"), None);
+        assert_eq!(parse_dec_time("1653632422"), Some(1_653_632_422));
+        assert_eq!(parse_dec_time("-1"), None);
+        assert_eq!(parse_dec_time("99999999999999999999"), None);
+    }
+
+    #[test]
+    fn expiry_boundary_is_inclusive() {
+        assert_eq!(check_expiry(100, 100, 0), Decision::Allow);
+        assert_eq!(
+            check_expiry(100, 101, 0),
+            Decision::Deny(DenyReason::Expired)
+        );
+        assert_eq!(check_expiry(100, 105, 5), Decision::Allow);
+        assert_eq!(check_expiry(u64::MAX, u64::MAX, 5), Decision::Allow);
+    }
+
+    #[test]
+    fn digest_compare_is_case_insensitive_and_exact() {
+        let d = [0xf8, 0x5a, 0x2a];
+        assert!(hex_digest_matches(&d, "f85a2a"));
+        assert!(hex_digest_matches(&d, "F85A2A"));
+        assert!(!hex_digest_matches(&d, "f85a2b"));
+        assert!(!hex_digest_matches(&d, "f85a2"));
+        assert!(!hex_digest_matches(&d, "f85a2a0"));
+    }
+
+    #[test]
+    fn stream_name_drops_app_and_extension() {
+        assert_eq!(stream_name("/live/test01.flv"), "test01");
+        assert_eq!(stream_name("/live/test01.m3u8"), "test01");
+        assert_eq!(stream_name("/live/test01"), "test01");
+        assert_eq!(stream_name("/live/a.b.flv"), "a.b");
+        assert_eq!(stream_name("/live/.flv"), ".flv");
+        assert_eq!(stream_name("/live/"), "");
+    }
+}

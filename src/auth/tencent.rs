@@ -1,0 +1,466 @@
+//! Tencent Cloud Live play authentication: `txSecret` / `txTime`.
+//!
+//! ```text
+//! txSecret = lower_hex(MD5(KEY + StreamName + txTime))
+//! ```
+//! `StreamName` is the last path segment without app and extension
+//! (`/live/test01.flv` → `test01`); `txTime` is the URL's expiry in hex unix
+//! seconds and is hashed exactly as written. The URL is valid while
+//! `now <= txTime + auth_delta`. Any of the site's keys (AuthKey, AuthBackKey)
+//! may have signed it.
+
+use std::borrow::Cow;
+
+use md5::{Digest, Md5};
+use serde::Deserialize;
+
+use super::{
+    append_params, check_expiry, hex_digest_matches, is_hex_of_len, lower_hex, query_param,
+    stream_name, Common, Decision, DenyReason, RequestView, SignError, Signed, TimeFormat, Verdict,
+    Verifier,
+};
+use crate::config::Ctx;
+use crate::keys::{KeySet, Secret};
+
+/// Default name of the signature parameter.
+pub const DEFAULT_SECRET_PARAM: &str = "txSecret";
+/// Default name of the time parameter.
+pub const DEFAULT_TIME_PARAM: &str = "txTime";
+
+/// `[site.auth]` with `scheme = "tencent"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTencent {
+    /// Primary key (Tencent's AuthKey). `${ENV_VAR}` allowed.
+    pub key: String,
+    /// Backup key (Tencent's AuthBackKey). `${ENV_VAR}` allowed.
+    #[serde(default)]
+    pub backup_key: Option<String>,
+    /// Seconds a URL stays valid after its txTime (Tencent's AuthDelta). Default 0.
+    #[serde(default)]
+    pub auth_delta_secs: u64,
+    /// How txTime is written: `hex` (Tencent's documented form, default) or `decimal`.
+    #[serde(default)]
+    pub time_format: TimeFormat,
+    /// Name of the signature parameter. Default `txSecret`.
+    #[serde(default)]
+    pub secret_param: Option<String>,
+    /// Name of the time parameter. Default `txTime`.
+    #[serde(default)]
+    pub time_param: Option<String>,
+}
+
+impl RawTencent {
+    pub(super) fn build(
+        &self,
+        path: &str,
+        common: Common,
+        ctx: &mut Ctx<'_>,
+    ) -> Option<(Tencent, KeySet)> {
+        let before = ctx.problem_count();
+        let mut keys = Vec::new();
+        if let Some(k) = ctx.secret(&format!("{path}.key"), &self.key) {
+            keys.push(k);
+        }
+        if let Some(b) = &self.backup_key {
+            if let Some(k) = ctx.secret(&format!("{path}.backup_key"), b) {
+                keys.push(k);
+            }
+        }
+        let secret_param = ctx.param_name(
+            &format!("{path}.secret_param"),
+            self.secret_param.as_deref().unwrap_or(DEFAULT_SECRET_PARAM),
+        );
+        let time_param = ctx.param_name(
+            &format!("{path}.time_param"),
+            self.time_param.as_deref().unwrap_or(DEFAULT_TIME_PARAM),
+        );
+        if secret_param == time_param {
+            ctx.problem(
+                &format!("{path}.time_param"),
+                "must differ from secret_param",
+            );
+        }
+        if ctx.problem_count() > before {
+            return None;
+        }
+        Some((
+            Tencent {
+                params: vec![secret_param, time_param],
+                auth_delta_secs: self.auth_delta_secs,
+                time_format: self.time_format,
+                common,
+            },
+            KeySet::new(keys),
+        ))
+    }
+}
+
+/// The Tencent verifier for one site.
+#[derive(Debug, Clone)]
+pub struct Tencent {
+    /// `[secret_param, time_param]`.
+    params: Vec<String>,
+    auth_delta_secs: u64,
+    time_format: TimeFormat,
+    common: Common,
+}
+
+impl Tencent {
+    /// A verifier with default param names.
+    pub fn new(auth_delta_secs: u64, time_format: TimeFormat, common: Common) -> Self {
+        Tencent {
+            params: vec![
+                DEFAULT_SECRET_PARAM.to_owned(),
+                DEFAULT_TIME_PARAM.to_owned(),
+            ],
+            auth_delta_secs,
+            time_format,
+            common,
+        }
+    }
+
+    /// `MD5(KEY + StreamName + txTime)`.
+    pub fn digest(key: &Secret, stream: &str, tx_time: &str) -> [u8; 16] {
+        let mut h = Md5::new();
+        h.update(key.expose().as_bytes());
+        h.update(stream.as_bytes());
+        h.update(tx_time.as_bytes());
+        h.finalize().into()
+    }
+}
+
+impl Verifier for Tencent {
+    fn scheme(&self) -> &'static str {
+        "tencent"
+    }
+
+    fn verify<'a>(&self, req: &RequestView<'a>, keys: &KeySet, now: u64) -> Verdict<'a> {
+        let (Ok(secret), Ok(time)) = (
+            query_param(req.query, &self.params[0]),
+            query_param(req.query, &self.params[1]),
+        ) else {
+            return Verdict::deny(DenyReason::MalformedToken);
+        };
+        let (secret, time) = match (secret, time) {
+            (None, None) => return Verdict::deny(DenyReason::MissingToken),
+            (Some(s), Some(t)) => (s, t),
+            _ => return Verdict::deny(DenyReason::MalformedToken),
+        };
+        let stream = stream_name(req.path);
+        let mut derived = vec![
+            ("stream", Cow::Borrowed(stream)),
+            ("txTime", Cow::Borrowed(time)),
+        ];
+        let expires_at = self
+            .time_format
+            .parse(time)
+            .and_then(|t| t.checked_add(self.auth_delta_secs));
+        let Some(expires_at) = expires_at else {
+            return Verdict {
+                decision: Decision::Deny(DenyReason::MalformedToken),
+                expires_at: None,
+                derived,
+            };
+        };
+        let mut verdict = Verdict {
+            decision: Decision::Deny(DenyReason::MalformedToken),
+            expires_at: Some(expires_at),
+            derived: Vec::new(),
+        };
+        if stream.is_empty() || !is_hex_of_len(secret, 32) {
+            verdict.derived = derived;
+            return verdict;
+        }
+        if keys.is_empty() {
+            verdict.decision = Decision::Deny(DenyReason::NoKeys);
+            verdict.derived = derived;
+            return verdict;
+        }
+        // Why check every key even after a match: the time taken must not
+        // reveal which key (primary or backup) signed the URL.
+        let mut matched = None;
+        for (i, key) in keys.iter().enumerate() {
+            if hex_digest_matches(&Self::digest(key, stream, time), secret) && matched.is_none() {
+                matched = Some(i);
+            }
+        }
+        verdict.decision = match matched {
+            None => Decision::Deny(DenyReason::BadSignature),
+            Some(i) => {
+                derived.push(("key", Cow::Owned(key_label(i))));
+                check_expiry(expires_at, now, self.common.clock_skew_secs)
+            }
+        };
+        verdict.derived = derived;
+        verdict
+    }
+
+    fn auth_params(&self) -> &[String] {
+        &self.params
+    }
+
+    fn sign(
+        &self,
+        path: &str,
+        query: Option<&str>,
+        key: &Secret,
+        expires_at: u64,
+    ) -> Result<Signed, SignError> {
+        let stream = stream_name(path);
+        if stream.is_empty() {
+            return Err(SignError::BadPath("the path has no stream name".into()));
+        }
+        let tx_time = self.time_format.format(expires_at);
+        let secret = lower_hex(&Self::digest(key, stream, &tx_time));
+        Ok(Signed {
+            path: path.to_owned(),
+            query: append_params(
+                query,
+                &[(&self.params[0], &secret), (&self.params[1], &tx_time)],
+            ),
+        })
+    }
+}
+
+/// `primary`, `backup`, then `key#3`… for the derived fields.
+pub(crate) fn key_label(i: usize) -> String {
+    match i {
+        0 => "primary".to_owned(),
+        1 => "backup".to_owned(),
+        n => format!("key#{}", n + 1),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const VECTOR_KEY: &str = "e12c46f2612d5106e2034781ab261ca3";
+
+    fn verifier() -> Tencent {
+        Tencent::new(0, TimeFormat::Hex, Common { clock_skew_secs: 0 })
+    }
+
+    fn keys(k: &[&str]) -> KeySet {
+        KeySet::new(k.iter().map(|s| Secret::new(*s)).collect())
+    }
+
+    fn view<'a>(path: &'a str, query: &'a str) -> RequestView<'a> {
+        RequestView {
+            host: "play.example.com",
+            path,
+            query: Some(query),
+            client_ip: None,
+        }
+    }
+
+    #[test]
+    fn vendor_vector_matches() {
+        // Official doc: key e12c…ca3, stream "test", txTime 5C271099.
+        let d = Tencent::digest(&Secret::new(VECTOR_KEY), "test", "5C271099");
+        assert_eq!(lower_hex(&d), "f85a2ab363fe4deaffef9754d79da6fe");
+    }
+
+    #[test]
+    fn vendor_vector_url_is_allowed_until_its_time() {
+        let v = verifier();
+        let req = view(
+            "/live/test.flv",
+            "txSecret=f85a2ab363fe4deaffef9754d79da6fe&txTime=5C271099",
+        );
+        let verdict = v.verify(&req, &keys(&[VECTOR_KEY]), 0x5C27_1099);
+        assert_eq!(verdict.decision, Decision::Allow);
+        assert_eq!(verdict.expires_at, Some(0x5C27_1099));
+        assert!(verdict.derived.contains(&("stream", Cow::Borrowed("test"))));
+    }
+
+    #[test]
+    fn expiry_boundary_now_equal_allowed_plus_one_denied() {
+        let v = Tencent::new(300, TimeFormat::Hex, Common { clock_skew_secs: 0 });
+        let req = view(
+            "/live/test.m3u8",
+            "txSecret=f85a2ab363fe4deaffef9754d79da6fe&txTime=5C271099",
+        );
+        let k = keys(&[VECTOR_KEY]);
+        assert_eq!(
+            v.verify(&req, &k, 0x5C27_1099 + 300).decision,
+            Decision::Allow
+        );
+        assert_eq!(
+            v.verify(&req, &k, 0x5C27_1099 + 301).decision,
+            Decision::Deny(DenyReason::Expired)
+        );
+    }
+
+    #[test]
+    fn clock_skew_leeway_extends_the_window() {
+        let v = Tencent::new(0, TimeFormat::Hex, Common { clock_skew_secs: 5 });
+        let req = view(
+            "/live/test.flv",
+            "txSecret=f85a2ab363fe4deaffef9754d79da6fe&txTime=5C271099",
+        );
+        let k = keys(&[VECTOR_KEY]);
+        assert!(v.verify(&req, &k, 0x5C27_1099 + 5).is_allowed());
+        assert!(!v.verify(&req, &k, 0x5C27_1099 + 6).is_allowed());
+    }
+
+    #[test]
+    fn backup_key_is_accepted_during_rotation() {
+        let v = verifier();
+        let req = view(
+            "/live/test.flv",
+            "txSecret=f85a2ab363fe4deaffef9754d79da6fe&txTime=5C271099",
+        );
+        let verdict = v.verify(&req, &keys(&["newprimary", VECTOR_KEY]), 0);
+        assert_eq!(verdict.decision, Decision::Allow);
+        assert!(verdict.derived.contains(&("key", Cow::Borrowed("backup"))));
+    }
+
+    #[test]
+    fn lowercase_tx_time_changes_the_hash() {
+        // The hash covers txTime as written: the same instant in lowercase hex
+        // is a different message, so the uppercase-signed secret fails.
+        let v = verifier();
+        let req = view(
+            "/live/test.flv",
+            "txSecret=f85a2ab363fe4deaffef9754d79da6fe&txTime=5c271099",
+        );
+        assert_eq!(
+            v.verify(&req, &keys(&[VECTOR_KEY]), 0).decision,
+            Decision::Deny(DenyReason::BadSignature)
+        );
+        // …and a URL signed over the lowercase form verifies.
+        let s = lower_hex(&Tencent::digest(
+            &Secret::new(VECTOR_KEY),
+            "test",
+            "5c271099",
+        ));
+        let q = format!("txSecret={s}&txTime=5c271099");
+        assert!(v
+            .verify(&view("/live/test.flv", &q), &keys(&[VECTOR_KEY]), 0)
+            .is_allowed());
+    }
+
+    #[test]
+    fn app_or_extension_in_the_hash_fails() {
+        let v = verifier();
+        let k = Secret::new(VECTOR_KEY);
+        for wrong in ["live/test", "/live/test", "test.flv", "live/test.flv"] {
+            let s = lower_hex(&Tencent::digest(&k, wrong, "5C271099"));
+            let q = format!("txSecret={s}&txTime=5C271099");
+            assert_eq!(
+                v.verify(&view("/live/test.flv", &q), &keys(&[VECTOR_KEY]), 0)
+                    .decision,
+                Decision::Deny(DenyReason::BadSignature),
+                "signing over {wrong:?} must not verify"
+            );
+        }
+    }
+
+    #[test]
+    fn uppercase_signature_is_accepted() {
+        let v = verifier();
+        let req = view(
+            "/live/test.flv",
+            "txSecret=F85A2AB363FE4DEAFFEF9754D79DA6FE&txTime=5C271099",
+        );
+        assert!(v.verify(&req, &keys(&[VECTOR_KEY]), 0).is_allowed());
+    }
+
+    #[test]
+    fn denial_reasons() {
+        let v = verifier();
+        let k = keys(&[VECTOR_KEY]);
+        let cases = [
+            ("", DenyReason::MissingToken),
+            ("foo=bar", DenyReason::MissingToken),
+            ("txTime=5C271099", DenyReason::MalformedToken),
+            (
+                "txSecret=f85a2ab363fe4deaffef9754d79da6fe",
+                DenyReason::MalformedToken,
+            ),
+            (
+                "txSecret=zz5a2ab363fe4deaffef9754d79da6fe&txTime=5C271099",
+                DenyReason::MalformedToken,
+            ),
+            (
+                "txSecret=f85a2ab363fe4deaffef9754d79da6f&txTime=5C271099",
+                DenyReason::MalformedToken,
+            ),
+            (
+                "txSecret=f85a2ab363fe4deaffef9754d79da6fe&txTime=5C27109G",
+                DenyReason::MalformedToken,
+            ),
+            (
+                "txSecret=f85a2ab363fe4deaffef9754d79da6fe&txTime=FFFFFFFFFFFFFFFF",
+                DenyReason::MalformedToken,
+            ),
+            (
+                "txSecret=f85a2ab363fe4deaffef9754d79da6fe&txTime=5C271099&txTime=5C271099",
+                DenyReason::MalformedToken,
+            ),
+            (
+                "txSecret=f85a2ab363fe4deaffef9754d79da6fe&txTime=5C27109A",
+                DenyReason::BadSignature,
+            ),
+            (
+                "txSecret=f85a2ab363fe4deaffef9754d79da6fe&txTime=5C271099",
+                DenyReason::Expired,
+            ),
+        ];
+        for (q, reason) in cases {
+            let mut now = 0;
+            if reason == DenyReason::Expired {
+                now = 0x5C27_1099 + 1;
+            }
+            assert_eq!(
+                v.verify(&view("/live/test.flv", q), &k, now).decision,
+                Decision::Deny(reason),
+                "query {q:?}"
+            );
+        }
+        let empty = KeySet::default();
+        let req = view(
+            "/live/test.flv",
+            "txSecret=f85a2ab363fe4deaffef9754d79da6fe&txTime=5C271099",
+        );
+        assert_eq!(
+            v.verify(&req, &empty, 0).decision,
+            Decision::Deny(DenyReason::NoKeys)
+        );
+    }
+
+    #[test]
+    fn decimal_time_format_when_configured() {
+        let v = Tencent::new(0, TimeFormat::Decimal, Common { clock_skew_secs: 0 });
+        let k = Secret::new("k");
+        let signed = v
+            .sign("/live/s.flv", Some("a=1"), &k, 1_700_000_000)
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        assert!(signed.query.starts_with("a=1&txSecret="));
+        assert!(signed.query.ends_with("&txTime=1700000000"));
+        let req = view("/live/s.flv", &signed.query);
+        assert!(v
+            .verify(&req, &KeySet::new(vec![k]), 1_700_000_000)
+            .is_allowed());
+    }
+
+    #[test]
+    fn sign_produces_the_vendor_vector() {
+        let v = verifier();
+        let signed = v
+            .sign(
+                "/live/test.flv",
+                None,
+                &Secret::new(VECTOR_KEY),
+                0x5C27_1099,
+            )
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        assert_eq!(
+            signed.query,
+            "txSecret=f85a2ab363fe4deaffef9754d79da6fe&txTime=5C271099"
+        );
+        assert_eq!(signed.path, "/live/test.flv");
+    }
+}

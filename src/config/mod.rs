@@ -1,0 +1,936 @@
+//! Configuration: TOML parsed in two stages.
+//!
+//! 1. [`RawConfig`] mirrors the file with `deny_unknown_fields`, so a typo is a
+//!    parse error naming the key.
+//! 2. [`Config::validate`] resolves defaults (`DEFAULT_*`), `${ENV_VAR}`
+//!    secrets, addresses, origins, certificates and cross-field rules, and
+//!    reports *every* problem at once, each with its key path and what to do.
+//!
+//! Everything parses from `&str`, so tests need no files.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{StatusCode, Uri};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::sign::CertifiedKey;
+use serde::Deserialize;
+
+use crate::auth::{Common, RawScheme, Verifier};
+use crate::keys::{KeySet, Secret};
+
+/// Default plain listener when none is configured.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Default admin listener (metrics, health).
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
+/// Seconds a client has to send a complete request head.
+pub const DEFAULT_HEADER_READ_TIMEOUT_SECS: u64 = 10;
+/// Seconds a client has to complete a TLS handshake.
+pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT_SECS: u64 = 10;
+/// Largest request head (request line + headers) accepted, in bytes.
+pub const DEFAULT_MAX_HEADER_BYTES: usize = 16 * 1024;
+/// Smallest value hyper accepts for the HTTP/1 read buffer.
+pub const MIN_MAX_HEADER_BYTES: usize = 8192;
+/// Longest request URI (path + query) accepted, in bytes.
+pub const DEFAULT_MAX_URI_BYTES: usize = 8 * 1024;
+/// Most client connections served at once; further clients wait in the kernel backlog.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// Seconds in-flight requests get to finish on shutdown.
+pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 10;
+/// Seconds to establish a TCP (and TLS) connection to the origin.
+pub const DEFAULT_CONNECT_TIMEOUT_SECS: u64 = 5;
+/// Seconds the origin has to send its response head.
+pub const DEFAULT_RESPONSE_HEADER_TIMEOUT_SECS: u64 = 15;
+/// Seconds an idle pooled origin connection is kept.
+pub const DEFAULT_POOL_IDLE_TIMEOUT_SECS: u64 = 60;
+/// Status for denied requests.
+pub const DEFAULT_DENY_STATUS: u16 = 403;
+/// Longest secret accepted, in bytes.
+pub const MAX_SECRET_BYTES: usize = 1024;
+
+// ---------------------------------------------------------------------------
+// Stage 1: the file as written.
+
+/// The config file as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// `[server]`.
+    #[serde(default)]
+    pub server: RawServer,
+    /// `[admin]`.
+    #[serde(default)]
+    pub admin: RawAdmin,
+    /// `[[site]]`.
+    #[serde(default)]
+    pub site: Vec<RawSite>,
+}
+
+/// `[server]`: listeners, TLS certificates and limits.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    /// Plain listeners (HTTP/1.1 and prior-knowledge h2c).
+    pub listen: Option<Vec<String>>,
+    /// TLS listeners (HTTP/1.1 and h2 via ALPN).
+    #[serde(default)]
+    pub tls_listen: Vec<String>,
+    /// Certificates for the TLS listeners, chosen by SNI.
+    #[serde(default)]
+    pub certificate: Vec<RawCertificate>,
+    /// See [`DEFAULT_HEADER_READ_TIMEOUT_SECS`].
+    pub header_read_timeout_secs: Option<u64>,
+    /// See [`DEFAULT_TLS_HANDSHAKE_TIMEOUT_SECS`].
+    pub tls_handshake_timeout_secs: Option<u64>,
+    /// See [`DEFAULT_MAX_HEADER_BYTES`].
+    pub max_header_bytes: Option<usize>,
+    /// See [`DEFAULT_MAX_URI_BYTES`].
+    pub max_uri_bytes: Option<usize>,
+    /// See [`DEFAULT_MAX_CONNECTIONS`].
+    pub max_connections: Option<usize>,
+    /// See [`DEFAULT_SHUTDOWN_GRACE_SECS`].
+    pub shutdown_grace_secs: Option<u64>,
+}
+
+/// `[[server.certificate]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCertificate {
+    /// PEM certificate chain, leaf first.
+    pub cert_file: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+    /// SNI names this certificate serves (exact, or `*.example.com`).
+    pub server_names: Vec<String>,
+}
+
+/// `[admin]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    /// Admin listener address (`/metrics`, `/healthz`).
+    pub listen: Option<String>,
+}
+
+/// `[[site]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSite {
+    /// Short id: metric label and log field. `[a-z0-9_-]`, 1–64 chars.
+    pub id: String,
+    /// Play domains matched on the Host header (port ignored, case-insensitive).
+    pub domains: Vec<String>,
+    /// Origin base URL, `http://` or `https://`, optionally with a path prefix.
+    pub origin: String,
+    /// PEM CA bundle to verify an https origin with, instead of the webpki roots.
+    pub origin_ca_file: Option<PathBuf>,
+    /// Host header sent to the origin: `origin` (default) or `client`.
+    #[serde(default)]
+    pub origin_host_header: OriginHost,
+    /// See [`DEFAULT_CONNECT_TIMEOUT_SECS`].
+    pub connect_timeout_secs: Option<u64>,
+    /// See [`DEFAULT_RESPONSE_HEADER_TIMEOUT_SECS`].
+    pub response_header_timeout_secs: Option<u64>,
+    /// See [`DEFAULT_POOL_IDLE_TIMEOUT_SECS`].
+    pub pool_idle_timeout_secs: Option<u64>,
+    /// Remove the scheme's auth params from the query before forwarding. Default true.
+    pub strip_auth_params: Option<bool>,
+    /// Status for denied requests, 400–499. Default 403.
+    pub deny_status: Option<u16>,
+    /// Seconds of clock skew tolerated past a URL's expiry. Default 0.
+    #[serde(default)]
+    pub clock_skew_secs: u64,
+    /// `[site.auth]`: the signing scheme and its keys.
+    pub auth: RawScheme,
+}
+
+/// Which Host header the origin receives.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OriginHost {
+    /// The origin URL's authority (default).
+    #[default]
+    Origin,
+    /// The Host the client sent.
+    Client,
+}
+
+// ---------------------------------------------------------------------------
+// Stage 2: validated.
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Listeners, certificates, limits.
+    pub server: ServerConfig,
+    /// Admin listener address.
+    pub admin_listen: SocketAddr,
+    /// Sites, in file order.
+    pub sites: Vec<SiteConfig>,
+}
+
+/// Validated `[server]`.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Plain listeners.
+    pub listen: Vec<SocketAddr>,
+    /// TLS listeners.
+    pub tls_listen: Vec<SocketAddr>,
+    /// Loaded certificates; the first one also serves clients without a matching SNI.
+    pub certificates: Vec<Certificate>,
+    /// Connection limits and timeouts.
+    pub limits: Limits,
+}
+
+/// A loaded certificate and the SNI names it serves (lowercase).
+#[derive(Debug, Clone)]
+pub struct Certificate {
+    /// SNI names, exact or `*.suffix`.
+    pub server_names: Vec<String>,
+    /// Chain and signing key.
+    pub key: Arc<CertifiedKey>,
+}
+
+/// Limits applied to client connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Time to receive a request head.
+    pub header_read_timeout: Duration,
+    /// Time to complete a TLS handshake.
+    pub tls_handshake_timeout: Duration,
+    /// Largest request head.
+    pub max_header_bytes: usize,
+    /// Longest request URI.
+    pub max_uri_bytes: usize,
+    /// Most concurrent connections.
+    pub max_connections: usize,
+    /// Drain time on shutdown.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            header_read_timeout: Duration::from_secs(DEFAULT_HEADER_READ_TIMEOUT_SECS),
+            tls_handshake_timeout: Duration::from_secs(DEFAULT_TLS_HANDSHAKE_TIMEOUT_SECS),
+            max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
+            max_uri_bytes: DEFAULT_MAX_URI_BYTES,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            shutdown_grace: Duration::from_secs(DEFAULT_SHUTDOWN_GRACE_SECS),
+        }
+    }
+}
+
+/// A validated site.
+#[derive(Debug, Clone)]
+pub struct SiteConfig {
+    /// Site id.
+    pub id: String,
+    /// Lowercase play domains.
+    pub domains: Vec<String>,
+    /// Where requests go.
+    pub origin: Origin,
+    /// Host header policy.
+    pub origin_host_header: OriginHost,
+    /// Origin connect timeout (TCP + TLS).
+    pub connect_timeout: Duration,
+    /// Origin response-head timeout.
+    pub response_header_timeout: Duration,
+    /// Idle pooled connection lifetime.
+    pub pool_idle_timeout: Duration,
+    /// Strip auth params before forwarding.
+    pub strip_auth_params: bool,
+    /// Status for denials.
+    pub deny_status: StatusCode,
+    /// The scheme, configured.
+    pub verifier: Arc<dyn Verifier>,
+    /// Keys from the config file.
+    pub keys: KeySet,
+}
+
+/// A validated origin URL.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    /// True for `https://`.
+    pub tls: bool,
+    /// `host[:port]` as written.
+    pub authority: http::uri::Authority,
+    /// Path prefix without trailing `/` (empty for none).
+    pub base_path: String,
+    /// PEM CA bundle replacing the webpki roots, for https origins.
+    pub ca_file: Option<PathBuf>,
+}
+
+// ---------------------------------------------------------------------------
+// Errors.
+
+/// One problem found while validating, with the key path it concerns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Key path, e.g. `site[0].auth.key`.
+    pub path: String,
+    /// What is wrong and what to change.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+/// Why a config could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The TOML did not parse or had unknown/mistyped keys.
+    #[error("config is not valid TOML for streamguard: {0}")]
+    Parse(#[from] toml::de::Error),
+    /// Validation found problems; all are listed.
+    #[error("config has {} problem(s):\n{}", .0.len(), ProblemList(.0))]
+    Invalid(Vec<Problem>),
+}
+
+struct ProblemList<'a>(&'a [Problem]);
+
+impl fmt::Display for ProblemList<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "  - {p}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Validation context: collects problems and resolves `${ENV_VAR}` secrets.
+pub struct Ctx<'e> {
+    problems: Vec<Problem>,
+    env: &'e dyn Fn(&str) -> Option<String>,
+}
+
+impl<'e> Ctx<'e> {
+    /// A context resolving environment variables with `env`.
+    pub fn new(env: &'e dyn Fn(&str) -> Option<String>) -> Self {
+        Ctx {
+            problems: Vec::new(),
+            env,
+        }
+    }
+
+    /// Records a problem at `path`.
+    pub fn problem(&mut self, path: &str, message: impl Into<String>) {
+        self.problems.push(Problem {
+            path: path.to_owned(),
+            message: message.into(),
+        });
+    }
+
+    /// Problems recorded so far.
+    pub fn problem_count(&self) -> usize {
+        self.problems.len()
+    }
+
+    /// Resolves a secret: `${NAME}` reads environment variable NAME, anything
+    /// else is the literal key. Empty or oversized secrets are problems.
+    pub fn secret(&mut self, path: &str, raw: &str) -> Option<Secret> {
+        let value = if let Some(name) = raw.strip_prefix("${").and_then(|r| r.strip_suffix('}')) {
+            let valid_name = !name.is_empty()
+                && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                && !name.as_bytes()[0].is_ascii_digit();
+            if !valid_name {
+                self.problem(path, format!("`${{{name}}}` is not a valid environment variable reference; use ${{NAME}} with NAME of letters, digits and _"));
+                return None;
+            }
+            match (self.env)(name) {
+                Some(v) if !v.is_empty() => v,
+                _ => {
+                    self.problem(path, format!("environment variable {name} is not set or empty; export it or write the key inline"));
+                    return None;
+                }
+            }
+        } else {
+            raw.to_owned()
+        };
+        if value.is_empty() {
+            self.problem(path, "must not be empty");
+            return None;
+        }
+        if value.len() > MAX_SECRET_BYTES {
+            self.problem(path, format!("is longer than {MAX_SECRET_BYTES} bytes"));
+            return None;
+        }
+        if value.trim() != value {
+            self.problem(
+                path,
+                "has leading or trailing whitespace; remove it (the vendor would hash it)",
+            );
+            return None;
+        }
+        Some(Secret::new(value))
+    }
+
+    /// Checks a query parameter name (`[A-Za-z0-9_.-]`, 1–64 chars).
+    pub fn param_name(&mut self, path: &str, name: &str) -> String {
+        let ok = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+        if !ok {
+            self.problem(
+                path,
+                format!(
+                    "`{name}` is not a usable query parameter name; use 1–64 of A-Z a-z 0-9 _ - ."
+                ),
+            );
+        }
+        name.to_owned()
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Loading.
+
+impl Config {
+    /// Reads and validates a config file, resolving `${ENV}` from the process environment.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Config::from_toml(&text, base, &|name| std::env::var(name).ok())
+    }
+
+    /// Parses and validates TOML text. Relative file paths are resolved
+    /// against `base_dir`; `${ENV}` secrets are looked up with `env`.
+    pub fn from_toml(
+        text: &str,
+        base_dir: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text)?;
+        Config::validate(&raw, base_dir, env)
+    }
+
+    /// Stage 2: turns a raw config into a validated one, reporting every problem.
+    pub fn validate(
+        raw: &RawConfig,
+        base_dir: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let mut ctx = Ctx::new(env);
+        let server = validate_server(&raw.server, base_dir, &mut ctx);
+        let admin_listen = parse_addr(
+            &mut ctx,
+            "admin.listen",
+            raw.admin.listen.as_deref().unwrap_or(DEFAULT_ADMIN_LISTEN),
+        );
+        let mut seen_addrs: HashMap<SocketAddr, String> = HashMap::new();
+        let mut note_addr = |ctx: &mut Ctx<'_>, addr: SocketAddr, path: String| {
+            if addr.port() == 0 {
+                return; // ephemeral ports never collide
+            }
+            if let Some(prev) = seen_addrs.insert(addr, path.clone()) {
+                ctx.problem(
+                    &path,
+                    format!(
+                        "address {addr} is also used by {prev}; give each listener its own address"
+                    ),
+                );
+            }
+        };
+        if let Some(server) = &server {
+            for (i, a) in server.listen.iter().enumerate() {
+                note_addr(&mut ctx, *a, format!("server.listen[{i}]"));
+            }
+            for (i, a) in server.tls_listen.iter().enumerate() {
+                note_addr(&mut ctx, *a, format!("server.tls_listen[{i}]"));
+            }
+        }
+        if let Some(a) = admin_listen {
+            note_addr(&mut ctx, a, "admin.listen".to_owned());
+        }
+
+        if raw.site.is_empty() {
+            ctx.problem("site", "no [[site]] is configured; add at least one");
+        }
+        let mut sites = Vec::new();
+        let mut ids: HashMap<&str, usize> = HashMap::new();
+        let mut domains: HashMap<String, usize> = HashMap::new();
+        for (i, s) in raw.site.iter().enumerate() {
+            let path = format!("site[{i}]");
+            if let Some(prev) = ids.insert(s.id.as_str(), i) {
+                ctx.problem(
+                    &format!("{path}.id"),
+                    format!(
+                        "`{}` is already the id of site[{prev}]; ids must be unique",
+                        s.id
+                    ),
+                );
+            }
+            for (j, d) in s.domains.iter().enumerate() {
+                let d = d.to_ascii_lowercase();
+                if let Some(prev) = domains.insert(d.clone(), i) {
+                    if prev != i {
+                        ctx.problem(&format!("{path}.domains[{j}]"), format!("`{d}` is already a domain of site[{prev}]; a domain belongs to one site"));
+                    } else {
+                        ctx.problem(
+                            &format!("{path}.domains[{j}]"),
+                            format!("`{d}` is listed twice"),
+                        );
+                    }
+                }
+            }
+            if let Some(site) = validate_site(s, &path, base_dir, &mut ctx) {
+                sites.push(site);
+            }
+        }
+
+        match (server, admin_listen) {
+            (Some(server), Some(admin_listen)) if ctx.problems.is_empty() => Ok(Config {
+                server,
+                admin_listen,
+                sites,
+            }),
+            _ => Err(ConfigError::Invalid(ctx.problems)),
+        }
+    }
+
+    /// The site serving `host` (already lowercase, without port).
+    pub fn site_for_host(&self, host: &str) -> Option<&SiteConfig> {
+        self.sites
+            .iter()
+            .find(|s| s.domains.iter().any(|d| d == host))
+    }
+}
+
+fn parse_addr(ctx: &mut Ctx<'_>, path: &str, s: &str) -> Option<SocketAddr> {
+    match s.parse() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            ctx.problem(
+                path,
+                format!("`{s}` is not an IP:port address (e.g. 0.0.0.0:8080 or [::]:8443)"),
+            );
+            None
+        }
+    }
+}
+
+fn secs(ctx: &mut Ctx<'_>, path: &str, value: Option<u64>, default: u64, max: u64) -> Duration {
+    let v = value.unwrap_or(default);
+    if v == 0 || v > max {
+        ctx.problem(
+            path,
+            format!("must be between 1 and {max} seconds, got {v}"),
+        );
+    }
+    Duration::from_secs(v)
+}
+
+fn bounded(
+    ctx: &mut Ctx<'_>,
+    path: &str,
+    value: Option<usize>,
+    default: usize,
+    min: usize,
+    max: usize,
+) -> usize {
+    let v = value.unwrap_or(default);
+    if v < min || v > max {
+        ctx.problem(path, format!("must be between {min} and {max}, got {v}"));
+    }
+    v
+}
+
+fn validate_server(raw: &RawServer, base_dir: &Path, ctx: &mut Ctx<'_>) -> Option<ServerConfig> {
+    let before = ctx.problem_count();
+    let default_listen = vec![DEFAULT_LISTEN.to_owned()];
+    let listen_raw = match &raw.listen {
+        Some(l) => l,
+        None if raw.tls_listen.is_empty() => &default_listen,
+        None => &Vec::new(),
+    };
+    let listen: Vec<SocketAddr> = listen_raw
+        .iter()
+        .enumerate()
+        .filter_map(|(i, a)| parse_addr(ctx, &format!("server.listen[{i}]"), a))
+        .collect();
+    let tls_listen: Vec<SocketAddr> = raw
+        .tls_listen
+        .iter()
+        .enumerate()
+        .filter_map(|(i, a)| parse_addr(ctx, &format!("server.tls_listen[{i}]"), a))
+        .collect();
+    if listen_raw.is_empty() && raw.tls_listen.is_empty() {
+        ctx.problem(
+            "server.listen",
+            "no listener: give server.listen or server.tls_listen at least one address",
+        );
+    }
+    if !raw.tls_listen.is_empty() && raw.certificate.is_empty() {
+        ctx.problem(
+            "server.certificate",
+            "server.tls_listen needs at least one [[server.certificate]]",
+        );
+    }
+    let mut certificates = Vec::new();
+    for (i, c) in raw.certificate.iter().enumerate() {
+        let path = format!("server.certificate[{i}]");
+        if let Some(cert) = load_certificate(c, &path, base_dir, ctx) {
+            certificates.push(cert);
+        }
+    }
+    let limits = Limits {
+        header_read_timeout: secs(
+            ctx,
+            "server.header_read_timeout_secs",
+            raw.header_read_timeout_secs,
+            DEFAULT_HEADER_READ_TIMEOUT_SECS,
+            300,
+        ),
+        tls_handshake_timeout: secs(
+            ctx,
+            "server.tls_handshake_timeout_secs",
+            raw.tls_handshake_timeout_secs,
+            DEFAULT_TLS_HANDSHAKE_TIMEOUT_SECS,
+            300,
+        ),
+        max_header_bytes: bounded(
+            ctx,
+            "server.max_header_bytes",
+            raw.max_header_bytes,
+            DEFAULT_MAX_HEADER_BYTES,
+            MIN_MAX_HEADER_BYTES,
+            1 << 20,
+        ),
+        max_uri_bytes: bounded(
+            ctx,
+            "server.max_uri_bytes",
+            raw.max_uri_bytes,
+            DEFAULT_MAX_URI_BYTES,
+            256,
+            64 * 1024,
+        ),
+        max_connections: bounded(
+            ctx,
+            "server.max_connections",
+            raw.max_connections,
+            DEFAULT_MAX_CONNECTIONS,
+            1,
+            1_000_000,
+        ),
+        shutdown_grace: secs(
+            ctx,
+            "server.shutdown_grace_secs",
+            raw.shutdown_grace_secs,
+            DEFAULT_SHUTDOWN_GRACE_SECS,
+            3600,
+        ),
+    };
+    if ctx.problem_count() > before {
+        return None;
+    }
+    Some(ServerConfig {
+        listen,
+        tls_listen,
+        certificates,
+        limits,
+    })
+}
+
+fn resolve(base_dir: &Path, p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_owned()
+    } else {
+        base_dir.join(p)
+    }
+}
+
+fn load_certificate(
+    raw: &RawCertificate,
+    path: &str,
+    base_dir: &Path,
+    ctx: &mut Ctx<'_>,
+) -> Option<Certificate> {
+    let mut names = Vec::new();
+    if raw.server_names.is_empty() {
+        ctx.problem(
+            &format!("{path}.server_names"),
+            "list the SNI names this certificate serves",
+        );
+    }
+    for (i, n) in raw.server_names.iter().enumerate() {
+        let n = n.to_ascii_lowercase();
+        let bare = n.strip_prefix("*.").unwrap_or(&n);
+        if !is_hostname(bare) {
+            ctx.problem(
+                &format!("{path}.server_names[{i}]"),
+                format!("`{n}` is not a host name or *.suffix"),
+            );
+        }
+        names.push(n);
+    }
+    let cert_file = resolve(base_dir, &raw.cert_file);
+    let key_file = resolve(base_dir, &raw.key_file);
+    let chain: Result<Vec<CertificateDer<'static>>, _> =
+        CertificateDer::pem_file_iter(&cert_file).and_then(|it| it.collect());
+    let chain = match chain {
+        Ok(c) if !c.is_empty() => Some(c),
+        Ok(_) => {
+            ctx.problem(
+                &format!("{path}.cert_file"),
+                format!("{} holds no PEM certificate", cert_file.display()),
+            );
+            None
+        }
+        Err(e) => {
+            ctx.problem(
+                &format!("{path}.cert_file"),
+                format!(
+                    "cannot read PEM certificates from {}: {e}",
+                    cert_file.display()
+                ),
+            );
+            None
+        }
+    };
+    let key = match PrivateKeyDer::from_pem_file(&key_file) {
+        Ok(k) => match rustls::crypto::ring::sign::any_supported_type(&k) {
+            Ok(k) => Some(k),
+            Err(e) => {
+                ctx.problem(
+                    &format!("{path}.key_file"),
+                    format!("unsupported private key in {}: {e}", key_file.display()),
+                );
+                None
+            }
+        },
+        Err(e) => {
+            ctx.problem(
+                &format!("{path}.key_file"),
+                format!(
+                    "cannot read a PEM private key from {}: {e}",
+                    key_file.display()
+                ),
+            );
+            None
+        }
+    };
+    let certified = CertifiedKey::new(chain?, key?);
+    if let Err(e) = certified.keys_match() {
+        ctx.problem(path, format!("the key does not match the certificate: {e}"));
+        return None;
+    }
+    Some(Certificate {
+        server_names: names,
+        key: Arc::new(certified),
+    })
+}
+
+/// True for a DNS name or IP literal usable as a play domain.
+pub fn is_hostname(s: &str) -> bool {
+    if s.parse::<std::net::IpAddr>().is_ok() {
+        return true;
+    }
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+}
+
+fn validate_site(
+    raw: &RawSite,
+    path: &str,
+    base_dir: &Path,
+    ctx: &mut Ctx<'_>,
+) -> Option<SiteConfig> {
+    let before = ctx.problem_count();
+    let id_ok = !raw.id.is_empty()
+        && raw.id.len() <= 64
+        && raw
+            .id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+        && !raw.id.starts_with('_');
+    if !id_ok {
+        ctx.problem(
+            &format!("{path}.id"),
+            format!(
+                "`{}` is not a usable site id; use 1–64 of a-z 0-9 _ - (not starting with _)",
+                raw.id
+            ),
+        );
+    }
+    if raw.domains.is_empty() {
+        ctx.problem(&format!("{path}.domains"), "list at least one play domain");
+    }
+    let mut domains = Vec::new();
+    let mut seen = HashSet::new();
+    for (i, d) in raw.domains.iter().enumerate() {
+        let d = d.to_ascii_lowercase();
+        if !is_hostname(&d) {
+            ctx.problem(
+                &format!("{path}.domains[{i}]"),
+                format!("`{d}` is not a host name (no scheme, port or path)"),
+            );
+        }
+        if seen.insert(d.clone()) {
+            domains.push(d);
+        }
+    }
+    let origin = validate_origin(raw, path, base_dir, ctx);
+    let connect_timeout = secs(
+        ctx,
+        &format!("{path}.connect_timeout_secs"),
+        raw.connect_timeout_secs,
+        DEFAULT_CONNECT_TIMEOUT_SECS,
+        300,
+    );
+    let response_header_timeout = secs(
+        ctx,
+        &format!("{path}.response_header_timeout_secs"),
+        raw.response_header_timeout_secs,
+        DEFAULT_RESPONSE_HEADER_TIMEOUT_SECS,
+        3600,
+    );
+    let pool_idle_timeout = secs(
+        ctx,
+        &format!("{path}.pool_idle_timeout_secs"),
+        raw.pool_idle_timeout_secs,
+        DEFAULT_POOL_IDLE_TIMEOUT_SECS,
+        3600,
+    );
+    let deny = raw.deny_status.unwrap_or(DEFAULT_DENY_STATUS);
+    let deny_status = match StatusCode::from_u16(deny) {
+        Ok(s) if s.is_client_error() => s,
+        _ => {
+            ctx.problem(
+                &format!("{path}.deny_status"),
+                format!("must be a 4xx status, got {deny}"),
+            );
+            StatusCode::FORBIDDEN
+        }
+    };
+    if raw.clock_skew_secs > 3600 {
+        ctx.problem(
+            &format!("{path}.clock_skew_secs"),
+            "must be at most 3600 seconds",
+        );
+    }
+    let common = Common {
+        clock_skew_secs: raw.clock_skew_secs,
+    };
+    let built = raw.auth.build(&format!("{path}.auth"), common, ctx);
+    if ctx.problem_count() > before {
+        return None;
+    }
+    let (verifier, keys) = built?;
+    Some(SiteConfig {
+        id: raw.id.clone(),
+        domains,
+        origin: origin?,
+        origin_host_header: raw.origin_host_header,
+        connect_timeout,
+        response_header_timeout,
+        pool_idle_timeout,
+        strip_auth_params: raw.strip_auth_params.unwrap_or(true),
+        deny_status,
+        verifier: Arc::from(verifier),
+        keys,
+    })
+}
+
+fn validate_origin(
+    raw: &RawSite,
+    path: &str,
+    base_dir: &Path,
+    ctx: &mut Ctx<'_>,
+) -> Option<Origin> {
+    let p = format!("{path}.origin");
+    let uri: Uri = match raw.origin.parse() {
+        Ok(u) => u,
+        Err(e) => {
+            ctx.problem(&p, format!("`{}` is not a URL: {e}", raw.origin));
+            return None;
+        }
+    };
+    let tls = match uri.scheme_str() {
+        Some("http") => false,
+        Some("https") => true,
+        _ => {
+            ctx.problem(
+                &p,
+                format!("`{}` must start with http:// or https://", raw.origin),
+            );
+            return None;
+        }
+    };
+    let Some(authority) = uri.authority().cloned() else {
+        ctx.problem(&p, format!("`{}` has no host", raw.origin));
+        return None;
+    };
+    if authority.as_str().contains('@') {
+        ctx.problem(&p, "must not contain user info (user:pass@)");
+        return None;
+    }
+    if uri.query().is_some() {
+        ctx.problem(&p, "must not have a query string");
+        return None;
+    }
+    let base_path = uri.path().trim_end_matches('/').to_owned();
+    let ca_file = raw.origin_ca_file.as_ref().map(|f| resolve(base_dir, f));
+    if let Some(f) = &ca_file {
+        if !tls {
+            ctx.problem(
+                &format!("{path}.origin_ca_file"),
+                "only applies to https:// origins; remove it or use https",
+            );
+        } else {
+            match CertificateDer::pem_file_iter(f).and_then(|it| it.collect::<Result<Vec<_>, _>>())
+            {
+                Ok(c) if !c.is_empty() => {}
+                Ok(_) => ctx.problem(
+                    &format!("{path}.origin_ca_file"),
+                    format!("{} holds no PEM certificate", f.display()),
+                ),
+                Err(e) => ctx.problem(
+                    &format!("{path}.origin_ca_file"),
+                    format!("cannot read PEM certificates from {}: {e}", f.display()),
+                ),
+            }
+        }
+    }
+    Some(Origin {
+        tls,
+        authority,
+        base_path,
+        ca_file,
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,151 @@
+//! streamguard: an auth-token validating reverse proxy for HLS and HTTP-FLV
+//! origins.
+//!
+//! # Layout
+//!
+//! - [`config`]: the TOML schema, parsed raw then validated, with every problem
+//!   reported at once.
+//! - [`auth`]: the [`auth::Verifier`] trait, verdicts and deny reasons, one file
+//!   per signing scheme (Tencent so far), and the pieces they share.
+//! - [`keys`]: the [`keys::Secret`] type and key sets.
+//! - [`proxy`]: the routing snapshot, the request phases
+//!   ([`proxy::handle`]), listeners, TLS, upstream forwarding, responses.
+//! - [`admin`]: the admin listener (`/metrics`, `/healthz`).
+//! - [`metrics`]: every metric name and handle.
+//! - [`demo`]: the built-in demo origin and config behind `streamguard run`.
+//!
+//! The binary (`src/main.rs`) only parses the CLI and calls into this crate;
+//! [`Server::bind`] + [`Server::run`] start a whole proxy, in-process if needed.
+
+pub mod admin;
+pub mod auth;
+pub mod config;
+pub mod demo;
+pub mod keys;
+pub mod metrics;
+pub mod proxy;
+pub mod time;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tokio_rustls::TlsAcceptor;
+use tracing::info;
+
+use config::Config;
+use metrics::Metrics;
+use proxy::{Shared, Snapshot};
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A listener address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// Address.
+        addr: SocketAddr,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// Metrics could not be registered.
+    #[error(transparent)]
+    Metrics(#[from] metrics::MetricsError),
+    /// A site's origin client could not be built.
+    #[error(transparent)]
+    Snapshot(#[from] proxy::SnapshotError),
+    /// The TLS server configuration was refused.
+    #[error("tls setup failed: {0}")]
+    Tls(#[from] rustls::Error),
+}
+
+/// A bound, not yet serving, proxy.
+pub struct Server {
+    shared: Arc<Shared>,
+    listeners: Vec<(TcpListener, bool)>,
+    admin: TcpListener,
+}
+
+impl Server {
+    /// Builds the first snapshot and binds every listener (plain, TLS, admin).
+    pub async fn bind(config: Config) -> Result<Server, StartError> {
+        let metrics = Metrics::new()?;
+        let snapshot = Snapshot::build(&config, &metrics)?;
+        let shared = Arc::new(Shared {
+            snapshot: Arc::new(ArcSwap::from_pointee(snapshot)),
+            metrics,
+        });
+        let mut listeners = Vec::new();
+        let plain = config.server.listen.iter().map(|a| (*a, false));
+        let tls = config.server.tls_listen.iter().map(|a| (*a, true));
+        for (addr, is_tls) in plain.chain(tls) {
+            let l = TcpListener::bind(addr)
+                .await
+                .map_err(|source| StartError::Bind { addr, source })?;
+            listeners.push((l, is_tls));
+        }
+        let addr = config.admin_listen;
+        let admin = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind { addr, source })?;
+        Ok(Server {
+            shared,
+            listeners,
+            admin,
+        })
+    }
+
+    /// Bound proxy addresses, with `true` for TLS listeners.
+    pub fn proxy_addrs(&self) -> Vec<(SocketAddr, bool)> {
+        self.listeners
+            .iter()
+            .filter_map(|(l, tls)| l.local_addr().ok().map(|a| (a, *tls)))
+            .collect()
+    }
+
+    /// Bound admin address.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.local_addr().ok()
+    }
+
+    /// Shared state (snapshot and metrics).
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Serves until `shutdown` becomes true, then drains connections.
+    pub async fn run(self, shutdown: watch::Receiver<bool>) -> Result<(), StartError> {
+        let limits = self.shared.snapshot.load().limits;
+        let permits = Arc::new(Semaphore::new(limits.max_connections));
+        let tls_acceptor = TlsAcceptor::from(Arc::new(proxy::tls::server_config(
+            self.shared.snapshot.clone(),
+        )?));
+        let mut tasks = tokio::task::JoinSet::new();
+        for (listener, is_tls) in self.listeners {
+            if let Ok(addr) = listener.local_addr() {
+                info!(%addr, tls = is_tls, "proxy listening");
+            }
+            tasks.spawn(proxy::listener::serve(
+                listener,
+                is_tls.then(|| tls_acceptor.clone()),
+                self.shared.clone(),
+                limits,
+                permits.clone(),
+                shutdown.clone(),
+            ));
+        }
+        if let Ok(addr) = self.admin.local_addr() {
+            info!(%addr, "admin listening");
+        }
+        tasks.spawn(admin::serve(
+            self.admin,
+            self.shared.clone(),
+            shutdown.clone(),
+        ));
+        while tasks.join_next().await.is_some() {}
+        info!("stopped");
+        Ok(())
+    }
+}

@@ -1,0 +1,151 @@
+//! Every metric streamguard exports, defined in one place.
+//!
+//! Names follow `streamguard_<thing>_<unit>[_total]`. Labels come from fixed
+//! sets only: site ids from the config, outcomes, deny reasons and error kinds
+//! from enums. Never a raw path, an unknown host, or a token.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
+};
+
+/// Requests by site, outcome (`allowed`, `denied`, `rejected`, `error`) and reason.
+pub const REQUESTS_TOTAL: &str = "streamguard_requests_total";
+/// Seconds from request head received to response head ready, by site and outcome.
+pub const REQUEST_DURATION_SECONDS: &str = "streamguard_request_duration_seconds";
+/// Failed origin exchanges by site and kind (`connect`, `timeout`, `protocol`).
+pub const UPSTREAM_ERRORS_TOTAL: &str = "streamguard_upstream_errors_total";
+/// Response body bytes sent to clients, by site.
+pub const RESPONSE_BYTES_TOTAL: &str = "streamguard_response_bytes_total";
+/// Open client connections.
+pub const ACTIVE_CONNECTIONS: &str = "streamguard_active_connections";
+/// Response bodies currently streaming to clients.
+pub const ACTIVE_STREAMS: &str = "streamguard_active_streams";
+/// Client connections that ended with an error (TLS handshake, header timeout, protocol).
+pub const CONNECTION_ERRORS_TOTAL: &str = "streamguard_connection_errors_total";
+
+/// Site label for requests that matched no site.
+pub const UNKNOWN_SITE: &str = "_unknown";
+
+/// Request outcome label values.
+pub mod outcome {
+    /// Verified and forwarded.
+    pub const ALLOWED: &str = "allowed";
+    /// Token denied (see the reason).
+    pub const DENIED: &str = "denied";
+    /// Refused before auth: unknown host, bad path, URI too long.
+    pub const REJECTED: &str = "rejected";
+    /// Forwarding failed (origin down, timeout).
+    pub const ERROR: &str = "error";
+}
+
+/// The metrics handles, registered in one registry.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    /// See [`REQUESTS_TOTAL`].
+    pub requests: IntCounterVec,
+    /// See [`REQUEST_DURATION_SECONDS`].
+    pub request_duration: HistogramVec,
+    /// See [`UPSTREAM_ERRORS_TOTAL`].
+    pub upstream_errors: IntCounterVec,
+    /// See [`RESPONSE_BYTES_TOTAL`].
+    pub response_bytes: IntCounterVec,
+    /// See [`ACTIVE_CONNECTIONS`].
+    pub active_connections: IntGauge,
+    /// See [`ACTIVE_STREAMS`].
+    pub active_streams: IntGauge,
+    /// See [`CONNECTION_ERRORS_TOTAL`].
+    pub connection_errors: IntCounterVec,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+/// Metric construction failed: only possible with a programming error in this module.
+#[derive(Debug, thiserror::Error)]
+#[error("metrics registration failed: {0}")]
+pub struct MetricsError(#[from] prometheus::Error);
+
+impl Metrics {
+    /// Creates every metric in a fresh registry.
+    pub fn new() -> Result<Metrics, MetricsError> {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new(REQUESTS_TOTAL, "Requests by site, outcome and reason."),
+            &["site", "outcome", "reason"],
+        )?;
+        let request_duration = HistogramVec::new(
+            HistogramOpts::new(
+                REQUEST_DURATION_SECONDS,
+                "Seconds from request head to response head, by site and outcome.",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0, 30.0,
+            ]),
+            &["site", "outcome"],
+        )?;
+        let upstream_errors = IntCounterVec::new(
+            Opts::new(
+                UPSTREAM_ERRORS_TOTAL,
+                "Failed origin exchanges by site and kind.",
+            ),
+            &["site", "kind"],
+        )?;
+        let response_bytes = IntCounterVec::new(
+            Opts::new(
+                RESPONSE_BYTES_TOTAL,
+                "Response body bytes sent to clients, by site.",
+            ),
+            &["site"],
+        )?;
+        let active_connections = IntGauge::new(ACTIVE_CONNECTIONS, "Open client connections.")?;
+        let active_streams = IntGauge::new(
+            ACTIVE_STREAMS,
+            "Response bodies currently streaming to clients.",
+        )?;
+        let connection_errors = IntCounterVec::new(
+            Opts::new(
+                CONNECTION_ERRORS_TOTAL,
+                "Client connections that ended with an error, by kind.",
+            ),
+            &["kind"],
+        )?;
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(request_duration.clone()))?;
+        registry.register(Box::new(upstream_errors.clone()))?;
+        registry.register(Box::new(response_bytes.clone()))?;
+        registry.register(Box::new(active_connections.clone()))?;
+        registry.register(Box::new(active_streams.clone()))?;
+        registry.register(Box::new(connection_errors.clone()))?;
+        Ok(Metrics {
+            registry,
+            requests,
+            request_duration,
+            upstream_errors,
+            response_bytes,
+            active_connections,
+            active_streams,
+            connection_errors,
+        })
+    }
+
+    /// The byte counter of one site, resolved once per snapshot so the hot
+    /// path does not hash label values.
+    pub fn site_bytes(&self, site: &str) -> IntCounter {
+        self.response_bytes.with_label_values(&[site])
+    }
+
+    /// Prometheus text exposition of every metric.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        if let Err(error) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            tracing::error!(%error, "encoding metrics failed");
+        }
+        out
+    }
+}

@@ -1,0 +1,124 @@
+//! Response bodies: the boxed type the proxy serves, and the counting wrapper
+//! that streams an origin body through frame by frame.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full};
+use prometheus::{IntCounter, IntGauge};
+
+/// Errors a body can produce.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The body type of every response the proxy sends.
+pub type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
+
+/// A complete, in-memory body.
+pub fn full(data: impl Into<Bytes>) -> ProxyBody {
+    Full::new(data.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+/// An empty body.
+pub fn empty() -> ProxyBody {
+    full(Bytes::new())
+}
+
+pin_project_lite::pin_project! {
+    /// Passes an origin body through unchanged, one frame at a time, counting
+    /// bytes as they pass and holding the active-streams gauge while alive.
+    ///
+    /// Why no buffering: HTTP-FLV bodies never end; each frame is handed to
+    /// hyper as soon as the origin produced it, and hyper only polls for the
+    /// next one when the client has taken the last, so backpressure reaches
+    /// the origin. Dropping this body (client gone) drops the origin body,
+    /// which closes the origin connection.
+    pub struct Counted<B> {
+        #[pin]
+        inner: B,
+        bytes: IntCounter,
+        active: IntGauge,
+    }
+
+    impl<B> PinnedDrop for Counted<B> {
+        fn drop(this: Pin<&mut Self>) {
+            this.active.dec();
+        }
+    }
+}
+
+impl<B> Counted<B> {
+    /// Wraps `inner`, incrementing `active` now and decrementing it on drop.
+    pub fn new(inner: B, bytes: IntCounter, active: IntGauge) -> Self {
+        active.inc();
+        Counted {
+            inner,
+            bytes,
+            active,
+        }
+    }
+}
+
+impl<B> Body for Counted<B>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.project();
+        match this.inner.poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.bytes.inc_by(data.len() as u64);
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// A body fed from a channel: each `Bytes` sent becomes one frame; the body
+/// ends when every sender is dropped. Used by the demo origin.
+pub struct ChannelBody {
+    rx: tokio::sync::mpsc::Receiver<Bytes>,
+}
+
+impl ChannelBody {
+    /// A body and the sender that feeds it; `capacity` frames are buffered.
+    pub fn new(capacity: usize) -> (tokio::sync::mpsc::Sender<Bytes>, ChannelBody) {
+        let (tx, rx) = tokio::sync::mpsc::channel(capacity);
+        (tx, ChannelBody { rx })
+    }
+}
+
+impl Body for ChannelBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.rx.poll_recv(cx).map(|o| o.map(|b| Ok(Frame::data(b))))
+    }
+}

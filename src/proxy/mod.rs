@@ -1,0 +1,323 @@
+//! The proxy: routing snapshot, the request phases, listeners and forwarding.
+//!
+//! [`handle`] is the story of one request:
+//! route → check path → authenticate → forward → filter response → log.
+
+pub mod body;
+pub mod listener;
+pub mod path;
+pub mod respond;
+pub mod tls;
+pub mod upstream;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+use http::header::HOST;
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use prometheus::IntCounter;
+use tracing::{info, warn};
+
+use crate::auth::{strip_params, Decision, RequestView};
+use crate::config::{Config, Limits, SiteConfig};
+use crate::keys::KeySet;
+use crate::metrics::{self, Metrics};
+use body::{Counted, ProxyBody};
+use http_body_util::BodyExt;
+use respond::Stop;
+use upstream::{ClientSide, OriginClient};
+
+/// One site as served: its validated config, keys and pooled origin client.
+pub struct Site {
+    /// Validated config (includes the verifier).
+    pub config: SiteConfig,
+    /// Keys currently valid for this site.
+    pub keys: KeySet,
+    client: OriginClient,
+    bytes: IntCounter,
+}
+
+impl std::fmt::Debug for Site {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Site").field("id", &self.config.id).finish()
+    }
+}
+
+/// Everything a request needs from the config, immutable. A request loads the
+/// current snapshot once and uses it to the end; a reload stores a new one.
+#[derive(Debug)]
+pub struct Snapshot {
+    by_host: HashMap<String, Arc<Site>>,
+    sites: Vec<Arc<Site>>,
+    /// Client connection limits.
+    pub limits: Limits,
+    /// TLS certificates by SNI.
+    pub certs: tls::CertTable,
+}
+
+/// Why a snapshot could not be built from a valid config.
+#[derive(Debug, thiserror::Error)]
+#[error("site {site}: {source}")]
+pub struct SnapshotError {
+    site: String,
+    source: upstream::ClientBuildError,
+}
+
+impl Snapshot {
+    /// Builds the snapshot: one origin client per site, metric handles resolved.
+    pub fn build(config: &Config, metrics: &Metrics) -> Result<Snapshot, SnapshotError> {
+        let mut by_host = HashMap::new();
+        let mut sites = Vec::new();
+        for sc in &config.sites {
+            let client = upstream::build_client(sc).map_err(|source| SnapshotError {
+                site: sc.id.clone(),
+                source,
+            })?;
+            let site = Arc::new(Site {
+                keys: sc.keys.clone(),
+                client,
+                bytes: metrics.site_bytes(&sc.id),
+                config: sc.clone(),
+            });
+            for d in &sc.domains {
+                by_host.insert(d.clone(), site.clone());
+            }
+            sites.push(site);
+        }
+        Ok(Snapshot {
+            by_host,
+            sites,
+            limits: config.server.limits,
+            certs: tls::CertTable::new(&config.server.certificates),
+        })
+    }
+
+    /// The site serving `host` (lowercase, no port).
+    pub fn site(&self, host: &str) -> Option<&Arc<Site>> {
+        self.by_host.get(host)
+    }
+
+    /// All sites, in config order.
+    pub fn sites(&self) -> &[Arc<Site>] {
+        &self.sites
+    }
+}
+
+/// State shared by every connection.
+pub struct Shared {
+    /// The current snapshot.
+    pub snapshot: Arc<ArcSwap<Snapshot>>,
+    /// Metrics registry and handles.
+    pub metrics: Metrics,
+}
+
+/// Per-connection facts.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnInfo {
+    /// Client address.
+    pub remote: SocketAddr,
+    /// Whether the connection is TLS.
+    pub tls: bool,
+}
+
+/// Current unix time in seconds. The only clock read on the request path.
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The host a request is for: HTTP/2 `:authority` or absolute-form URI
+/// first, else the Host header. Returns (as sent, normalized: lowercase, no port).
+pub fn request_host<B>(req: &Request<B>) -> Option<(String, String)> {
+    let raw = match req.uri().authority() {
+        Some(a) => a.as_str().to_owned(),
+        None => req.headers().get(HOST)?.to_str().ok()?.to_owned(),
+    };
+    let norm = normalize_host(&raw)?;
+    Some((raw, norm))
+}
+
+/// Lowercases a `host[:port]` and drops the port (IPv6 brackets kept off).
+pub fn normalize_host(raw: &str) -> Option<String> {
+    let host = if let Some(rest) = raw.strip_prefix('[') {
+        rest.split_once(']')?.0
+    } else {
+        raw.rsplit_once(':').map_or(raw, |(h, port)| {
+            if port.bytes().all(|b| b.is_ascii_digit()) {
+                h
+            } else {
+                raw
+            }
+        })
+    };
+    if host.is_empty() {
+        return None;
+    }
+    Some(host.trim_end_matches('.').to_ascii_lowercase())
+}
+
+/// Serves one request. Never fails: every refusal or failure becomes a
+/// response in `respond`, and is logged and counted here.
+pub async fn handle(
+    shared: Arc<Shared>,
+    conn: ConnInfo,
+    req: Request<Incoming>,
+) -> Response<ProxyBody> {
+    let started = Instant::now();
+    let snapshot = shared.snapshot.load_full();
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let (site, result) = serve(&shared, &snapshot, conn, req).await;
+    let site_id = site
+        .as_ref()
+        .map_or(metrics::UNKNOWN_SITE, |s| s.config.id.as_str());
+    let (response, outcome, reason) = match result {
+        Ok(resp) => (resp, metrics::outcome::ALLOWED, "none"),
+        Err(stop) => {
+            let (outcome, reason) = stop.labels();
+            if let Stop::Upstream(e) = &stop {
+                shared
+                    .metrics
+                    .upstream_errors
+                    .with_label_values(&[site_id, e.kind()])
+                    .inc();
+                warn!(site = site_id, error = %e, "origin request failed");
+            }
+            let deny_status = site
+                .as_ref()
+                .map_or(StatusCode::FORBIDDEN, |s| s.config.deny_status);
+            (stop.into_response(deny_status), outcome, reason)
+        }
+    };
+    let elapsed = started.elapsed();
+    shared
+        .metrics
+        .requests
+        .with_label_values(&[site_id, outcome, reason])
+        .inc();
+    shared
+        .metrics
+        .request_duration
+        .with_label_values(&[site_id, outcome])
+        .observe(elapsed.as_secs_f64());
+    // Why only the path: the query carries signatures.
+    info!(
+        target: "streamguard::access",
+        site = site_id,
+        client = %conn.remote.ip(),
+        %method,
+        path = %path,
+        status = response.status().as_u16(),
+        outcome,
+        reason,
+        ms = elapsed.as_secs_f64() * 1000.0,
+    );
+    response
+}
+
+/// The phases. Returns the site (once routed) and the response or why there is none.
+async fn serve(
+    shared: &Shared,
+    snapshot: &Snapshot,
+    conn: ConnInfo,
+    req: Request<Incoming>,
+) -> (Option<Arc<Site>>, Result<Response<ProxyBody>, Stop>) {
+    // 1. Route: Host → site.
+    let Some((host_header, host)) = request_host(&req) else {
+        return (None, Err(Stop::MissingHost));
+    };
+    let Some(site) = snapshot.site(&host).cloned() else {
+        return (None, Err(Stop::NoSiteForHost));
+    };
+    let result = forward_for_site(shared, snapshot, &site, conn, req, &host_header, &host).await;
+    (Some(site), result)
+}
+
+async fn forward_for_site(
+    shared: &Shared,
+    snapshot: &Snapshot,
+    site: &Site,
+    conn: ConnInfo,
+    req: Request<Incoming>,
+    host_header: &str,
+    host: &str,
+) -> Result<Response<ProxyBody>, Stop> {
+    // 2. Check the request target: bounded and unambiguous.
+    let pq_len = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
+    if pq_len > snapshot.limits.max_uri_bytes {
+        return Err(Stop::UriTooLong);
+    }
+    path::validate(req.uri().path())?;
+
+    // 3. Authenticate: a pure decision over (request view, keys, now).
+    let cfg = &site.config;
+    let view = RequestView {
+        host,
+        path: req.uri().path(),
+        query: req.uri().query(),
+        client_ip: Some(conn.remote.ip().to_canonical()),
+    };
+    let verdict = cfg.verifier.verify(&view, &site.keys, unix_now());
+    if let Decision::Deny(reason) = verdict.decision {
+        return Err(Stop::Denied(reason));
+    }
+
+    // 4. Forward: exactly the verified path; the query minus auth params if asked.
+    let query = match req.uri().query() {
+        Some(q) if cfg.strip_auth_params => strip_params(q, cfg.verifier.auth_params()),
+        Some(q) => Some(q.to_owned()),
+        None => None,
+    };
+    let path_and_query = match query {
+        Some(q) => format!("{}?{}", req.uri().path(), q),
+        None => req.uri().path().to_owned(),
+    };
+    let client_side = ClientSide {
+        remote: conn.remote,
+        tls: conn.tls,
+        host_header,
+    };
+    let upstream_req = upstream::prepare(req, cfg, &path_and_query, client_side)
+        .map_err(|e| Stop::Internal(e.to_string()))?;
+    let mut resp = match tokio::time::timeout(
+        cfg.response_header_timeout,
+        site.client.request(upstream_req),
+    )
+    .await
+    {
+        Ok(Ok(resp)) => resp,
+        Ok(Err(e)) => return Err(upstream::classify(e).into()),
+        Err(_) => return Err(upstream::UpstreamError::Timeout("response head").into()),
+    };
+
+    // 5. Filter the response and stream its body through, counted.
+    upstream::filter_response(&mut resp);
+    let active = shared.metrics.active_streams.clone();
+    Ok(resp.map(|b| Counted::new(b, site.bytes.clone(), active).boxed_unsync()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_normalize_without_port_and_case() {
+        assert_eq!(
+            normalize_host("Play.Example.COM:8080").as_deref(),
+            Some("play.example.com")
+        );
+        assert_eq!(
+            normalize_host("play.example.com.").as_deref(),
+            Some("play.example.com")
+        );
+        assert_eq!(normalize_host("[::1]:8080").as_deref(), Some("::1"));
+        assert_eq!(normalize_host("127.0.0.1").as_deref(), Some("127.0.0.1"));
+        assert_eq!(normalize_host(""), None);
+        assert_eq!(normalize_host(":80"), None);
+    }
+}

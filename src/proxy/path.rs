@@ -1,0 +1,118 @@
+//! Request path rules: what the proxy verifies is exactly what it forwards.
+//!
+//! Why: if the verifier saw one path and the origin another (`/a/../b`,
+//! `//b`, `%2e%2e`), a URL signed for one stream could fetch another. So the
+//! path is never rewritten; paths the origin might interpret differently
+//! from the verifier are rejected instead.
+
+/// Why a path was rejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PathError {
+    /// Not starting with `/` (e.g. `*` or absolute-form leftovers).
+    #[error("path must start with /")]
+    NotAbsolute,
+    /// An empty segment (`//`).
+    #[error("path has an empty segment")]
+    EmptySegment,
+    /// A `.` or `..` segment, literal or percent-encoded.
+    #[error("path has a dot segment")]
+    DotSegment,
+    /// A percent-encoded `/`, `\`, `.`, NUL, or a broken escape.
+    #[error("path has an ambiguous or invalid percent-escape")]
+    BadEscape,
+    /// A backslash, which some origins treat as `/`.
+    #[error("path has a backslash")]
+    Backslash,
+}
+
+/// Accepts a path whose meaning is the same to every reasonable origin.
+pub fn validate(path: &str) -> Result<(), PathError> {
+    let Some(rest) = path.strip_prefix('/') else {
+        return Err(PathError::NotAbsolute);
+    };
+    if path.contains('\\') {
+        return Err(PathError::Backslash);
+    }
+    let bytes = path.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let (Some(h), Some(l)) = (bytes.get(i + 1), bytes.get(i + 2)) else {
+                return Err(PathError::BadEscape);
+            };
+            let (Some(h), Some(l)) = (hex_val(*h), hex_val(*l)) else {
+                return Err(PathError::BadEscape);
+            };
+            let decoded = h << 4 | l;
+            if matches!(decoded, b'/' | b'\\' | b'.' | 0) {
+                return Err(PathError::BadEscape);
+            }
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    if rest.is_empty() {
+        return Ok(());
+    }
+    let segments: Vec<&str> = rest.split('/').collect();
+    let last = segments.len() - 1;
+    for (n, seg) in segments.iter().enumerate() {
+        match *seg {
+            "" if n != last => return Err(PathError::EmptySegment),
+            "." | ".." => return Err(PathError::DotSegment),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn hex_val(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_paths_pass() {
+        for p in [
+            "/",
+            "/live/test.flv",
+            "/live/",
+            "/a/b%20c.m3u8",
+            "/live/x.y.z",
+            "/a/..b",
+        ] {
+            assert_eq!(validate(p), Ok(()), "{p}");
+        }
+    }
+
+    #[test]
+    fn ambiguous_paths_are_rejected() {
+        let cases = [
+            ("live", PathError::NotAbsolute),
+            ("//live/x", PathError::EmptySegment),
+            ("/live//x", PathError::EmptySegment),
+            ("/live/../x", PathError::DotSegment),
+            ("/live/./x", PathError::DotSegment),
+            ("/live/..", PathError::DotSegment),
+            ("/live/%2e%2e/x", PathError::BadEscape),
+            ("/live%2Fx", PathError::BadEscape),
+            ("/live%5cx", PathError::BadEscape),
+            ("/live%00", PathError::BadEscape),
+            ("/live%zz", PathError::BadEscape),
+            ("/live%2", PathError::BadEscape),
+            ("/live\\x", PathError::Backslash),
+        ];
+        for (p, e) in cases {
+            assert_eq!(validate(p), Err(e), "{p}");
+        }
+    }
+}

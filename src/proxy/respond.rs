@@ -1,0 +1,89 @@
+//! The one place where refusals, denials and failures become HTTP responses.
+//!
+//! Client faults → 4xx, origin faults → 502/504, our fault → 500. Every such
+//! response carries `x-streamguard-deny` (denials) or `x-streamguard-error`
+//! (everything else) naming the reason from a fixed set.
+
+use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
+use http::{Response, StatusCode};
+
+use super::body::{full, ProxyBody};
+use super::path::PathError;
+use super::upstream::UpstreamError;
+use crate::auth::DenyReason;
+use crate::metrics::outcome;
+
+/// Response header naming a denial's reason.
+pub const DENY_HEADER: &str = "x-streamguard-deny";
+/// Response header naming a refusal's or failure's reason.
+pub const ERROR_HEADER: &str = "x-streamguard-error";
+
+/// A request that was not forwarded, or whose forwarding failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Stop {
+    /// The token was denied.
+    #[error("denied: {0}")]
+    Denied(DenyReason),
+    /// No site serves the requested host.
+    #[error("no site for this host")]
+    NoSiteForHost,
+    /// The request named no host.
+    #[error("request has no host")]
+    MissingHost,
+    /// The URI exceeds `server.max_uri_bytes`.
+    #[error("uri too long")]
+    UriTooLong,
+    /// The path is ambiguous (see `proxy::path`).
+    #[error("bad path: {0}")]
+    BadPath(#[from] PathError),
+    /// The origin failed.
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+    /// Building the origin request failed (our fault).
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Stop {
+    /// `(outcome, reason)` metric labels.
+    pub fn labels(&self) -> (&'static str, &'static str) {
+        match self {
+            Stop::Denied(r) => (outcome::DENIED, r.as_str()),
+            Stop::NoSiteForHost => (outcome::REJECTED, "unknown_host"),
+            Stop::MissingHost => (outcome::REJECTED, "missing_host"),
+            Stop::UriTooLong => (outcome::REJECTED, "uri_too_long"),
+            Stop::BadPath(_) => (outcome::REJECTED, "bad_path"),
+            Stop::Upstream(UpstreamError::Connect(_)) => (outcome::ERROR, "origin_unreachable"),
+            Stop::Upstream(UpstreamError::Timeout(_)) => (outcome::ERROR, "origin_timeout"),
+            Stop::Upstream(UpstreamError::Protocol(_)) => (outcome::ERROR, "origin_error"),
+            Stop::Internal(_) => (outcome::ERROR, "internal"),
+        }
+    }
+
+    /// The response for this stop; `deny_status` is the site's (403 by default).
+    pub fn into_response(&self, deny_status: StatusCode) -> Response<ProxyBody> {
+        let (_, reason) = self.labels();
+        let (status, header) = match self {
+            Stop::Denied(_) => (deny_status, DENY_HEADER),
+            Stop::NoSiteForHost => (StatusCode::NOT_FOUND, ERROR_HEADER),
+            Stop::MissingHost | Stop::BadPath(_) => (StatusCode::BAD_REQUEST, ERROR_HEADER),
+            Stop::UriTooLong => (StatusCode::URI_TOO_LONG, ERROR_HEADER),
+            Stop::Upstream(UpstreamError::Timeout(_)) => {
+                (StatusCode::GATEWAY_TIMEOUT, ERROR_HEADER)
+            }
+            Stop::Upstream(_) => (StatusCode::BAD_GATEWAY, ERROR_HEADER),
+            Stop::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, ERROR_HEADER),
+        };
+        let body = format!("{} {}\n", status.as_str(), reason);
+        let mut resp = Response::new(full(body));
+        *resp.status_mut() = status;
+        let h = resp.headers_mut();
+        h.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        h.insert(header, HeaderValue::from_static(reason));
+        resp
+    }
+}

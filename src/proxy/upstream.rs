@@ -1,0 +1,209 @@
+//! Forwarding to the origin: one pooled hyper-util client per site, request
+//! header preparation, and classification of origin failures.
+
+use std::error::Error as _;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response, Uri, Version};
+use hyper::body::Incoming;
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
+use rustls::{ClientConfig, RootCertStore};
+
+use super::body::BoxError;
+use crate::config::{OriginHost, SiteConfig};
+
+/// The pooled client of one site.
+pub type OriginClient = Client<HttpsConnector<HttpConnector>, Incoming>;
+
+/// Why an origin client could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientBuildError {
+    /// The CA file could not be read.
+    #[error("cannot load origin CA file {path}: {source}")]
+    CaFile {
+        /// File.
+        path: String,
+        /// Cause.
+        source: rustls::pki_types::pem::Error,
+    },
+    /// rustls refused the configuration.
+    #[error("origin TLS setup failed: {0}")]
+    Tls(#[from] rustls::Error),
+}
+
+/// Builds the site's client: TCP connect timeout, TLS verified against the
+/// webpki roots or the site's CA file, HTTP/1.1 (and h2 via ALPN on https).
+pub fn build_client(site: &SiteConfig) -> Result<OriginClient, ClientBuildError> {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_connect_timeout(Some(site.connect_timeout));
+    http.set_nodelay(true);
+
+    let mut roots = RootCertStore::empty();
+    match &site.origin.ca_file {
+        Some(path) => {
+            let certs = CertificateDer::pem_file_iter(path)
+                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+                .map_err(|source| ClientBuildError::CaFile {
+                    path: path.display().to_string(),
+                    source,
+                })?;
+            roots.add_parsable_certificates(certs);
+        }
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    }
+    let tls =
+        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    let https = HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_all_versions()
+        .wrap_connector(http);
+    Ok(Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(site.pool_idle_timeout)
+        .pool_timer(TokioTimer::new())
+        .timer(TokioTimer::new())
+        .build(https))
+}
+
+/// How an origin exchange failed.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// TCP/TLS connection to the origin failed (refused, unreachable, bad certificate).
+    #[error("origin connect failed: {0}")]
+    Connect(BoxError),
+    /// The origin did not connect or answer in time.
+    #[error("origin timed out during {0}")]
+    Timeout(&'static str),
+    /// The connection broke or the origin spoke bad HTTP.
+    #[error("origin exchange failed: {0}")]
+    Protocol(BoxError),
+}
+
+impl UpstreamError {
+    /// Metric label.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            UpstreamError::Connect(_) => "connect",
+            UpstreamError::Timeout(_) => "timeout",
+            UpstreamError::Protocol(_) => "protocol",
+        }
+    }
+}
+
+/// Classifies a client error: connect timeouts become [`UpstreamError::Timeout`].
+pub fn classify(e: hyper_util::client::legacy::Error) -> UpstreamError {
+    if e.is_connect() {
+        let mut src = e.source();
+        while let Some(s) = src {
+            if let Some(io) = s.downcast_ref::<std::io::Error>() {
+                if io.kind() == std::io::ErrorKind::TimedOut {
+                    return UpstreamError::Timeout("connect");
+                }
+            }
+            if s.to_string().contains("timed out") {
+                return UpstreamError::Timeout("connect");
+            }
+            src = s.source();
+        }
+        return UpstreamError::Connect(Box::new(e));
+    }
+    UpstreamError::Protocol(Box::new(e))
+}
+
+/// Headers that describe one hop, never forwarded (RFC 9110 §7.6.1).
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+];
+
+/// Removes hop-by-hop headers, including those the `Connection` header names.
+pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    let listed: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for name in listed.iter().chain(HOP_BY_HOP.iter()) {
+        headers.remove(name);
+    }
+    headers.remove(header::UPGRADE);
+}
+
+/// What the forwarder needs to know about the client side.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientSide<'a> {
+    /// Client address.
+    pub remote: SocketAddr,
+    /// Whether the client connected over TLS.
+    pub tls: bool,
+    /// The Host the client asked for, as sent (may include a port).
+    pub host_header: &'a str,
+}
+
+/// Turns the client's request into the origin request: absolute origin URI
+/// with `path_and_query`, HTTP/1.1, hop-by-hop headers removed, Host per the
+/// site's policy, and `X-Forwarded-For/-Proto/-Host` set.
+pub fn prepare(
+    mut req: Request<Incoming>,
+    site: &SiteConfig,
+    path_and_query: &str,
+    client: ClientSide<'_>,
+) -> Result<Request<Incoming>, http::Error> {
+    let origin = &site.origin;
+    let uri = Uri::builder()
+        .scheme(if origin.tls { "https" } else { "http" })
+        .authority(origin.authority.clone())
+        .path_and_query(format!("{}{}", origin.base_path, path_and_query))
+        .build()?;
+    *req.uri_mut() = uri;
+    *req.version_mut() = Version::HTTP_11;
+    let headers = req.headers_mut();
+    remove_hop_by_hop(headers);
+    let host = match site.origin_host_header {
+        OriginHost::Origin => HeaderValue::from_str(origin.authority.as_str()),
+        OriginHost::Client => HeaderValue::from_str(client.host_header),
+    };
+    headers.insert(header::HOST, host.map_err(http::Error::from)?);
+    let ip = client.remote.ip().to_canonical().to_string();
+    let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        Some(prev) => format!("{prev}, {ip}"),
+        None => ip,
+    };
+    headers.insert(
+        HeaderName::from_static("x-forwarded-for"),
+        HeaderValue::from_str(&xff).map_err(http::Error::from)?,
+    );
+    headers.insert(
+        HeaderName::from_static("x-forwarded-proto"),
+        HeaderValue::from_static(if client.tls { "https" } else { "http" }),
+    );
+    headers.insert(
+        HeaderName::from_static("x-forwarded-host"),
+        HeaderValue::from_str(client.host_header).map_err(http::Error::from)?,
+    );
+    Ok(req)
+}
+
+/// Cleans an origin response for the client.
+pub fn filter_response<B>(resp: &mut Response<B>) {
+    remove_hop_by_hop(resp.headers_mut());
+}

@@ -1,0 +1,49 @@
+//! Unix-time formatting without a calendar dependency.
+
+/// Converts unix seconds to a UTC civil time `(year, month, day, hour, minute, second)`.
+///
+/// Uses Howard Hinnant's `civil_from_days`, exact for the proleptic Gregorian calendar.
+pub fn civil(secs: u64) -> (i64, u32, u32, u32, u32, u32) {
+    let secs = i64::try_from(secs).unwrap_or(i64::MAX);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    // All casts below are of values bounded by the arithmetic above.
+    let to_u32 = |v: i64| u32::try_from(v).unwrap_or(0);
+    (
+        y,
+        to_u32(m),
+        to_u32(d),
+        to_u32(rem / 3600),
+        to_u32(rem % 3600 / 60),
+        to_u32(rem % 60),
+    )
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ`.
+pub fn rfc3339(secs: u64) -> String {
+    let (y, mo, d, h, mi, s) = civil(secs);
+    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_instants() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(0x5C27_1099), "2018-12-29T06:13:45Z");
+        assert_eq!(rfc3339(1_539_084_154), "2018-10-09T11:22:34Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(4_102_444_800), "2100-01-01T00:00:00Z");
+    }
+}
