@@ -393,7 +393,7 @@ mod tests {
                 DenyReason::MalformedToken,
             ),
             (
-                "txSecret=f85a2ab363fe4deaffef9754d79da6fe&txTime=FFFFFFFFFFFFFFFF",
+                "txSecret=f85a2ab363fe4deaffef9754d79da6fe&txTime=1FFFFFFFFFFFFFFFF",
                 DenyReason::MalformedToken,
             ),
             (

@@ -97,6 +97,18 @@ pub struct RawServer {
     pub shutdown_grace_secs: Option<u64>,
 }
 
+impl RawServer {
+    /// The plain listeners: as written, or [`DEFAULT_LISTEN`] when neither
+    /// `listen` nor `tls_listen` is given.
+    fn plain_listen(&self) -> Vec<String> {
+        match &self.listen {
+            Some(l) => l.clone(),
+            None if self.tls_listen.is_empty() => vec![DEFAULT_LISTEN.to_owned()],
+            None => Vec::new(),
+        }
+    }
+}
+
 /// `[[server.certificate]]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -455,12 +467,14 @@ impl Config {
                 );
             }
         };
-        if let Some(server) = &server {
-            for (i, a) in server.listen.iter().enumerate() {
-                note_addr(&mut ctx, *a, format!("server.listen[{i}]"));
-            }
-            for (i, a) in server.tls_listen.iter().enumerate() {
-                note_addr(&mut ctx, *a, format!("server.tls_listen[{i}]"));
+        // Checked on the raw lists so a clash is reported even when another
+        // server problem made `server` None.
+        let listen_raw = raw.server.plain_listen();
+        for (kind, list) in [("listen", &listen_raw), ("tls_listen", &raw.server.tls_listen)] {
+            for (i, a) in list.iter().enumerate() {
+                if let Ok(a) = a.parse() {
+                    note_addr(&mut ctx, a, format!("server.{kind}[{i}]"));
+                }
             }
         }
         if let Some(a) = admin_listen {
@@ -561,12 +575,7 @@ fn bounded(
 
 fn validate_server(raw: &RawServer, base_dir: &Path, ctx: &mut Ctx<'_>) -> Option<ServerConfig> {
     let before = ctx.problem_count();
-    let default_listen = vec![DEFAULT_LISTEN.to_owned()];
-    let listen_raw = match &raw.listen {
-        Some(l) => l,
-        None if raw.tls_listen.is_empty() => &default_listen,
-        None => &Vec::new(),
-    };
+    let listen_raw = raw.plain_listen();
     let listen: Vec<SocketAddr> = listen_raw
         .iter()
         .enumerate()

@@ -116,9 +116,21 @@ pub fn classify(e: hyper_util::client::legacy::Error) -> UpstreamError {
             }
             src = s.source();
         }
-        return UpstreamError::Connect(Box::new(e));
+        return UpstreamError::Connect(chain(&e).into());
     }
-    UpstreamError::Protocol(Box::new(e))
+    UpstreamError::Protocol(chain(&e).into())
+}
+
+/// `error: cause: cause…`, so the log shows *why* (refused, bad certificate…).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        src = s.source();
+    }
+    out
 }
 
 /// Headers that describe one hop, never forwarded (RFC 9110 §7.6.1).

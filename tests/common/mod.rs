@@ -1,0 +1,375 @@
+//! Test harness: the real `streamguard` binary as a child process, a real
+//! origin (hyper on loopback), and a real HTTP client.
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use md5::{Digest, Md5};
+use streamguard::proxy::body::{BoxError, ChannelBody};
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_streamguard");
+
+/// Tencent signature computed independently of the crate:
+/// lower_hex(MD5(key + stream + txTime)).
+pub fn tencent_secret(key: &str, stream: &str, tx_time: &str) -> String {
+    hex::encode(Md5::digest(format!("{key}{stream}{tx_time}").as_bytes()))
+}
+
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// A query signing `path` (stream = last segment without extension) until `expires`.
+pub fn tencent_query(key: &str, path: &str, expires: u64) -> String {
+    let last = path.rsplit('/').next().unwrap();
+    let stream = last.rsplit_once('.').map_or(last, |(s, _)| s);
+    let t = format!("{expires:X}");
+    format!("txSecret={}&txTime={t}", tencent_secret(key, stream, &t))
+}
+
+// ---------------------------------------------------------------------------
+// The proxy process.
+
+pub struct Proxy {
+    child: Child,
+    pub http: Option<SocketAddr>,
+    pub https: Option<SocketAddr>,
+    pub admin: SocketAddr,
+    pub dir: tempfile::TempDir,
+    pub stdout: Vec<String>,
+}
+
+impl Proxy {
+    /// Writes `config` to a temp dir and runs `streamguard run --config` on it.
+    pub fn start(config: &str) -> Proxy {
+        let dir = tempfile::tempdir().unwrap();
+        Proxy::start_in(dir, config, &[])
+    }
+
+    /// Same, in an existing dir (certificates may live there), with extra args.
+    pub fn start_in(dir: tempfile::TempDir, config: &str, extra: &[&str]) -> Proxy {
+        let path = dir.path().join("streamguard.toml");
+        std::fs::write(&path, config).unwrap();
+        let mut args = vec!["run".to_owned(), "--config".to_owned(), path.display().to_string()];
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        Proxy::spawn(dir, &args)
+    }
+
+    /// Runs the binary with `args` and waits for its listening lines.
+    pub fn spawn(dir: tempfile::TempDir, args: &[String]) -> Proxy {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let out = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { return };
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut p = Proxy {
+            child,
+            http: None,
+            https: None,
+            admin: "0.0.0.0:0".parse().unwrap(),
+            dir,
+            stdout: Vec::new(),
+        };
+        loop {
+            let line = match rx.recv_timeout(Duration::from_secs(20)) {
+                Ok(l) => l,
+                Err(e) => panic!("proxy did not report its listeners ({e}); stdout so far: {:?}", p.stdout),
+            };
+            p.stdout.push(line.clone());
+            if let Some(a) = line.strip_prefix("listening proxy http://") {
+                p.http = Some(a.parse().unwrap());
+            } else if let Some(a) = line.strip_prefix("listening proxy https://") {
+                p.https = Some(a.parse().unwrap());
+            } else if let Some(a) = line.strip_prefix("listening admin http://") {
+                p.admin = a.parse().unwrap();
+                break;
+            }
+        }
+        // Keep draining stdout so the child never blocks on a full pipe; the
+        // demo prints more lines after the admin address.
+        let rest = Arc::new(Mutex::new(Vec::new()));
+        let sink = rest.clone();
+        std::thread::spawn(move || {
+            while let Ok(l) = rx.recv() {
+                sink.lock().unwrap().push(l);
+            }
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        p.stdout.extend(rest.lock().unwrap().drain(..));
+        p
+    }
+
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http.expect("no plain listener")
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// The admin `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        let (s, _, b) = get(self.admin, "admin", "/metrics").await;
+        assert_eq!(s, StatusCode::OK);
+        String::from_utf8(b.to_vec()).unwrap()
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The value of one sample line (`name{labels} value`) in metrics text, 0 when absent.
+pub fn metric(text: &str, name_and_labels: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name_and_labels).and_then(|r| r.strip_prefix(' ')))
+        .map_or(0.0, |v| v.trim().parse().unwrap())
+}
+
+// ---------------------------------------------------------------------------
+// The HTTP client.
+
+pub fn client() -> Client<HttpConnector, Empty<Bytes>> {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+/// GET `path_and_query` from `addr` with the given Host; returns status, headers, whole body.
+pub async fn get(addr: SocketAddr, host: &str, path_and_query: &str) -> (StatusCode, HeaderMap, Bytes) {
+    let resp = send(addr, host, path_and_query).await;
+    let (parts, body) = resp.into_parts();
+    let body = tokio::time::timeout(Duration::from_secs(20), body.collect())
+        .await
+        .expect("body not complete in time")
+        .unwrap()
+        .to_bytes();
+    (parts.status, parts.headers, body)
+}
+
+/// GET and return the response with its body still streaming.
+pub async fn send(addr: SocketAddr, host: &str, path_and_query: &str) -> Response<Incoming> {
+    let req = Request::get(format!("http://{addr}{path_and_query}"))
+        .header("host", host)
+        .body(Empty::new())
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(20), client().request(req))
+        .await
+        .expect("no response in time")
+        .unwrap()
+}
+
+// ---------------------------------------------------------------------------
+// The origin.
+
+/// What the origin saw of one request.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub path_and_query: String,
+    pub headers: HeaderMap,
+}
+
+/// A real HTTP origin on loopback. Routes:
+/// - `/hang/...`: never answers;
+/// - `/gated/...`: sends `first\n`, waits for [`Origin::release`], sends `last\n`, ends;
+/// - `/endless/...`: sends a chunk every 20 ms forever; notes when the proxy
+///   hangs up ([`Origin::disconnected`]);
+/// - anything else: 200 with body `origin saw <path and query>`.
+#[derive(Clone)]
+pub struct Origin {
+    pub addr: SocketAddr,
+    pub seen: Arc<Mutex<Vec<Seen>>>,
+    gate: Arc<Notify>,
+    hung_up: Arc<AtomicBool>,
+}
+
+impl Origin {
+    pub async fn start() -> Origin {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Origin::serve(listener, None)
+    }
+
+    /// An origin speaking TLS with the given server config.
+    pub async fn start_tls(cfg: rustls::ServerConfig) -> Origin {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Origin::serve(listener, Some(tokio_rustls::TlsAcceptor::from(Arc::new(cfg))))
+    }
+
+    fn serve(listener: TcpListener, tls: Option<tokio_rustls::TlsAcceptor>) -> Origin {
+        let origin = Origin {
+            addr: listener.local_addr().unwrap(),
+            seen: Arc::default(),
+            gate: Arc::default(),
+            hung_up: Arc::default(),
+        };
+        let o = origin.clone();
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                let o = o.clone();
+                let tls = tls.clone();
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req| {
+                        let o = o.clone();
+                        async move { Ok::<_, Infallible>(o.respond(req).await) }
+                    });
+                    let b = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    match tls {
+                        None => {
+                            let _ = b.serve_connection(TokioIo::new(stream), svc).await;
+                        }
+                        Some(acc) => {
+                            if let Ok(s) = acc.accept(stream).await {
+                                let _ = b.serve_connection(TokioIo::new(s), svc).await;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        origin
+    }
+
+    async fn respond(&self, req: Request<Incoming>) -> Response<http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>> {
+        let pq = req.uri().path_and_query().map_or("/".to_owned(), |p| p.to_string());
+        self.seen.lock().unwrap().push(Seen {
+            method: req.method().to_string(),
+            path_and_query: pq.clone(),
+            headers: req.headers().clone(),
+        });
+        let path = req.uri().path().to_owned();
+        if path.starts_with("/hang/") {
+            std::future::pending::<()>().await;
+        }
+        if path.starts_with("/gated/") {
+            let (tx, body) = ChannelBody::new(1);
+            let gate = self.gate.clone();
+            tokio::spawn(async move {
+                let _ = tx.send(Bytes::from_static(b"first\n")).await;
+                gate.notified().await;
+                let _ = tx.send(Bytes::from_static(b"last\n")).await;
+            });
+            return Response::new(body.boxed_unsync());
+        }
+        if path.starts_with("/endless/") {
+            let (tx, body) = ChannelBody::new(1);
+            let hung_up = self.hung_up.clone();
+            tokio::spawn(async move {
+                let chunk = Bytes::from(vec![b'x'; 4096]);
+                loop {
+                    if tx.send(chunk.clone()).await.is_err() {
+                        hung_up.store(true, Ordering::SeqCst);
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            });
+            return Response::new(body.boxed_unsync());
+        }
+        let mut resp = Response::new(
+            Full::new(Bytes::from(format!("origin saw {pq}")))
+                .map_err(|never| match never {})
+                .boxed_unsync(),
+        );
+        resp.headers_mut().insert("x-origin", "yes".parse().unwrap());
+        resp
+    }
+
+    /// Lets a `/gated/` response finish.
+    pub fn release(&self) {
+        self.gate.notify_one();
+    }
+
+    /// True once an `/endless/` response noticed the proxy hung up.
+    pub fn disconnected(&self) -> bool {
+        self.hung_up.load(Ordering::SeqCst)
+    }
+
+    pub fn last_seen(&self) -> Seen {
+        self.seen.lock().unwrap().last().cloned().expect("origin saw no request")
+    }
+
+    pub fn count(&self) -> usize {
+        self.seen.lock().unwrap().len()
+    }
+}
+
+/// A self-signed certificate for `names`, written as `<stem>.crt`/`<stem>.key` in `dir`.
+pub fn write_cert(dir: &Path, stem: &str, names: &[&str]) -> (PathBuf, PathBuf, rustls::pki_types::CertificateDer<'static>) {
+    let ck = rcgen::generate_simple_self_signed(names.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>()).unwrap();
+    let crt = dir.join(format!("{stem}.crt"));
+    let key = dir.join(format!("{stem}.key"));
+    std::fs::write(&crt, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.key_pair.serialize_pem()).unwrap();
+    (crt, key, ck.cert.der().clone())
+}
+
+/// A standard single-site config in front of `origin`, with the given extra
+/// site lines and auth lines.
+pub fn site_config(origin: &str, site_extra: &str, auth_extra: &str) -> String {
+    format!(
+        r#"
+[server]
+listen = ["127.0.0.1:0"]
+
+[admin]
+listen = "127.0.0.1:0"
+
+[[site]]
+id = "live"
+domains = ["play.example.com"]
+origin = "{origin}"
+{site_extra}
+
+[site.auth]
+scheme = "tencent"
+key = "{KEY}"
+backup_key = "{BACKUP}"
+{auth_extra}
+"#
+    )
+}
+
+pub const KEY: &str = "e12c46f2612d5106e2034781ab261ca3";
+pub const BACKUP: &str = "backupkey0123456789";
+
+pub fn header_map_get<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    h.get(name).and_then(|v| v.to_str().ok())
+}
+
+pub type Labels = HashMap<String, String>;

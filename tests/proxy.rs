@@ -1,0 +1,358 @@
+//! Black-box tests: the real proxy binary between a real client and a real origin.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+use http::{Request, StatusCode, Version};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const HOST: &str = "play.example.com";
+
+async fn setup(site_extra: &str, auth_extra: &str) -> (Origin, Proxy) {
+    let origin = Origin::start().await;
+    let proxy = Proxy::start(&site_config(&format!("http://{}", origin.addr), site_extra, auth_extra));
+    (origin, proxy)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn valid_url_is_forwarded_with_auth_stripped_and_forwarding_headers() {
+    let (origin, proxy) = setup("", "").await;
+    let q = tencent_query(KEY, "/live/test.flv", now() + 60);
+    let (status, headers, body) = get(proxy.http_addr(), "Play.Example.com:8080", &format!("/live/test.flv?a=1&{q}&b=2")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(header_map_get(&headers, "x-origin"), Some("yes"));
+    assert_eq!(body, Bytes::from("origin saw /live/test.flv?a=1&b=2"));
+    let seen = origin.last_seen();
+    assert_eq!(seen.path_and_query, "/live/test.flv?a=1&b=2");
+    assert_eq!(header_map_get(&seen.headers, "host"), Some(origin.addr.to_string().as_str()));
+    assert_eq!(header_map_get(&seen.headers, "x-forwarded-for"), Some("127.0.0.1"));
+    assert_eq!(header_map_get(&seen.headers, "x-forwarded-proto"), Some("http"));
+    assert_eq!(header_map_get(&seen.headers, "x-forwarded-host"), Some("Play.Example.com:8080"));
+    assert!(seen.headers.get("connection").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn client_host_and_auth_params_kept_when_configured() {
+    let (origin, proxy) = setup("origin_host_header = \"client\"\nstrip_auth_params = false", "").await;
+    let q = tencent_query(KEY, "/live/test.m3u8", now() + 60);
+    let (status, _, _) = get(proxy.http_addr(), HOST, &format!("/live/test.m3u8?{q}")).await;
+    assert_eq!(status, StatusCode::OK);
+    let seen = origin.last_seen();
+    assert_eq!(seen.path_and_query, format!("/live/test.m3u8?{q}"));
+    assert_eq!(header_map_get(&seen.headers, "host"), Some(HOST));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_denial_reason_is_a_403_naming_it_and_never_reaches_the_origin() {
+    let (origin, proxy) = setup("", "").await;
+    let t = now() + 60;
+    let good = tencent_query(KEY, "/live/test.flv", t);
+    let past = tencent_query(KEY, "/live/test.flv", now() - 10);
+    let forged = tencent_query("wrong-key", "/live/test.flv", t);
+    let other_stream = tencent_query(KEY, "/live/other.flv", t);
+    let cases = [
+        ("/live/test.flv".to_owned(), "missing_token"),
+        ("/live/test.flv?foo=bar".to_owned(), "missing_token"),
+        (format!("/live/test.flv?txTime={t:X}"), "malformed_token"),
+        (format!("/live/test.flv?txSecret=xyz&txTime={t:X}"), "malformed_token"),
+        (format!("/live/test.flv?{good}&txTime={t:X}"), "malformed_token"),
+        (format!("/live/test.flv?{past}"), "expired"),
+        (format!("/live/test.flv?{forged}"), "bad_signature"),
+        (format!("/live/test.flv?{other_stream}"), "bad_signature"),
+    ];
+    for (pq, reason) in cases {
+        let (status, headers, body) = get(proxy.http_addr(), HOST, &pq).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{pq}");
+        assert_eq!(header_map_get(&headers, "x-streamguard-deny"), Some(reason), "{pq}");
+        assert_eq!(body, Bytes::from(format!("403 {reason}\n")));
+    }
+    assert_eq!(origin.count(), 0, "a denied request reached the origin");
+    let m = proxy.metrics().await;
+    assert_eq!(metric(&m, r#"streamguard_requests_total{outcome="denied",reason="missing_token",site="live"}"#), 2.0);
+    assert_eq!(metric(&m, r#"streamguard_requests_total{outcome="denied",reason="malformed_token",site="live"}"#), 3.0);
+    assert_eq!(metric(&m, r#"streamguard_requests_total{outcome="denied",reason="expired",site="live"}"#), 1.0);
+    assert_eq!(metric(&m, r#"streamguard_requests_total{outcome="denied",reason="bad_signature",site="live"}"#), 2.0);
+    assert!(!m.contains(KEY), "a key leaked into the metrics");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deny_status_is_configurable() {
+    let (_origin, proxy) = setup("deny_status = 401", "").await;
+    let (status, headers, _) = get(proxy.http_addr(), HOST, "/live/test.flv").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(header_map_get(&headers, "x-streamguard-deny"), Some("missing_token"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn backup_key_is_accepted_during_rotation() {
+    let (_origin, proxy) = setup("", "").await;
+    let q = tencent_query(BACKUP, "/live/test.flv", now() + 60);
+    let (status, _, _) = get(proxy.http_addr(), HOST, &format!("/live/test.flv?{q}")).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unknown_host_is_404_and_counted() {
+    let (origin, proxy) = setup("", "").await;
+    let q = tencent_query(KEY, "/live/test.flv", now() + 60);
+    let (status, headers, _) = get(proxy.http_addr(), "evil.example.com", &format!("/live/test.flv?{q}")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(header_map_get(&headers, "x-streamguard-error"), Some("unknown_host"));
+    assert_eq!(origin.count(), 0);
+    let m = proxy.metrics().await;
+    assert_eq!(metric(&m, r#"streamguard_requests_total{outcome="rejected",reason="unknown_host",site="_unknown"}"#), 1.0);
+    assert!(!m.contains("evil.example.com"), "an unknown host became a label");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ambiguous_paths_are_rejected_before_auth() {
+    let (origin, proxy) = setup("", "").await;
+    let q = tencent_query(KEY, "/live/test.flv", now() + 60);
+    for p in ["/live/../live/test.flv", "/live//test.flv", "/live%2ftest.flv", "/live/%2e%2e/test.flv"] {
+        let (status, headers, _) = get(proxy.http_addr(), HOST, &format!("{p}?{q}")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{p}");
+        assert_eq!(header_map_get(&headers, "x-streamguard-error"), Some("bad_path"), "{p}");
+    }
+    assert_eq!(origin.count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn overlong_uri_is_414() {
+    let (_origin, proxy) = setup("", "").await;
+    let long = format!("/live/test.flv?pad={}", "a".repeat(9000));
+    let (status, _, _) = get(proxy.http_addr(), HOST, &long).await;
+    assert_eq!(status, StatusCode::URI_TOO_LONG);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dead_origin_is_502_and_counted() {
+    // Bind then drop a listener: nothing listens on that port any more.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let proxy = Proxy::start(&site_config(&format!("http://{dead}"), "", ""));
+    let q = tencent_query(KEY, "/live/test.flv", now() + 60);
+    let (status, headers, _) = get(proxy.http_addr(), HOST, &format!("/live/test.flv?{q}")).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
+    assert_eq!(header_map_get(&headers, "x-streamguard-error"), Some("origin_unreachable"));
+    let m = proxy.metrics().await;
+    assert_eq!(metric(&m, r#"streamguard_upstream_errors_total{kind="connect",site="live"}"#), 1.0);
+    assert_eq!(metric(&m, r#"streamguard_requests_total{outcome="error",reason="origin_unreachable",site="live"}"#), 1.0);
+    // The proxy itself keeps serving.
+    let (s, _, _) = get(proxy.admin, "admin", "/healthz").await;
+    assert_eq!(s, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn silent_origin_is_504_after_the_response_header_timeout() {
+    let (_origin, proxy) = setup("response_header_timeout_secs = 1", "").await;
+    let q = tencent_query(KEY, "/hang/test.flv", now() + 60);
+    let started = std::time::Instant::now();
+    let (status, headers, _) = get(proxy.http_addr(), HOST, &format!("/hang/test.flv?{q}")).await;
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(header_map_get(&headers, "x-streamguard-error"), Some("origin_timeout"));
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let m = proxy.metrics().await;
+    assert_eq!(metric(&m, r#"streamguard_upstream_errors_total{kind="timeout",site="live"}"#), 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn first_bytes_reach_the_client_before_the_origin_finishes() {
+    let (origin, proxy) = setup("", "").await;
+    let q = tencent_query(KEY, "/gated/stream.flv", now() + 60);
+    let resp = send(proxy.http_addr(), HOST, &format!("/gated/stream.flv?{q}")).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let mut body = resp.into_body();
+    // The origin is still holding its last chunk: the first must already be here.
+    let first = tokio::time::timeout(Duration::from_secs(5), body.frame())
+        .await
+        .expect("first bytes did not arrive while the origin was still sending")
+        .unwrap()
+        .unwrap()
+        .into_data()
+        .unwrap();
+    assert_eq!(first, Bytes::from_static(b"first\n"));
+    origin.release();
+    let rest = tokio::time::timeout(Duration::from_secs(5), body.collect()).await.unwrap().unwrap().to_bytes();
+    assert_eq!(rest, Bytes::from_static(b"last\n"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn client_disconnect_closes_the_origin_stream() {
+    let (origin, proxy) = setup("", "").await;
+    let q = tencent_query(KEY, "/endless/live.flv", now() + 60);
+    let mut s = tokio::net::TcpStream::connect(proxy.http_addr()).await.unwrap();
+    s.write_all(format!("GET /endless/live.flv?{q} HTTP/1.1\r\nHost: {HOST}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut got = 0;
+    while got < 32 * 1024 {
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await.unwrap().unwrap();
+        assert!(n > 0, "stream ended early");
+        got += n;
+    }
+    let m = proxy.metrics().await;
+    assert_eq!(metric(&m, "streamguard_active_streams"), 1.0);
+    assert!(metric(&m, r#"streamguard_response_bytes_total{site="live"}"#) > 0.0);
+    assert!(!origin.disconnected());
+    drop(s);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !origin.disconnected() {
+        assert!(std::time::Instant::now() < deadline, "origin still streaming 5 s after the client left");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let m = proxy.metrics().await;
+    assert_eq!(metric(&m, "streamguard_active_streams"), 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn h2c_prior_knowledge_on_plain_listener() {
+    let (_origin, proxy) = setup("", "").await;
+    let q = tencent_query(KEY, "/live/test.flv", now() + 60);
+    let tcp = tokio::net::TcpStream::connect(proxy.http_addr()).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp)).await.unwrap();
+    tokio::spawn(conn);
+    let req = Request::get(format!("http://{HOST}/live/test.flv?{q}")).body(Empty::<Bytes>::new()).unwrap();
+    let resp = send.send_request(req).await.unwrap();
+    assert_eq!(resp.version(), Version::HTTP_2);
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body, Bytes::from("origin saw /live/test.flv"));
+}
+
+fn tls_client(roots: &[rustls::pki_types::CertificateDer<'static>], alpn: &[&[u8]]) -> tokio_rustls::TlsConnector {
+    let mut store = rustls::RootCertStore::empty();
+    for r in roots {
+        store.add(r.clone()).unwrap();
+    }
+    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(store)
+        .with_no_client_auth();
+    cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    tokio_rustls::TlsConnector::from(Arc::new(cfg))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn http2_over_tls_with_certificates_chosen_by_sni() {
+    let origin = Origin::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (c1, k1, der1) = write_cert(dir.path(), "play", &["play.example.com"]);
+    let (c2, k2, der2) = write_cert(dir.path(), "other", &["other.example.com"]);
+    let config = format!(
+        r#"
+[server]
+tls_listen = ["127.0.0.1:0"]
+[[server.certificate]]
+cert_file = "{}"
+key_file = "{}"
+server_names = ["play.example.com"]
+[[server.certificate]]
+cert_file = "play-other.crt"
+key_file = "play-other.key"
+server_names = ["*.other.example.com", "other.example.com"]
+{}"#,
+        c1.display(),
+        k1.display(),
+        site_config(&format!("http://{}", origin.addr), "", "").replace("[server]\nlisten = [\"127.0.0.1:0\"]\n", "")
+    );
+    // Relative certificate paths resolve against the config file's directory.
+    std::fs::rename(&c2, dir.path().join("play-other.crt")).unwrap();
+    std::fs::rename(&k2, dir.path().join("play-other.key")).unwrap();
+    let proxy = Proxy::start_in(dir, &config, &[]);
+    let addr = proxy.https.expect("no tls listener");
+    assert!(proxy.http.is_none());
+
+    // h2 via ALPN, SNI play.example.com → the play certificate.
+    let connector = tls_client(&[der1.clone(), der2.clone()], &[b"h2", b"http/1.1"]);
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("play.example.com").unwrap();
+    let tls = connector.connect(name, tcp).await.unwrap();
+    {
+        let (_, session) = tls.get_ref();
+        assert_eq!(session.alpn_protocol(), Some(&b"h2"[..]));
+        assert_eq!(session.peer_certificates().unwrap()[0], der1);
+    }
+    let (mut send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls)).await.unwrap();
+    tokio::spawn(conn);
+    let q = tencent_query(KEY, "/live/test.flv", now() + 60);
+    let req = Request::get(format!("https://{HOST}/live/test.flv?{q}")).body(Empty::<Bytes>::new()).unwrap();
+    let resp = send.send_request(req).await.unwrap();
+    assert_eq!(resp.version(), Version::HTTP_2);
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(header_map_get(&origin.last_seen().headers, "x-forwarded-proto"), Some("https"));
+    let req = Request::get(format!("https://{HOST}/live/test.flv")).body(Empty::<Bytes>::new()).unwrap();
+    let resp = send.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+
+    // SNI under the wildcard → the other certificate (verified by its name).
+    for sni in ["a.other.example.com", "other.example.com"] {
+        let connector = tls_client(&[der2.clone()], &[b"http/1.1"]);
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from(sni).unwrap();
+        let tls = connector.connect(name, tcp).await;
+        if sni == "a.other.example.com" {
+            // The certificate names only other.example.com: the client must refuse it,
+            // which proves the wildcard entry selected the `other` certificate.
+            let err = tls.err().expect("hostname mismatch not detected").to_string();
+            assert!(err.contains("not valid for name") || err.contains("NotValidForName"), "{err}");
+        } else {
+            let tls = tls.unwrap();
+            assert_eq!(tls.get_ref().1.peer_certificates().unwrap()[0], der2);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn https_origin_is_verified_against_the_configured_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let (crt, key, der) = write_cert(dir.path(), "origin", &["localhost"]);
+    let key_der = rustls::pki_types::PrivateKeyDer::from_pem_file(&key).unwrap();
+    use rustls::pki_types::pem::PemObject;
+    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![der], key_der)
+        .unwrap();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let origin = Origin::start_tls(cfg).await;
+    let url = format!("https://localhost:{}", origin.addr.port());
+    let q = tencent_query(KEY, "/live/test.flv", now() + 60);
+
+    let trusted = Proxy::start(&site_config(&url, &format!("origin_ca_file = \"{}\"", crt.display()), ""));
+    let (status, _, body) = get(trusted.http_addr(), HOST, &format!("/live/test.flv?{q}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, Bytes::from("origin saw /live/test.flv"));
+
+    // Without the CA the self-signed origin is not trusted: 502, not a silent pass.
+    let untrusted = Proxy::start(&site_config(&url, "", ""));
+    let (status, _, _) = get(untrusted.http_addr(), HOST, &format!("/live/test.flv?{q}")).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_and_health_on_the_admin_listener() {
+    let (_origin, proxy) = setup("", "").await;
+    let q = tencent_query(KEY, "/live/test.flv", now() + 60);
+    for _ in 0..3 {
+        let (s, _, _) = get(proxy.http_addr(), HOST, &format!("/live/test.flv?{q}")).await;
+        assert_eq!(s, StatusCode::OK);
+    }
+    let m = proxy.metrics().await;
+    assert_eq!(metric(&m, r#"streamguard_requests_total{outcome="allowed",reason="none",site="live"}"#), 3.0);
+    assert_eq!(metric(&m, r#"streamguard_request_duration_seconds_count{outcome="allowed",site="live"}"#), 3.0);
+    assert_eq!(
+        metric(&m, r#"streamguard_response_bytes_total{site="live"}"#),
+        3.0 * "origin saw /live/test.flv".len() as f64
+    );
+    assert!(m.contains("streamguard_active_connections"));
+    let (s, _, b) = get(proxy.admin, "admin", "/healthz").await;
+    assert_eq!((s, b), (StatusCode::OK, Bytes::from("ok\n")));
+}
