@@ -201,9 +201,14 @@ async fn wait_for_signal() {
 }
 
 fn print_demo_urls(config: &Config, server: &Server) -> Result<()> {
-    let Some((addr, _)) = server.proxy_addrs().into_iter().next() else {
+    let Some((mut addr, _)) = server.proxy_addrs().into_iter().next() else {
         bail!("the demo has no listener");
     };
+    // A wildcard bind (0.0.0.0, e.g. in Docker) is reached as 127.0.0.1, one
+    // of the demo site's domains.
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
     let site = config
         .sites
         .first()

@@ -1,4 +1,5 @@
 //! The operator commands: `check-config`, `check`, `sign`, and the built-in demo.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests fail loudly")]
 
 mod common;
 
