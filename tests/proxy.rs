@@ -357,3 +357,61 @@ async fn metrics_and_health_on_the_admin_listener() {
     let (s, _, b) = get(proxy.admin, "admin", "/healthz").await;
     assert_eq!((s, b), (StatusCode::OK, Bytes::from("ok\n")));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn oversized_request_head_is_refused() {
+    let (origin, proxy) = setup("", "").await;
+    let mut s = tokio::net::TcpStream::connect(proxy.http_addr()).await.unwrap();
+    let big = "x".repeat(64 * 1024);
+    let req = format!("GET /live/test.flv HTTP/1.1\r\nHost: {HOST}\r\nX-Big: {big}\r\n\r\n");
+    // The proxy may close before reading everything; a write error is fine.
+    let _ = s.write_all(req.as_bytes()).await;
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await.unwrap();
+    let text = String::from_utf8_lossy(&buf);
+    assert!(text.starts_with("HTTP/1.1 431"), "{text}");
+    assert_eq!(origin.count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_request_head_is_cut_off() {
+    let origin = Origin::start().await;
+    let cfg = site_config(&format!("http://{}", origin.addr), "", "")
+        .replace("listen = [\"127.0.0.1:0\"]", "listen = [\"127.0.0.1:0\"]\nheader_read_timeout_secs = 1");
+    let proxy = Proxy::start(&cfg);
+    let mut s = tokio::net::TcpStream::connect(proxy.http_addr()).await.unwrap();
+    s.write_all(b"GET /live/test.flv HTTP/1.1\r\nHost: play").await.unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf))
+        .await
+        .expect("connection still open 5 s after a 1 s header timeout")
+        .unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(900));
+    assert_eq!(origin.count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connections_beyond_the_limit_wait_for_a_free_slot() {
+    let origin = Origin::start().await;
+    let cfg = site_config(&format!("http://{}", origin.addr), "", "")
+        .replace("listen = [\"127.0.0.1:0\"]", "listen = [\"127.0.0.1:0\"]\nmax_connections = 1");
+    let proxy = Proxy::start(&cfg);
+    let q = tencent_query(KEY, "/live/test.flv", now() + 60);
+    let request = format!("GET /live/test.flv?{q} HTTP/1.1\r\nHost: {HOST}\r\n\r\n");
+    // The first connection takes the only slot and stays open (keep-alive).
+    let mut a = tokio::net::TcpStream::connect(proxy.http_addr()).await.unwrap();
+    a.write_all(request.as_bytes()).await.unwrap();
+    let mut buf = [0u8; 1024];
+    let n = a.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    // The second is not served while the first holds the slot…
+    let mut b = tokio::net::TcpStream::connect(proxy.http_addr()).await.unwrap();
+    b.write_all(request.as_bytes()).await.unwrap();
+    let early = tokio::time::timeout(Duration::from_millis(700), b.read(&mut buf)).await;
+    assert!(early.is_err(), "second connection served beyond max_connections = 1");
+    // …and is served as soon as the first goes away.
+    drop(a);
+    let n = tokio::time::timeout(Duration::from_secs(5), b.read(&mut buf)).await.unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+}
