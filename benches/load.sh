@@ -22,6 +22,7 @@ trap cleanup EXIT
 
 mkdir -p "$work/www/live"
 head -c 4096 /dev/urandom > "$work/www/live/seg.ts"
+chmod -R a+rX "$work"
 cat > "$work/nginx.conf" <<NGX
 worker_processes 1;
 pid $work/nginx.pid;
@@ -57,7 +58,7 @@ RUST_LOG=warn "$BIN" run --config "$work/sg.toml" > "$work/sg.out" 2> "$work/sg.
 SG=$!
 sleep 1
 URL=$("$BIN" sign --config "$work/sg.toml" --expires-in 3600 "http://127.0.0.1:18103/live/seg.ts")
-curl -sf -o /dev/null "$URL" || { echo "streamguard did not serve the signed URL"; cat "$work/sg.err"; exit 1; }
+curl -s -o /dev/null -w "%{http_code}\n" "$URL"; curl -sf -o /dev/null "$URL" || { echo "streamguard did not serve the signed URL"; cat "$work/sg.err" "$work/sg.out"; exit 1; }
 
 rps() { wrk -t"$THREADS" -c"$CONNS" -d"${DUR}s" --latency "$1" | tee -a "$work/wrk.log" | awk '/Requests\/sec/ {print $2}'; }
 p99() { awk '/ 99%/ {print $2}' "$work/wrk.log" | tail -1; }

@@ -18,13 +18,19 @@ fn bench(c: &mut Criterion) {
         Secret::new("backupbackupbackupbackupbackup12"),
     ]);
     let signed = v
-        .sign("/live/test.flv", None, &Secret::new("e12c46f2612d5106e2034781ab261ca3"), 4_000_000_000)
+        .sign(
+            "/live/test.flv",
+            None,
+            &Secret::new("e12c46f2612d5106e2034781ab261ca3"),
+            4_000_000_000,
+        )
         .unwrap_or_else(|e| unreachable!("{e}"));
     let good = RequestView {
         host: "play.example.com",
         path: "/live/test.flv",
         query: Some(&signed.query),
         client_ip: None,
+        headers: None,
     };
     // One extra hex digit: malformed, rejected before any hashing.
     let forged_q = signed.query.replace("txSecret=", "txSecret=0");
@@ -39,11 +45,17 @@ fn bench(c: &mut Criterion) {
         b.iter(|| black_box(v.verify(black_box(&forged), &keys, 1_700_000_000)))
     });
     c.bench_function("path_validate", |b| {
-        b.iter(|| black_box(path::validate(black_box("/live/some-stream_name/index-000123.ts"))))
+        b.iter(|| {
+            black_box(path::validate(black_box(
+                "/live/some-stream_name/index-000123.ts",
+            )))
+        })
     });
     let names = v.auth_params().to_vec();
     let q = format!("a=1&{}&b=2", signed.query);
-    c.bench_function("strip_auth_params", |b| b.iter(|| black_box(strip_params(black_box(&q), &names))));
+    c.bench_function("strip_auth_params", |b| {
+        b.iter(|| black_box(strip_params(black_box(&q), &names)))
+    });
 }
 
 criterion_group!(benches, bench);

@@ -48,6 +48,9 @@ enum Command {
         /// Judge as of this unix time instead of now.
         #[arg(long)]
         at: Option<u64>,
+        /// Client address, for schemes that bind tokens to an IP.
+        #[arg(long)]
+        client_ip: Option<std::net::IpAddr>,
         /// Full URL, e.g. http://play.example.com/live/test.flv?txSecret=..&txTime=..
         url: String,
     },
@@ -80,7 +83,12 @@ fn main() -> ExitCode {
             admin_listen,
         } => run(config, listen, admin_listen).map(|()| ExitCode::SUCCESS),
         Command::CheckConfig { file } => check_config(&file),
-        Command::Check { config, at, url } => check(&config, at, &url),
+        Command::Check {
+            config,
+            at,
+            client_ip,
+            url,
+        } => check(&config, at, client_ip, &url),
         Command::Sign {
             config,
             expires_in,
@@ -276,7 +284,12 @@ fn parse_url(url: &str) -> Result<Target> {
     })
 }
 
-fn check(config: &std::path::Path, at: Option<u64>, url: &str) -> Result<ExitCode> {
+fn check(
+    config: &std::path::Path,
+    at: Option<u64>,
+    client_ip: Option<std::net::IpAddr>,
+    url: &str,
+) -> Result<ExitCode> {
     let config = Config::load(config)?;
     let t = parse_url(url)?;
     let now = at.unwrap_or_else(unix_now);
@@ -295,11 +308,15 @@ fn check(config: &std::path::Path, at: Option<u64>, url: &str) -> Result<ExitCod
         host: &t.host,
         path: &t.path,
         query: t.query.as_deref(),
-        client_ip: None,
+        client_ip,
+        headers: None,
     };
     let verdict = site.verifier.verify(&view, &site.keys, now);
     for (k, v) in &verdict.derived {
         println!("{:<9} {v}", format!("{k}:"));
+    }
+    if let Some(p) = &verdict.forward_path {
+        println!("forward:  {p}");
     }
     if let Some(exp) = verdict.expires_at {
         let rel = if now <= exp {

@@ -1,5 +1,10 @@
 //! The operator commands: `check-config`, `check`, `sign`, and the built-in demo.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests fail loudly")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests fail loudly"
+)]
 
 mod common;
 
@@ -18,7 +23,11 @@ fn write_config(dir: &tempfile::TempDir, text: &str) -> String {
 }
 
 fn run(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(BIN).args(args).env("TEST_KEY", KEY).output().unwrap();
+    let out = Command::new(BIN)
+        .args(args)
+        .env("TEST_KEY", KEY)
+        .output()
+        .unwrap();
     (
         out.status.code().unwrap(),
         String::from_utf8(out.stdout).unwrap(),
@@ -35,7 +44,11 @@ fn check_config_accepts_the_examples_and_lists_every_problem() {
         .env("TENCENT_PLAY_BACKUP_KEY", "k2")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let bad = write_config(
@@ -44,7 +57,12 @@ fn check_config_accepts_the_examples_and_lists_every_problem() {
     );
     let (code, _, err) = run(&["check-config", &bad]);
     assert_eq!(code, 2);
-    for needle in ["3 problem(s)", "site[0].domains[0]", "site[0].origin", "site[0].auth.key: environment variable UNSET_FOR_TEST"] {
+    for needle in [
+        "3 problem(s)",
+        "site[0].domains[0]",
+        "site[0].origin",
+        "site[0].auth.key: environment variable UNSET_FOR_TEST",
+    ] {
         assert!(err.contains(needle), "missing {needle:?} in: {err}");
     }
     let (code, _, err) = run(&["check-config", "/nonexistent.toml"]);
@@ -55,37 +73,76 @@ fn check_config_accepts_the_examples_and_lists_every_problem() {
 #[test]
 fn sign_then_check_explains_the_verdict() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(&dir, &site_config("http://127.0.0.1:1", "", "auth_delta_secs = 30").replace(KEY, "${TEST_KEY}"));
+    let cfg = write_config(
+        &dir,
+        &site_config("http://127.0.0.1:1", "", "auth_delta_secs = 30").replace(KEY, "${TEST_KEY}"),
+    );
 
     // The vendor vector, signed by the CLI.
-    let (code, out, err) = run(&["sign", "--config", &cfg, "--expires-at", &0x5C27_1099u64.to_string(), "http://play.example.com/live/test.flv?a=1"]);
+    let (code, out, err) = run(&[
+        "sign",
+        "--config",
+        &cfg,
+        "--expires-at",
+        &0x5C27_1099u64.to_string(),
+        "http://play.example.com/live/test.flv?a=1",
+    ]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(out.trim(), "http://play.example.com/live/test.flv?a=1&txSecret=f85a2ab363fe4deaffef9754d79da6fe&txTime=5C271099");
 
     let url = out.trim();
     let at = |t: u64| t.to_string();
-    let (code, out, _) = run(&["check", "--config", &cfg, "--at", &at(0x5C27_1099 + 30), url]);
+    let (code, out, _) = run(&[
+        "check",
+        "--config",
+        &cfg,
+        "--at",
+        &at(0x5C27_1099 + 30),
+        url,
+    ]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("stream:   test"), "{out}");
     assert!(out.contains("key:      primary"), "{out}");
     assert!(out.contains("2018-12-29T06:14:15Z"), "{out}");
     assert!(out.contains("verdict:  allow"), "{out}");
 
-    let (code, out, _) = run(&["check", "--config", &cfg, "--at", &at(0x5C27_1099 + 31), url]);
+    let (code, out, _) = run(&[
+        "check",
+        "--config",
+        &cfg,
+        "--at",
+        &at(0x5C27_1099 + 31),
+        url,
+    ]);
     assert_eq!(code, 1);
-    assert!(out.contains("verdict:  deny (expired; the proxy answers 403)"), "{out}");
+    assert!(
+        out.contains("verdict:  deny (expired; the proxy answers 403)"),
+        "{out}"
+    );
 
     let forged = url.replace("f85a", "f85b");
     let (code, out, _) = run(&["check", "--config", &cfg, "--at", "0", &forged]);
     assert_eq!(code, 1);
     assert!(out.contains("bad_signature"), "{out}");
 
-    let (code, out, _) = run(&["check", "--config", &cfg, "http://unknown.example.com/live/test.flv"]);
+    let (code, out, _) = run(&[
+        "check",
+        "--config",
+        &cfg,
+        "http://unknown.example.com/live/test.flv",
+    ]);
     assert_eq!(code, 1);
     assert!(out.contains("unknown_host"), "{out}");
 
     // Signing with --expires-in gives a URL the proxy's own check accepts now.
-    let (code, out, _) = run(&["sign", "--config", &cfg, "--expires-in", "60", "http://play.example.com/live/abc.m3u8"]);
+    let (code, out, _) = run(&[
+        "sign",
+        "--config",
+        &cfg,
+        "--expires-in",
+        "60",
+        "http://play.example.com/live/abc.m3u8",
+    ]);
     assert_eq!(code, 0);
     let (code, check_out, _) = run(&["check", "--config", &cfg, out.trim()]);
     assert_eq!(code, 0, "{check_out}");
@@ -98,20 +155,34 @@ fn usage_and_config_errors_exit_2() {
     let (code, _, _) = run(&["check"]);
     assert_eq!(code, 2);
     let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(&dir, &site_config("http://127.0.0.1:1", "", "").replace(KEY, "${TEST_KEY}"));
+    let cfg = write_config(
+        &dir,
+        &site_config("http://127.0.0.1:1", "", "").replace(KEY, "${TEST_KEY}"),
+    );
     let (code, _, err) = run(&["check", "--config", &cfg, "not a url"]);
     assert_eq!(code, 2, "{err}");
-    let (code, _, err) = run(&["sign", "--config", &cfg, "http://play.example.com/live/x.flv"]);
+    let (code, _, err) = run(&[
+        "sign",
+        "--config",
+        &cfg,
+        "http://play.example.com/live/x.flv",
+    ]);
     assert_eq!(code, 2, "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn demo_runs_without_config_and_prints_working_urls() {
     let dir = tempfile::tempdir().unwrap();
-    let args: Vec<String> = ["run", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"]
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect();
+    let args: Vec<String> = [
+        "run",
+        "--listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "127.0.0.1:0",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
     let proxy = Proxy::spawn(dir, &args);
     let urls: Vec<&str> = proxy
         .stdout
@@ -131,14 +202,21 @@ async fn demo_runs_without_config_and_prints_working_urls() {
     let mut body = resp.into_body();
     let mut got = Vec::new();
     while got.len() < 20_000 {
-        let f = tokio::time::timeout(Duration::from_secs(5), body.frame()).await.unwrap().unwrap().unwrap();
+        let f = tokio::time::timeout(Duration::from_secs(5), body.frame())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
         got.extend_from_slice(&f.into_data().unwrap());
     }
     assert_eq!(&got[..3], b"FLV");
     drop(body);
 
     // curl, a real client, fetches the signed playlist; unsigned is denied.
-    let out = Command::new("curl").args(["-s", "-f", &format!("http://{m3u8}")]).output().unwrap();
+    let out = Command::new("curl")
+        .args(["-s", "-f", &format!("http://{m3u8}")])
+        .output()
+        .unwrap();
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("#EXTM3U"));
     let (status, _, body) = get(addr, "127.0.0.1", "/live/demo.flv").await;

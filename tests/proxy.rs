@@ -1,5 +1,10 @@
 //! Black-box tests: the real proxy binary between a real client and a real origin.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests fail loudly")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests fail loudly"
+)]
 
 mod common;
 
@@ -17,7 +22,11 @@ const HOST: &str = "play.example.com";
 
 async fn setup(site_extra: &str, auth_extra: &str) -> (Origin, Proxy) {
     let origin = Origin::start().await;
-    let proxy = Proxy::start(&site_config(&format!("http://{}", origin.addr), site_extra, auth_extra));
+    let proxy = Proxy::start(&site_config(
+        &format!("http://{}", origin.addr),
+        site_extra,
+        auth_extra,
+    ));
     (origin, proxy)
 }
 
@@ -25,22 +34,43 @@ async fn setup(site_extra: &str, auth_extra: &str) -> (Origin, Proxy) {
 async fn valid_url_is_forwarded_with_auth_stripped_and_forwarding_headers() {
     let (origin, proxy) = setup("", "").await;
     let q = tencent_query(KEY, "/live/test.flv", now() + 60);
-    let (status, headers, body) = get(proxy.http_addr(), "Play.Example.com:8080", &format!("/live/test.flv?a=1&{q}&b=2")).await;
+    let (status, headers, body) = get(
+        proxy.http_addr(),
+        "Play.Example.com:8080",
+        &format!("/live/test.flv?a=1&{q}&b=2"),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(header_map_get(&headers, "x-origin"), Some("yes"));
     assert_eq!(body, Bytes::from("origin saw /live/test.flv?a=1&b=2"));
     let seen = origin.last_seen();
     assert_eq!(seen.path_and_query, "/live/test.flv?a=1&b=2");
-    assert_eq!(header_map_get(&seen.headers, "host"), Some(origin.addr.to_string().as_str()));
-    assert_eq!(header_map_get(&seen.headers, "x-forwarded-for"), Some("127.0.0.1"));
-    assert_eq!(header_map_get(&seen.headers, "x-forwarded-proto"), Some("http"));
-    assert_eq!(header_map_get(&seen.headers, "x-forwarded-host"), Some("Play.Example.com:8080"));
+    assert_eq!(
+        header_map_get(&seen.headers, "host"),
+        Some(origin.addr.to_string().as_str())
+    );
+    assert_eq!(
+        header_map_get(&seen.headers, "x-forwarded-for"),
+        Some("127.0.0.1")
+    );
+    assert_eq!(
+        header_map_get(&seen.headers, "x-forwarded-proto"),
+        Some("http")
+    );
+    assert_eq!(
+        header_map_get(&seen.headers, "x-forwarded-host"),
+        Some("Play.Example.com:8080")
+    );
     assert!(seen.headers.get("connection").is_none());
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn client_host_and_auth_params_kept_when_configured() {
-    let (origin, proxy) = setup("origin_host_header = \"client\"\nstrip_auth_params = false", "").await;
+    let (origin, proxy) = setup(
+        "origin_host_header = \"client\"\nstrip_auth_params = false",
+        "",
+    )
+    .await;
     let q = tencent_query(KEY, "/live/test.m3u8", now() + 60);
     let (status, _, _) = get(proxy.http_addr(), HOST, &format!("/live/test.m3u8?{q}")).await;
     assert_eq!(status, StatusCode::OK);
@@ -61,8 +91,14 @@ async fn each_denial_reason_is_a_403_naming_it_and_never_reaches_the_origin() {
         ("/live/test.flv".to_owned(), "missing_token"),
         ("/live/test.flv?foo=bar".to_owned(), "missing_token"),
         (format!("/live/test.flv?txTime={t:X}"), "malformed_token"),
-        (format!("/live/test.flv?txSecret=xyz&txTime={t:X}"), "malformed_token"),
-        (format!("/live/test.flv?{good}&txTime={t:X}"), "malformed_token"),
+        (
+            format!("/live/test.flv?txSecret=xyz&txTime={t:X}"),
+            "malformed_token",
+        ),
+        (
+            format!("/live/test.flv?{good}&txTime={t:X}"),
+            "malformed_token",
+        ),
         (format!("/live/test.flv?{past}"), "expired"),
         (format!("/live/test.flv?{forged}"), "bad_signature"),
         (format!("/live/test.flv?{other_stream}"), "bad_signature"),
@@ -70,15 +106,43 @@ async fn each_denial_reason_is_a_403_naming_it_and_never_reaches_the_origin() {
     for (pq, reason) in cases {
         let (status, headers, body) = get(proxy.http_addr(), HOST, &pq).await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{pq}");
-        assert_eq!(header_map_get(&headers, "x-streamguard-deny"), Some(reason), "{pq}");
+        assert_eq!(
+            header_map_get(&headers, "x-streamguard-deny"),
+            Some(reason),
+            "{pq}"
+        );
         assert_eq!(body, Bytes::from(format!("403 {reason}\n")));
     }
     assert_eq!(origin.count(), 0, "a denied request reached the origin");
     let m = proxy.metrics().await;
-    assert_eq!(metric(&m, r#"streamguard_requests_total{outcome="denied",reason="missing_token",site="live"}"#), 2.0);
-    assert_eq!(metric(&m, r#"streamguard_requests_total{outcome="denied",reason="malformed_token",site="live"}"#), 3.0);
-    assert_eq!(metric(&m, r#"streamguard_requests_total{outcome="denied",reason="expired",site="live"}"#), 1.0);
-    assert_eq!(metric(&m, r#"streamguard_requests_total{outcome="denied",reason="bad_signature",site="live"}"#), 2.0);
+    assert_eq!(
+        metric(
+            &m,
+            r#"streamguard_requests_total{outcome="denied",reason="missing_token",site="live"}"#
+        ),
+        2.0
+    );
+    assert_eq!(
+        metric(
+            &m,
+            r#"streamguard_requests_total{outcome="denied",reason="malformed_token",site="live"}"#
+        ),
+        3.0
+    );
+    assert_eq!(
+        metric(
+            &m,
+            r#"streamguard_requests_total{outcome="denied",reason="expired",site="live"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &m,
+            r#"streamguard_requests_total{outcome="denied",reason="bad_signature",site="live"}"#
+        ),
+        2.0
+    );
     assert!(!m.contains(KEY), "a key leaked into the metrics");
 }
 
@@ -87,7 +151,10 @@ async fn deny_status_is_configurable() {
     let (_origin, proxy) = setup("deny_status = 401", "").await;
     let (status, headers, _) = get(proxy.http_addr(), HOST, "/live/test.flv").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    assert_eq!(header_map_get(&headers, "x-streamguard-deny"), Some("missing_token"));
+    assert_eq!(
+        header_map_get(&headers, "x-streamguard-deny"),
+        Some("missing_token")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -102,23 +169,49 @@ async fn backup_key_is_accepted_during_rotation() {
 async fn unknown_host_is_404_and_counted() {
     let (origin, proxy) = setup("", "").await;
     let q = tencent_query(KEY, "/live/test.flv", now() + 60);
-    let (status, headers, _) = get(proxy.http_addr(), "evil.example.com", &format!("/live/test.flv?{q}")).await;
+    let (status, headers, _) = get(
+        proxy.http_addr(),
+        "evil.example.com",
+        &format!("/live/test.flv?{q}"),
+    )
+    .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    assert_eq!(header_map_get(&headers, "x-streamguard-error"), Some("unknown_host"));
+    assert_eq!(
+        header_map_get(&headers, "x-streamguard-error"),
+        Some("unknown_host")
+    );
     assert_eq!(origin.count(), 0);
     let m = proxy.metrics().await;
-    assert_eq!(metric(&m, r#"streamguard_requests_total{outcome="rejected",reason="unknown_host",site="_unknown"}"#), 1.0);
-    assert!(!m.contains("evil.example.com"), "an unknown host became a label");
+    assert_eq!(
+        metric(
+            &m,
+            r#"streamguard_requests_total{outcome="rejected",reason="unknown_host",site="_unknown"}"#
+        ),
+        1.0
+    );
+    assert!(
+        !m.contains("evil.example.com"),
+        "an unknown host became a label"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn ambiguous_paths_are_rejected_before_auth() {
     let (origin, proxy) = setup("", "").await;
     let q = tencent_query(KEY, "/live/test.flv", now() + 60);
-    for p in ["/live/../live/test.flv", "/live//test.flv", "/live%2ftest.flv", "/live/%2e%2e/test.flv"] {
+    for p in [
+        "/live/../live/test.flv",
+        "/live//test.flv",
+        "/live%2ftest.flv",
+        "/live/%2e%2e/test.flv",
+    ] {
         let (status, headers, _) = get(proxy.http_addr(), HOST, &format!("{p}?{q}")).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{p}");
-        assert_eq!(header_map_get(&headers, "x-streamguard-error"), Some("bad_path"), "{p}");
+        assert_eq!(
+            header_map_get(&headers, "x-streamguard-error"),
+            Some("bad_path"),
+            "{p}"
+        );
     }
     assert_eq!(origin.count(), 0);
 }
@@ -134,15 +227,33 @@ async fn overlong_uri_is_414() {
 #[tokio::test(flavor = "multi_thread")]
 async fn dead_origin_is_502_and_counted() {
     // Bind then drop a listener: nothing listens on that port any more.
-    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let proxy = Proxy::start(&site_config(&format!("http://{dead}"), "", ""));
     let q = tencent_query(KEY, "/live/test.flv", now() + 60);
     let (status, headers, _) = get(proxy.http_addr(), HOST, &format!("/live/test.flv?{q}")).await;
     assert_eq!(status, StatusCode::BAD_GATEWAY);
-    assert_eq!(header_map_get(&headers, "x-streamguard-error"), Some("origin_unreachable"));
+    assert_eq!(
+        header_map_get(&headers, "x-streamguard-error"),
+        Some("origin_unreachable")
+    );
     let m = proxy.metrics().await;
-    assert_eq!(metric(&m, r#"streamguard_upstream_errors_total{kind="connect",site="live"}"#), 1.0);
-    assert_eq!(metric(&m, r#"streamguard_requests_total{outcome="error",reason="origin_unreachable",site="live"}"#), 1.0);
+    assert_eq!(
+        metric(
+            &m,
+            r#"streamguard_upstream_errors_total{kind="connect",site="live"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &m,
+            r#"streamguard_requests_total{outcome="error",reason="origin_unreachable",site="live"}"#
+        ),
+        1.0
+    );
     // The proxy itself keeps serving.
     let (s, _, _) = get(proxy.admin, "admin", "/healthz").await;
     assert_eq!(s, StatusCode::OK);
@@ -155,10 +266,19 @@ async fn silent_origin_is_504_after_the_response_header_timeout() {
     let started = std::time::Instant::now();
     let (status, headers, _) = get(proxy.http_addr(), HOST, &format!("/hang/test.flv?{q}")).await;
     assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
-    assert_eq!(header_map_get(&headers, "x-streamguard-error"), Some("origin_timeout"));
+    assert_eq!(
+        header_map_get(&headers, "x-streamguard-error"),
+        Some("origin_timeout")
+    );
     assert!(started.elapsed() < Duration::from_secs(5));
     let m = proxy.metrics().await;
-    assert_eq!(metric(&m, r#"streamguard_upstream_errors_total{kind="timeout",site="live"}"#), 1.0);
+    assert_eq!(
+        metric(
+            &m,
+            r#"streamguard_upstream_errors_total{kind="timeout",site="live"}"#
+        ),
+        1.0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -178,7 +298,11 @@ async fn first_bytes_reach_the_client_before_the_origin_finishes() {
         .unwrap();
     assert_eq!(first, Bytes::from_static(b"first\n"));
     origin.release();
-    let rest = tokio::time::timeout(Duration::from_secs(5), body.collect()).await.unwrap().unwrap().to_bytes();
+    let rest = tokio::time::timeout(Duration::from_secs(5), body.collect())
+        .await
+        .unwrap()
+        .unwrap()
+        .to_bytes();
     assert_eq!(rest, Bytes::from_static(b"last\n"));
 }
 
@@ -186,14 +310,19 @@ async fn first_bytes_reach_the_client_before_the_origin_finishes() {
 async fn client_disconnect_closes_the_origin_stream() {
     let (origin, proxy) = setup("", "").await;
     let q = tencent_query(KEY, "/endless/live.flv", now() + 60);
-    let mut s = tokio::net::TcpStream::connect(proxy.http_addr()).await.unwrap();
+    let mut s = tokio::net::TcpStream::connect(proxy.http_addr())
+        .await
+        .unwrap();
     s.write_all(format!("GET /endless/live.flv?{q} HTTP/1.1\r\nHost: {HOST}\r\n\r\n").as_bytes())
         .await
         .unwrap();
     let mut buf = vec![0u8; 64 * 1024];
     let mut got = 0;
     while got < 32 * 1024 {
-        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await.unwrap().unwrap();
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
         assert!(n > 0, "stream ended early");
         got += n;
     }
@@ -204,7 +333,10 @@ async fn client_disconnect_closes_the_origin_stream() {
     drop(s);
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while !origin.disconnected() {
-        assert!(std::time::Instant::now() < deadline, "origin still streaming 5 s after the client left");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "origin still streaming 5 s after the client left"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let m = proxy.metrics().await;
@@ -215,10 +347,17 @@ async fn client_disconnect_closes_the_origin_stream() {
 async fn h2c_prior_knowledge_on_plain_listener() {
     let (_origin, proxy) = setup("", "").await;
     let q = tencent_query(KEY, "/live/test.flv", now() + 60);
-    let tcp = tokio::net::TcpStream::connect(proxy.http_addr()).await.unwrap();
-    let (mut send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp)).await.unwrap();
+    let tcp = tokio::net::TcpStream::connect(proxy.http_addr())
+        .await
+        .unwrap();
+    let (mut send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .unwrap();
     tokio::spawn(conn);
-    let req = Request::get(format!("http://{HOST}/live/test.flv?{q}")).body(Empty::<Bytes>::new()).unwrap();
+    let req = Request::get(format!("http://{HOST}/live/test.flv?{q}"))
+        .body(Empty::<Bytes>::new())
+        .unwrap();
     let resp = send.send_request(req).await.unwrap();
     assert_eq!(resp.version(), Version::HTTP_2);
     assert_eq!(resp.status(), StatusCode::OK);
@@ -226,16 +365,21 @@ async fn h2c_prior_knowledge_on_plain_listener() {
     assert_eq!(body, Bytes::from("origin saw /live/test.flv"));
 }
 
-fn tls_client(roots: &[rustls::pki_types::CertificateDer<'static>], alpn: &[&[u8]]) -> tokio_rustls::TlsConnector {
+fn tls_client(
+    roots: &[rustls::pki_types::CertificateDer<'static>],
+    alpn: &[&[u8]],
+) -> tokio_rustls::TlsConnector {
     let mut store = rustls::RootCertStore::empty();
     for r in roots {
         store.add(r.clone()).unwrap();
     }
-    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(store)
-        .with_no_client_auth();
+    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(store)
+    .with_no_client_auth();
     cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     tokio_rustls::TlsConnector::from(Arc::new(cfg))
 }
@@ -261,7 +405,8 @@ server_names = ["*.other.example.com", "other.example.com"]
 {}"#,
         c1.display(),
         k1.display(),
-        site_config(&format!("http://{}", origin.addr), "", "").replace("[server]\nlisten = [\"127.0.0.1:0\"]\n", "")
+        site_config(&format!("http://{}", origin.addr), "", "")
+            .replace("[server]\nlisten = [\"127.0.0.1:0\"]\n", "")
     );
     // Relative certificate paths resolve against the config file's directory.
     std::fs::rename(&c2, dir.path().join("play-other.crt")).unwrap();
@@ -280,15 +425,25 @@ server_names = ["*.other.example.com", "other.example.com"]
         assert_eq!(session.alpn_protocol(), Some(&b"h2"[..]));
         assert_eq!(session.peer_certificates().unwrap()[0], der1);
     }
-    let (mut send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls)).await.unwrap();
+    let (mut send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .unwrap();
     tokio::spawn(conn);
     let q = tencent_query(KEY, "/live/test.flv", now() + 60);
-    let req = Request::get(format!("https://{HOST}/live/test.flv?{q}")).body(Empty::<Bytes>::new()).unwrap();
+    let req = Request::get(format!("https://{HOST}/live/test.flv?{q}"))
+        .body(Empty::<Bytes>::new())
+        .unwrap();
     let resp = send.send_request(req).await.unwrap();
     assert_eq!(resp.version(), Version::HTTP_2);
     assert_eq!(resp.status(), StatusCode::OK);
-    assert_eq!(header_map_get(&origin.last_seen().headers, "x-forwarded-proto"), Some("https"));
-    let req = Request::get(format!("https://{HOST}/live/test.flv")).body(Empty::<Bytes>::new()).unwrap();
+    assert_eq!(
+        header_map_get(&origin.last_seen().headers, "x-forwarded-proto"),
+        Some("https")
+    );
+    let req = Request::get(format!("https://{HOST}/live/test.flv"))
+        .body(Empty::<Bytes>::new())
+        .unwrap();
     let resp = send.send_request(req).await.unwrap();
     assert_eq!(resp.status(), StatusCode::FORBIDDEN);
 
@@ -301,8 +456,14 @@ server_names = ["*.other.example.com", "other.example.com"]
         if sni == "a.other.example.com" {
             // The certificate names only other.example.com: the client must refuse it,
             // which proves the wildcard entry selected the `other` certificate.
-            let err = match tls { Err(e) => e.to_string(), Ok(_) => panic!("hostname mismatch not detected") };
-            assert!(err.contains("not valid for name") || err.contains("NotValidForName"), "{err}");
+            let err = match tls {
+                Err(e) => e.to_string(),
+                Ok(_) => panic!("hostname mismatch not detected"),
+            };
+            assert!(
+                err.contains("not valid for name") || err.contains("NotValidForName"),
+                "{err}"
+            );
         } else {
             let tls = tls.unwrap();
             assert_eq!(tls.get_ref().1.peer_certificates().unwrap()[0], der2);
@@ -316,18 +477,24 @@ async fn https_origin_is_verified_against_the_configured_ca() {
     let (crt, key, der) = write_cert(dir.path(), "origin", &["localhost"]);
     let key_der = rustls::pki_types::PrivateKeyDer::from_pem_file(&key).unwrap();
     use rustls::pki_types::pem::PemObject;
-    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(vec![der], key_der)
-        .unwrap();
+    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![der], key_der)
+    .unwrap();
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     let origin = Origin::start_tls(cfg).await;
     let url = format!("https://localhost:{}", origin.addr.port());
     let q = tencent_query(KEY, "/live/test.flv", now() + 60);
 
-    let trusted = Proxy::start(&site_config(&url, &format!("origin_ca_file = \"{}\"", crt.display()), ""));
+    let trusted = Proxy::start(&site_config(
+        &url,
+        &format!("origin_ca_file = \"{}\"", crt.display()),
+        "",
+    ));
     let (status, _, body) = get(trusted.http_addr(), HOST, &format!("/live/test.flv?{q}")).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body, Bytes::from("origin saw /live/test.flv"));
@@ -347,8 +514,20 @@ async fn metrics_and_health_on_the_admin_listener() {
         assert_eq!(s, StatusCode::OK);
     }
     let m = proxy.metrics().await;
-    assert_eq!(metric(&m, r#"streamguard_requests_total{outcome="allowed",reason="none",site="live"}"#), 3.0);
-    assert_eq!(metric(&m, r#"streamguard_request_duration_seconds_count{outcome="allowed",site="live"}"#), 3.0);
+    assert_eq!(
+        metric(
+            &m,
+            r#"streamguard_requests_total{outcome="allowed",reason="none",site="live"}"#
+        ),
+        3.0
+    );
+    assert_eq!(
+        metric(
+            &m,
+            r#"streamguard_request_duration_seconds_count{outcome="allowed",site="live"}"#
+        ),
+        3.0
+    );
     assert_eq!(
         metric(&m, r#"streamguard_response_bytes_total{site="live"}"#),
         3.0 * "origin saw /live/test.flv".len() as f64
@@ -361,13 +540,17 @@ async fn metrics_and_health_on_the_admin_listener() {
 #[tokio::test(flavor = "multi_thread")]
 async fn oversized_request_head_is_refused() {
     let (origin, proxy) = setup("", "").await;
-    let mut s = tokio::net::TcpStream::connect(proxy.http_addr()).await.unwrap();
+    let mut s = tokio::net::TcpStream::connect(proxy.http_addr())
+        .await
+        .unwrap();
     let big = "x".repeat(64 * 1024);
     let req = format!("GET /live/test.flv HTTP/1.1\r\nHost: {HOST}\r\nX-Big: {big}\r\n\r\n");
     // The proxy may close before reading everything; a write error is fine.
     let _ = s.write_all(req.as_bytes()).await;
     let mut buf = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await.unwrap();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf))
+        .await
+        .unwrap();
     let text = String::from_utf8_lossy(&buf);
     assert!(text.starts_with("HTTP/1.1 431"), "{text}");
     assert_eq!(origin.count(), 0);
@@ -376,11 +559,17 @@ async fn oversized_request_head_is_refused() {
 #[tokio::test(flavor = "multi_thread")]
 async fn slow_request_head_is_cut_off() {
     let origin = Origin::start().await;
-    let cfg = site_config(&format!("http://{}", origin.addr), "", "")
-        .replace("listen = [\"127.0.0.1:0\"]", "listen = [\"127.0.0.1:0\"]\nheader_read_timeout_secs = 1");
+    let cfg = site_config(&format!("http://{}", origin.addr), "", "").replace(
+        "listen = [\"127.0.0.1:0\"]",
+        "listen = [\"127.0.0.1:0\"]\nheader_read_timeout_secs = 1",
+    );
     let proxy = Proxy::start(&cfg);
-    let mut s = tokio::net::TcpStream::connect(proxy.http_addr()).await.unwrap();
-    s.write_all(b"GET /live/test.flv HTTP/1.1\r\nHost: play").await.unwrap();
+    let mut s = tokio::net::TcpStream::connect(proxy.http_addr())
+        .await
+        .unwrap();
+    s.write_all(b"GET /live/test.flv HTTP/1.1\r\nHost: play")
+        .await
+        .unwrap();
     let started = std::time::Instant::now();
     let mut buf = Vec::new();
     tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf))
@@ -394,24 +583,36 @@ async fn slow_request_head_is_cut_off() {
 #[tokio::test(flavor = "multi_thread")]
 async fn connections_beyond_the_limit_wait_for_a_free_slot() {
     let origin = Origin::start().await;
-    let cfg = site_config(&format!("http://{}", origin.addr), "", "")
-        .replace("listen = [\"127.0.0.1:0\"]", "listen = [\"127.0.0.1:0\"]\nmax_connections = 1");
+    let cfg = site_config(&format!("http://{}", origin.addr), "", "").replace(
+        "listen = [\"127.0.0.1:0\"]",
+        "listen = [\"127.0.0.1:0\"]\nmax_connections = 1",
+    );
     let proxy = Proxy::start(&cfg);
     let q = tencent_query(KEY, "/live/test.flv", now() + 60);
     let request = format!("GET /live/test.flv?{q} HTTP/1.1\r\nHost: {HOST}\r\n\r\n");
     // The first connection takes the only slot and stays open (keep-alive).
-    let mut a = tokio::net::TcpStream::connect(proxy.http_addr()).await.unwrap();
+    let mut a = tokio::net::TcpStream::connect(proxy.http_addr())
+        .await
+        .unwrap();
     a.write_all(request.as_bytes()).await.unwrap();
     let mut buf = [0u8; 1024];
     let n = a.read(&mut buf).await.unwrap();
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
     // The second is not served while the first holds the slot…
-    let mut b = tokio::net::TcpStream::connect(proxy.http_addr()).await.unwrap();
+    let mut b = tokio::net::TcpStream::connect(proxy.http_addr())
+        .await
+        .unwrap();
     b.write_all(request.as_bytes()).await.unwrap();
     let early = tokio::time::timeout(Duration::from_millis(700), b.read(&mut buf)).await;
-    assert!(early.is_err(), "second connection served beyond max_connections = 1");
+    assert!(
+        early.is_err(),
+        "second connection served beyond max_connections = 1"
+    );
     // …and is served as soon as the first goes away.
     drop(a);
-    let n = tokio::time::timeout(Duration::from_secs(5), b.read(&mut buf)).await.unwrap().unwrap();
+    let n = tokio::time::timeout(Duration::from_secs(5), b.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
 }

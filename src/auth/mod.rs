@@ -32,8 +32,11 @@ pub struct RequestView<'a> {
     pub path: &'a str,
     /// Raw query string without the `?`, if any.
     pub query: Option<&'a str>,
-    /// The client's address, as seen by the listener.
+    /// The client's address: the peer, or the address a trusted proxy
+    /// reported in `X-Forwarded-For` (see `proxy::client_ip`).
     pub client_ip: Option<IpAddr>,
+    /// Request headers (cookies and header-borne tokens), when available.
+    pub headers: Option<&'a http::HeaderMap>,
 }
 
 /// Why a request was denied. A fixed set: these strings appear in the
@@ -50,18 +53,21 @@ pub enum DenyReason {
     NotYetValid,
     /// No key of the site produced the given signature.
     BadSignature,
+    /// The token is bound to another client address.
+    WrongClient,
     /// The site has no keys to verify with (nothing configured or synced yet).
     NoKeys,
 }
 
 impl DenyReason {
     /// Every reason, for documentation and metric pre-registration.
-    pub const ALL: [DenyReason; 6] = [
+    pub const ALL: [DenyReason; 7] = [
         DenyReason::MissingToken,
         DenyReason::MalformedToken,
         DenyReason::Expired,
         DenyReason::NotYetValid,
         DenyReason::BadSignature,
+        DenyReason::WrongClient,
         DenyReason::NoKeys,
     ];
 
@@ -73,6 +79,7 @@ impl DenyReason {
             DenyReason::Expired => "expired",
             DenyReason::NotYetValid => "not_yet_valid",
             DenyReason::BadSignature => "bad_signature",
+            DenyReason::WrongClient => "wrong_client",
             DenyReason::NoKeys => "no_keys",
         }
     }
@@ -103,6 +110,9 @@ pub struct Verdict<'a> {
     pub expires_at: Option<u64>,
     /// Derived fields for humans (`streamguard check`), never secrets.
     pub derived: Vec<(&'static str, Cow<'a, str>)>,
+    /// The path to forward when it differs from the request path (schemes
+    /// that carry auth in the path, e.g. Alibaba Cloud types B and C).
+    pub forward_path: Option<String>,
 }
 
 impl<'a> Verdict<'a> {
@@ -112,6 +122,15 @@ impl<'a> Verdict<'a> {
             decision: Decision::Deny(reason),
             expires_at: None,
             derived: Vec::new(),
+            forward_path: None,
+        }
+    }
+
+    /// A verdict with what was derived so far, denied for `reason` until decided.
+    pub fn pending(reason: DenyReason, derived: Vec<(&'static str, Cow<'a, str>)>) -> Self {
+        Verdict {
+            derived,
+            ..Verdict::deny(reason)
         }
     }
 
@@ -310,6 +329,115 @@ pub fn check_expiry(expires_at: u64, now: u64, leeway: u64) -> Decision {
     } else {
         Decision::Allow
     }
+}
+
+/// The validity window a token claims. `None` bounds are open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Window {
+    /// Not accepted before this unix time (minus leeway).
+    pub not_before: Option<u64>,
+    /// Not accepted after this unix time (plus leeway).
+    pub expires_at: Option<u64>,
+}
+
+/// The decision once the signature was checked: a bad signature wins over
+/// the window, so `expired` always means "genuine but too old".
+pub fn decide(matched: Option<usize>, window: Window, now: u64, leeway: u64) -> Decision {
+    if matched.is_none() {
+        return Decision::Deny(DenyReason::BadSignature);
+    }
+    if let Some(nb) = window.not_before {
+        if now.saturating_add(leeway) < nb {
+            return Decision::Deny(DenyReason::NotYetValid);
+        }
+    }
+    match window.expires_at {
+        Some(exp) => check_expiry(exp, now, leeway),
+        None => Decision::Allow,
+    }
+}
+
+/// The common end of every scheme's `verify`: with the token parsed and its
+/// window known, try every key with `matches` and decide.
+pub fn conclude<'a>(
+    mut derived: Vec<(&'static str, Cow<'a, str>)>,
+    keys: &KeySet,
+    window: Window,
+    now: u64,
+    leeway: u64,
+    matches: impl FnMut(&Secret) -> bool,
+) -> Verdict<'a> {
+    let decision = if keys.is_empty() {
+        Decision::Deny(DenyReason::NoKeys)
+    } else {
+        let matched = matching_key(keys, matches);
+        if let Some(i) = matched {
+            derived.push(("key", Cow::Owned(key_label(i))));
+        }
+        decide(matched, window, now, leeway)
+    };
+    Verdict {
+        decision,
+        expires_at: window.expires_at,
+        derived,
+        forward_path: None,
+    }
+}
+
+/// Index of the first key for which `matches` holds, trying every key.
+///
+/// Why every key even after a match: the time taken must not reveal which
+/// key (primary or backup) signed the URL.
+pub fn matching_key(keys: &KeySet, mut matches: impl FnMut(&Secret) -> bool) -> Option<usize> {
+    let mut found = None;
+    for (i, key) in keys.iter().enumerate() {
+        if matches(key) && found.is_none() {
+            found = Some(i);
+        }
+    }
+    found
+}
+
+/// `primary`, `backup`, then `key#3`… for the derived fields.
+pub fn key_label(i: usize) -> String {
+    match i {
+        0 => "primary".to_owned(),
+        1 => "backup".to_owned(),
+        n => format!("key#{}", n + 1),
+    }
+}
+
+/// Hex MD5 of the concatenation of `parts`.
+pub fn md5_parts(parts: &[&[u8]]) -> [u8; 16] {
+    use md5::{Digest, Md5};
+    let mut h = Md5::new();
+    for p in parts {
+        h.update(p);
+    }
+    h.finalize().into()
+}
+
+/// Percent-decodes `s` strictly: a `%` not followed by two hex digits is an error.
+pub fn percent_decode(s: &str) -> Option<Vec<u8>> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hexs = s.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hexs, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    Some(out)
+}
+
+/// The path's segments after the leading `/` (`/live/a.flv` → `["live", "a.flv"]`).
+pub fn segments(path: &str) -> Vec<&str> {
+    path.strip_prefix('/').unwrap_or(path).split('/').collect()
 }
 
 /// Lowercase hex of a digest.

@@ -11,13 +11,12 @@
 
 use std::borrow::Cow;
 
-use md5::{Digest, Md5};
 use serde::Deserialize;
 
 use super::{
-    append_params, check_expiry, hex_digest_matches, is_hex_of_len, lower_hex, query_param,
-    stream_name, Common, Decision, DenyReason, RequestView, SignError, Signed, TimeFormat, Verdict,
-    Verifier,
+    append_params, conclude, hex_digest_matches, is_hex_of_len, lower_hex, md5_parts, query_param,
+    stream_name, Common, DenyReason, RequestView, SignError, Signed, TimeFormat, Verdict, Verifier,
+    Window,
 };
 use crate::config::Ctx;
 use crate::keys::{KeySet, Secret};
@@ -122,11 +121,11 @@ impl Tencent {
 
     /// `MD5(KEY + StreamName + txTime)`.
     pub fn digest(key: &Secret, stream: &str, tx_time: &str) -> [u8; 16] {
-        let mut h = Md5::new();
-        h.update(key.expose().as_bytes());
-        h.update(stream.as_bytes());
-        h.update(tx_time.as_bytes());
-        h.finalize().into()
+        md5_parts(&[
+            key.expose().as_bytes(),
+            stream.as_bytes(),
+            tx_time.as_bytes(),
+        ])
     }
 }
 
@@ -148,7 +147,7 @@ impl Verifier for Tencent {
             _ => return Verdict::deny(DenyReason::MalformedToken),
         };
         let stream = stream_name(req.path);
-        let mut derived = vec![
+        let derived = vec![
             ("stream", Cow::Borrowed(stream)),
             ("txTime", Cow::Borrowed(time)),
         ];
@@ -157,43 +156,23 @@ impl Verifier for Tencent {
             .parse(time)
             .and_then(|t| t.checked_add(self.auth_delta_secs));
         let Some(expires_at) = expires_at else {
-            return Verdict {
-                decision: Decision::Deny(DenyReason::MalformedToken),
-                expires_at: None,
-                derived,
-            };
-        };
-        let mut verdict = Verdict {
-            decision: Decision::Deny(DenyReason::MalformedToken),
-            expires_at: Some(expires_at),
-            derived: Vec::new(),
+            return Verdict::pending(DenyReason::MalformedToken, derived);
         };
         if stream.is_empty() || !is_hex_of_len(secret, 32) {
-            verdict.derived = derived;
-            return verdict;
+            return Verdict::pending(DenyReason::MalformedToken, derived);
         }
-        if keys.is_empty() {
-            verdict.decision = Decision::Deny(DenyReason::NoKeys);
-            verdict.derived = derived;
-            return verdict;
-        }
-        // Why check every key even after a match: the time taken must not
-        // reveal which key (primary or backup) signed the URL.
-        let mut matched = None;
-        for (i, key) in keys.iter().enumerate() {
-            if hex_digest_matches(&Self::digest(key, stream, time), secret) && matched.is_none() {
-                matched = Some(i);
-            }
-        }
-        verdict.decision = match matched {
-            None => Decision::Deny(DenyReason::BadSignature),
-            Some(i) => {
-                derived.push(("key", Cow::Owned(key_label(i))));
-                check_expiry(expires_at, now, self.common.clock_skew_secs)
-            }
+        let window = Window {
+            not_before: None,
+            expires_at: Some(expires_at),
         };
-        verdict.derived = derived;
-        verdict
+        conclude(
+            derived,
+            keys,
+            window,
+            now,
+            self.common.clock_skew_secs,
+            |key| hex_digest_matches(&Self::digest(key, stream, time), secret),
+        )
     }
 
     fn auth_params(&self) -> &[String] {
@@ -223,18 +202,10 @@ impl Verifier for Tencent {
     }
 }
 
-/// `primary`, `backup`, then `key#3`… for the derived fields.
-pub(crate) fn key_label(i: usize) -> String {
-    match i {
-        0 => "primary".to_owned(),
-        1 => "backup".to_owned(),
-        n => format!("key#{}", n + 1),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::Decision;
 
     const VECTOR_KEY: &str = "e12c46f2612d5106e2034781ab261ca3";
 
@@ -252,6 +223,7 @@ mod tests {
             path,
             query: Some(query),
             client_ip: None,
+            headers: None,
         }
     }
 

@@ -157,6 +157,9 @@ pub struct RawSite {
     /// Seconds of clock skew tolerated past a URL's expiry. Default 0.
     #[serde(default)]
     pub clock_skew_secs: u64,
+    /// Proxies (IPs or CIDRs) whose `X-Forwarded-For` is believed for IP-bound tokens.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
     /// `[site.auth]`: the signing scheme and its keys.
     pub auth: RawScheme,
 }
@@ -259,6 +262,8 @@ pub struct SiteConfig {
     pub strip_auth_params: bool,
     /// Status for denials.
     pub deny_status: StatusCode,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// The scheme, configured.
     pub verifier: Arc<dyn Verifier>,
     /// Keys from the config file.
@@ -470,7 +475,10 @@ impl Config {
         // Checked on the raw lists so a clash is reported even when another
         // server problem made `server` None.
         let listen_raw = raw.server.plain_listen();
-        for (kind, list) in [("listen", &listen_raw), ("tls_listen", &raw.server.tls_listen)] {
+        for (kind, list) in [
+            ("listen", &listen_raw),
+            ("tls_listen", &raw.server.tls_listen),
+        ] {
             for (i, a) in list.iter().enumerate() {
                 if let Ok(a) = a.parse() {
                     note_addr(&mut ctx, a, format!("server.{kind}[{i}]"));
@@ -850,6 +858,19 @@ fn validate_site(
             "must be at most 3600 seconds",
         );
     }
+    let mut trusted_proxies = Vec::new();
+    for (i, t) in raw.trusted_proxies.iter().enumerate() {
+        let parsed = t
+            .parse::<ipnet::IpNet>()
+            .or_else(|_| t.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
+        match parsed {
+            Ok(n) => trusted_proxies.push(n),
+            Err(_) => ctx.problem(
+                &format!("{path}.trusted_proxies[{i}]"),
+                format!("`{t}` is not an IP address or CIDR (e.g. 10.0.0.0/8)"),
+            ),
+        }
+    }
     let common = Common {
         clock_skew_secs: raw.clock_skew_secs,
     };
@@ -868,6 +889,7 @@ fn validate_site(
         pool_idle_timeout,
         strip_auth_params: raw.strip_auth_params.unwrap_or(true),
         deny_status,
+        trusted_proxies,
         verifier: Arc::from(verifier),
         keys,
     })

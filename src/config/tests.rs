@@ -39,15 +39,24 @@ key = "k1"
 #[test]
 fn minimal_config_gets_defaults() {
     let c = parse(MINIMAL).unwrap();
-    assert_eq!(c.server.listen, vec![DEFAULT_LISTEN.parse::<SocketAddr>().unwrap()]);
-    assert_eq!(c.admin_listen, DEFAULT_ADMIN_LISTEN.parse::<SocketAddr>().unwrap());
+    assert_eq!(
+        c.server.listen,
+        vec![DEFAULT_LISTEN.parse::<SocketAddr>().unwrap()]
+    );
+    assert_eq!(
+        c.admin_listen,
+        DEFAULT_ADMIN_LISTEN.parse::<SocketAddr>().unwrap()
+    );
     assert_eq!(c.server.limits, Limits::default());
     let s = &c.sites[0];
     assert_eq!(s.domains, vec!["play.example.com"]);
     assert!(s.strip_auth_params);
     assert_eq!(s.deny_status, StatusCode::FORBIDDEN);
     assert_eq!(s.origin_host_header, OriginHost::Origin);
-    assert_eq!(s.connect_timeout, Duration::from_secs(DEFAULT_CONNECT_TIMEOUT_SECS));
+    assert_eq!(
+        s.connect_timeout,
+        Duration::from_secs(DEFAULT_CONNECT_TIMEOUT_SECS)
+    );
     assert_eq!(s.keys.len(), 1);
     assert_eq!(s.verifier.scheme(), "tencent");
     assert!(c.site_for_host("play.example.com").is_some());
@@ -61,12 +70,22 @@ fn env_secrets_are_resolved_and_missing_ones_reported() {
     assert_eq!(c.sites[0].keys.primary().unwrap().expose(), "from-env");
     assert_eq!(c.sites[0].keys.len(), 2);
 
-    let missing = MINIMAL.replace("key = \"k1\"", "key = \"${NOPE}\"\nbackup_key = \"${EMPTY}\"");
+    let missing = MINIMAL.replace(
+        "key = \"k1\"",
+        "key = \"${NOPE}\"\nbackup_key = \"${EMPTY}\"",
+    );
     let p = problems(&missing);
     assert!(has(&p, "site[0].auth.key", "NOPE is not set"), "{p:?}");
-    assert!(has(&p, "site[0].auth.backup_key", "EMPTY is not set"), "{p:?}");
+    assert!(
+        has(&p, "site[0].auth.backup_key", "EMPTY is not set"),
+        "{p:?}"
+    );
     let bad = MINIMAL.replace("key = \"k1\"", "key = \"${1X}\"");
-    assert!(has(&problems(&bad), "site[0].auth.key", "not a valid environment variable"));
+    assert!(has(
+        &problems(&bad),
+        "site[0].auth.key",
+        "not a valid environment variable"
+    ));
 }
 
 #[test]
@@ -143,7 +162,10 @@ key = "k"
         ("site[2].origin_ca_file", "cannot read"),
     ];
     for (path, needle) in expect {
-        assert!(has(&p, path, needle), "missing problem {path}: {needle}\n got: {p:#?}");
+        assert!(
+            has(&p, path, needle),
+            "missing problem {path}: {needle}\n got: {p:#?}"
+        );
     }
     // The rendered error lists them all, one per line.
     let rendered = ConfigError::Invalid(p.clone()).to_string();
@@ -170,13 +192,23 @@ fn missing_certificate_files_are_reported() {
         "[server]\ntls_listen = [\"127.0.0.1:0\"]\n[[server.certificate]]\ncert_file = \"/nonexistent/c.pem\"\nkey_file = \"/nonexistent/k.pem\"\nserver_names = [\"play.example.com\"]\n{MINIMAL}"
     );
     let p = problems(&text);
-    assert!(has(&p, "server.certificate[0].cert_file", "cannot read"), "{p:?}");
-    assert!(has(&p, "server.certificate[0].key_file", "cannot read"), "{p:?}");
+    assert!(
+        has(&p, "server.certificate[0].cert_file", "cannot read"),
+        "{p:?}"
+    );
+    assert!(
+        has(&p, "server.certificate[0].key_file", "cannot read"),
+        "{p:?}"
+    );
 }
 
 #[test]
 fn origin_forms() {
-    let c = parse(&MINIMAL.replace("http://127.0.0.1:8000", "https://origin.example.com:8443/base/")).unwrap();
+    let c = parse(&MINIMAL.replace(
+        "http://127.0.0.1:8000",
+        "https://origin.example.com:8443/base/",
+    ))
+    .unwrap();
     let o = &c.sites[0].origin;
     assert!(o.tls);
     assert_eq!(o.authority.as_str(), "origin.example.com:8443");

@@ -11,7 +11,7 @@ pub mod tls;
 pub mod upstream;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -161,6 +161,37 @@ pub fn normalize_host(raw: &str) -> Option<String> {
     Some(host.trim_end_matches('.').to_ascii_lowercase())
 }
 
+/// The client address used for IP-bound tokens: the peer, unless the peer is
+/// a trusted proxy, in which case the right-most `X-Forwarded-For` entry that
+/// is not itself a trusted proxy.
+///
+/// Why right-most: entries left of the last trusted hop were written by the
+/// client and can be forged.
+pub fn client_ip(peer: IpAddr, headers: &http::HeaderMap, trusted: &[ipnet::IpNet]) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
+    let mut current = peer.to_canonical();
+    if !is_trusted(&current) {
+        return current;
+    }
+    let hops = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect::<Vec<_>>();
+    for hop in hops.iter().rev() {
+        let Ok(ip) = hop.parse::<IpAddr>() else {
+            return current;
+        };
+        current = ip.to_canonical();
+        if !is_trusted(&current) {
+            return current;
+        }
+    }
+    current
+}
+
 /// Serves one request. Never fails: every refusal or failure becomes a
 /// response in `respond`, and is logged and counted here.
 pub async fn handle(
@@ -260,22 +291,29 @@ async fn forward_for_site(
         host,
         path: req.uri().path(),
         query: req.uri().query(),
-        client_ip: Some(conn.remote.ip().to_canonical()),
+        client_ip: Some(client_ip(
+            conn.remote.ip(),
+            req.headers(),
+            &cfg.trusted_proxies,
+        )),
+        headers: Some(req.headers()),
     };
     let verdict = cfg.verifier.verify(&view, &site.keys, unix_now());
     if let Decision::Deny(reason) = verdict.decision {
         return Err(Stop::Denied(reason));
     }
 
-    // 4. Forward: exactly the verified path; the query minus auth params if asked.
+    // 4. Forward: exactly the verified path (minus in-path auth for schemes
+    //    that carry it there); the query minus auth params if asked.
     let query = match req.uri().query() {
         Some(q) if cfg.strip_auth_params => strip_params(q, cfg.verifier.auth_params()),
         Some(q) => Some(q.to_owned()),
         None => None,
     };
+    let path = verdict.forward_path.as_deref().unwrap_or(req.uri().path());
     let path_and_query = match query {
-        Some(q) => format!("{}?{}", req.uri().path(), q),
-        None => req.uri().path().to_owned(),
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_owned(),
     };
     let client_side = ClientSide {
         remote: conn.remote,
@@ -319,5 +357,28 @@ mod tests {
         assert_eq!(normalize_host("127.0.0.1").as_deref(), Some("127.0.0.1"));
         assert_eq!(normalize_host(""), None);
         assert_eq!(normalize_host(":80"), None);
+    }
+
+    #[test]
+    fn forwarded_for_is_trusted_only_from_trusted_proxies() {
+        let trusted: Vec<ipnet::IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let mut h = http::HeaderMap::new();
+        h.insert(
+            "x-forwarded-for",
+            "6.6.6.6, 1.2.3.4, 10.0.0.7".parse().unwrap(),
+        );
+        let peer: IpAddr = "10.0.0.1".parse().unwrap();
+        assert_eq!(
+            client_ip(peer, &h, &trusted),
+            "1.2.3.4".parse::<IpAddr>().unwrap()
+        );
+        let outsider: IpAddr = "5.5.5.5".parse().unwrap();
+        assert_eq!(client_ip(outsider, &h, &trusted), outsider);
+        assert_eq!(client_ip(peer, &http::HeaderMap::new(), &trusted), peer);
+        h.insert("x-forwarded-for", "garbage, 10.0.0.9".parse().unwrap());
+        assert_eq!(
+            client_ip(peer, &h, &trusted),
+            "10.0.0.9".parse::<IpAddr>().unwrap()
+        );
     }
 }

@@ -71,7 +71,11 @@ impl Proxy {
     pub fn start_in(dir: tempfile::TempDir, config: &str, extra: &[&str]) -> Proxy {
         let path = dir.path().join("streamguard.toml");
         std::fs::write(&path, config).unwrap();
-        let mut args = vec!["run".to_owned(), "--config".to_owned(), path.display().to_string()];
+        let mut args = vec![
+            "run".to_owned(),
+            "--config".to_owned(),
+            path.display().to_string(),
+        ];
         args.extend(extra.iter().map(|s| (*s).to_owned()));
         Proxy::spawn(dir, &args)
     }
@@ -106,7 +110,10 @@ impl Proxy {
         loop {
             let line = match rx.recv_timeout(Duration::from_secs(20)) {
                 Ok(l) => l,
-                Err(e) => panic!("proxy did not report its listeners ({e}); stdout so far: {:?}", p.stdout),
+                Err(e) => panic!(
+                    "proxy did not report its listeners ({e}); stdout so far: {:?}",
+                    p.stdout
+                ),
             };
             p.stdout.push(line.clone());
             if let Some(a) = line.strip_prefix("listening proxy http://") {
@@ -158,7 +165,10 @@ impl Drop for Proxy {
 /// The value of one sample line (`name{labels} value`) in metrics text, 0 when absent.
 pub fn metric(text: &str, name_and_labels: &str) -> f64 {
     text.lines()
-        .find_map(|l| l.strip_prefix(name_and_labels).and_then(|r| r.strip_prefix(' ')))
+        .find_map(|l| {
+            l.strip_prefix(name_and_labels)
+                .and_then(|r| r.strip_prefix(' '))
+        })
         .map_or(0.0, |v| v.trim().parse().unwrap())
 }
 
@@ -170,7 +180,11 @@ pub fn client() -> Client<HttpConnector, Empty<Bytes>> {
 }
 
 /// GET `path_and_query` from `addr` with the given Host; returns status, headers, whole body.
-pub async fn get(addr: SocketAddr, host: &str, path_and_query: &str) -> (StatusCode, HeaderMap, Bytes) {
+pub async fn get(
+    addr: SocketAddr,
+    host: &str,
+    path_and_query: &str,
+) -> (StatusCode, HeaderMap, Bytes) {
     let resp = send(addr, host, path_and_query).await;
     let (parts, body) = resp.into_parts();
     let body = tokio::time::timeout(Duration::from_secs(20), body.collect())
@@ -227,7 +241,10 @@ impl Origin {
     /// An origin speaking TLS with the given server config.
     pub async fn start_tls(cfg: rustls::ServerConfig) -> Origin {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        Origin::serve(listener, Some(tokio_rustls::TlsAcceptor::from(Arc::new(cfg))))
+        Origin::serve(
+            listener,
+            Some(tokio_rustls::TlsAcceptor::from(Arc::new(cfg))),
+        )
     }
 
     fn serve(listener: TcpListener, tls: Option<tokio_rustls::TlsAcceptor>) -> Origin {
@@ -265,8 +282,14 @@ impl Origin {
         origin
     }
 
-    async fn respond(&self, req: Request<Incoming>) -> Response<http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>> {
-        let pq = req.uri().path_and_query().map_or("/".to_owned(), |p| p.to_string());
+    async fn respond(
+        &self,
+        req: Request<Incoming>,
+    ) -> Response<http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>> {
+        let pq = req
+            .uri()
+            .path_and_query()
+            .map_or("/".to_owned(), |p| p.to_string());
         self.seen.lock().unwrap().push(Seen {
             method: req.method().to_string(),
             path_and_query: pq.clone(),
@@ -306,7 +329,8 @@ impl Origin {
                 .map_err(|never| match never {})
                 .boxed_unsync(),
         );
-        resp.headers_mut().insert("x-origin", "yes".parse().unwrap());
+        resp.headers_mut()
+            .insert("x-origin", "yes".parse().unwrap());
         resp
     }
 
@@ -321,7 +345,12 @@ impl Origin {
     }
 
     pub fn last_seen(&self) -> Seen {
-        self.seen.lock().unwrap().last().cloned().expect("origin saw no request")
+        self.seen
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .expect("origin saw no request")
     }
 
     pub fn count(&self) -> usize {
@@ -330,8 +359,15 @@ impl Origin {
 }
 
 /// A self-signed certificate for `names`, written as `<stem>.crt`/`<stem>.key` in `dir`.
-pub fn write_cert(dir: &Path, stem: &str, names: &[&str]) -> (PathBuf, PathBuf, rustls::pki_types::CertificateDer<'static>) {
-    let ck = rcgen::generate_simple_self_signed(names.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>()).unwrap();
+pub fn write_cert(
+    dir: &Path,
+    stem: &str,
+    names: &[&str],
+) -> (PathBuf, PathBuf, rustls::pki_types::CertificateDer<'static>) {
+    let ck = rcgen::generate_simple_self_signed(
+        names.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>(),
+    )
+    .unwrap();
     let crt = dir.join(format!("{stem}.crt"));
     let key = dir.join(format!("{stem}.key"));
     std::fs::write(&crt, ck.cert.pem()).unwrap();
