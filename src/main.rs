@@ -66,7 +66,8 @@ enum Command {
             required_unless_present = "expires_at"
         )]
         expires_in: Option<u64>,
-        /// Valid until this unix time.
+        /// Valid until this unix time (scheme deltas such as AuthDelta are
+        /// subtracted from the time written into the URL).
         #[arg(long)]
         expires_at: Option<u64>,
         /// Full URL to sign (existing auth params are replaced).
@@ -231,7 +232,9 @@ fn print_demo_urls(config: &Config, server: &Server) -> Result<()> {
     println!("streamguard demo: a Tencent-signed site in front of a built-in origin.");
     println!("Signed URLs, valid for one hour:");
     for p in ["/live/demo.flv", "/live/demo.m3u8"] {
-        let s = site.verifier.sign(p, None, key, expires)?;
+        let s = site
+            .verifier
+            .sign(&site.domains[0], p, None, key, expires)?;
         println!("  {base}{}?{}", s.path, s.query);
     }
     println!("Try: curl -s '<flv url>' | ffplay -   (or ffplay '<flv url>')");
@@ -365,7 +368,7 @@ fn sign(
         .ok_or_else(|| anyhow!("site {} has no key to sign with", site.id))?;
     let signed = site
         .verifier
-        .sign(&t.path, t.query.as_deref(), key, expires)?;
+        .sign(&t.host, &t.path, t.query.as_deref(), key, expires)?;
     println!(
         "{}://{}{}?{}",
         t.scheme, t.authority, signed.path, signed.query

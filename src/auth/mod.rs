@@ -21,6 +21,7 @@ use crate::config::Ctx;
 use crate::keys::{KeySet, Secret};
 
 pub mod tencent;
+pub mod volcengine;
 
 /// What a verifier sees of a request. Borrowed from the request; nothing here
 /// is decoded or normalized beyond what `proxy::path::validate` guarantees.
@@ -173,10 +174,13 @@ pub trait Verifier: Send + Sync + fmt::Debug {
     /// the site asks for it.
     fn auth_params(&self) -> &[String];
 
-    /// Signs `path` (keeping the non-auth params of `query`) with `key` so that
-    /// the URL is accepted until `expires_at`.
+    /// Signs `path` on `host` (keeping the non-auth params of `query`) with
+    /// `key` so that the URL is accepted until `expires_at` (plus the site's
+    /// clock-skew leeway): scheme deltas such as Tencent's AuthDelta are
+    /// subtracted from the time written into the URL.
     fn sign(
         &self,
+        host: &str,
         path: &str,
         query: Option<&str>,
         key: &Secret,
@@ -192,6 +196,8 @@ pub trait Verifier: Send + Sync + fmt::Debug {
 pub enum RawScheme {
     /// Tencent Cloud Live `txSecret`/`txTime`.
     Tencent(tencent::RawTencent),
+    /// Volcengine Live `volcSecret`/`volcTime`.
+    Volcengine(volcengine::RawVolcengine),
 }
 
 /// Scheme-independent settings a verifier is built with.
@@ -211,11 +217,14 @@ impl RawScheme {
         ctx: &mut Ctx<'_>,
     ) -> Option<(Box<dyn Verifier>, KeySet)> {
         match self {
-            RawScheme::Tencent(raw) => raw
-                .build(path, common, ctx)
-                .map(|(v, k)| (Box::new(v) as Box<dyn Verifier>, k)),
+            RawScheme::Tencent(raw) => boxed(raw.build(path, common, ctx)),
+            RawScheme::Volcengine(raw) => boxed(raw.build(path, common, ctx)),
         }
     }
+}
+
+fn boxed<V: Verifier + 'static>(built: Option<(V, KeySet)>) -> Option<(Box<dyn Verifier>, KeySet)> {
+    built.map(|(v, k)| (Box::new(v) as Box<dyn Verifier>, k))
 }
 
 // ---------------------------------------------------------------------------
@@ -568,5 +577,100 @@ mod tests {
         assert_eq!(stream_name("/live/a.b.flv"), "a.b");
         assert_eq!(stream_name("/live/.flv"), ".flv");
         assert_eq!(stream_name("/live/"), "");
+    }
+}
+
+/// Property-test support shared by every scheme: sign, then tamper one byte.
+#[cfg(test)]
+pub(crate) mod prop {
+    use super::*;
+    use std::ops::Range;
+
+    /// The view of a signed `path?query`.
+    pub fn view_of<'a>(path: &'a str, query: &'a str) -> RequestView<'a> {
+        RequestView {
+            host: "play.example.com",
+            path,
+            query: Some(query),
+            client_ip: None,
+            headers: None,
+        }
+    }
+
+    /// Byte range of the value of query param `name` within `path?query`.
+    pub fn param_range(pq: &str, name: &str) -> Range<usize> {
+        let q = pq.find('?').map_or(0, |i| i + 1);
+        let mut at = q;
+        for pair in pq[q..].split('&') {
+            if let Some(v) = pair.strip_prefix(name).and_then(|r| r.strip_prefix('=')) {
+                let start = at + name.len() + 1;
+                return start..start + v.len();
+            }
+            at += pair.len() + 1;
+        }
+        panic!("{name} not in {pq}")
+    }
+
+    /// `s` with the byte at `i` replaced by a different character of the same
+    /// class (digit, lower or upper letter), so the URL stays well-formed.
+    pub fn tamper(s: &str, i: usize, pick: u8) -> String {
+        let b = s.as_bytes()[i];
+        let class: &[u8] = if b.is_ascii_digit() {
+            b"0123456789"
+        } else if b.is_ascii_lowercase() {
+            b"abcdefghijklmnopqrstuvwxyz"
+        } else if b.is_ascii_uppercase() {
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+        } else {
+            b"-_"
+        };
+        let mut c = class[usize::from(pick) % class.len()];
+        if c == b {
+            c = class[(usize::from(pick) + 1) % class.len()];
+        }
+        let mut out = s.as_bytes().to_vec();
+        out[i] = c;
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    /// Verifies `path?query`, split at the first `?`.
+    pub fn verify_pq(v: &dyn Verifier, keys: &KeySet, pq: &str, now: u64) -> Decision {
+        let (p, q) = pq.split_once('?').unwrap_or((pq, ""));
+        v.verify(&view_of(p, q), keys, now).decision
+    }
+
+    /// Signs `path` with the primary key, checks the URL is allowed at `now`,
+    /// then checks that changing one byte inside each region (chosen by
+    /// `idx`) denies it. Regions are byte ranges of the signed `path?query`.
+    pub fn sign_then_tamper(
+        v: &dyn Verifier,
+        keys: &KeySet,
+        path: &str,
+        expires: u64,
+        now: u64,
+        regions: impl Fn(&str) -> Vec<(&'static str, Range<usize>)>,
+        idx: usize,
+        pick: u8,
+    ) {
+        let key = keys.primary().unwrap_or_else(|| unreachable!());
+        let signed = v
+            .sign("play.example.com", path, None, key, expires)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let pq = format!("{}?{}", signed.path, signed.query);
+        assert_eq!(
+            verify_pq(v, keys, &pq, now),
+            Decision::Allow,
+            "signed URL denied: {pq}"
+        );
+        for (what, r) in regions(&pq) {
+            assert!(!r.is_empty(), "empty region {what} in {pq}");
+            let i = r.start + idx % r.len();
+            let bad = tamper(&pq, i, pick);
+            assert_ne!(
+                verify_pq(v, keys, &bad, now),
+                Decision::Allow,
+                "changing {what} byte {i} still allowed: {bad}"
+            );
+        }
     }
 }

@@ -181,6 +181,7 @@ impl Verifier for Tencent {
 
     fn sign(
         &self,
+        _host: &str,
         path: &str,
         query: Option<&str>,
         key: &Secret,
@@ -190,7 +191,9 @@ impl Verifier for Tencent {
         if stream.is_empty() {
             return Err(SignError::BadPath("the path has no stream name".into()));
         }
-        let tx_time = self.time_format.format(expires_at);
+        let tx_time = self
+            .time_format
+            .format(expires_at.saturating_sub(self.auth_delta_secs));
         let secret = lower_hex(&Self::digest(key, stream, &tx_time));
         Ok(Signed {
             path: path.to_owned(),
@@ -408,7 +411,7 @@ mod tests {
         let v = Tencent::new(0, TimeFormat::Decimal, Common { clock_skew_secs: 0 });
         let k = Secret::new("k");
         let signed = v
-            .sign("/live/s.flv", Some("a=1"), &k, 1_700_000_000)
+            .sign("h", "/live/s.flv", Some("a=1"), &k, 1_700_000_000)
             .unwrap_or_else(|e| unreachable!("{e}"));
         assert!(signed.query.starts_with("a=1&txSecret="));
         assert!(signed.query.ends_with("&txTime=1700000000"));
@@ -423,6 +426,7 @@ mod tests {
         let v = verifier();
         let signed = v
             .sign(
+                "h",
                 "/live/test.flv",
                 None,
                 &Secret::new(VECTOR_KEY),

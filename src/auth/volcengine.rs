@@ -1,0 +1,593 @@
+//! Volcengine Live play authentication: `volcSecret` / `volcTime`.
+//!
+//! ```text
+//! md5:        volcSecret = lower_hex(MD5("/" + AppName + "/" + StreamName + SecretKey + volcTime))
+//! md5_custom: volcSecret = lower_hex(MD5(concat of EncryptField values in list order))
+//! ```
+//! `volcTime` is the URL's time in `timestamp_base` (default 10), hashed as
+//! written; the URL is valid while `now <= volcTime + valid_duration_secs`.
+//! The path is `/AppName/StreamName.ext`; StreamName excludes the extension.
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+
+use super::{
+    append_params, conclude, hex_digest_matches, is_hex_of_len, last_segment, lower_hex, md5_parts,
+    query_param, segments, stream_name, Common, DenyReason, RequestView, SignError, Signed,
+    Verdict, Verifier, Window,
+};
+use crate::config::Ctx;
+use crate::keys::{KeySet, Secret};
+
+/// Default signature param (AuthField can rename it).
+pub const DEFAULT_SECRET_PARAM: &str = "volcSecret";
+/// Default time param.
+pub const DEFAULT_TIME_PARAM: &str = "volcTime";
+/// Default radix of volcTime (TimeStampBase).
+pub const DEFAULT_TIMESTAMP_BASE: u32 = 10;
+/// Default ValidDuration: the 2020 DescribeAuth API's default (7 days).
+/// Set 0 when volcTime should be the hard expiry.
+pub const DEFAULT_VALID_DURATION_SECS: u64 = 604_800;
+/// Most keys per scope (AuthDetailList holds up to 100).
+pub const MAX_KEYS: usize = 100;
+
+/// Signing algorithm (EncryptionAlgorithm).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Algorithm {
+    /// `/App/Stream` + key + time.
+    #[default]
+    Md5,
+    /// The EncryptField list, in order.
+    Md5Custom,
+}
+
+/// One EncryptField.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    /// The secret key.
+    Key,
+    /// volcTime as written.
+    Time,
+    /// The play domain (lowercase, no port).
+    Domain,
+    /// The app segment.
+    App,
+    /// The stream name.
+    Stream,
+}
+
+impl Field {
+    fn parse(s: &str) -> Option<Field> {
+        Some(match s {
+            "key" => Field::Key,
+            "volcTime" => Field::Time,
+            "Domain" => Field::Domain,
+            "AppName" | "App" => Field::App,
+            "StreamName" | "Stream" => Field::Stream,
+            _ => return None,
+        })
+    }
+}
+
+/// `[site.auth]` with `scheme = "volcengine"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawVolcengine {
+    /// Every valid key (AuthDetailList SecretKey values), primary first. `${ENV}` allowed.
+    pub keys: Vec<String>,
+    /// `md5` (default) or `md5_custom`.
+    #[serde(default)]
+    pub algorithm: Algorithm,
+    /// For `md5_custom`: the EncryptField list (`key`, `volcTime`, `Domain`, `AppName`, `StreamName`).
+    #[serde(default)]
+    pub encrypt_fields: Vec<String>,
+    /// AuthField rename of `volcSecret`.
+    pub secret_param: Option<String>,
+    /// AuthField rename of `volcTime`.
+    pub time_param: Option<String>,
+    /// TimeStampBase: 2, 8, 10 (default) or 16.
+    pub timestamp_base: Option<u32>,
+    /// ValidDuration added to volcTime. Default [`DEFAULT_VALID_DURATION_SECS`].
+    pub valid_duration_secs: Option<u64>,
+    /// Only this AppName is accepted (scope), if set.
+    pub app: Option<String>,
+}
+
+impl RawVolcengine {
+    pub(super) fn build(
+        &self,
+        path: &str,
+        common: Common,
+        ctx: &mut Ctx<'_>,
+    ) -> Option<(Volcengine, KeySet)> {
+        let before = ctx.problem_count();
+        if self.keys.is_empty() || self.keys.len() > MAX_KEYS {
+            ctx.problem(
+                &format!("{path}.keys"),
+                format!("give 1 to {MAX_KEYS} keys"),
+            );
+        }
+        let keys: Vec<Secret> = self
+            .keys
+            .iter()
+            .enumerate()
+            .filter_map(|(i, k)| ctx.secret(&format!("{path}.keys[{i}]"), k))
+            .collect();
+        let mut fields = Vec::new();
+        for (i, f) in self.encrypt_fields.iter().enumerate() {
+            match Field::parse(f) {
+                Some(f) => fields.push(f),
+                None => ctx.problem(
+                    &format!("{path}.encrypt_fields[{i}]"),
+                    format!("`{f}` is not an EncryptField; use key, volcTime, Domain, AppName or StreamName"),
+                ),
+            }
+        }
+        match self.algorithm {
+            Algorithm::Md5 if !self.encrypt_fields.is_empty() => {
+                ctx.problem(
+                    &format!("{path}.encrypt_fields"),
+                    "only applies to algorithm = \"md5_custom\"",
+                );
+            }
+            Algorithm::Md5Custom
+                if !(fields.contains(&Field::Key) && fields.contains(&Field::Time)) =>
+            {
+                // Why: without the key anyone can sign; without the time anyone can extend a URL.
+                ctx.problem(
+                    &format!("{path}.encrypt_fields"),
+                    "must include both `key` and `volcTime`",
+                );
+            }
+            _ => {}
+        }
+        let base = self.timestamp_base.unwrap_or(DEFAULT_TIMESTAMP_BASE);
+        if ![2, 8, 10, 16].contains(&base) {
+            ctx.problem(
+                &format!("{path}.timestamp_base"),
+                format!("must be 2, 8, 10 or 16, got {base}"),
+            );
+        }
+        let secret_param = ctx.param_name(
+            &format!("{path}.secret_param"),
+            self.secret_param.as_deref().unwrap_or(DEFAULT_SECRET_PARAM),
+        );
+        let time_param = ctx.param_name(
+            &format!("{path}.time_param"),
+            self.time_param.as_deref().unwrap_or(DEFAULT_TIME_PARAM),
+        );
+        if secret_param == time_param {
+            ctx.problem(
+                &format!("{path}.time_param"),
+                "must differ from secret_param",
+            );
+        }
+        let valid_duration_secs = self
+            .valid_duration_secs
+            .unwrap_or(DEFAULT_VALID_DURATION_SECS);
+        if valid_duration_secs > 2_592_000 {
+            ctx.problem(
+                &format!("{path}.valid_duration_secs"),
+                "must be at most 2592000 (30 days)",
+            );
+        }
+        if ctx.problem_count() > before {
+            return None;
+        }
+        Some((
+            Volcengine {
+                params: vec![secret_param, time_param],
+                algorithm: self.algorithm,
+                fields,
+                base,
+                valid_duration_secs,
+                app: self.app.clone(),
+                common,
+            },
+            KeySet::new(keys),
+        ))
+    }
+}
+
+/// The Volcengine verifier for one site.
+#[derive(Debug, Clone)]
+pub struct Volcengine {
+    params: Vec<String>,
+    algorithm: Algorithm,
+    fields: Vec<Field>,
+    base: u32,
+    valid_duration_secs: u64,
+    app: Option<String>,
+    common: Common,
+}
+
+/// The parts of a request the signature covers.
+struct Parts<'a> {
+    domain: &'a str,
+    app: &'a str,
+    stream: &'a str,
+    time: &'a str,
+}
+
+impl Volcengine {
+    /// A `md5` verifier with default params.
+    pub fn md5(base: u32, valid_duration_secs: u64, common: Common) -> Self {
+        Volcengine {
+            params: vec![
+                DEFAULT_SECRET_PARAM.to_owned(),
+                DEFAULT_TIME_PARAM.to_owned(),
+            ],
+            algorithm: Algorithm::Md5,
+            fields: Vec::new(),
+            base,
+            valid_duration_secs,
+            app: None,
+            common,
+        }
+    }
+
+    fn digest(&self, key: &Secret, p: &Parts<'_>) -> [u8; 16] {
+        match self.algorithm {
+            Algorithm::Md5 => md5_parts(&[
+                b"/",
+                p.app.as_bytes(),
+                b"/",
+                p.stream.as_bytes(),
+                key.expose().as_bytes(),
+                p.time.as_bytes(),
+            ]),
+            Algorithm::Md5Custom => {
+                let parts: Vec<&[u8]> = self
+                    .fields
+                    .iter()
+                    .map(|f| match f {
+                        Field::Key => key.expose().as_bytes(),
+                        Field::Time => p.time.as_bytes(),
+                        Field::Domain => p.domain.as_bytes(),
+                        Field::App => p.app.as_bytes(),
+                        Field::Stream => p.stream.as_bytes(),
+                    })
+                    .collect();
+                md5_parts(&parts)
+            }
+        }
+    }
+
+    fn parse_time(&self, s: &str) -> Option<u64> {
+        if s.is_empty() || s.len() > 64 {
+            return None;
+        }
+        u64::from_str_radix(s, self.base).ok()
+    }
+
+    fn format_time(&self, t: u64) -> String {
+        match self.base {
+            2 => format!("{t:b}"),
+            8 => format!("{t:o}"),
+            16 => format!("{t:x}"),
+            _ => t.to_string(),
+        }
+    }
+
+    /// `(app, stream)` of `/app/stream.ext`; `None` for other shapes.
+    fn app_stream(path: &str) -> Option<(&str, &str)> {
+        match segments(path).as_slice() {
+            [app, last] if !app.is_empty() && !last.is_empty() => {
+                let (_, seg) = last_segment(path);
+                Some((app, stream_name(seg)))
+            }
+            _ => None,
+        }
+    }
+}
+
+impl Verifier for Volcengine {
+    fn scheme(&self) -> &'static str {
+        "volcengine"
+    }
+
+    fn verify<'a>(&self, req: &RequestView<'a>, keys: &KeySet, now: u64) -> Verdict<'a> {
+        let (Ok(secret), Ok(time)) = (
+            query_param(req.query, &self.params[0]),
+            query_param(req.query, &self.params[1]),
+        ) else {
+            return Verdict::deny(DenyReason::MalformedToken);
+        };
+        let (secret, time) = match (secret, time) {
+            (None, None) => return Verdict::deny(DenyReason::MissingToken),
+            (Some(s), Some(t)) => (s, t),
+            _ => return Verdict::deny(DenyReason::MalformedToken),
+        };
+        let Some((app, stream)) = Self::app_stream(req.path) else {
+            return Verdict::deny(DenyReason::MalformedToken);
+        };
+        let derived = vec![
+            ("app", Cow::Borrowed(app)),
+            ("stream", Cow::Borrowed(stream)),
+            ("volcTime", Cow::Borrowed(time)),
+        ];
+        let Some(expires_at) = self
+            .parse_time(time)
+            .and_then(|t| t.checked_add(self.valid_duration_secs))
+        else {
+            return Verdict::pending(DenyReason::MalformedToken, derived);
+        };
+        if stream.is_empty() || !is_hex_of_len(secret, 32) {
+            return Verdict::pending(DenyReason::MalformedToken, derived);
+        }
+        if self.app.as_deref().is_some_and(|a| a != app) {
+            // Out of the keys' scope: no key of this site may sign it.
+            return Verdict::pending(DenyReason::BadSignature, derived);
+        }
+        let parts = Parts {
+            domain: req.host,
+            app,
+            stream,
+            time,
+        };
+        let window = Window {
+            not_before: None,
+            expires_at: Some(expires_at),
+        };
+        conclude(
+            derived,
+            keys,
+            window,
+            now,
+            self.common.clock_skew_secs,
+            |key| hex_digest_matches(&self.digest(key, &parts), secret),
+        )
+    }
+
+    fn auth_params(&self) -> &[String] {
+        &self.params
+    }
+
+    fn sign(
+        &self,
+        host: &str,
+        path: &str,
+        query: Option<&str>,
+        key: &Secret,
+        expires_at: u64,
+    ) -> Result<Signed, SignError> {
+        // volcTime is the expiry minus the validity the edge adds back.
+        let (app, stream) = Self::app_stream(path).ok_or_else(|| {
+            SignError::BadPath("Volcengine paths are /AppName/StreamName.ext".into())
+        })?;
+        let t = self.format_time(expires_at.saturating_sub(self.valid_duration_secs));
+        let parts = Parts {
+            domain: host,
+            app,
+            stream,
+            time: &t,
+        };
+        let secret = lower_hex(&self.digest(key, &parts));
+        Ok(Signed {
+            path: path.to_owned(),
+            query: append_params(query, &[(&self.params[0], &secret), (&self.params[1], &t)]),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::prop::{param_range, sign_then_tamper, view_of};
+    use crate::auth::Decision;
+    use proptest::prelude::*;
+
+    const C: Common = Common { clock_skew_secs: 0 };
+
+    fn keys(k: &[&str]) -> KeySet {
+        KeySet::new(k.iter().map(|s| Secret::new(*s)).collect())
+    }
+
+    #[test]
+    fn vendor_vector_matches() {
+        // Official doc: /live/livestream, key A1B2C3d4e5f6, volcTime 1653632422.
+        let v = Volcengine::md5(10, 0, C);
+        let q = "volcSecret=e5bb77201cbaa2f9ccdd316fcda4c212&volcTime=1653632422";
+        for path in [
+            "/live/livestream.flv",
+            "/live/livestream.m3u8",
+            "/live/livestream",
+        ] {
+            let verdict = v.verify(
+                &view_of(path, q),
+                &keys(&["other", "A1B2C3d4e5f6"]),
+                1_653_632_422,
+            );
+            assert_eq!(verdict.decision, Decision::Allow, "{path}");
+        }
+        assert_eq!(
+            v.verify(
+                &view_of("/live/livestream.flv", q),
+                &keys(&["A1B2C3d4e5f6"]),
+                1_653_632_423
+            )
+            .decision,
+            Decision::Deny(DenyReason::Expired)
+        );
+    }
+
+    #[test]
+    fn valid_duration_extends_volc_time() {
+        let v = Volcengine::md5(10, 60, C);
+        let q = "volcSecret=e5bb77201cbaa2f9ccdd316fcda4c212&volcTime=1653632422";
+        let k = keys(&["A1B2C3d4e5f6"]);
+        assert!(v
+            .verify(&view_of("/live/livestream.flv", q), &k, 1_653_632_482)
+            .is_allowed());
+        assert!(!v
+            .verify(&view_of("/live/livestream.flv", q), &k, 1_653_632_483)
+            .is_allowed());
+    }
+
+    #[test]
+    fn hex_time_base_is_hashed_as_written() {
+        let v = Volcengine::md5(16, 0, C);
+        let k = Secret::new("A1B2C3d4e5f6");
+        let t = "628f9f26"; // 1653317414
+        let s = lower_hex(&md5_parts(&[
+            b"/live/s",
+            k.expose().as_bytes(),
+            t.as_bytes(),
+        ]));
+        let q = format!("volcSecret={s}&volcTime={t}");
+        assert!(v
+            .verify(
+                &view_of("/live/s.flv", &q),
+                &KeySet::new(vec![k.clone()]),
+                1_653_317_414
+            )
+            .is_allowed());
+        let upper = format!("volcSecret={s}&volcTime=628F9F26");
+        assert_eq!(
+            v.verify(&view_of("/live/s.flv", &upper), &KeySet::new(vec![k]), 0)
+                .decision,
+            Decision::Deny(DenyReason::BadSignature)
+        );
+    }
+
+    fn custom(fields: &[&str], auth_field: Option<(&str, &str)>) -> Volcengine {
+        let raw = RawVolcengine {
+            keys: vec!["k".into()],
+            algorithm: Algorithm::Md5Custom,
+            encrypt_fields: fields.iter().map(|s| (*s).to_owned()).collect(),
+            secret_param: auth_field.map(|a| a.0.to_owned()),
+            time_param: auth_field.map(|a| a.1.to_owned()),
+            timestamp_base: None,
+            valid_duration_secs: Some(0),
+            app: None,
+        };
+        let env = |_: &str| None;
+        let mut ctx = Ctx::new(&env);
+        raw.build("auth", C, &mut ctx)
+            .map(|(v, _)| v)
+            .unwrap_or_else(|| unreachable!())
+    }
+
+    #[test]
+    fn md5_custom_concatenates_fields_in_list_order_with_renamed_params() {
+        let v = custom(
+            &["Domain", "StreamName", "key", "AppName", "volcTime"],
+            Some(("sign", "expire")),
+        );
+        let s = lower_hex(&md5_parts(&[
+            b"play.example.com",
+            b"s1",
+            b"k",
+            b"live",
+            b"1700000000",
+        ]));
+        let q = format!("sign={s}&expire=1700000000");
+        assert!(v
+            .verify(&view_of("/live/s1.flv", &q), &keys(&["k"]), 1_700_000_000)
+            .is_allowed());
+        // Same fields, another order: another hash.
+        let v2 = custom(
+            &["key", "Domain", "StreamName", "AppName", "volcTime"],
+            Some(("sign", "expire")),
+        );
+        assert_eq!(
+            v2.verify(&view_of("/live/s1.flv", &q), &keys(&["k"]), 0)
+                .decision,
+            Decision::Deny(DenyReason::BadSignature)
+        );
+        // The default names are not read once renamed.
+        let q_default = format!("volcSecret={s}&volcTime=1700000000");
+        assert_eq!(
+            v.verify(&view_of("/live/s1.flv", &q_default), &keys(&["k"]), 0)
+                .decision,
+            Decision::Deny(DenyReason::MissingToken)
+        );
+    }
+
+    #[test]
+    fn md5_custom_without_key_or_time_is_a_config_error() {
+        let raw = RawVolcengine {
+            keys: vec!["k".into()],
+            algorithm: Algorithm::Md5Custom,
+            encrypt_fields: vec!["StreamName".into(), "volcTime".into(), "Bogus".into()],
+            secret_param: None,
+            time_param: None,
+            timestamp_base: Some(7),
+            valid_duration_secs: None,
+            app: None,
+        };
+        let env = |_: &str| None;
+        let mut ctx = Ctx::new(&env);
+        assert!(raw.build("auth", C, &mut ctx).is_none());
+        assert_eq!(ctx.problem_count(), 3);
+    }
+
+    #[test]
+    fn app_scope_and_path_shape() {
+        let mut v = Volcengine::md5(10, 0, C);
+        v.app = Some("live".into());
+        let k = keys(&["A1B2C3d4e5f6"]);
+        let signed = v
+            .sign(
+                "play.example.com",
+                "/other/livestream.flv",
+                None,
+                &Secret::new("A1B2C3d4e5f6"),
+                1_653_632_422,
+            )
+            .unwrap();
+        assert_eq!(
+            v.verify(&view_of("/other/livestream.flv", &signed.query), &k, 0)
+                .decision,
+            Decision::Deny(DenyReason::BadSignature)
+        );
+        for p in ["/livestream.flv", "/a/b/livestream.flv"] {
+            let q = "volcSecret=e5bb77201cbaa2f9ccdd316fcda4c212&volcTime=1653632422";
+            assert_eq!(
+                v.verify(&view_of(p, q), &k, 0).decision,
+                Decision::Deny(DenyReason::MalformedToken),
+                "{p}"
+            );
+        }
+    }
+
+    #[test]
+    fn sign_reproduces_the_vendor_vector() {
+        let v = Volcengine::md5(10, 0, C);
+        let s = v
+            .sign(
+                "play.example.com",
+                "/live/livestream.flv",
+                None,
+                &Secret::new("A1B2C3d4e5f6"),
+                1_653_632_422,
+            )
+            .unwrap();
+        assert_eq!(
+            s.query,
+            "volcSecret=e5bb77201cbaa2f9ccdd316fcda4c212&volcTime=1653632422"
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn sign_then_any_single_byte_change_denies(
+            app in "[a-z]{1,8}", stream in "[A-Za-z0-9]{1,16}", exp in 1_000_000u64..4_000_000_000,
+            base in prop::sample::select(vec![2u32, 8, 10, 16]), idx in any::<usize>(), pick in any::<u8>(),
+        ) {
+            let v = Volcengine::md5(base, 30, C);
+            let k = keys(&["primary-key", "backup-key"]);
+            let path = format!("/{app}/{stream}.flv");
+            let stream_at = app.len() + 2;
+            sign_then_tamper(&v, &k, &path, exp, exp, |pq| vec![
+                ("app", 1..1 + app.len()),
+                ("stream", stream_at..stream_at + stream.len()),
+                ("volcSecret", param_range(pq, "volcSecret")),
+                ("volcTime", param_range(pq, "volcTime")),
+            ], idx, pick);
+            prop_assert!(!v.verify(&view_of(&path, &v.sign("play.example.com", &path, None, &Secret::new("primary-key"), exp).unwrap().query), &k, exp + 1).is_allowed());
+        }
+    }
+}
