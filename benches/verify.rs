@@ -19,6 +19,7 @@ fn bench(c: &mut Criterion) {
     ]);
     let signed = v
         .sign(
+            "play.example.com",
             "/live/test.flv",
             None,
             &Secret::new("e12c46f2612d5106e2034781ab261ca3"),

@@ -84,7 +84,7 @@ fn sign_then_check_explains_the_verdict() {
         "--config",
         &cfg,
         "--expires-at",
-        &0x5C27_1099u64.to_string(),
+        &(0x5C27_1099u64 + 30).to_string(),
         "http://play.example.com/live/test.flv?a=1",
     ]);
     assert_eq!(code, 0, "{err}");
