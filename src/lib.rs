@@ -43,7 +43,7 @@ use proxy::{Shared, Snapshot};
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     /// A listener address could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}")]
     Bind {
         /// Address.
         addr: SocketAddr,
@@ -57,7 +57,7 @@ pub enum StartError {
     #[error(transparent)]
     Snapshot(#[from] proxy::SnapshotError),
     /// The TLS server configuration was refused.
-    #[error("tls setup failed: {0}")]
+    #[error("tls setup failed")]
     Tls(#[from] rustls::Error),
 }
 

@@ -193,19 +193,25 @@ async fn wait_for_signal() {
         match signal(SignalKind::terminate()) {
             Ok(mut term) => {
                 tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
+                    () = ctrl_c_or_forever() => {}
                     _ = term.recv() => {}
                 }
             }
             Err(error) => {
                 tracing::warn!(%error, "cannot watch SIGTERM; stopping on Ctrl-C only");
-                let _ignored = tokio::signal::ctrl_c().await;
+                ctrl_c_or_forever().await;
             }
         }
     }
     #[cfg(not(unix))]
-    {
-        let _ignored = tokio::signal::ctrl_c().await;
+    ctrl_c_or_forever().await;
+}
+
+/// Ctrl-C; if it cannot be watched, never (rather than stopping at once).
+async fn ctrl_c_or_forever() {
+    if let Err(error) = tokio::signal::ctrl_c().await {
+        tracing::warn!(%error, "cannot watch Ctrl-C; stop the process with SIGKILL");
+        std::future::pending::<()>().await;
     }
 }
 

@@ -616,3 +616,145 @@ async fn connections_beyond_the_limit_wait_for_a_free_slot() {
         .unwrap();
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn silent_connections_do_not_hold_slots() {
+    let origin = Origin::start().await;
+    let cfg = site_config(&format!("http://{}", origin.addr), "", "").replace(
+        "listen = [\"127.0.0.1:0\"]",
+        "listen = [\"127.0.0.1:0\"]\nheader_read_timeout_secs = 1\nmax_connections = 2",
+    );
+    let proxy = Proxy::start(&cfg);
+    // Two clients connect and say nothing, taking both slots…
+    let mut a = tokio::net::TcpStream::connect(proxy.http_addr())
+        .await
+        .unwrap();
+    let mut b = tokio::net::TcpStream::connect(proxy.http_addr())
+        .await
+        .unwrap();
+    for s in [&mut a, &mut b] {
+        let mut buf = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf))
+            .await
+            .expect("silent connection still open 5 s after a 1 s header timeout")
+            .unwrap();
+    }
+    // …and once they are cut off a real request is served.
+    let q = tencent_query(KEY, "/live/test.flv", now() + 60);
+    let (status, _, _) = get(proxy.http_addr(), HOST, &format!("/live/test.flv?{q}")).await;
+    assert_eq!(status, StatusCode::OK);
+    let m = proxy.metrics().await;
+    assert_eq!(
+        metric(
+            &m,
+            r#"streamguard_connection_errors_total{kind="idle_timeout"}"#
+        ),
+        2.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hop_by_hop_headers_and_client_forwarded_for_are_not_passed_on() {
+    let (origin, proxy) = setup("", "").await;
+    let q = tencent_query(KEY, "/live/test.flv", now() + 60);
+    let resp = send_with(
+        proxy.http_addr(),
+        HOST,
+        &format!("/live/test.flv?{q}"),
+        http::Method::GET,
+        &[
+            ("connection", "keep-alive, x-secret-hop"),
+            ("x-secret-hop", "1"),
+            ("proxy-authorization", "Basic Zm9vOmJhcg=="),
+            ("te", "trailers"),
+            ("x-forwarded-for", "6.6.6.6"),
+            ("forwarded", "for=6.6.6.6"),
+            ("x-kept", "yes"),
+        ],
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let seen = origin.last_seen();
+    for h in ["x-secret-hop", "proxy-authorization", "te", "forwarded"] {
+        assert!(seen.headers.get(h).is_none(), "{h} reached the origin");
+    }
+    assert_eq!(header_map_get(&seen.headers, "x-kept"), Some("yes"));
+    // The peer is not a trusted proxy: its X-Forwarded-For is replaced, not extended.
+    assert_eq!(
+        header_map_get(&seen.headers, "x-forwarded-for"),
+        Some("127.0.0.1")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn trusted_proxy_forwarded_for_is_extended() {
+    let (origin, proxy) = setup("trusted_proxies = [\"127.0.0.0/8\"]", "").await;
+    let q = tencent_query(KEY, "/live/test.flv", now() + 60);
+    let resp = send_with(
+        proxy.http_addr(),
+        HOST,
+        &format!("/live/test.flv?{q}"),
+        http::Method::GET,
+        &[("x-forwarded-for", "203.0.113.9")],
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(
+        header_map_get(&origin.last_seen().headers, "x-forwarded-for"),
+        Some("203.0.113.9, 127.0.0.1")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn only_get_and_head_are_proxied() {
+    let (origin, proxy) = setup("", "").await;
+    let q = tencent_query(KEY, "/live/test.flv", now() + 60);
+    let resp = send_with(
+        proxy.http_addr(),
+        HOST,
+        &format!("/live/test.flv?{q}"),
+        http::Method::HEAD,
+        &[],
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(origin.last_seen().method, "HEAD");
+    for m in [http::Method::POST, http::Method::PUT, http::Method::DELETE] {
+        let resp = send_with(
+            proxy.http_addr(),
+            HOST,
+            &format!("/live/test.flv?{q}"),
+            m.clone(),
+            &[],
+        )
+        .await;
+        assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED, "{m}");
+        assert_eq!(header_map_get(resp.headers(), "allow"), Some("GET, HEAD"));
+    }
+    assert_eq!(origin.count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn access_log_never_contains_tokens_or_keys() {
+    let origin = Origin::start().await;
+    let proxy = Proxy::start_logged(&site_config(&format!("http://{}", origin.addr), "", ""));
+    let q = tencent_query(KEY, "/live/test.flv", now() + 60);
+    let secret = q
+        .split('&')
+        .next()
+        .unwrap()
+        .trim_start_matches("txSecret=")
+        .to_owned();
+    let (s, _, _) = get(proxy.http_addr(), HOST, &format!("/live/test.flv?{q}")).await;
+    assert_eq!(s, StatusCode::OK);
+    let forged = tencent_query("wrong", "/live/test.flv", now() + 60);
+    let (s, _, _) = get(proxy.http_addr(), HOST, &format!("/live/test.flv?{forged}")).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let log = proxy.log();
+    assert!(log.contains("/live/test.flv"), "no access log line: {log}");
+    assert!(log.contains("bad_signature"), "denial not logged: {log}");
+    for needle in [secret.as_str(), KEY, BACKUP, "txSecret"] {
+        assert!(!log.contains(needle), "log contains {needle}: {log}");
+    }
+}

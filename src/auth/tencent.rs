@@ -27,7 +27,7 @@ pub const DEFAULT_SECRET_PARAM: &str = "txSecret";
 pub const DEFAULT_TIME_PARAM: &str = "txTime";
 
 /// `[site.auth]` with `scheme = "tencent"`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawTencent {
     /// Primary key (Tencent's AuthKey). `${ENV_VAR}` allowed.

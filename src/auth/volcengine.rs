@@ -72,7 +72,7 @@ impl Field {
 }
 
 /// `[site.auth]` with `scheme = "volcengine"`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawVolcengine {
     /// Every valid key (AuthDetailList SecretKey values), primary first. `${ENV}` allowed.
@@ -586,7 +586,7 @@ mod tests {
                 ("stream", stream_at..stream_at + stream.len()),
                 ("volcSecret", param_range(pq, "volcSecret")),
                 ("volcTime", param_range(pq, "volcTime")),
-            ], idx, pick);
+            ], (idx, pick));
             prop_assert!(!v.verify(&view_of(&path, &v.sign("play.example.com", &path, None, &Secret::new("primary-key"), exp).unwrap().query), &k, exp + 1).is_allowed());
         }
     }

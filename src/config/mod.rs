@@ -40,6 +40,8 @@ pub const MIN_MAX_HEADER_BYTES: usize = 8192;
 pub const DEFAULT_MAX_URI_BYTES: usize = 8 * 1024;
 /// Most client connections served at once; further clients wait in the kernel backlog.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// Seconds a client connection may sit with no request in flight.
+pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 60;
 /// Seconds in-flight requests get to finish on shutdown.
 pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 10;
 /// Seconds to establish a TCP (and TLS) connection to the origin.
@@ -57,7 +59,8 @@ pub const MAX_SECRET_BYTES: usize = 1024;
 // Stage 1: the file as written.
 
 /// The config file as written.
-#[derive(Debug, Clone, Deserialize)]
+/// Not `Debug`: it holds secrets as written.
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
     /// `[server]`.
@@ -95,6 +98,8 @@ pub struct RawServer {
     pub max_connections: Option<usize>,
     /// See [`DEFAULT_SHUTDOWN_GRACE_SECS`].
     pub shutdown_grace_secs: Option<u64>,
+    /// See [`DEFAULT_IDLE_TIMEOUT_SECS`].
+    pub idle_timeout_secs: Option<u64>,
 }
 
 impl RawServer {
@@ -130,7 +135,7 @@ pub struct RawAdmin {
 }
 
 /// `[[site]]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawSite {
     /// Short id: metric label and log field. `[a-z0-9_-]`, 1–64 chars.
@@ -160,8 +165,9 @@ pub struct RawSite {
     /// Proxies (IPs or CIDRs) whose `X-Forwarded-For` is believed for IP-bound tokens.
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
-    /// `[site.auth]`: the signing scheme and its keys.
-    pub auth: RawScheme,
+    /// `[site.auth]`: the signing scheme and its keys, parsed in stage 2 by
+    /// [`RawScheme::from_table`] so errors name the key inside the table.
+    pub auth: toml::Table,
 }
 
 /// Which Host header the origin receives.
@@ -226,6 +232,8 @@ pub struct Limits {
     pub max_connections: usize,
     /// Drain time on shutdown.
     pub shutdown_grace: Duration,
+    /// Longest time a connection may have no request in flight.
+    pub idle_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -237,6 +245,7 @@ impl Default for Limits {
             max_uri_bytes: DEFAULT_MAX_URI_BYTES,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             shutdown_grace: Duration::from_secs(DEFAULT_SHUTDOWN_GRACE_SECS),
+            idle_timeout: Duration::from_secs(DEFAULT_IDLE_TIMEOUT_SECS),
         }
     }
 }
@@ -305,7 +314,7 @@ impl fmt::Display for Problem {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("cannot read config file {path}: {source}")]
+    #[error("cannot read config file {path}")]
     Read {
         /// The file.
         path: PathBuf,
@@ -313,8 +322,18 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     /// The TOML did not parse or had unknown/mistyped keys.
-    #[error("config is not valid TOML for streamguard: {0}")]
-    Parse(#[from] toml::de::Error),
+    ///
+    /// Why not toml's own message: it quotes the offending line, which may
+    /// hold a key.
+    #[error("config is not valid TOML for streamguard: line {line}, column {column}: {message}")]
+    Parse {
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// What is wrong.
+        message: String,
+    },
     /// Validation found problems; all are listed.
     #[error("config has {} problem(s):\n{}", .0.len(), ProblemList(.0))]
     Invalid(Vec<Problem>),
@@ -441,7 +460,15 @@ impl Config {
         base_dir: &Path,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigError> {
-        let raw: RawConfig = toml::from_str(text)?;
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let at = e.span().map_or(0, |s| s.start).min(text.len());
+            let before = &text[..at];
+            ConfigError::Parse {
+                line: before.matches('\n').count() + 1,
+                column: before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1,
+                message: e.message().trim().to_owned(),
+            }
+        })?;
         Config::validate(&raw, base_dir, env)
     }
 
@@ -660,6 +687,13 @@ fn validate_server(raw: &RawServer, base_dir: &Path, ctx: &mut Ctx<'_>) -> Optio
             DEFAULT_SHUTDOWN_GRACE_SECS,
             3600,
         ),
+        idle_timeout: secs(
+            ctx,
+            "server.idle_timeout_secs",
+            raw.idle_timeout_secs,
+            DEFAULT_IDLE_TIMEOUT_SECS,
+            86_400,
+        ),
     };
     if ctx.problem_count() > before {
         return None;
@@ -874,7 +908,13 @@ fn validate_site(
     let common = Common {
         clock_skew_secs: raw.clock_skew_secs,
     };
-    let built = raw.auth.build(&format!("{path}.auth"), common, ctx);
+    let built = match RawScheme::from_table(raw.auth.clone()) {
+        Ok(scheme) => scheme.build(&format!("{path}.auth"), common, ctx),
+        Err(message) => {
+            ctx.problem(&format!("{path}.auth"), message);
+            None
+        }
+    };
     if ctx.problem_count() > before {
         return None;
     }
@@ -940,19 +980,8 @@ fn validate_origin(
                 &format!("{path}.origin_ca_file"),
                 "only applies to https:// origins; remove it or use https",
             );
-        } else {
-            match CertificateDer::pem_file_iter(f).and_then(|it| it.collect::<Result<Vec<_>, _>>())
-            {
-                Ok(c) if !c.is_empty() => {}
-                Ok(_) => ctx.problem(
-                    &format!("{path}.origin_ca_file"),
-                    format!("{} holds no PEM certificate", f.display()),
-                ),
-                Err(e) => ctx.problem(
-                    &format!("{path}.origin_ca_file"),
-                    format!("cannot read PEM certificates from {}: {e}", f.display()),
-                ),
-            }
+        } else if let Err(e) = crate::proxy::upstream::load_ca_file(f) {
+            ctx.problem(&format!("{path}.origin_ca_file"), e.to_string());
         }
     }
     Some(Origin {

@@ -92,16 +92,45 @@ fn env_secrets_are_resolved_and_missing_ones_reported() {
 fn unknown_keys_are_parse_errors_naming_the_key() {
     let text = MINIMAL.replace("origin =", "orign = \"x\"\norigin =");
     match parse(&text) {
-        Err(ConfigError::Parse(e)) => assert!(e.to_string().contains("orign"), "{e}"),
-        other => panic!("expected a parse error, got {other:?}"),
+        Err(e @ ConfigError::Parse { line: 5, .. }) => {
+            assert!(e.to_string().contains("orign"), "{e}")
+        }
+        Err(e) => panic!("expected a parse error on line 5, got {e}"),
+        Ok(_) => panic!("accepted"),
     }
-    let text = MINIMAL.replace("key = \"k1\"", "key = \"k1\"\nauth_dleta_secs = 5");
-    match parse(&text) {
-        Err(ConfigError::Parse(e)) => assert!(e.to_string().contains("auth_dleta_secs"), "{e}"),
-        other => panic!("expected a parse error, got {other:?}"),
-    }
+    // Inside [site.auth] the problem names the key, and is reported with the others.
+    let text = MINIMAL
+        .replace("key = \"k1\"", "key = \"k1\"\nauth_dleta_secs = 5")
+        .replace("id = \"live\"", "id = \"Live\"");
+    let p = problems(&text);
+    assert!(
+        has(&p, "site[0].auth", "unknown field `auth_dleta_secs`"),
+        "{p:?}"
+    );
+    assert!(has(&p, "site[0].id", "not a usable site id"), "{p:?}");
+    let text = MINIMAL.replace("key = \"k1\"", "key = \"k1\"\nauth_delta_secs = \"300\"");
+    assert!(has(
+        &problems(&text),
+        "site[0].auth",
+        "in `auth_delta_secs`"
+    ));
     let text = MINIMAL.replace("scheme = \"tencent\"", "scheme = \"tencnet\"");
-    assert!(matches!(parse(&text), Err(ConfigError::Parse(_))));
+    assert!(has(
+        &problems(&text),
+        "site[0].auth",
+        "unknown scheme `tencnet`"
+    ));
+}
+
+#[test]
+fn parse_errors_do_not_quote_secrets() {
+    let text = MINIMAL.replace("key = \"k1\"", "key = \"SUPERSECRET");
+    let e = parse(&text)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(e.contains("line 8"), "{e}");
+    assert!(!e.contains("SUPERSECRET"), "{e}");
 }
 
 #[test]
@@ -159,7 +188,7 @@ key = "k"
         ("site[1].auth.key", "whitespace"),
         ("site[2].id", "already the id of site[1]"),
         ("site[2].domains[0]", "already a domain of site[1]"),
-        ("site[2].origin_ca_file", "cannot read"),
+        ("site[2].origin_ca_file", "cannot load origin CA file"),
     ];
     for (path, needle) in expect {
         assert!(

@@ -40,6 +40,7 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: B,
         bytes: IntCounter,
+        errors: IntCounter,
         active: IntGauge,
     }
 
@@ -51,12 +52,14 @@ pin_project_lite::pin_project! {
 }
 
 impl<B> Counted<B> {
-    /// Wraps `inner`, incrementing `active` now and decrementing it on drop.
-    pub fn new(inner: B, bytes: IntCounter, active: IntGauge) -> Self {
+    /// Wraps `inner`, incrementing `active` now and decrementing it on drop;
+    /// `errors` counts an origin body that fails mid-stream.
+    pub fn new(inner: B, bytes: IntCounter, errors: IntCounter, active: IntGauge) -> Self {
         active.inc();
         Counted {
             inner,
             bytes,
+            errors,
             active,
         }
     }
@@ -82,7 +85,10 @@ where
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+            Poll::Ready(Some(Err(e))) => {
+                this.errors.inc();
+                Poll::Ready(Some(Err(e.into())))
+            }
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => Poll::Pending,
         }
@@ -120,5 +126,50 @@ impl Body for ChannelBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         self.rx.poll_recv(cx).map(|o| o.map(|b| Ok(Frame::data(b))))
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A body that holds `guard` until it is finished or dropped.
+    pub struct WithGuard<B, G> {
+        #[pin]
+        inner: B,
+        guard: Option<G>,
+    }
+}
+
+impl<B, G> WithGuard<B, G> {
+    /// Wraps `inner`, keeping `guard` alive as long as the body.
+    pub fn new(inner: B, guard: G) -> Self {
+        WithGuard {
+            inner,
+            guard: Some(guard),
+        }
+    }
+}
+
+impl<B: Body, G> Body for WithGuard<B, G> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
+        let this = self.project();
+        let polled = this.inner.poll_frame(cx);
+        if let Poll::Ready(None) = polled {
+            // Finished: release the guard now rather than when hyper drops us.
+            this.guard.take();
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }

@@ -3,7 +3,9 @@
 //! auto builder.
 
 use std::convert::Infallible;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -15,8 +17,10 @@ use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, warn};
 
+use super::body::WithGuard;
 use super::{handle, ConnInfo, Shared};
 use crate::config::Limits;
+use http_body_util::BodyExt;
 
 /// Decrements a gauge when dropped.
 struct GaugeGuard(prometheus::IntGauge);
@@ -37,9 +41,74 @@ fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     b.http2()
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
-        .max_concurrent_streams(256)
-        .keep_alive_interval(Some(std::time::Duration::from_secs(30)));
+        .max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS)
+        .keep_alive_interval(Some(H2_KEEPALIVE_INTERVAL))
+        .keep_alive_timeout(H2_KEEPALIVE_INTERVAL);
     b
+}
+
+/// Most concurrent HTTP/2 streams per client connection.
+const H2_MAX_CONCURRENT_STREAMS: u32 = 256;
+/// HTTP/2 ping interval (and ping answer timeout) to detect dead peers.
+const H2_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Requests in flight on one connection and when the last one ended.
+///
+/// Why: hyper-util's protocol sniffing read and idle HTTP/2 connections
+/// have no timeout of their own, so a silent client could hold a
+/// connection slot forever. A watchdog closes a connection that has had no
+/// request in flight for too long: `header_read_timeout` before the first
+/// request, `idle_timeout` afterwards.
+#[derive(Default)]
+struct Activity {
+    in_flight: AtomicUsize,
+    requests: AtomicUsize,
+    /// Milliseconds since the connection started when the last request ended.
+    last_end_ms: AtomicU64,
+}
+
+/// Held by a request (and its response body) while it is in flight.
+struct InFlight {
+    activity: Arc<Activity>,
+    started: Instant,
+}
+
+impl InFlight {
+    fn new(activity: Arc<Activity>, started: Instant) -> Self {
+        activity.in_flight.fetch_add(1, Ordering::SeqCst);
+        activity.requests.fetch_add(1, Ordering::SeqCst);
+        InFlight { activity, started }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.activity.last_end_ms.store(ms, Ordering::SeqCst);
+        self.activity.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Resolves when the connection has been idle past its limit.
+async fn idle_watchdog(activity: Arc<Activity>, started: Instant, limits: Limits) {
+    let tick = Duration::from_millis(250).min(limits.header_read_timeout);
+    loop {
+        tokio::time::sleep(tick).await;
+        if activity.in_flight.load(Ordering::SeqCst) > 0 {
+            continue;
+        }
+        let (since, limit) = if activity.requests.load(Ordering::SeqCst) == 0 {
+            (Duration::ZERO, limits.header_read_timeout)
+        } else {
+            (
+                Duration::from_millis(activity.last_end_ms.load(Ordering::SeqCst)),
+                limits.idle_timeout,
+            )
+        };
+        if started.elapsed().saturating_sub(since) >= limit {
+            return;
+        }
+    }
 }
 
 /// Accepts connections on `listener` until `shutdown` flips, then lets open
@@ -58,7 +127,10 @@ pub async fn serve(
 ) {
     let graceful = GracefulShutdown::new();
     let builder = builder(&limits);
+    let mut connections = tokio::task::JoinSet::new();
     loop {
+        // Reap finished connection tasks so the set stays small.
+        while connections.try_join_next().is_some() {}
         let permit = tokio::select! {
             p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
             _ = shutdown.changed() => break,
@@ -83,7 +155,7 @@ pub async fn serve(
         let builder = builder.clone();
         let watcher = graceful.watcher();
         let tls = tls.clone();
-        tokio::spawn(async move {
+        connections.spawn(async move {
             let _permit = permit;
             shared.metrics.active_connections.inc();
             let _gauge = GaugeGuard(shared.metrics.active_connections.clone());
@@ -92,7 +164,7 @@ pub async fn serve(
                 tls: tls.is_some(),
             };
             match tls {
-                None => serve_io(stream, conn, shared, builder, watcher).await,
+                None => serve_io(stream, conn, shared, builder, watcher, limits).await,
                 Some(acceptor) => {
                     match tokio::time::timeout(
                         limits.tls_handshake_timeout,
@@ -100,7 +172,7 @@ pub async fn serve(
                     )
                     .await
                     {
-                        Ok(Ok(s)) => serve_io(s, conn, shared, builder, watcher).await,
+                        Ok(Ok(s)) => serve_io(s, conn, shared, builder, watcher, limits).await,
                         Ok(Err(error)) => {
                             debug!(%error, client = %remote, "tls handshake failed");
                             shared
@@ -126,9 +198,12 @@ pub async fn serve(
     tokio::select! {
         () = graceful.shutdown() => {}
         () = tokio::time::sleep(limits.shutdown_grace) => {
-            warn!("shutdown grace period over; closing remaining connections");
+            warn!(open = connections.len(), "shutdown grace period over; closing remaining connections");
         }
     }
+    // Endless streams never finish on their own: end them now.
+    connections.abort_all();
+    while connections.join_next().await.is_some() {}
 }
 
 async fn serve_io<I>(
@@ -137,21 +212,34 @@ async fn serve_io<I>(
     shared: Arc<Shared>,
     builder: auto::Builder<TokioExecutor>,
     watcher: Watcher,
+    limits: Limits,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let started = Instant::now();
+    let activity = Arc::new(Activity::default());
     let svc_shared = shared.clone();
+    let svc_activity = activity.clone();
     let svc = service_fn(move |req| {
         let shared = svc_shared.clone();
-        async move { Ok::<_, Infallible>(handle(shared, conn, req).await) }
+        let in_flight = InFlight::new(svc_activity.clone(), started);
+        async move {
+            let resp = handle(shared, conn, req).await;
+            // The request stays in flight until its body is done or dropped.
+            Ok::<_, Infallible>(resp.map(|b| WithGuard::new(b, in_flight).boxed_unsync()))
+        }
     });
-    let connection = builder.serve_connection(TokioIo::new(io), svc).into_owned();
-    if let Err(error) = watcher.watch(connection).await {
-        debug!(%error, client = %conn.remote, "connection ended with an error");
-        shared
-            .metrics
-            .connection_errors
-            .with_label_values(&["http"])
-            .inc();
+    let connection = watcher.watch(builder.serve_connection(TokioIo::new(io), svc).into_owned());
+    tokio::select! {
+        result = connection => {
+            if let Err(error) = result {
+                debug!(%error, client = %conn.remote, "connection ended with an error");
+                shared.metrics.connection_errors.with_label_values(&["http"]).inc();
+            }
+        }
+        () = idle_watchdog(activity, started, limits) => {
+            debug!(client = %conn.remote, "closing idle connection");
+            shared.metrics.connection_errors.with_label_values(&["idle_timeout"]).inc();
+        }
     }
 }

@@ -17,7 +17,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use http::header::HOST;
-use http::{Request, Response, StatusCode};
+use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use prometheus::IntCounter;
 use tracing::{info, warn};
@@ -39,6 +39,7 @@ pub struct Site {
     pub keys: KeySet,
     client: OriginClient,
     bytes: IntCounter,
+    stream_errors: IntCounter,
 }
 
 impl std::fmt::Debug for Site {
@@ -61,7 +62,7 @@ pub struct Snapshot {
 
 /// Why a snapshot could not be built from a valid config.
 #[derive(Debug, thiserror::Error)]
-#[error("site {site}: {source}")]
+#[error("site {site}")]
 pub struct SnapshotError {
     site: String,
     source: upstream::ClientBuildError,
@@ -81,6 +82,9 @@ impl Snapshot {
                 keys: sc.keys.clone(),
                 client,
                 bytes: metrics.site_bytes(&sc.id),
+                stream_errors: metrics
+                    .upstream_errors
+                    .with_label_values(&[&sc.id, "stream"]),
                 config: sc.clone(),
             });
             for d in &sc.domains {
@@ -278,7 +282,10 @@ async fn forward_for_site(
     host_header: &str,
     host: &str,
 ) -> Result<Response<ProxyBody>, Stop> {
-    // 2. Check the request target: bounded and unambiguous.
+    // 2. Check the request: a play method, a bounded and unambiguous target.
+    if !matches!(*req.method(), Method::GET | Method::HEAD) {
+        return Err(Stop::MethodNotAllowed);
+    }
     let pq_len = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
     if pq_len > snapshot.limits.max_uri_bytes {
         return Err(Stop::UriTooLong);
@@ -287,15 +294,13 @@ async fn forward_for_site(
 
     // 3. Authenticate: a pure decision over (request view, keys, now).
     let cfg = &site.config;
+    let peer = conn.remote.ip().to_canonical();
+    let peer_trusted = cfg.trusted_proxies.iter().any(|n| n.contains(&peer));
     let view = RequestView {
         host,
         path: req.uri().path(),
         query: req.uri().query(),
-        client_ip: Some(client_ip(
-            conn.remote.ip(),
-            req.headers(),
-            &cfg.trusted_proxies,
-        )),
+        client_ip: Some(client_ip(peer, req.headers(), &cfg.trusted_proxies)),
         headers: Some(req.headers()),
     };
     let verdict = cfg.verifier.verify(&view, &site.keys, unix_now());
@@ -310,7 +315,14 @@ async fn forward_for_site(
         Some(q) => Some(q.to_owned()),
         None => None,
     };
-    let path = verdict.forward_path.as_deref().unwrap_or(req.uri().path());
+    let path = match verdict.forward_path.as_deref() {
+        Some(p) => {
+            // A scheme-derived path obeys the same rules as a client's.
+            path::validate(p)?;
+            p
+        }
+        None => req.uri().path(),
+    };
     let path_and_query = match query {
         Some(q) => format!("{path}?{q}"),
         None => path.to_owned(),
@@ -319,9 +331,10 @@ async fn forward_for_site(
         remote: conn.remote,
         tls: conn.tls,
         host_header,
+        peer_trusted,
     };
-    let upstream_req = upstream::prepare(req, cfg, &path_and_query, client_side)
-        .map_err(|e| Stop::Internal(e.to_string()))?;
+    let upstream_req =
+        upstream::prepare(req, cfg, &path_and_query, client_side).map_err(Stop::Internal)?;
     let mut resp = match tokio::time::timeout(
         cfg.response_header_timeout,
         site.client.request(upstream_req),
@@ -336,7 +349,8 @@ async fn forward_for_site(
     // 5. Filter the response and stream its body through, counted.
     upstream::filter_response(&mut resp);
     let active = shared.metrics.active_streams.clone();
-    Ok(resp.map(|b| Counted::new(b, site.bytes.clone(), active).boxed_unsync()))
+    let errors = site.stream_errors.clone();
+    Ok(resp.map(|b| Counted::new(b, site.bytes.clone(), errors, active).boxed_unsync()))
 }
 
 #[cfg(test)]

@@ -58,8 +58,11 @@ pub fn validate(path: &str) -> Result<(), PathError> {
     let segments: Vec<&str> = rest.split('/').collect();
     let last = segments.len() - 1;
     for (n, seg) in segments.iter().enumerate() {
-        match *seg {
-            "" if n != last => return Err(PathError::EmptySegment),
+        // `..;jsessionid=x` is `..` to servlet containers: judge the part
+        // before any path parameter.
+        let bare = seg.split(';').next().unwrap_or(seg);
+        match bare {
+            "" if n != last && seg.is_empty() => return Err(PathError::EmptySegment),
             "." | ".." => return Err(PathError::DotSegment),
             _ => {}
         }
@@ -103,6 +106,8 @@ mod tests {
             ("/live/../x", PathError::DotSegment),
             ("/live/./x", PathError::DotSegment),
             ("/live/..", PathError::DotSegment),
+            ("/live/..;x=1/secret", PathError::DotSegment),
+            ("/live/.;/x", PathError::DotSegment),
             ("/live/%2e%2e/x", PathError::BadEscape),
             ("/live%2Fx", PathError::BadEscape),
             ("/live%5cx", PathError::BadEscape),

@@ -27,6 +27,9 @@ pub enum Stop {
     /// No site serves the requested host.
     #[error("no site for this host")]
     NoSiteForHost,
+    /// Only GET and HEAD are proxied.
+    #[error("method not allowed")]
+    MethodNotAllowed,
     /// The request named no host.
     #[error("request has no host")]
     MissingHost,
@@ -40,8 +43,8 @@ pub enum Stop {
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
     /// Building the origin request failed (our fault).
-    #[error("internal error: {0}")]
-    Internal(String),
+    #[error("internal error")]
+    Internal(#[source] http::Error),
 }
 
 impl Stop {
@@ -51,6 +54,7 @@ impl Stop {
             Stop::Denied(r) => (outcome::DENIED, r.as_str()),
             Stop::NoSiteForHost => (outcome::REJECTED, "unknown_host"),
             Stop::MissingHost => (outcome::REJECTED, "missing_host"),
+            Stop::MethodNotAllowed => (outcome::REJECTED, "method_not_allowed"),
             Stop::UriTooLong => (outcome::REJECTED, "uri_too_long"),
             Stop::BadPath(_) => (outcome::REJECTED, "bad_path"),
             Stop::Upstream(UpstreamError::Connect(_)) => (outcome::ERROR, "origin_unreachable"),
@@ -68,6 +72,7 @@ impl Stop {
             Stop::NoSiteForHost => (StatusCode::NOT_FOUND, ERROR_HEADER),
             Stop::MissingHost | Stop::BadPath(_) => (StatusCode::BAD_REQUEST, ERROR_HEADER),
             Stop::UriTooLong => (StatusCode::URI_TOO_LONG, ERROR_HEADER),
+            Stop::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, ERROR_HEADER),
             Stop::Upstream(UpstreamError::Timeout(_)) => {
                 (StatusCode::GATEWAY_TIMEOUT, ERROR_HEADER)
             }
@@ -84,6 +89,9 @@ impl Stop {
         );
         h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
         h.insert(header, HeaderValue::from_static(reason));
+        if let Stop::MethodNotAllowed = self {
+            h.insert(http::header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        }
         resp
     }
 }

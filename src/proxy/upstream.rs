@@ -25,17 +25,34 @@ pub type OriginClient = Client<HttpsConnector<HttpConnector>, Incoming>;
 /// Why an origin client could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientBuildError {
-    /// The CA file could not be read.
-    #[error("cannot load origin CA file {path}: {source}")]
+    /// The CA file could not be read or holds unusable certificates.
+    #[error("cannot load origin CA file {path}: {reason}")]
     CaFile {
         /// File.
         path: String,
-        /// Cause.
-        source: rustls::pki_types::pem::Error,
+        /// What is wrong.
+        reason: String,
     },
     /// rustls refused the configuration.
-    #[error("origin TLS setup failed: {0}")]
+    #[error("origin TLS setup failed")]
     Tls(#[from] rustls::Error),
+}
+
+/// Loads a PEM CA bundle; every certificate in it must be usable as a root.
+pub fn load_ca_file(path: &std::path::Path) -> Result<RootCertStore, ClientBuildError> {
+    let fail = |reason: String| ClientBuildError::CaFile {
+        path: path.display().to_string(),
+        reason,
+    };
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| fail(e.to_string()))?;
+    let mut roots = RootCertStore::empty();
+    let (added, ignored) = roots.add_parsable_certificates(certs);
+    if added == 0 || ignored > 0 {
+        return Err(fail(format!("{added} usable and {ignored} unusable certificate(s); it must hold only CA certificates in PEM")));
+    }
+    Ok(roots)
 }
 
 /// Builds the site's client: TCP connect timeout, TLS verified against the
@@ -49,13 +66,7 @@ pub fn build_client(site: &SiteConfig) -> Result<OriginClient, ClientBuildError>
     let mut roots = RootCertStore::empty();
     match &site.origin.ca_file {
         Some(path) => {
-            let certs = CertificateDer::pem_file_iter(path)
-                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-                .map_err(|source| ClientBuildError::CaFile {
-                    path: path.display().to_string(),
-                    source,
-                })?;
-            roots.add_parsable_certificates(certs);
+            roots = load_ca_file(path)?;
         }
         None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
     }
@@ -64,11 +75,16 @@ pub fn build_client(site: &SiteConfig) -> Result<OriginClient, ClientBuildError>
             .with_safe_default_protocol_versions()?
             .with_root_certificates(roots)
             .with_no_client_auth();
-    let https = HttpsConnectorBuilder::new()
+    let builder = HttpsConnectorBuilder::new()
         .with_tls_config(tls)
-        .https_or_http()
-        .enable_all_versions()
-        .wrap_connector(http);
+        .https_or_http();
+    // Why HTTP/1.1 only when the client's Host is sent: in HTTP/2 the
+    // request's :authority (the origin, which we connect to) and a different
+    // Host header would contradict each other (RFC 9113 §8.3.1).
+    let https = match site.origin_host_header {
+        OriginHost::Origin => builder.enable_all_versions().wrap_connector(http),
+        OriginHost::Client => builder.enable_http1().wrap_connector(http),
+    };
     Ok(Client::builder(TokioExecutor::new())
         .pool_idle_timeout(site.pool_idle_timeout)
         .pool_timer(TokioTimer::new())
@@ -110,9 +126,6 @@ pub fn classify(e: hyper_util::client::legacy::Error) -> UpstreamError {
                 if io.kind() == std::io::ErrorKind::TimedOut {
                     return UpstreamError::Timeout("connect");
                 }
-            }
-            if s.to_string().contains("timed out") {
-                return UpstreamError::Timeout("connect");
             }
             src = s.source();
         }
@@ -169,6 +182,8 @@ pub struct ClientSide<'a> {
     pub tls: bool,
     /// The Host the client asked for, as sent (may include a port).
     pub host_header: &'a str,
+    /// Whether the peer is one of the site's trusted proxies.
+    pub peer_trusted: bool,
 }
 
 /// Turns the client's request into the origin request: absolute origin URI
@@ -190,15 +205,30 @@ pub fn prepare(
     *req.version_mut() = Version::HTTP_11;
     let headers = req.headers_mut();
     remove_hop_by_hop(headers);
+    // Only our own X-Forwarded-* reach the origin; RFC 7239 Forwarded from
+    // the client is not passed on as if we had vouched for it.
+    headers.remove(header::FORWARDED);
     let host = match site.origin_host_header {
         OriginHost::Origin => HeaderValue::from_str(origin.authority.as_str()),
         OriginHost::Client => HeaderValue::from_str(client.host_header),
     };
     headers.insert(header::HOST, host.map_err(http::Error::from)?);
+    // Why: a client can send any X-Forwarded-For; only a trusted proxy's
+    // list is extended, anyone else's is replaced by the peer address.
     let ip = client.remote.ip().to_canonical().to_string();
-    let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-        Some(prev) => format!("{prev}, {ip}"),
-        None => ip,
+    let prev: Vec<&str> = if client.peer_trusted {
+        headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let xff = if prev.is_empty() {
+        ip
+    } else {
+        format!("{}, {ip}", prev.join(", "))
     };
     headers.insert(
         HeaderName::from_static("x-forwarded-for"),

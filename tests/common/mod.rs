@@ -80,13 +80,42 @@ impl Proxy {
         Proxy::spawn(dir, &args)
     }
 
+    /// Like [`Proxy::start`], with info-level logs (the access log) written
+    /// to [`Proxy::log`] instead of the terminal.
+    pub fn start_logged(config: &str) -> Proxy {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("streamguard.toml");
+        std::fs::write(&path, config).unwrap();
+        let args = vec![
+            "run".to_owned(),
+            "--config".to_owned(),
+            path.display().to_string(),
+        ];
+        Proxy::spawn_with(dir, &args, true)
+    }
+
+    /// Everything the proxy logged so far (only with [`Proxy::start_logged`]).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.path("stderr.log")).unwrap_or_default()
+    }
+
     /// Runs the binary with `args` and waits for its listening lines.
     pub fn spawn(dir: tempfile::TempDir, args: &[String]) -> Proxy {
+        Proxy::spawn_with(dir, args, false)
+    }
+
+    fn spawn_with(dir: tempfile::TempDir, args: &[String], log_to_file: bool) -> Proxy {
+        let (level, stderr) = if log_to_file {
+            let f = std::fs::File::create(dir.path().join("stderr.log")).unwrap();
+            ("info", Stdio::from(f))
+        } else {
+            ("warn", Stdio::inherit())
+        };
         let mut child = Command::new(BIN)
             .args(args)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", level)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .unwrap();
         let out = child.stdout.take().unwrap();
@@ -197,10 +226,25 @@ pub async fn get(
 
 /// GET and return the response with its body still streaming.
 pub async fn send(addr: SocketAddr, host: &str, path_and_query: &str) -> Response<Incoming> {
-    let req = Request::get(format!("http://{addr}{path_and_query}"))
-        .header("host", host)
-        .body(Empty::new())
-        .unwrap();
+    send_with(addr, host, path_and_query, http::Method::GET, &[]).await
+}
+
+/// A request with a method and extra headers; the body still streaming.
+pub async fn send_with(
+    addr: SocketAddr,
+    host: &str,
+    path_and_query: &str,
+    method: http::Method,
+    headers: &[(&str, &str)],
+) -> Response<Incoming> {
+    let mut req = Request::builder()
+        .method(method)
+        .uri(format!("http://{addr}{path_and_query}"))
+        .header("host", host);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = req.body(Empty::new()).unwrap();
     tokio::time::timeout(Duration::from_secs(20), client().request(req))
         .await
         .expect("no response in time")
