@@ -20,8 +20,10 @@ use subtle::ConstantTimeEq;
 use crate::config::Ctx;
 use crate::keys::{KeySet, Secret};
 
+pub mod aliyun;
 pub mod tencent;
 pub mod volcengine;
+pub mod wangsu;
 
 /// What a verifier sees of a request. Borrowed from the request; nothing here
 /// is decoded or normalized beyond what `proxy::path::validate` guarantees.
@@ -236,6 +238,10 @@ schemes! {
     Tencent(tencent::RawTencent) = "tencent",
     /// Volcengine Live `volcSecret`/`volcTime`.
     Volcengine(volcengine::RawVolcengine) = "volcengine",
+    /// Wangsu / ChinaNetCenter `wsSecret`/`wsTime`, several rule groups.
+    Wangsu(wangsu::RawWangsu) = "wangsu",
+    /// Alibaba Cloud `auth_key` types A, B and C.
+    Aliyun(aliyun::RawAliyun) = "aliyun",
 }
 
 /// Scheme-independent settings a verifier is built with.

@@ -1,0 +1,614 @@
+//! Alibaba Cloud URL authentication, types A, B and C.
+//!
+//! ```text
+//! A: ?auth_key={ts}-{rand}-{uid}-{md5hash}
+//!    md5hash = lower_hex(MD5("{URI}-{ts}-{rand}-{uid}-{PrivateKey}"))
+//! B: /{YYYYMMDDHHMM, UTC+8}/{md5hash}/{path...}
+//!    md5hash = lower_hex(MD5(PrivateKey + YYYYMMDDHHMM + "/" + path))
+//! C: /{md5hash}/{hexts}/{path...}   or   /{path}?KEY1={md5hash}&KEY2={hexts}
+//!    md5hash = lower_hex(MD5(PrivateKey + "/" + path + hexts))
+//! ```
+//! Valid while `now <= ts + auth_delta_secs` (ali_auth_delta, default 1800).
+//! Types B and C (path form) carry the auth in the path; the origin gets the
+//! path without it.
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+
+use super::{
+    append_params, conclude, hex_digest_matches, is_hex_of_len, lower_hex, md5_parts,
+    parse_dec_time, parse_hex_time, query_param, Common, DenyReason, RequestView, SignError,
+    Signed, Verdict, Verifier, Window,
+};
+use crate::config::Ctx;
+use crate::keys::{KeySet, Secret};
+use crate::time::{civil, from_civil};
+
+/// Default ali_auth_delta.
+pub const DEFAULT_AUTH_DELTA_SECS: u64 = 1800;
+/// Type A's parameter.
+pub const DEFAULT_A_PARAM: &str = "auth_key";
+/// Type C query form: default name of the hash parameter.
+pub const DEFAULT_C_HASH_PARAM: &str = "KEY1";
+/// Type C query form: default name of the time parameter.
+pub const DEFAULT_C_TIME_PARAM: &str = "KEY2";
+/// Type B times are Beijing time.
+const UTC8: u64 = 8 * 3600;
+
+/// auth_type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthType {
+    /// `?auth_key=ts-rand-uid-hash`.
+    #[serde(alias = "type_a")]
+    A,
+    /// `/YYYYMMDDHHMM/hash/path`.
+    #[serde(alias = "type_b")]
+    B,
+    /// `/hash/hexts/path` or `?KEY1=hash&KEY2=hexts`.
+    #[serde(alias = "type_c")]
+    C,
+}
+
+/// Where type C carries its hash and time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CForm {
+    /// `/hash/hexts/path` (default).
+    #[default]
+    Path,
+    /// `/path?KEY1=hash&KEY2=hexts`.
+    Query,
+}
+
+/// `[site.auth]` with `scheme = "aliyun"`.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAliyun {
+    /// `a`, `b` or `c` (also `type_a`… as the API reports them).
+    #[serde(rename = "type")]
+    pub auth_type: AuthType,
+    /// auth_key1 (primary). `${ENV}` allowed.
+    pub key: String,
+    /// auth_key2 (backup).
+    pub backup_key: Option<String>,
+    /// ali_auth_delta. Default 1800; 0 means the URL's time is the expiry.
+    pub auth_delta_secs: Option<u64>,
+    /// Type C only: `path` (default) or `query`.
+    pub c_form: Option<CForm>,
+    /// Type A: the parameter name. Default `auth_key`.
+    pub param: Option<String>,
+    /// Type C query form: the hash parameter. Default `KEY1`.
+    pub hash_param: Option<String>,
+    /// Type C query form: the time parameter. Default `KEY2`.
+    pub time_param: Option<String>,
+}
+
+impl RawAliyun {
+    pub(super) fn build(
+        &self,
+        path: &str,
+        common: Common,
+        ctx: &mut Ctx<'_>,
+    ) -> Option<(Aliyun, KeySet)> {
+        let before = ctx.problem_count();
+        let mut keys = Vec::new();
+        if let Some(k) = ctx.secret(&format!("{path}.key"), &self.key) {
+            keys.push(k);
+        }
+        if let Some(b) = &self.backup_key {
+            if let Some(k) = ctx.secret(&format!("{path}.backup_key"), b) {
+                keys.push(k);
+            }
+        }
+        let only = |ctx: &mut Ctx<'_>, set: bool, key: &str, when: &str| {
+            if set {
+                ctx.problem(&format!("{path}.{key}"), format!("only applies to {when}"));
+            }
+        };
+        let form = match self.auth_type {
+            AuthType::A => {
+                only(ctx, self.c_form.is_some(), "c_form", "type = \"c\"");
+                only(
+                    ctx,
+                    self.hash_param.is_some(),
+                    "hash_param",
+                    "type = \"c\" with c_form = \"query\"",
+                );
+                only(
+                    ctx,
+                    self.time_param.is_some(),
+                    "time_param",
+                    "type = \"c\" with c_form = \"query\"",
+                );
+                Form::A(ctx.param_name(
+                    &format!("{path}.param"),
+                    self.param.as_deref().unwrap_or(DEFAULT_A_PARAM),
+                ))
+            }
+            AuthType::B => {
+                only(ctx, self.c_form.is_some(), "c_form", "type = \"c\"");
+                only(ctx, self.param.is_some(), "param", "type = \"a\"");
+                only(
+                    ctx,
+                    self.hash_param.is_some() || self.time_param.is_some(),
+                    "hash_param",
+                    "type = \"c\" with c_form = \"query\"",
+                );
+                Form::B
+            }
+            AuthType::C => {
+                only(ctx, self.param.is_some(), "param", "type = \"a\"");
+                match self.c_form.unwrap_or_default() {
+                    CForm::Path => {
+                        only(
+                            ctx,
+                            self.hash_param.is_some() || self.time_param.is_some(),
+                            "hash_param",
+                            "c_form = \"query\"",
+                        );
+                        Form::CPath
+                    }
+                    CForm::Query => {
+                        let h = ctx.param_name(
+                            &format!("{path}.hash_param"),
+                            self.hash_param.as_deref().unwrap_or(DEFAULT_C_HASH_PARAM),
+                        );
+                        let t = ctx.param_name(
+                            &format!("{path}.time_param"),
+                            self.time_param.as_deref().unwrap_or(DEFAULT_C_TIME_PARAM),
+                        );
+                        if h == t {
+                            ctx.problem(
+                                &format!("{path}.time_param"),
+                                "must differ from hash_param",
+                            );
+                        }
+                        Form::CQuery([h, t])
+                    }
+                }
+            }
+        };
+        if ctx.problem_count() > before {
+            return None;
+        }
+        Some((
+            Aliyun::new(
+                form,
+                self.auth_delta_secs.unwrap_or(DEFAULT_AUTH_DELTA_SECS),
+                common,
+            ),
+            KeySet::new(keys),
+        ))
+    }
+}
+
+/// The configured form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Form {
+    /// Type A with its param name.
+    A(String),
+    /// Type B.
+    B,
+    /// Type C, path form.
+    CPath,
+    /// Type C, query form with [hash, time] param names.
+    CQuery([String; 2]),
+}
+
+/// The Alibaba Cloud verifier for one site.
+#[derive(Debug, Clone)]
+pub struct Aliyun {
+    form: Form,
+    params: Vec<String>,
+    auth_delta_secs: u64,
+    common: Common,
+}
+
+/// `YYYYMMDDHHMM` (Beijing time) → unix seconds.
+fn parse_b_time(s: &str) -> Option<u64> {
+    if s.len() != 12 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n = |r: std::ops::Range<usize>| s.get(r).and_then(|x| x.parse::<u32>().ok());
+    let y = i64::from(n(0..4)?);
+    from_civil(y, n(4..6)?, n(6..8)?, n(8..10)?, n(10..12)?, 0)?.checked_sub(UTC8)
+}
+
+/// Unix seconds → `YYYYMMDDHHMM` in Beijing time (seconds dropped).
+fn format_b_time(t: u64) -> String {
+    let (y, mo, d, h, mi, _) = civil(t.saturating_add(UTC8));
+    format!("{y:04}{mo:02}{d:02}{h:02}{mi:02}")
+}
+
+/// Splits `/first/second/rest…` into (`first`, `second`, `/rest…`).
+fn two_leading(path: &str) -> Option<(&str, &str, &str)> {
+    let rest = path.strip_prefix('/')?;
+    let (a, rest) = rest.split_once('/')?;
+    let (b, rest) = rest.split_once('/')?;
+    if a.is_empty() || b.is_empty() || rest.is_empty() {
+        return None;
+    }
+    Some((a, b, &path[path.len() - rest.len() - 1..]))
+}
+
+impl Aliyun {
+    /// A verifier of the given form.
+    pub fn new(form: Form, auth_delta_secs: u64, common: Common) -> Self {
+        let params = match &form {
+            Form::A(p) => vec![p.clone()],
+            Form::CQuery(names) => names.to_vec(),
+            Form::B | Form::CPath => Vec::new(),
+        };
+        Aliyun {
+            form,
+            params,
+            auth_delta_secs,
+            common,
+        }
+    }
+
+    fn window(&self, ts: u64) -> Option<Window> {
+        Some(Window {
+            not_before: None,
+            expires_at: Some(ts.checked_add(self.auth_delta_secs)?),
+        })
+    }
+
+    fn finish<'a>(
+        &self,
+        derived: Vec<(&'static str, Cow<'a, str>)>,
+        ts: Option<u64>,
+        hash: &str,
+        keys: &KeySet,
+        now: u64,
+        digest: impl Fn(&Secret) -> [u8; 16],
+    ) -> Verdict<'a> {
+        let Some(window) = ts.and_then(|t| self.window(t)) else {
+            return Verdict::pending(DenyReason::MalformedToken, derived);
+        };
+        if !is_hex_of_len(hash, 32) {
+            return Verdict::pending(DenyReason::MalformedToken, derived);
+        }
+        conclude(
+            derived,
+            keys,
+            window,
+            now,
+            self.common.clock_skew_secs,
+            |k| hex_digest_matches(&digest(k), hash),
+        )
+    }
+}
+
+impl Verifier for Aliyun {
+    fn scheme(&self) -> &'static str {
+        "aliyun"
+    }
+
+    fn verify<'a>(&self, req: &RequestView<'a>, keys: &KeySet, now: u64) -> Verdict<'a> {
+        match &self.form {
+            Form::A(param) => {
+                let value = match query_param(req.query, param) {
+                    Ok(Some(v)) => v,
+                    Ok(None) => return Verdict::deny(DenyReason::MissingToken),
+                    Err(_) => return Verdict::deny(DenyReason::MalformedToken),
+                };
+                let parts: Vec<&str> = value.split('-').collect();
+                let [ts, rand, uid, hash] = parts.as_slice() else {
+                    return Verdict::deny(DenyReason::MalformedToken);
+                };
+                let ok_id = |s: &str| {
+                    !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric())
+                };
+                if !ok_id(rand) || !ok_id(uid) {
+                    return Verdict::deny(DenyReason::MalformedToken);
+                }
+                let derived = vec![
+                    ("uri signed", Cow::Borrowed(req.path)),
+                    ("timestamp", Cow::Borrowed(*ts)),
+                    ("rand", Cow::Borrowed(*rand)),
+                    ("uid", Cow::Borrowed(*uid)),
+                ];
+                let path = req.path;
+                self.finish(derived, parse_dec_time(ts), hash, keys, now, |k| {
+                    md5_parts(&[
+                        path.as_bytes(),
+                        b"-",
+                        ts.as_bytes(),
+                        b"-",
+                        rand.as_bytes(),
+                        b"-",
+                        uid.as_bytes(),
+                        b"-",
+                        k.expose().as_bytes(),
+                    ])
+                })
+            }
+            Form::B => {
+                let Some((tstr, hash, rest)) = two_leading(req.path) else {
+                    return Verdict::deny(DenyReason::MissingToken);
+                };
+                let derived = vec![
+                    ("path signed", Cow::Borrowed(rest)),
+                    ("time (UTC+8)", Cow::Borrowed(tstr)),
+                ];
+                let mut v = self.finish(derived, parse_b_time(tstr), hash, keys, now, |k| {
+                    md5_parts(&[k.expose().as_bytes(), tstr.as_bytes(), rest.as_bytes()])
+                });
+                v.forward_path = Some(rest.to_owned());
+                v
+            }
+            Form::CPath => {
+                let Some((hash, hexts, rest)) = two_leading(req.path) else {
+                    return Verdict::deny(DenyReason::MissingToken);
+                };
+                let derived = vec![
+                    ("path signed", Cow::Borrowed(rest)),
+                    ("timestamp", Cow::Borrowed(hexts)),
+                ];
+                let mut v = self.finish(derived, parse_hex_time(hexts), hash, keys, now, |k| {
+                    md5_parts(&[k.expose().as_bytes(), rest.as_bytes(), hexts.as_bytes()])
+                });
+                v.forward_path = Some(rest.to_owned());
+                v
+            }
+            Form::CQuery([hp, tp]) => {
+                let (Ok(hash), Ok(ts)) = (query_param(req.query, hp), query_param(req.query, tp))
+                else {
+                    return Verdict::deny(DenyReason::MalformedToken);
+                };
+                let (hash, ts) = match (hash, ts) {
+                    (None, None) => return Verdict::deny(DenyReason::MissingToken),
+                    (Some(h), Some(t)) => (h, t),
+                    _ => return Verdict::deny(DenyReason::MalformedToken),
+                };
+                let derived = vec![
+                    ("path signed", Cow::Borrowed(req.path)),
+                    ("timestamp", Cow::Borrowed(ts)),
+                ];
+                let path = req.path;
+                self.finish(derived, parse_hex_time(ts), hash, keys, now, |k| {
+                    md5_parts(&[k.expose().as_bytes(), path.as_bytes(), ts.as_bytes()])
+                })
+            }
+        }
+    }
+
+    fn auth_params(&self) -> &[String] {
+        &self.params
+    }
+
+    fn sign(
+        &self,
+        _host: &str,
+        path: &str,
+        query: Option<&str>,
+        key: &Secret,
+        expires_at: u64,
+    ) -> Result<Signed, SignError> {
+        let ts = expires_at.saturating_sub(self.auth_delta_secs);
+        let k = key.expose().as_bytes();
+        Ok(match &self.form {
+            Form::A(param) => {
+                let t = ts.to_string();
+                let h = lower_hex(&md5_parts(&[
+                    path.as_bytes(),
+                    b"-",
+                    t.as_bytes(),
+                    b"-0-0-",
+                    k,
+                ]));
+                Signed {
+                    path: path.to_owned(),
+                    query: append_params(query, &[(param, &format!("{t}-0-0-{h}"))]),
+                }
+            }
+            Form::B => {
+                let t = format_b_time(ts);
+                let h = lower_hex(&md5_parts(&[k, t.as_bytes(), path.as_bytes()]));
+                Signed {
+                    path: format!("/{t}/{h}{path}"),
+                    query: query.unwrap_or_default().to_owned(),
+                }
+            }
+            Form::CPath => {
+                let t = format!("{ts:x}");
+                let h = lower_hex(&md5_parts(&[k, path.as_bytes(), t.as_bytes()]));
+                Signed {
+                    path: format!("/{h}/{t}{path}"),
+                    query: query.unwrap_or_default().to_owned(),
+                }
+            }
+            Form::CQuery([hp, tp]) => {
+                let t = format!("{ts:x}");
+                let h = lower_hex(&md5_parts(&[k, path.as_bytes(), t.as_bytes()]));
+                Signed {
+                    path: path.to_owned(),
+                    query: append_params(query, &[(hp, &h), (tp, &t)]),
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::prop::{param_range, sign_then_tamper, view_of};
+    use crate::auth::Decision;
+    use proptest::prelude::*;
+
+    const C: Common = Common { clock_skew_secs: 0 };
+
+    fn keys(k: &[&str]) -> KeySet {
+        KeySet::new(k.iter().map(|s| Secret::new(*s)).collect())
+    }
+
+    #[test]
+    fn live_type_a_vendor_vector() {
+        // Official doc: "/video/standard-1622194197-0-0-aliyunliveexp1234" → 5552ff52….
+        let d = md5_parts(&[b"/video/standard-1622194197-0-0-aliyunliveexp1234"]);
+        assert_eq!(lower_hex(&d), "5552ff52b5e4e20387c6dc18afce206b");
+        let v = Aliyun::new(Form::A(DEFAULT_A_PARAM.into()), 1800, C);
+        let q = "auth_key=1622194197-0-0-5552ff52b5e4e20387c6dc18afce206b";
+        let k = keys(&["primary", "aliyunliveexp1234"]);
+        let verdict = v.verify(&view_of("/video/standard", q), &k, 1_622_194_197 + 1800);
+        assert_eq!(verdict.decision, Decision::Allow);
+        assert_eq!(verdict.expires_at, Some(1_622_194_197 + 1800));
+        assert_eq!(
+            v.verify(&view_of("/video/standard", q), &k, 1_622_194_197 + 1801)
+                .decision,
+            Decision::Deny(DenyReason::Expired)
+        );
+        // The URI includes the extension: the same hash does not cover /video/standard.flv.
+        assert_eq!(
+            v.verify(&view_of("/video/standard.flv", q), &k, 0).decision,
+            Decision::Deny(DenyReason::BadSignature)
+        );
+    }
+
+    #[test]
+    fn type_a_malformed_values() {
+        let v = Aliyun::new(Form::A(DEFAULT_A_PARAM.into()), 0, C);
+        let k = keys(&["k"]);
+        for q in [
+            "auth_key=1-0-0",
+            "auth_key=1-0-0-0-5552ff52b5e4e20387c6dc18afce206b",
+            "auth_key=x-0-0-5552ff52b5e4e20387c6dc18afce206b",
+            "auth_key=1--0-5552ff52b5e4e20387c6dc18afce206b",
+            "auth_key=1-0-0-zz",
+        ] {
+            assert_eq!(
+                v.verify(&view_of("/a.flv", q), &k, 0).decision,
+                Decision::Deny(DenyReason::MalformedToken),
+                "{q}"
+            );
+        }
+        assert_eq!(
+            v.verify(&view_of("/a.flv", "x=1"), &k, 0).decision,
+            Decision::Deny(DenyReason::MissingToken)
+        );
+    }
+
+    #[test]
+    fn type_b_is_beijing_time_and_forwards_the_bare_path() {
+        // 2015-08-15 08:00 in UTC+8 is 2015-08-15 00:00 UTC = 1439596800.
+        assert_eq!(parse_b_time("201508150800"), Some(1_439_596_800));
+        assert_eq!(format_b_time(1_439_596_800), "201508150800");
+        assert_eq!(parse_b_time("201513150800"), None);
+        let v = Aliyun::new(Form::B, 1800, C);
+        let h = lower_hex(&md5_parts(&[
+            b"aliyuncdnexp1234",
+            b"201508150800",
+            b"/4/44/44abdd3d8e8a0a2d5b8cb63e84c4c8f0.mp3",
+        ]));
+        let path = format!("/201508150800/{h}/4/44/44abdd3d8e8a0a2d5b8cb63e84c4c8f0.mp3");
+        let verdict = v.verify(
+            &view_of(&path, ""),
+            &keys(&["aliyuncdnexp1234"]),
+            1_439_596_800 + 1800,
+        );
+        assert_eq!(verdict.decision, Decision::Allow);
+        assert_eq!(
+            verdict.forward_path.as_deref(),
+            Some("/4/44/44abdd3d8e8a0a2d5b8cb63e84c4c8f0.mp3")
+        );
+        assert_eq!(
+            v.verify(
+                &view_of(&path, ""),
+                &keys(&["aliyuncdnexp1234"]),
+                1_439_596_800 + 1801
+            )
+            .decision,
+            Decision::Deny(DenyReason::Expired)
+        );
+        assert_eq!(
+            v.verify(&view_of("/4/44/x.mp3", ""), &keys(&["k"]), 0)
+                .decision,
+            Decision::Deny(DenyReason::MalformedToken)
+        );
+        assert_eq!(
+            v.verify(&view_of("/x.mp3", ""), &keys(&["k"]), 0).decision,
+            Decision::Deny(DenyReason::MissingToken)
+        );
+    }
+
+    #[test]
+    fn type_c_path_and_query_forms() {
+        let k = keys(&["aliyuncdnexp1234"]);
+        let h = lower_hex(&md5_parts(&[
+            b"aliyuncdnexp1234",
+            b"/4/44/x.mp3",
+            b"55CE8100",
+        ]));
+        let v = Aliyun::new(Form::CPath, 1800, C);
+        let cpath = format!("/{h}/55CE8100/4/44/x.mp3");
+        let verdict = v.verify(&view_of(&cpath, ""), &k, 0x55CE_8100);
+        assert_eq!(verdict.decision, Decision::Allow);
+        assert_eq!(verdict.forward_path.as_deref(), Some("/4/44/x.mp3"));
+        // The hex time is hashed as written.
+        assert_eq!(
+            v.verify(&view_of(&format!("/{h}/55ce8100/4/44/x.mp3"), ""), &k, 0)
+                .decision,
+            Decision::Deny(DenyReason::BadSignature)
+        );
+
+        let q = Aliyun::new(Form::CQuery(["KEY1".into(), "KEY2".into()]), 1800, C);
+        let cquery = format!("KEY1={h}&KEY2=55CE8100");
+        let verdict = q.verify(&view_of("/4/44/x.mp3", &cquery), &k, 0x55CE_8100 + 1800);
+        assert_eq!(verdict.decision, Decision::Allow);
+        assert_eq!(verdict.forward_path, None);
+        assert_eq!(q.auth_params(), ["KEY1", "KEY2"]);
+    }
+
+    #[test]
+    fn options_of_other_types_are_config_problems() {
+        let raw: RawAliyun =
+            toml::from_str("type = \"b\"\nkey = \"k\"\nc_form = \"query\"\nparam = \"x\"").unwrap();
+        let env = |_: &str| None;
+        let mut ctx = Ctx::new(&env);
+        assert!(raw.build("auth", C, &mut ctx).is_none());
+        assert_eq!(ctx.problem_count(), 2);
+        let raw: RawAliyun =
+            toml::from_str("type = \"type_a\"\nkey = \"k\"\nbackup_key = \"b\"").unwrap();
+        let (v, k) = raw.build("auth", C, &mut Ctx::new(&env)).unwrap();
+        assert_eq!(k.len(), 2);
+        assert_eq!(v.auth_delta_secs, DEFAULT_AUTH_DELTA_SECS);
+    }
+
+    proptest! {
+        #[test]
+        fn every_type_signs_and_any_single_byte_change_denies(
+            dir in "[a-z]{1,8}", name in "[A-Za-z0-9]{1,16}", exp in 10_000_000u64..4_000_000_000,
+            form in 0usize..4, idx in any::<usize>(), pick in any::<u8>(),
+        ) {
+            let forms = [Form::A("auth_key".into()), Form::B, Form::CPath, Form::CQuery(["KEY1".into(), "KEY2".into()])];
+            let v = Aliyun::new(forms[form].clone(), 600, C);
+            let k = keys(&["primary-key", "backup-key"]);
+            let path = format!("/{dir}/{name}.m3u8");
+            let plen = path.len();
+            // Type B rounds its time down to the minute: check at the rounded expiry.
+            let now = if form == 1 { (exp - 600) / 60 * 60 + 600 } else { exp };
+            sign_then_tamper(&v, &k, &path, exp, now, |pq| {
+                let q = pq.find('?').unwrap_or(pq.len());
+                let body = &pq[..q];
+                match form {
+                    0 => {
+                        let r = param_range(pq, "auth_key");
+                        let dash = pq[r.clone()].find('-').unwrap_or(0);
+                        vec![("path", 1..q), ("ts", r.start..r.start + dash), ("hash", r.end - 32..r.end)]
+                    }
+                    1 | 2 => {
+                        let first = body[1..].find('/').unwrap_or(0) + 1;
+                        let second = body[first + 1..].find('/').unwrap_or(0) + first + 1;
+                        let (t, h) = if form == 1 { (1..first, first + 1..second) } else { (first + 1..second, 1..first) };
+                        vec![("path", q - plen + 1..q), ("time", t), ("hash", h)]
+                    }
+                    _ => vec![("path", 1..q), ("KEY1", param_range(pq, "KEY1")), ("KEY2", param_range(pq, "KEY2"))],
+                }
+            }, (idx, pick));
+        }
+    }
+}

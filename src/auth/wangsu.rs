@@ -1,0 +1,677 @@
+//! Wangsu / ChinaNetCenter timestamp anti-hotlinking: `wsSecret` / `wsTime`.
+//!
+//! ```text
+//! wsSecret = lower_hex(MD5(concat in cipheCombination order of {key, path, time}))
+//! ```
+//! A domain may have several rule groups (`dataId`s), each with its own key,
+//! param names, time format, effective-time mode and combination order; a URL
+//! passes when any group accepts it. The site's [`KeySet`] holds one key per
+//! group, in group order (key *i* belongs to group *i*).
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+
+use super::{
+    append_params, hex_digest_matches, is_hex_of_len, key_label, last_segment, lower_hex,
+    md5_parts, query_param, stream_name, Common, Decision, DenyReason, RequestView, SignError,
+    Signed, Verdict, Verifier, Window,
+};
+use crate::config::Ctx;
+use crate::keys::{KeySet, Secret};
+
+/// Default signature param (cipherParam).
+pub const DEFAULT_CIPHER_PARAM: &str = "wsSecret";
+/// Default time param (timeParam).
+pub const DEFAULT_TIME_PARAM: &str = "wsTime";
+/// Default combination order.
+pub const DEFAULT_COMBINATION: &str = "key+path+time";
+
+/// `timeFormat`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum WsTimeFormat {
+    /// Decimal unix seconds (`UNIX timestamp`).
+    #[serde(rename = "unix", alias = "UNIX timestamp", alias = "decimal")]
+    Unix,
+    /// Hex unix seconds.
+    #[serde(rename = "hex")]
+    Hex,
+}
+
+/// `effectiveTimeMode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum EffectiveTimeMode {
+    /// wsTime is the generation time; valid for `effective_time_secs`.
+    #[serde(rename = "duration")]
+    Duration,
+    /// wsTime is the expiry.
+    #[serde(rename = "abstime")]
+    AbsTime,
+    /// Only the hash is checked.
+    #[serde(rename = "none", alias = "no verification")]
+    NoVerification,
+}
+
+/// The pieces a combination orders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    Key,
+    Path,
+    Time,
+}
+
+/// `[[site.auth.rule]]`: one rule group.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRule {
+    /// secretKey. `${ENV}` allowed.
+    pub key: String,
+    /// cipherParam. Default `wsSecret`.
+    pub cipher_param: Option<String>,
+    /// timeParam. Default `wsTime`.
+    pub time_param: Option<String>,
+    /// cipheCombination, e.g. `key+path+time` (default).
+    pub cipher_combination: Option<String>,
+    /// timeFormat: `unix` (alias `UNIX timestamp`) or `hex`. Required, as in the vendor API.
+    pub time_format: WsTimeFormat,
+    /// effectiveTimeMode: `duration`, `abstime` or `none` (alias `no verification`).
+    pub effective_time_mode: EffectiveTimeMode,
+    /// effectiveTime, required with `duration`.
+    pub effective_time_secs: Option<u64>,
+    /// tolerantTime: clock-skew slack on both ends. Default 0.
+    #[serde(default)]
+    pub tolerant_time_secs: u64,
+}
+
+/// `[site.auth]` with `scheme = "wangsu"`.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWangsu {
+    /// Rule groups; a URL passes if any accepts it.
+    pub rule: Vec<RawRule>,
+    /// Whether the hashed path keeps the media extension (OPEN in the vendor
+    /// docs). Default true.
+    pub path_includes_extension: Option<bool>,
+}
+
+/// One validated rule group (its key lives in the site's [`KeySet`]).
+#[derive(Debug, Clone)]
+struct Rule {
+    cipher_param: String,
+    time_param: String,
+    order: [Part; 3],
+    time_format: WsTimeFormat,
+    mode: EffectiveTimeMode,
+    effective_time_secs: u64,
+    tolerant_time_secs: u64,
+}
+
+fn parse_combination(s: &str) -> Option<[Part; 3]> {
+    let mut out = [Part::Key; 3];
+    let mut seen = Vec::new();
+    let mut n = 0;
+    for p in s.split('+') {
+        let part = match p.trim() {
+            "key" => Part::Key,
+            "path" => Part::Path,
+            "time" => Part::Time,
+            _ => return None,
+        };
+        if seen.contains(&part) || n == 3 {
+            return None;
+        }
+        seen.push(part);
+        out[n] = part;
+        n += 1;
+    }
+    (n == 3).then_some(out)
+}
+
+impl RawWangsu {
+    pub(super) fn build(
+        &self,
+        path: &str,
+        common: Common,
+        ctx: &mut Ctx<'_>,
+    ) -> Option<(Wangsu, KeySet)> {
+        let before = ctx.problem_count();
+        if self.rule.is_empty() {
+            ctx.problem(
+                &format!("{path}.rule"),
+                "add at least one [[site.auth.rule]] group",
+            );
+        }
+        let mut keys = Vec::new();
+        let mut rules = Vec::new();
+        for (i, r) in self.rule.iter().enumerate() {
+            let p = format!("{path}.rule[{i}]");
+            if let Some(k) = ctx.secret(&format!("{p}.key"), &r.key) {
+                keys.push(k);
+            }
+            let combination = r
+                .cipher_combination
+                .as_deref()
+                .unwrap_or(DEFAULT_COMBINATION);
+            let order = parse_combination(combination);
+            if order.is_none() {
+                ctx.problem(&format!("{p}.cipher_combination"), format!("`{combination}` is not one of key+path+time, key+time+path, path+key+time, path+time+key, time+path+key, time+key+path"));
+            }
+            let cipher_param = ctx.param_name(
+                &format!("{p}.cipher_param"),
+                r.cipher_param.as_deref().unwrap_or(DEFAULT_CIPHER_PARAM),
+            );
+            let time_param = ctx.param_name(
+                &format!("{p}.time_param"),
+                r.time_param.as_deref().unwrap_or(DEFAULT_TIME_PARAM),
+            );
+            if cipher_param == time_param {
+                ctx.problem(&format!("{p}.time_param"), "must differ from cipher_param");
+            }
+            let effective_time_secs = match (r.effective_time_mode, r.effective_time_secs) {
+                (EffectiveTimeMode::Duration, Some(t)) if t >= 1 => t,
+                (EffectiveTimeMode::Duration, _) => {
+                    ctx.problem(
+                        &format!("{p}.effective_time_secs"),
+                        "effective_time_mode = \"duration\" needs effective_time_secs >= 1",
+                    );
+                    0
+                }
+                (_, Some(_)) => {
+                    ctx.problem(
+                        &format!("{p}.effective_time_secs"),
+                        "only applies to effective_time_mode = \"duration\"",
+                    );
+                    0
+                }
+                (_, None) => 0,
+            };
+            if let Some(order) = order {
+                rules.push(Rule {
+                    cipher_param,
+                    time_param,
+                    order,
+                    time_format: r.time_format,
+                    mode: r.effective_time_mode,
+                    effective_time_secs,
+                    tolerant_time_secs: r.tolerant_time_secs,
+                });
+            }
+        }
+        if ctx.problem_count() > before {
+            return None;
+        }
+        let mut params: Vec<String> = Vec::new();
+        for r in &rules {
+            for n in [&r.cipher_param, &r.time_param] {
+                if !params.contains(n) {
+                    params.push(n.clone());
+                }
+            }
+        }
+        Some((
+            Wangsu {
+                rules,
+                params,
+                include_extension: self.path_includes_extension.unwrap_or(true),
+                common,
+            },
+            KeySet::new(keys),
+        ))
+    }
+}
+
+/// The Wangsu verifier for one site.
+#[derive(Debug, Clone)]
+pub struct Wangsu {
+    rules: Vec<Rule>,
+    params: Vec<String>,
+    include_extension: bool,
+    common: Common,
+}
+
+/// How one group judged a request, ranked so the most telling denial wins.
+fn rank(d: Decision) -> u8 {
+    match d {
+        Decision::Allow => 6,
+        Decision::Deny(DenyReason::Expired | DenyReason::NotYetValid) => 5,
+        Decision::Deny(DenyReason::BadSignature) => 4,
+        Decision::Deny(DenyReason::MalformedToken) => 3,
+        Decision::Deny(_) => 1,
+    }
+}
+
+impl Wangsu {
+    /// One group with the given parameters and default names.
+    pub fn single(
+        combination: &str,
+        time_format: WsTimeFormat,
+        mode: EffectiveTimeMode,
+        effective_time_secs: u64,
+        common: Common,
+    ) -> Option<Self> {
+        Some(Wangsu {
+            rules: vec![Rule {
+                cipher_param: DEFAULT_CIPHER_PARAM.to_owned(),
+                time_param: DEFAULT_TIME_PARAM.to_owned(),
+                order: parse_combination(combination)?,
+                time_format,
+                mode,
+                effective_time_secs,
+                tolerant_time_secs: 0,
+            }],
+            params: vec![
+                DEFAULT_CIPHER_PARAM.to_owned(),
+                DEFAULT_TIME_PARAM.to_owned(),
+            ],
+            include_extension: true,
+            common,
+        })
+    }
+
+    /// The path as hashed: with or without the last segment's extension.
+    fn signed_path<'a>(&self, path: &'a str) -> Cow<'a, str> {
+        if self.include_extension {
+            return Cow::Borrowed(path);
+        }
+        let (dir, last) = last_segment(path);
+        Cow::Owned(format!("{dir}{}", stream_name(last)))
+    }
+
+    fn digest(rule: &Rule, key: &Secret, path: &str, time: &str) -> [u8; 16] {
+        let pick = |p: Part| match p {
+            Part::Key => key.expose().as_bytes(),
+            Part::Path => path.as_bytes(),
+            Part::Time => time.as_bytes(),
+        };
+        md5_parts(&[
+            pick(rule.order[0]),
+            pick(rule.order[1]),
+            pick(rule.order[2]),
+        ])
+    }
+
+    fn window(rule: &Rule, t: u64) -> Window {
+        let tol = rule.tolerant_time_secs;
+        match rule.mode {
+            EffectiveTimeMode::Duration => Window {
+                not_before: Some(t.saturating_sub(tol)),
+                expires_at: Some(
+                    t.saturating_add(rule.effective_time_secs)
+                        .saturating_add(tol),
+                ),
+            },
+            EffectiveTimeMode::AbsTime => Window {
+                not_before: None,
+                expires_at: Some(t.saturating_add(tol)),
+            },
+            EffectiveTimeMode::NoVerification => Window::default(),
+        }
+    }
+
+    /// Judges the request against group `i` (whose key is `key`).
+    fn judge<'a>(
+        &self,
+        i: usize,
+        rule: &Rule,
+        key: Option<&Secret>,
+        req: &RequestView<'a>,
+        path: &str,
+        now: u64,
+    ) -> Option<Verdict<'a>> {
+        let (Ok(secret), Ok(time)) = (
+            query_param(req.query, &rule.cipher_param),
+            query_param(req.query, &rule.time_param),
+        ) else {
+            return Some(Verdict::deny(DenyReason::MalformedToken));
+        };
+        let (secret, time) = match (secret, time) {
+            (None, None) => return None,
+            (Some(s), Some(t)) => (s, t),
+            _ => return Some(Verdict::deny(DenyReason::MalformedToken)),
+        };
+        let derived = vec![
+            ("path signed", Cow::Owned(path.to_owned())),
+            ("wsTime", Cow::Borrowed(time)),
+            ("rule", Cow::Owned(format!("#{}", i + 1))),
+        ];
+        let t = match rule.time_format {
+            WsTimeFormat::Unix => super::parse_dec_time(time),
+            WsTimeFormat::Hex => super::parse_hex_time(time),
+        };
+        let (Some(t), true) = (t, is_hex_of_len(secret, 32)) else {
+            return Some(Verdict::pending(DenyReason::MalformedToken, derived));
+        };
+        let Some(key) = key else {
+            return Some(Verdict::pending(DenyReason::NoKeys, derived));
+        };
+        let window = Self::window(rule, t);
+        let matched = hex_digest_matches(&Self::digest(rule, key, path, time), secret).then_some(i);
+        let mut derived = derived;
+        if let Some(i) = matched {
+            derived.push(("key", Cow::Owned(key_label(i))));
+        }
+        Some(Verdict {
+            decision: super::decide(matched, window, now, self.common.clock_skew_secs),
+            expires_at: window.expires_at,
+            derived,
+            forward_path: None,
+        })
+    }
+}
+
+impl Verifier for Wangsu {
+    fn scheme(&self) -> &'static str {
+        "wangsu"
+    }
+
+    fn verify<'a>(&self, req: &RequestView<'a>, keys: &KeySet, now: u64) -> Verdict<'a> {
+        let path = self.signed_path(req.path);
+        let keys: Vec<&Secret> = keys.iter().collect();
+        let mut best: Option<Verdict<'a>> = None;
+        // Every group is judged, so timing does not reveal which one matched.
+        for (i, rule) in self.rules.iter().enumerate() {
+            let Some(v) = self.judge(i, rule, keys.get(i).copied(), req, &path, now) else {
+                continue;
+            };
+            if best
+                .as_ref()
+                .is_none_or(|b| rank(v.decision) > rank(b.decision))
+            {
+                best = Some(v);
+            }
+        }
+        best.unwrap_or_else(|| Verdict::deny(DenyReason::MissingToken))
+    }
+
+    fn auth_params(&self) -> &[String] {
+        &self.params
+    }
+
+    fn sign(
+        &self,
+        _host: &str,
+        path: &str,
+        query: Option<&str>,
+        key: &Secret,
+        expires_at: u64,
+    ) -> Result<Signed, SignError> {
+        let rule = self.rules.first().ok_or(SignError::NoKey)?;
+        let t = match rule.mode {
+            EffectiveTimeMode::Duration => expires_at.saturating_sub(rule.effective_time_secs),
+            EffectiveTimeMode::AbsTime | EffectiveTimeMode::NoVerification => expires_at,
+        };
+        let time = match rule.time_format {
+            WsTimeFormat::Unix => t.to_string(),
+            WsTimeFormat::Hex => format!("{t:x}"),
+        };
+        let secret = lower_hex(&Self::digest(rule, key, &self.signed_path(path), &time));
+        Ok(Signed {
+            path: path.to_owned(),
+            query: append_params(
+                query,
+                &[(&rule.cipher_param, &secret), (&rule.time_param, &time)],
+            ),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::prop::{param_range, sign_then_tamper, view_of};
+    use proptest::prelude::*;
+
+    const C: Common = Common { clock_skew_secs: 0 };
+    const COMBOS: [&str; 6] = [
+        "key+path+time",
+        "key+time+path",
+        "path+key+time",
+        "path+time+key",
+        "time+path+key",
+        "time+key+path",
+    ];
+
+    fn keys(k: &[&str]) -> KeySet {
+        KeySet::new(k.iter().map(|s| Secret::new(*s)).collect())
+    }
+
+    #[test]
+    fn documented_example_matches() {
+        // SCHEMES.md: key mysecretkey, path /live/stream, wsTime 6553f100, key+path+time.
+        let v = Wangsu::single(
+            "key+path+time",
+            WsTimeFormat::Hex,
+            EffectiveTimeMode::AbsTime,
+            0,
+            C,
+        )
+        .unwrap();
+        let q = "wsSecret=230d2d413dd00abfa2a897f05fbbbec5&wsTime=6553f100";
+        let verdict = v.verify(
+            &view_of("/live/stream", q),
+            &keys(&["mysecretkey"]),
+            0x6553_f100,
+        );
+        assert_eq!(verdict.decision, Decision::Allow);
+        assert_eq!(
+            v.verify(
+                &view_of("/live/stream", q),
+                &keys(&["mysecretkey"]),
+                0x6553_f101
+            )
+            .decision,
+            Decision::Deny(DenyReason::Expired)
+        );
+    }
+
+    #[test]
+    fn all_six_combinations_hash_in_their_order() {
+        let k = Secret::new("k");
+        for combo in COMBOS {
+            let v = Wangsu::single(combo, WsTimeFormat::Unix, EffectiveTimeMode::AbsTime, 0, C)
+                .unwrap();
+            let parts: Vec<&str> = combo
+                .split('+')
+                .map(|p| match p {
+                    "key" => "k",
+                    "path" => "/live/s.flv",
+                    _ => "1700000000",
+                })
+                .collect();
+            let expected = lower_hex(&md5_parts(&[
+                parts[0].as_bytes(),
+                parts[1].as_bytes(),
+                parts[2].as_bytes(),
+            ]));
+            let q = format!("wsSecret={expected}&wsTime=1700000000");
+            assert!(
+                v.verify(
+                    &view_of("/live/s.flv", &q),
+                    &KeySet::new(vec![k.clone()]),
+                    1_700_000_000
+                )
+                .is_allowed(),
+                "{combo}"
+            );
+            for other in COMBOS.iter().filter(|c| **c != combo) {
+                let w = Wangsu::single(other, WsTimeFormat::Unix, EffectiveTimeMode::AbsTime, 0, C)
+                    .unwrap();
+                assert!(
+                    !w.verify(
+                        &view_of("/live/s.flv", &q),
+                        &KeySet::new(vec![k.clone()]),
+                        0
+                    )
+                    .is_allowed(),
+                    "{combo} accepted as {other}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn duration_mode_with_tolerance() {
+        let mut v = Wangsu::single(
+            "key+path+time",
+            WsTimeFormat::Unix,
+            EffectiveTimeMode::Duration,
+            100,
+            C,
+        )
+        .unwrap();
+        v.rules[0].tolerant_time_secs = 5;
+        let k = keys(&["k"]);
+        let s = lower_hex(&md5_parts(&[b"k", b"/live/s.flv", b"1000"]));
+        let q = format!("wsSecret={s}&wsTime=1000");
+        let at = |now| v.verify(&view_of("/live/s.flv", &q), &k, now).decision;
+        assert_eq!(at(994), Decision::Deny(DenyReason::NotYetValid));
+        assert_eq!(at(995), Decision::Allow);
+        assert_eq!(at(1105), Decision::Allow);
+        assert_eq!(at(1106), Decision::Deny(DenyReason::Expired));
+    }
+
+    #[test]
+    fn no_verification_mode_checks_only_the_hash() {
+        let v = Wangsu::single(
+            "key+path+time",
+            WsTimeFormat::Unix,
+            EffectiveTimeMode::NoVerification,
+            0,
+            C,
+        )
+        .unwrap();
+        let s = lower_hex(&md5_parts(&[b"k", b"/live/s.flv", b"5"]));
+        assert!(v
+            .verify(
+                &view_of("/live/s.flv", &format!("wsSecret={s}&wsTime=5")),
+                &keys(&["k"]),
+                u64::MAX
+            )
+            .is_allowed());
+        assert!(!v
+            .verify(
+                &view_of("/live/t.flv", &format!("wsSecret={s}&wsTime=5")),
+                &keys(&["k"]),
+                0
+            )
+            .is_allowed());
+    }
+
+    #[test]
+    fn extension_excluded_when_configured() {
+        let mut v = Wangsu::single(
+            "key+path+time",
+            WsTimeFormat::Unix,
+            EffectiveTimeMode::AbsTime,
+            0,
+            C,
+        )
+        .unwrap();
+        v.include_extension = false;
+        let s = lower_hex(&md5_parts(&[b"k", b"/live/s", b"1700000000"]));
+        let q = format!("wsSecret={s}&wsTime=1700000000");
+        assert!(v
+            .verify(&view_of("/live/s.flv", &q), &keys(&["k"]), 0)
+            .is_allowed());
+        assert!(v
+            .verify(&view_of("/live/s.m3u8", &q), &keys(&["k"]), 0)
+            .is_allowed());
+    }
+
+    fn two_groups() -> (Wangsu, KeySet) {
+        let raw: RawWangsu = toml::from_str(
+            r#"
+            [[rule]]
+            key = "k1"
+            time_format = "hex"
+            effective_time_mode = "abstime"
+            [[rule]]
+            key = "k2"
+            cipher_param = "sign"
+            time_param = "t"
+            cipher_combination = "time+key+path"
+            time_format = "UNIX timestamp"
+            effective_time_mode = "duration"
+            effective_time_secs = 60
+            "#,
+        )
+        .unwrap();
+        let env = |_: &str| None;
+        let mut ctx = Ctx::new(&env);
+        raw.build("auth", C, &mut ctx).unwrap()
+    }
+
+    #[test]
+    fn any_rule_group_may_accept() {
+        let (v, k) = two_groups();
+        let s1 = lower_hex(&md5_parts(&[b"k1", b"/a/b.flv", b"64"]));
+        assert!(v
+            .verify(
+                &view_of("/a/b.flv", &format!("wsSecret={s1}&wsTime=64")),
+                &k,
+                100
+            )
+            .is_allowed());
+        let s2 = lower_hex(&md5_parts(&[b"100", b"k2", b"/a/b.flv"]));
+        assert!(v
+            .verify(&view_of("/a/b.flv", &format!("sign={s2}&t=100")), &k, 160)
+            .is_allowed());
+        assert_eq!(
+            v.verify(&view_of("/a/b.flv", &format!("sign={s2}&t=100")), &k, 161)
+                .decision,
+            Decision::Deny(DenyReason::Expired)
+        );
+        // Group 1's key does not sign for group 2's params.
+        let wrong = lower_hex(&md5_parts(&[b"100", b"k1", b"/a/b.flv"]));
+        assert_eq!(
+            v.verify(
+                &view_of("/a/b.flv", &format!("sign={wrong}&t=100")),
+                &k,
+                100
+            )
+            .decision,
+            Decision::Deny(DenyReason::BadSignature)
+        );
+        assert_eq!(
+            v.verify(&view_of("/a/b.flv", "x=1"), &k, 100).decision,
+            Decision::Deny(DenyReason::MissingToken)
+        );
+        assert_eq!(v.auth_params(), ["wsSecret", "wsTime", "sign", "t"]);
+    }
+
+    #[test]
+    fn config_problems() {
+        let raw: RawWangsu = toml::from_str(
+            r#"
+            [[rule]]
+            key = "k"
+            cipher_combination = "key+key+time"
+            time_format = "hex"
+            effective_time_mode = "duration"
+            "#,
+        )
+        .unwrap();
+        let env = |_: &str| None;
+        let mut ctx = Ctx::new(&env);
+        assert!(raw.build("auth", C, &mut ctx).is_none());
+        assert_eq!(ctx.problem_count(), 2);
+    }
+
+    proptest! {
+        #[test]
+        fn sign_then_any_single_byte_change_denies(
+            dir in "[a-z]{1,8}", name in "[A-Za-z0-9]{1,16}", exp in 1_000_000u64..4_000_000_000,
+            combo in prop::sample::select(COMBOS.to_vec()), hex in any::<bool>(), idx in any::<usize>(), pick in any::<u8>(),
+        ) {
+            let fmt = if hex { WsTimeFormat::Hex } else { WsTimeFormat::Unix };
+            let v = Wangsu::single(combo, fmt, EffectiveTimeMode::Duration, 300, C).unwrap();
+            let k = keys(&["group-key"]);
+            let path = format!("/{dir}/{name}.flv");
+            sign_then_tamper(&v, &k, &path, exp, exp, |pq| vec![
+                ("path", 1..pq.find('?').unwrap_or(1)),
+                ("wsSecret", param_range(pq, "wsSecret")),
+                ("wsTime", param_range(pq, "wsTime")),
+            ], (idx, pick));
+        }
+    }
+}
