@@ -1,6 +1,11 @@
 //! Every scheme through the running proxy: one proxy, one site per scheme,
 //! URLs signed in the test independently of the crate's own signers.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests fail loudly")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests fail loudly"
+)]
 
 mod common;
 
@@ -93,7 +98,12 @@ key = "ali-cq-key"
 
 async fn expect(proxy: &Proxy, origin: &Origin, host: &str, pq: &str, saw: &str) {
     let (status, headers, body) = get(proxy.http_addr(), host, pq).await;
-    assert_eq!(status, StatusCode::OK, "{host}{pq}: {:?}", headers.get("x-streamguard-deny"));
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "{host}{pq}: {:?}",
+        headers.get("x-streamguard-deny")
+    );
     assert_eq!(body, Bytes::from(format!("origin saw {saw}")));
     assert_eq!(origin.last_seen().path_and_query, saw);
 }
@@ -101,7 +111,11 @@ async fn expect(proxy: &Proxy, origin: &Origin, host: &str, pq: &str, saw: &str)
 async fn expect_denied(proxy: &Proxy, host: &str, pq: &str, reason: &str) {
     let (status, headers, _) = get(proxy.http_addr(), host, pq).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{host}{pq}");
-    assert_eq!(header_map_get(&headers, "x-streamguard-deny"), Some(reason), "{host}{pq}");
+    assert_eq!(
+        header_map_get(&headers, "x-streamguard-deny"),
+        Some(reason),
+        "{host}{pq}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -112,47 +126,128 @@ async fn each_scheme_allows_its_signed_urls_and_denies_forgeries() {
 
     // Volcengine md5: "/App/Stream" + key + volcTime; any of the keys.
     let s = md5_hex(&format!("/live/s1volc-new{t}"));
-    expect(&proxy, &origin, "volc.example.com", &format!("/live/s1.flv?volcSecret={s}&volcTime={t}"), "/live/s1.flv").await;
+    expect(
+        &proxy,
+        &origin,
+        "volc.example.com",
+        &format!("/live/s1.flv?volcSecret={s}&volcTime={t}"),
+        "/live/s1.flv",
+    )
+    .await;
     let s = md5_hex(&format!("/live/s1volc-x{t}"));
-    expect_denied(&proxy, "volc.example.com", &format!("/live/s1.flv?volcSecret={s}&volcTime={t}"), "bad_signature").await;
+    expect_denied(
+        &proxy,
+        "volc.example.com",
+        &format!("/live/s1.flv?volcSecret={s}&volcTime={t}"),
+        "bad_signature",
+    )
+    .await;
 
     // Wangsu group 1 (key+path+time, hex abstime) and group 2 (custom names, duration).
     let s = md5_hex(&format!("ws-group-1/live/s2.flv{t:x}"));
-    expect(&proxy, &origin, "ws.example.com", &format!("/live/s2.flv?wsSecret={s}&wsTime={t:x}"), "/live/s2.flv").await;
+    expect(
+        &proxy,
+        &origin,
+        "ws.example.com",
+        &format!("/live/s2.flv?wsSecret={s}&wsTime={t:x}"),
+        "/live/s2.flv",
+    )
+    .await;
     let gen = now();
     let s = md5_hex(&format!("/live/s2.flv{gen}ws-group-2"));
-    expect(&proxy, &origin, "ws.example.com", &format!("/live/s2.flv?sign={s}&t={gen}&x=1"), "/live/s2.flv?x=1").await;
+    expect(
+        &proxy,
+        &origin,
+        "ws.example.com",
+        &format!("/live/s2.flv?sign={s}&t={gen}&x=1"),
+        "/live/s2.flv?x=1",
+    )
+    .await;
     let old = now() - 200;
     let s = md5_hex(&format!("/live/s2.flv{old}ws-group-2"));
-    expect_denied(&proxy, "ws.example.com", &format!("/live/s2.flv?sign={s}&t={old}"), "expired").await;
+    expect_denied(
+        &proxy,
+        "ws.example.com",
+        &format!("/live/s2.flv?sign={s}&t={old}"),
+        "expired",
+    )
+    .await;
 
     // Alibaba Cloud type A: "{URI}-{ts}-{rand}-{uid}-{key}", ts + 1800.
     let ts = now();
     let h = md5_hex(&format!("/video/a.m3u8-{ts}-0-0-ali-a-key"));
-    expect(&proxy, &origin, "a.example.com", &format!("/video/a.m3u8?auth_key={ts}-0-0-{h}"), "/video/a.m3u8").await;
+    expect(
+        &proxy,
+        &origin,
+        "a.example.com",
+        &format!("/video/a.m3u8?auth_key={ts}-0-0-{h}"),
+        "/video/a.m3u8",
+    )
+    .await;
     let h = md5_hex(&format!("/video/b.m3u8-{ts}-0-0-ali-a-key"));
-    expect_denied(&proxy, "a.example.com", &format!("/video/a.m3u8?auth_key={ts}-0-0-{h}"), "bad_signature").await;
+    expect_denied(
+        &proxy,
+        "a.example.com",
+        &format!("/video/a.m3u8?auth_key={ts}-0-0-{h}"),
+        "bad_signature",
+    )
+    .await;
 
     // Type B: /YYYYMMDDHHMM(UTC+8)/hash/path; the origin gets /path.
     let (y, mo, d, hh, mi, _) = streamguard::time::civil(now() + 8 * 3600);
     let tb = format!("{y:04}{mo:02}{d:02}{hh:02}{mi:02}");
     let h = md5_hex(&format!("ali-b-key{tb}/4/44/x.ts"));
-    expect(&proxy, &origin, "b.example.com", &format!("/{tb}/{h}/4/44/x.ts"), "/4/44/x.ts").await;
-    expect_denied(&proxy, "b.example.com", &format!("/{tb}/{h}/4/44/y.ts"), "bad_signature").await;
+    expect(
+        &proxy,
+        &origin,
+        "b.example.com",
+        &format!("/{tb}/{h}/4/44/x.ts"),
+        "/4/44/x.ts",
+    )
+    .await;
+    expect_denied(
+        &proxy,
+        "b.example.com",
+        &format!("/{tb}/{h}/4/44/y.ts"),
+        "bad_signature",
+    )
+    .await;
 
     // Type C path form: /hash/hexts/path; the origin gets /path.
     let hx = format!("{:X}", now());
     let h = md5_hex(&format!("ali-c-key/4/44/x.ts{hx}"));
-    expect(&proxy, &origin, "c.example.com", &format!("/{h}/{hx}/4/44/x.ts?q=1"), "/4/44/x.ts?q=1").await;
+    expect(
+        &proxy,
+        &origin,
+        "c.example.com",
+        &format!("/{h}/{hx}/4/44/x.ts?q=1"),
+        "/4/44/x.ts?q=1",
+    )
+    .await;
 
     // Type C query form with renamed params, stripped before forwarding.
     let h = md5_hex(&format!("ali-cq-key/4/44/x.ts{hx}"));
-    expect(&proxy, &origin, "cq.example.com", &format!("/4/44/x.ts?sig={h}&ts={hx}"), "/4/44/x.ts").await;
+    expect(
+        &proxy,
+        &origin,
+        "cq.example.com",
+        &format!("/4/44/x.ts?sig={h}&ts={hx}"),
+        "/4/44/x.ts",
+    )
+    .await;
     expect_denied(&proxy, "cq.example.com", "/4/44/x.ts", "missing_token").await;
 
     let m = proxy.metrics().await;
     for site in ["volc", "wangsu", "ali-a", "ali-b", "ali-c", "ali-cq"] {
-        assert!(metric(&m, &format!(r#"streamguard_requests_total{{outcome="allowed",reason="none",site="{site}"}}"#)) >= 1.0, "{site}");
+        assert!(
+            metric(
+                &m,
+                &format!(
+                    r#"streamguard_requests_total{{outcome="allowed",reason="none",site="{site}"}}"#
+                )
+            ) >= 1.0,
+            "{site}"
+        );
     }
 }
 
@@ -164,8 +259,16 @@ async fn in_path_auth_cannot_smuggle_an_ambiguous_origin_path() {
     // A genuine signature over "/../secret" would still be refused: the path
     // is checked before auth, and the derived origin path is checked again.
     let h = md5_hex(&format!("ali-c-key/../secret{hx}"));
-    let (status, headers, _) = get(proxy.http_addr(), "c.example.com", &format!("/{h}/{hx}/../secret")).await;
+    let (status, headers, _) = get(
+        proxy.http_addr(),
+        "c.example.com",
+        &format!("/{h}/{hx}/../secret"),
+    )
+    .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(header_map_get(&headers, "x-streamguard-error"), Some("bad_path"));
+    assert_eq!(
+        header_map_get(&headers, "x-streamguard-error"),
+        Some("bad_path")
+    );
     assert_eq!(origin.count(), 0);
 }

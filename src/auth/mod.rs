@@ -536,6 +536,26 @@ pub fn stream_name(path: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The parsers that face clients never panic, and agree with std where they accept.
+        #[test]
+        fn client_facing_parsers_never_panic(s in "\\PC{0,40}") {
+            let _ = query_param(Some(&s), "a");
+            let _ = strip_params(&s, &["a".to_owned()]);
+            let _ = percent_decode(&s);
+            if let Some(t) = parse_hex_time(&s) {
+                prop_assert_eq!(Some(t), u64::from_str_radix(&s, 16).ok());
+            }
+            if let Some(t) = parse_dec_time(&s) {
+                prop_assert_eq!(Some(t), s.parse::<u64>().ok());
+            }
+            let _ = stream_name(&s);
+            let _ = crate::proxy::normalize_host(&s);
+            let _ = crate::proxy::path::validate(&s);
+        }
+    }
 
     #[test]
     fn duplicate_params_are_rejected() {

@@ -82,6 +82,26 @@ fn hex_val(b: u8) -> Option<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Invariant: any accepted path has no dot segment, no empty inner
+        /// segment and no escape that decodes to a separator, whatever the input.
+        #[test]
+        fn accepted_paths_are_unambiguous(p in "/[a-zA-Z0-9./%;\\\\-]{0,24}") {
+            if validate(&p).is_ok() {
+                let decoded = crate::auth::percent_decode(&p).unwrap_or_default();
+                let decoded = String::from_utf8_lossy(&decoded);
+                for seg in decoded[1..].split('/') {
+                    let bare = seg.split(';').next().unwrap_or(seg);
+                    prop_assert!(bare != "." && bare != "..", "{p} decodes to a dot segment");
+                }
+                prop_assert!(!p[1..].contains("//"), "{p}");
+                prop_assert!(!p.contains('\\'), "{p}");
+                prop_assert_eq!(decoded.matches('/').count(), p.matches('/').count(), "{} hides a /", p);
+            }
+        }
+    }
 
     #[test]
     fn plain_paths_pass() {
