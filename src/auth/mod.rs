@@ -21,6 +21,7 @@ use crate::config::Ctx;
 use crate::keys::{KeySet, Secret};
 
 pub mod aliyun;
+pub mod session;
 pub mod tencent;
 pub mod volcengine;
 pub mod wangsu;

@@ -4,6 +4,7 @@
 //! route → check path → authenticate → forward → filter response → log.
 
 pub mod body;
+pub mod hls;
 pub mod listener;
 pub mod path;
 pub mod respond;
