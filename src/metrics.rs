@@ -21,6 +21,8 @@ pub const RESPONSE_BYTES_TOTAL: &str = "streamguard_response_bytes_total";
 pub const ACTIVE_CONNECTIONS: &str = "streamguard_active_connections";
 /// Response bodies currently streaming to clients.
 pub const ACTIVE_STREAMS: &str = "streamguard_active_streams";
+/// HLS playlists rewritten, by site.
+pub const PLAYLISTS_REWRITTEN_TOTAL: &str = "streamguard_playlists_rewritten_total";
 /// Client connections that ended with an error (TLS handshake, header timeout, protocol).
 pub const CONNECTION_ERRORS_TOTAL: &str = "streamguard_connection_errors_total";
 
@@ -57,6 +59,8 @@ pub struct Metrics {
     pub active_streams: IntGauge,
     /// See [`CONNECTION_ERRORS_TOTAL`].
     pub connection_errors: IntCounterVec,
+    /// See [`PLAYLISTS_REWRITTEN_TOTAL`].
+    pub playlists_rewritten: IntCounterVec,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -115,6 +119,14 @@ impl Metrics {
             ),
             &["kind"],
         )?;
+        let playlists_rewritten = IntCounterVec::new(
+            Opts::new(
+                PLAYLISTS_REWRITTEN_TOTAL,
+                "HLS playlists rewritten, by site.",
+            ),
+            &["site"],
+        )?;
+        registry.register(Box::new(playlists_rewritten.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(request_duration.clone()))?;
         registry.register(Box::new(upstream_errors.clone()))?;
@@ -131,6 +143,7 @@ impl Metrics {
             active_connections,
             active_streams,
             connection_errors,
+            playlists_rewritten,
         })
     }
 

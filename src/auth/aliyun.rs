@@ -380,6 +380,13 @@ impl Verifier for Aliyun {
         &self.params
     }
 
+    fn origin_path<'a>(&self, path: &'a str) -> &'a str {
+        match self.form {
+            Form::B | Form::CPath => two_leading(path).map_or(path, |(_, _, rest)| rest),
+            Form::A(_) | Form::CQuery(_) => path,
+        }
+    }
+
     fn sign(
         &self,
         _host: &str,

@@ -177,6 +177,13 @@ pub trait Verifier: Send + Sync + fmt::Debug {
     /// the site asks for it.
     fn auth_params(&self) -> &[String];
 
+    /// The origin path for a request path whose auth was checked some other
+    /// way (an HLS session token): schemes that carry auth in the path drop
+    /// it here, as `verify` does in `Verdict::forward_path`.
+    fn origin_path<'a>(&self, path: &'a str) -> &'a str {
+        path
+    }
+
     /// Signs `path` on `host` (keeping the non-auth params of `query`) with
     /// `key` so that the URL is accepted until `expires_at` (plus the site's
     /// clock-skew leeway): scheme deltas such as Tencent's AuthDelta are

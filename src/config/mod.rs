@@ -165,9 +165,83 @@ pub struct RawSite {
     /// Proxies (IPs or CIDRs) whose `X-Forwarded-For` is believed for IP-bound tokens.
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
+    /// `[site.hls]`: playlist rewriting and child auth.
+    #[serde(default)]
+    pub hls: RawHls,
     /// `[site.auth]`: the signing scheme and its keys, parsed in stage 2 by
     /// [`RawScheme::from_table`] so errors name the key inside the table.
     pub auth: toml::Table,
+}
+
+/// `[site.hls]`.
+#[derive(Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHls {
+    /// Rewrite playlists so child URIs carry auth. Default true.
+    pub rewrite_playlists: Option<bool>,
+    /// `session` (default) or `propagate`.
+    pub child_auth: Option<ChildAuth>,
+    /// HMAC key for session tokens; `${ENV}` allowed. Default: random per process.
+    pub session_secret: Option<String>,
+    /// Session token lifetime when the playlist's own token never expires.
+    pub session_ttl_secs: Option<u64>,
+    /// Largest playlist read for rewriting; larger → 502.
+    pub max_playlist_bytes: Option<usize>,
+    /// Other hosts whose absolute URLs in playlists also get auth.
+    #[serde(default)]
+    pub rewrite_hosts: Vec<String>,
+}
+
+/// How children of a rewritten playlist are authorized.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChildAuth {
+    /// The proxy's own short token, scoped to the playlist's directory.
+    #[default]
+    Session,
+    /// The playlist request's own auth params, copied.
+    Propagate,
+}
+
+/// Session token lifetime when the playlist's token has no expiry.
+pub const DEFAULT_SESSION_TTL_SECS: u64 = 6 * 3600;
+/// Largest playlist rewritten, in bytes.
+pub const DEFAULT_MAX_PLAYLIST_BYTES: usize = 1 << 20;
+
+/// Validated `[site.hls]`.
+#[derive(Debug, Clone)]
+pub struct HlsConfig {
+    /// Rewrite playlists.
+    pub rewrite: bool,
+    /// Child auth mode.
+    pub child_auth: ChildAuth,
+    /// Session token key.
+    pub session_secret: Secret,
+    /// Session lifetime for tokens without expiry.
+    pub session_ttl_secs: u64,
+    /// Playlist size bound.
+    pub max_playlist_bytes: usize,
+    /// Hosts whose absolute URLs get auth: the site's domains and `rewrite_hosts`.
+    pub hosts: Vec<String>,
+}
+
+/// One random session secret per process, so reloads keep tokens valid.
+fn process_session_secret() -> Secret {
+    static SECRET: std::sync::OnceLock<Secret> = std::sync::OnceLock::new();
+    SECRET
+        .get_or_init(|| {
+            let mut b = [0u8; 32];
+            if getrandom::getrandom(&mut b).is_err() {
+                // No OS randomness: fall back to a time- and address-derived
+                // value; session tokens stay unforgeable only as far as it is secret.
+                let t = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos());
+                b[..16].copy_from_slice(&t.to_le_bytes());
+            }
+            Secret::new(hex::encode(b))
+        })
+        .clone()
 }
 
 /// Which Host header the origin receives.
@@ -273,10 +347,14 @@ pub struct SiteConfig {
     pub deny_status: StatusCode,
     /// Proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Leeway on every validity window.
+    pub clock_skew_secs: u64,
     /// The scheme, configured.
     pub verifier: Arc<dyn Verifier>,
     /// Keys from the config file.
     pub keys: KeySet,
+    /// Playlist rewriting.
+    pub hls: HlsConfig,
 }
 
 /// A validated origin URL.
@@ -919,6 +997,7 @@ fn validate_site(
         return None;
     }
     let (verifier, keys) = built?;
+    let hls = validate_hls(&raw.hls, &domains, verifier.as_ref(), path, ctx)?;
     Some(SiteConfig {
         id: raw.id.clone(),
         domains,
@@ -930,8 +1009,65 @@ fn validate_site(
         strip_auth_params: raw.strip_auth_params.unwrap_or(true),
         deny_status,
         trusted_proxies,
+        clock_skew_secs: raw.clock_skew_secs,
         verifier: Arc::from(verifier),
         keys,
+        hls,
+    })
+}
+
+fn validate_hls(
+    raw: &RawHls,
+    domains: &[String],
+    verifier: &dyn Verifier,
+    path: &str,
+    ctx: &mut Ctx<'_>,
+) -> Option<HlsConfig> {
+    let before = ctx.problem_count();
+    let child_auth = raw.child_auth.unwrap_or_default();
+    if child_auth == ChildAuth::Propagate && verifier.auth_params().is_empty() {
+        ctx.problem(&format!("{path}.hls.child_auth"), format!("`propagate` needs a scheme with auth in the query; {} carries it in the path: use `session`", verifier.scheme()));
+    }
+    let session_secret = match &raw.session_secret {
+        Some(s) => ctx.secret(&format!("{path}.hls.session_secret"), s),
+        None => Some(process_session_secret()),
+    };
+    let ttl = raw.session_ttl_secs.unwrap_or(DEFAULT_SESSION_TTL_SECS);
+    if ttl == 0 || ttl > 30 * 86_400 {
+        ctx.problem(
+            &format!("{path}.hls.session_ttl_secs"),
+            "must be between 1 and 2592000 seconds",
+        );
+    }
+    let max = raw.max_playlist_bytes.unwrap_or(DEFAULT_MAX_PLAYLIST_BYTES);
+    if !(1024..=64 << 20).contains(&max) {
+        ctx.problem(
+            &format!("{path}.hls.max_playlist_bytes"),
+            "must be between 1024 and 67108864",
+        );
+    }
+    let mut hosts = domains.to_vec();
+    for (i, h) in raw.rewrite_hosts.iter().enumerate() {
+        let h = h.to_ascii_lowercase();
+        if is_hostname(&h) {
+            hosts.push(h);
+        } else {
+            ctx.problem(
+                &format!("{path}.hls.rewrite_hosts[{i}]"),
+                format!("`{h}` is not a host name"),
+            );
+        }
+    }
+    if ctx.problem_count() > before {
+        return None;
+    }
+    Some(HlsConfig {
+        rewrite: raw.rewrite_playlists.unwrap_or(true),
+        child_auth,
+        session_secret: session_secret?,
+        session_ttl_secs: ttl,
+        max_playlist_bytes: max,
+        hosts,
     })
 }
 

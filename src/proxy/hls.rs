@@ -36,6 +36,12 @@ pub fn is_playlist(content_type: Option<&str>, path: &str) -> bool {
     ) || path.to_ascii_lowercase().ends_with(".m3u8")
 }
 
+/// True when `text` starts with the `#EXTM3U` header every playlist must
+/// have (RFC 8216 §4.3.1.1), after an optional byte-order mark.
+pub fn looks_like_playlist(text: &str) -> bool {
+    text.trim_start_matches('\u{feff}').starts_with("#EXTM3U")
+}
+
 /// Which URIs get auth.
 #[derive(Debug, Clone, Copy)]
 pub struct Scope<'a> {

@@ -17,14 +17,18 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
-use http::header::HOST;
+use http::header::{
+    HeaderValue, ACCEPT_ENCODING, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE,
+    ETAG, HOST, LAST_MODIFIED, RANGE,
+};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use prometheus::IntCounter;
 use tracing::{info, warn};
 
-use crate::auth::{strip_params, Decision, RequestView};
-use crate::config::{Config, Limits, SiteConfig};
+use crate::auth::session::{self, SessionGrant, SESSION_PARAM};
+use crate::auth::{query_param, strip_params, Decision, DenyReason, RequestView};
+use crate::config::{ChildAuth, Config, Limits, SiteConfig};
 use crate::keys::KeySet;
 use crate::metrics::{self, Metrics};
 use body::{Counted, ProxyBody};
@@ -41,6 +45,10 @@ pub struct Site {
     client: OriginClient,
     bytes: IntCounter,
     stream_errors: IntCounter,
+    /// Query params removed before forwarding: the scheme's and the session token.
+    strip_params: Vec<String>,
+    /// Just the session token param.
+    session_param: Vec<String>,
 }
 
 impl std::fmt::Debug for Site {
@@ -86,6 +94,14 @@ impl Snapshot {
                 stream_errors: metrics
                     .upstream_errors
                     .with_label_values(&[&sc.id, "stream"]),
+                strip_params: sc
+                    .verifier
+                    .auth_params()
+                    .iter()
+                    .cloned()
+                    .chain(std::iter::once(SESSION_PARAM.to_owned()))
+                    .collect(),
+                session_param: vec![SESSION_PARAM.to_owned()],
                 config: sc.clone(),
             });
             for d in &sc.domains {
@@ -274,12 +290,23 @@ async fn serve(
     (Some(site), result)
 }
 
+/// What authorized a request.
+enum Grant {
+    /// The site's scheme accepted the URL.
+    Scheme {
+        expires_at: Option<u64>,
+        forward_path: Option<String>,
+    },
+    /// An HLS session token issued by this proxy accepted it.
+    Session(SessionGrant),
+}
+
 async fn forward_for_site(
     shared: &Shared,
     snapshot: &Snapshot,
     site: &Site,
     conn: ConnInfo,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
     host_header: &str,
     host: &str,
 ) -> Result<Response<ProxyBody>, Stop> {
@@ -293,41 +320,89 @@ async fn forward_for_site(
     }
     path::validate(req.uri().path())?;
 
-    // 3. Authenticate: a pure decision over (request view, keys, now).
+    // 3. Authenticate: an HLS session token, or the site's scheme — each a
+    //    pure decision over (request, keys, now).
     let cfg = &site.config;
+    let now = unix_now();
     let peer = conn.remote.ip().to_canonical();
     let peer_trusted = cfg.trusted_proxies.iter().any(|n| n.contains(&peer));
-    let view = RequestView {
-        host,
-        path: req.uri().path(),
-        query: req.uri().query(),
-        client_ip: Some(client_ip(peer, req.headers(), &cfg.trusted_proxies)),
-        headers: Some(req.headers()),
+    let session_mode = cfg.hls.rewrite && cfg.hls.child_auth == ChildAuth::Session;
+    let session_token = if session_mode {
+        query_param(req.uri().query(), SESSION_PARAM)
+            .map_err(|_| Stop::Denied(DenyReason::MalformedToken))?
+    } else {
+        None
     };
-    let verdict = cfg.verifier.verify(&view, &site.keys, unix_now());
-    if let Decision::Deny(reason) = verdict.decision {
-        return Err(Stop::Denied(reason));
-    }
+    let grant = match session_token {
+        Some(token) => {
+            let g = session::verify(
+                &cfg.hls.session_secret,
+                &cfg.id,
+                token,
+                req.uri().path(),
+                now,
+                cfg.clock_skew_secs,
+            )
+            .map_err(Stop::Denied)?;
+            Grant::Session(g)
+        }
+        None => {
+            let view = RequestView {
+                host,
+                path: req.uri().path(),
+                query: req.uri().query(),
+                client_ip: Some(client_ip(peer, req.headers(), &cfg.trusted_proxies)),
+                headers: Some(req.headers()),
+            };
+            let verdict = cfg.verifier.verify(&view, &site.keys, now);
+            if let Decision::Deny(reason) = verdict.decision {
+                return Err(Stop::Denied(reason));
+            }
+            Grant::Scheme {
+                expires_at: verdict.expires_at,
+                forward_path: verdict.forward_path,
+            }
+        }
+    };
 
     // 4. Forward: exactly the verified path (minus in-path auth for schemes
     //    that carry it there); the query minus auth params if asked.
-    let query = match req.uri().query() {
-        Some(q) if cfg.strip_auth_params => strip_params(q, cfg.verifier.auth_params()),
+    let uri = req.uri().clone();
+    let query = match uri.query() {
+        Some(q) if cfg.strip_auth_params => strip_params(q, &site.strip_params),
+        Some(q) if session_mode => strip_params(q, &site.session_param),
         Some(q) => Some(q.to_owned()),
         None => None,
     };
-    let path = match verdict.forward_path.as_deref() {
-        Some(p) => {
+    let path = match &grant {
+        Grant::Scheme {
+            forward_path: Some(p),
+            ..
+        } => {
             // A scheme-derived path obeys the same rules as a client's.
+            path::validate(p)?;
+            p.as_str()
+        }
+        Grant::Scheme {
+            forward_path: None, ..
+        } => uri.path(),
+        Grant::Session(_) => {
+            let p = cfg.verifier.origin_path(uri.path());
             path::validate(p)?;
             p
         }
-        None => req.uri().path(),
     };
     let path_and_query = match query {
         Some(q) => format!("{path}?{q}"),
         None => path.to_owned(),
     };
+    let wants_rewrite = cfg.hls.rewrite && req.method() == Method::GET;
+    if wants_rewrite && hls::is_playlist(None, uri.path()) {
+        // Playlists are read whole and rewritten: ask for plain bytes, all of them.
+        req.headers_mut()
+            .insert(ACCEPT_ENCODING, HeaderValue::from_static("identity"));
+        req.headers_mut().remove(RANGE);
+    }
     let client_side = ClientSide {
         remote: conn.remote,
         tls: conn.tls,
@@ -347,11 +422,145 @@ async fn forward_for_site(
         Err(_) => return Err(upstream::UpstreamError::Timeout("response head").into()),
     };
 
-    // 5. Filter the response and stream its body through, counted.
+    // 5. Filter the response: playlists are rewritten so their children
+    //    carry auth; everything else streams through, counted.
     upstream::filter_response(&mut resp);
+    let content_type = resp
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    if wants_rewrite
+        && resp.status() == StatusCode::OK
+        && hls::is_playlist(content_type, uri.path())
+    {
+        let (params, expires_at) = child_auth(site, &grant, &uri, now);
+        return rewrite_playlist(shared, site, resp, &params, expires_at, now).await;
+    }
     let active = shared.metrics.active_streams.clone();
     let errors = site.stream_errors.clone();
     Ok(resp.map(|b| Counted::new(b, site.bytes.clone(), errors, active).boxed_unsync()))
+}
+
+/// The query params children of a playlist get, and until when they work.
+fn child_auth(site: &Site, grant: &Grant, uri: &http::Uri, now: u64) -> (String, u64) {
+    let hls = &site.config.hls;
+    let expires_at = match grant {
+        Grant::Session(g) => g.expires_at,
+        Grant::Scheme { expires_at, .. } => {
+            expires_at.unwrap_or_else(|| now.saturating_add(hls.session_ttl_secs))
+        }
+    };
+    let params = match hls.child_auth {
+        ChildAuth::Session => {
+            let scope = match grant {
+                Grant::Session(g) => g.scope.clone(),
+                Grant::Scheme { .. } => session::scope_of(uri.path()).to_owned(),
+            };
+            format!(
+                "{SESSION_PARAM}={}",
+                session::issue(&hls.session_secret, &site.config.id, &scope, expires_at)
+            )
+        }
+        ChildAuth::Propagate => {
+            let names = site.config.verifier.auth_params();
+            uri.query()
+                .unwrap_or("")
+                .split('&')
+                .filter(|pair| {
+                    names
+                        .iter()
+                        .any(|n| pair.split('=').next() == Some(n.as_str()))
+                })
+                .collect::<Vec<_>>()
+                .join("&")
+        }
+    };
+    (params, expires_at)
+}
+
+/// Reads a playlist (bounded), rewrites its child URIs and answers with the
+/// new body: Content-Length recomputed, validators dropped, and a
+/// Cache-Control no longer than the children's auth lives.
+async fn rewrite_playlist(
+    shared: &Shared,
+    site: &Site,
+    resp: Response<Incoming>,
+    params: &str,
+    expires_at: u64,
+    now: u64,
+) -> Result<Response<ProxyBody>, Stop> {
+    let cfg = &site.config;
+    if resp
+        .headers()
+        .get(CONTENT_ENCODING)
+        .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"))
+    {
+        return Err(Stop::PlaylistUnreadable("content-encoded"));
+    }
+    let (mut parts, body) = resp.into_parts();
+    let limited = http_body_util::Limited::new(body, cfg.hls.max_playlist_bytes);
+    let bytes = match tokio::time::timeout(cfg.response_header_timeout, limited.collect()).await {
+        Ok(Ok(c)) => c.to_bytes(),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+            return Err(Stop::PlaylistTooLarge)
+        }
+        Ok(Err(e)) => return Err(upstream::UpstreamError::Protocol(e).into()),
+        Err(_) => return Err(upstream::UpstreamError::Timeout("playlist body").into()),
+    };
+    let text = std::str::from_utf8(&bytes).map_err(|_| Stop::PlaylistUnreadable("not utf-8"))?;
+    if !hls::looks_like_playlist(text) {
+        // Named like a playlist but is not one (an error page, say): pass it on as is.
+        site.bytes.inc_by(bytes.len() as u64);
+        return Ok(Response::from_parts(parts, body::full(bytes)));
+    }
+    let out = hls::rewrite(
+        text,
+        hls::Scope {
+            hosts: &cfg.hls.hosts,
+        },
+        params,
+    );
+    let h = &mut parts.headers;
+    for name in [
+        CONTENT_LENGTH,
+        ETAG,
+        LAST_MODIFIED,
+        http::header::ACCEPT_RANGES,
+    ] {
+        h.remove(name);
+    }
+    h.insert(CONTENT_LENGTH, HeaderValue::from(out.len()));
+    let ttl = expires_at.saturating_sub(now);
+    let origin_cc = h
+        .get(CACHE_CONTROL)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    // Why private: the body now holds tokens; a shared cache must not hand
+    // one viewer's playlist to another.
+    let cc = if origin_cc.contains("no-store") {
+        "no-store".to_owned()
+    } else {
+        let origin_max = origin_cc.split(',').find_map(|d| {
+            d.trim()
+                .strip_prefix("max-age=")
+                .and_then(|v| v.parse::<u64>().ok())
+        });
+        format!(
+            "private, max-age={}",
+            origin_max.map_or(ttl, |m| m.min(ttl))
+        )
+    };
+    if let Ok(v) = HeaderValue::from_str(&cc) {
+        h.insert(CACHE_CONTROL, v);
+    }
+    site.bytes.inc_by(out.len() as u64);
+    shared
+        .metrics
+        .playlists_rewritten
+        .with_label_values(&[&cfg.id])
+        .inc();
+    Ok(Response::from_parts(parts, body::full(out)))
 }
 
 #[cfg(test)]

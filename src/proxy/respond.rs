@@ -42,6 +42,12 @@ pub enum Stop {
     /// The origin failed.
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
+    /// A playlist exceeded `max_playlist_bytes`.
+    #[error("playlist too large to rewrite")]
+    PlaylistTooLarge,
+    /// A playlist could not be rewritten (compressed, not UTF-8).
+    #[error("playlist unreadable: {0}")]
+    PlaylistUnreadable(&'static str),
     /// Building the origin request failed (our fault).
     #[error("internal error")]
     Internal(#[source] http::Error),
@@ -60,6 +66,8 @@ impl Stop {
             Stop::Upstream(UpstreamError::Connect(_)) => (outcome::ERROR, "origin_unreachable"),
             Stop::Upstream(UpstreamError::Timeout(_)) => (outcome::ERROR, "origin_timeout"),
             Stop::Upstream(UpstreamError::Protocol(_)) => (outcome::ERROR, "origin_error"),
+            Stop::PlaylistTooLarge => (outcome::ERROR, "playlist_too_large"),
+            Stop::PlaylistUnreadable(_) => (outcome::ERROR, "playlist_unreadable"),
             Stop::Internal(_) => (outcome::ERROR, "internal"),
         }
     }
@@ -76,7 +84,9 @@ impl Stop {
             Stop::Upstream(UpstreamError::Timeout(_)) => {
                 (StatusCode::GATEWAY_TIMEOUT, ERROR_HEADER)
             }
-            Stop::Upstream(_) => (StatusCode::BAD_GATEWAY, ERROR_HEADER),
+            Stop::Upstream(_) | Stop::PlaylistTooLarge | Stop::PlaylistUnreadable(_) => {
+                (StatusCode::BAD_GATEWAY, ERROR_HEADER)
+            }
             Stop::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, ERROR_HEADER),
         };
         let body = format!("{} {}\n", status.as_str(), reason);
