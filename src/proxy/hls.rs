@@ -70,7 +70,7 @@ impl Scope<'_> {
         let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
         let host =
             crate::proxy::normalize_host(authority.rsplit_once('@').map_or(authority, |(_, h)| h));
-        host.is_some_and(|h| self.hosts.iter().any(|d| *d == h))
+        host.is_some_and(|h| self.hosts.contains(&h))
     }
 }
 
