@@ -18,6 +18,13 @@ fn md5_hex(s: &str) -> String {
     hex::encode(Md5::digest(s.as_bytes()))
 }
 
+fn hmac_sha256_hex(hex_key: &str, text: &str) -> String {
+    use hmac::{Hmac, Mac};
+    let mut m = Hmac::<sha2::Sha256>::new_from_slice(&hex::decode(hex_key).unwrap()).unwrap();
+    m.update(text.as_bytes());
+    hex::encode(m.finalize().into_bytes())
+}
+
 fn config(origin: &str) -> String {
     format!(
         r#"
@@ -92,6 +99,15 @@ c_form = "query"
 hash_param = "sig"
 time_param = "ts"
 key = "ali-cq-key"
+
+[[site]]
+id = "akamai"
+domains = ["ak.example.com"]
+origin = "{origin}"
+trusted_proxies = ["127.0.0.1"]
+[site.auth]
+scheme = "akamai"
+key = "aabbccddeeff00112233445566778899"
 "#
     )
 }
@@ -237,8 +253,51 @@ async fn each_scheme_allows_its_signed_urls_and_denies_forgeries() {
     .await;
     expect_denied(&proxy, "cq.example.com", "/4/44/x.ts", "missing_token").await;
 
+    // Akamai EdgeAuth: HMAC-SHA256(hex key) over the fields; token in query or cookie;
+    // an ip= binding checked against X-Forwarded-For from the trusted peer.
+    let fields = format!("ip=203.0.113.7~exp={t}~acl=/vod/*");
+    let token = format!(
+        "{fields}~hmac={}",
+        hmac_sha256_hex("aabbccddeeff00112233445566778899", &fields)
+    );
+    let resp = send_with(
+        proxy.http_addr(),
+        "ak.example.com",
+        "/vod/a/b.ts",
+        http::Method::GET,
+        &[
+            ("cookie", &format!("x=1; __token__={token}")),
+            ("x-forwarded-for", "203.0.113.7"),
+        ],
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(origin.last_seen().path_and_query, "/vod/a/b.ts");
+    let resp = send_with(
+        proxy.http_addr(),
+        "ak.example.com",
+        &format!("/vod/a/b.ts?__token__={token}"),
+        http::Method::GET,
+        &[("x-forwarded-for", "198.51.100.1")],
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        header_map_get(resp.headers(), "x-streamguard-deny"),
+        Some("wrong_client")
+    );
+    expect_denied(
+        &proxy,
+        "ak.example.com",
+        &format!("/other/b.ts?__token__={token}"),
+        "bad_signature",
+    )
+    .await;
+
     let m = proxy.metrics().await;
-    for site in ["volc", "wangsu", "ali-a", "ali-b", "ali-c", "ali-cq"] {
+    for site in [
+        "volc", "wangsu", "ali-a", "ali-b", "ali-c", "ali-cq", "akamai",
+    ] {
         assert!(
             metric(
                 &m,

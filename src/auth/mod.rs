@@ -20,6 +20,7 @@ use subtle::ConstantTimeEq;
 use crate::config::Ctx;
 use crate::keys::{KeySet, Secret};
 
+pub mod akamai;
 pub mod aliyun;
 pub mod session;
 pub mod tencent;
@@ -250,6 +251,8 @@ schemes! {
     Wangsu(wangsu::RawWangsu) = "wangsu",
     /// Alibaba Cloud `auth_key` types A, B and C.
     Aliyun(aliyun::RawAliyun) = "aliyun",
+    /// Akamai EdgeAuth 2.0 `__token__` (HMAC, acl or url mode).
+    Akamai(akamai::RawAkamai) = "akamai",
 }
 
 /// Scheme-independent settings a verifier is built with.

@@ -1,0 +1,1074 @@
+//! Akamai EdgeAuth 2.0 token authentication: `__token__`.
+//!
+//! ```text
+//! token = [ip=..~][st=..~]exp=..~[acl=..~][id=..~][data=..~]hmac=<hex>
+//! hmac  = lower_hex(HMAC-<alg>(hex_decode(KEY), text))
+//! text  = the token before "~hmac="                      (mode = "acl")
+//!       | the token before "~hmac=" + "~url=" + path      (mode = "url")
+//! ```
+//! This is what Akamai's reference generator (EdgeAuth-Token-Python) signs:
+//! its `hash_source` is the token's fields, plus `url=<path>` in url mode,
+//! joined by the field delimiter. `<alg>` is SHA-256 unless configured
+//! (`sha1`, `md5`); `st`/`exp` are decimal unix seconds.
+//!
+//! The token is read from the query parameter `__token__`, else the cookie of
+//! that name, else the request header of that name, and percent-decoded
+//! strictly. In acl mode the token's `acl` holds `!`-separated patterns, where
+//! `*` matches any run of bytes (`/` included) and `?` exactly one; the request
+//! path as sent must match one of them. In url mode the token carries no
+//! `acl` and the request path as sent is part of the signed text.
+//!
+//! Denial order, most fundamental first: malformed token, no keys, bad
+//! signature; then, for a genuine token, a path outside its ACL
+//! (`bad_signature`: the token does not sign this path), another client's
+//! token (`wrong_client`); only then the validity window (`not_yet_valid`,
+//! `expired`).
+
+use std::borrow::Cow;
+use std::net::IpAddr;
+
+use hmac::{Hmac, Mac};
+use serde::Deserialize;
+
+use super::{
+    append_params, conclude, hex_digest_matches, is_hex_of_len, lower_hex, parse_dec_time,
+    percent_decode, query_param, Common, Decision, DenyReason, RequestView, SignError, Signed,
+    Verdict, Verifier, Window,
+};
+use crate::config::Ctx;
+use crate::keys::{KeySet, Secret};
+
+/// Default name of the token's query parameter, cookie and header.
+pub const DEFAULT_TOKEN_NAME: &str = "__token__";
+/// Default separator between the token's fields (Akamai's default).
+pub const DEFAULT_FIELD_DELIMITER: char = '~';
+/// Separator between the patterns of one `acl` field (Akamai's default).
+pub const ACL_DELIMITER: char = '!';
+/// Longest decoded token accepted.
+///
+/// Why: a token is a few hundred bytes; bounding it bounds the HMAC and ACL
+/// work an unauthenticated request can cause.
+pub const MAX_TOKEN_BYTES: usize = 4096;
+
+/// Field delimiters that would make tokens ambiguous: they occur inside field
+/// values (paths, addresses, times), in the `name=value` split, in ACL syntax,
+/// or in a query string.
+const UNUSABLE_DELIMITERS: &str = "=&#%+!*?/.:-_";
+
+/// The names of the fields that may precede `hmac`, in Akamai's order.
+const FIELDS: [&str; 6] = ["ip", "st", "exp", "acl", "id", "data"];
+
+/// The HMAC's hash function.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Algorithm {
+    /// HMAC-SHA256 (Akamai's default).
+    #[default]
+    Sha256,
+    /// HMAC-SHA1.
+    Sha1,
+    /// HMAC-MD5.
+    Md5,
+}
+
+impl Algorithm {
+    /// Length of the HMAC in bytes.
+    fn output_len(self) -> usize {
+        match self {
+            Algorithm::Sha256 => 32,
+            Algorithm::Sha1 => 20,
+            Algorithm::Md5 => 16,
+        }
+    }
+
+    /// The HMAC of the concatenation of `parts` under `key`.
+    fn mac(self, key: &[u8], parts: &[&[u8]]) -> Option<Vec<u8>> {
+        fn run<M: Mac + hmac::digest::KeyInit>(key: &[u8], parts: &[&[u8]]) -> Option<Vec<u8>> {
+            let mut m = <M as Mac>::new_from_slice(key).ok()?;
+            for p in parts {
+                m.update(p);
+            }
+            Some(m.finalize().into_bytes().to_vec())
+        }
+        match self {
+            Algorithm::Sha256 => run::<Hmac<sha2::Sha256>>(key, parts),
+            Algorithm::Sha1 => run::<Hmac<sha1::Sha1>>(key, parts),
+            Algorithm::Md5 => run::<Hmac<md5::Md5>>(key, parts),
+        }
+    }
+}
+
+/// What the token's signature scopes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// The token carries `acl` patterns (one token for a whole HLS directory).
+    #[default]
+    Acl,
+    /// The token signs exactly the request path (`url=` in the signed text).
+    Url,
+}
+
+/// `[site.auth]` with `scheme = "akamai"`.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAkamai {
+    /// Primary key, hex-encoded as Akamai issues it. `${ENV_VAR}` allowed.
+    pub key: String,
+    /// Backup key for rotation, hex-encoded. `${ENV_VAR}` allowed.
+    #[serde(default)]
+    pub backup_key: Option<String>,
+    /// HMAC hash: `sha256` (default), `sha1` or `md5`.
+    #[serde(default)]
+    pub algorithm: Algorithm,
+    /// `acl` (default: the token carries path patterns) or `url`.
+    #[serde(default)]
+    pub mode: Mode,
+    /// Name of the query parameter, cookie and header. Default `__token__`.
+    #[serde(default)]
+    pub token_name: Option<String>,
+    /// One character between the token's fields. Default `~`.
+    #[serde(default)]
+    pub field_delimiter: Option<String>,
+}
+
+/// True when `s` is a usable EdgeAuth key: an even number (>0) of hex digits.
+fn is_hex_key(s: &str) -> bool {
+    !s.is_empty() && hex::decode(s).is_ok()
+}
+
+impl RawAkamai {
+    pub(super) fn build(
+        &self,
+        path: &str,
+        common: Common,
+        ctx: &mut Ctx<'_>,
+    ) -> Option<(Akamai, KeySet)> {
+        let before = ctx.problem_count();
+        let mut keys = Vec::new();
+        let configured = [
+            ("key", Some(&self.key)),
+            ("backup_key", self.backup_key.as_ref()),
+        ];
+        for (name, raw) in configured {
+            let Some(raw) = raw else { continue };
+            let at = format!("{path}.{name}");
+            if let Some(k) = ctx.secret(&at, raw) {
+                if is_hex_key(k.expose()) {
+                    keys.push(k);
+                } else {
+                    // Why: EdgeAuth keys are hex-encoded bytes; hashing the text
+                    // instead would produce tokens no Akamai edge accepts.
+                    ctx.problem(
+                        &at,
+                        "must be hex: an even number of 0-9 a-f digits, as Akamai issues EdgeAuth keys",
+                    );
+                }
+            }
+        }
+        let token_name = ctx.param_name(
+            &format!("{path}.token_name"),
+            self.token_name.as_deref().unwrap_or(DEFAULT_TOKEN_NAME),
+        );
+        let delimiter = match self.field_delimiter.as_deref() {
+            None => DEFAULT_FIELD_DELIMITER,
+            Some(d) => {
+                let mut chars = d.chars();
+                match (chars.next(), chars.next()) {
+                    (Some(c), None)
+                        if c.is_ascii_punctuation() && !UNUSABLE_DELIMITERS.contains(c) =>
+                    {
+                        c
+                    }
+                    _ => {
+                        ctx.problem(
+                            &format!("{path}.field_delimiter"),
+                            format!("`{d}` is not usable; give one ASCII punctuation character other than {UNUSABLE_DELIMITERS} (default ~)"),
+                        );
+                        DEFAULT_FIELD_DELIMITER
+                    }
+                }
+            }
+        };
+        if ctx.problem_count() > before {
+            return None;
+        }
+        Some((
+            Akamai {
+                params: vec![token_name],
+                algorithm: self.algorithm,
+                mode: self.mode,
+                delimiter,
+                common,
+            },
+            KeySet::new(keys),
+        ))
+    }
+}
+
+/// The Akamai EdgeAuth 2.0 verifier for one site.
+#[derive(Debug, Clone)]
+pub struct Akamai {
+    /// `[token_name]`.
+    params: Vec<String>,
+    algorithm: Algorithm,
+    mode: Mode,
+    delimiter: char,
+    common: Common,
+}
+
+/// A token split into its fields; borrowed from the decoded token.
+struct Token<'t> {
+    /// The text before `<delimiter>hmac=`.
+    signed: &'t str,
+    hmac: &'t str,
+    ip: Option<(&'t str, IpAddr)>,
+    st: Option<(&'t str, u64)>,
+    exp: (&'t str, u64),
+    acl: Option<&'t str>,
+    id: Option<&'t str>,
+}
+
+impl Akamai {
+    /// A verifier with the default token name and field delimiter.
+    pub fn new(algorithm: Algorithm, mode: Mode, common: Common) -> Self {
+        Akamai {
+            params: vec![DEFAULT_TOKEN_NAME.to_owned()],
+            algorithm,
+            mode,
+            delimiter: DEFAULT_FIELD_DELIMITER,
+            common,
+        }
+    }
+
+    fn token_name(&self) -> &str {
+        &self.params[0]
+    }
+
+    /// The raw (still percent-encoded) token: query, then cookie, then header.
+    /// A source holding the name twice is ambiguous and malformed.
+    fn find_token<'a>(&self, req: &RequestView<'a>) -> Result<Option<&'a str>, DenyReason> {
+        let name = self.token_name();
+        if let Some(v) = query_param(req.query, name).map_err(|_| DenyReason::MalformedToken)? {
+            return Ok(Some(v));
+        }
+        let Some(headers) = req.headers else {
+            return Ok(None);
+        };
+        if let Some(v) = cookie(headers, name)? {
+            return Ok(Some(v));
+        }
+        let mut values = headers.get_all(name).iter();
+        match (values.next(), values.next()) {
+            (Some(v), None) => v.to_str().map(Some).map_err(|_| DenyReason::MalformedToken),
+            (Some(_), Some(_)) => Err(DenyReason::MalformedToken),
+            (None, _) => Ok(None),
+        }
+    }
+
+    /// Splits a decoded token; `None` when it is not strictly of the form.
+    fn parse<'t>(&self, token: &'t str) -> Option<Token<'t>> {
+        let (signed, last) = token.rsplit_once(self.delimiter)?;
+        let hmac = last.strip_prefix("hmac=")?;
+        if !is_hex_of_len(hmac, 2 * self.algorithm.output_len()) {
+            return None;
+        }
+        let mut slots: [Option<&str>; FIELDS.len()] = [None; FIELDS.len()];
+        for field in signed.split(self.delimiter) {
+            let (name, value) = field.split_once('=')?;
+            // An earlier `hmac` is not in FIELDS: hmac must be last.
+            let i = FIELDS.iter().position(|f| *f == name)?;
+            if slots[i].replace(value).is_some() {
+                return None;
+            }
+        }
+        let [ip, st, exp, acl, id, _data] = slots;
+        let ip = match ip {
+            Some(s) => Some((s, s.parse::<IpAddr>().ok()?.to_canonical())),
+            None => None,
+        };
+        let st = match st {
+            Some(s) => Some((s, parse_dec_time(s)?)),
+            None => None,
+        };
+        let exp = exp?;
+        let exp = (exp, parse_dec_time(exp)?);
+        match (self.mode, acl) {
+            (Mode::Acl, Some(a)) if !a.is_empty() => {}
+            (Mode::Url, None) => {}
+            _ => return None,
+        }
+        Some(Token {
+            signed,
+            hmac,
+            ip,
+            st,
+            exp,
+            acl,
+            id,
+        })
+    }
+
+    /// The HMAC over the signed text (plus `<delimiter>url=<path>` in url mode).
+    fn digest(&self, key: &[u8], signed: &str, path: &str) -> Option<Vec<u8>> {
+        let mut buf = [0u8; 4];
+        let d = self.delimiter.encode_utf8(&mut buf).as_bytes();
+        match self.mode {
+            Mode::Acl => self.algorithm.mac(key, &[signed.as_bytes()]),
+            Mode::Url => self
+                .algorithm
+                .mac(key, &[signed.as_bytes(), d, b"url=", path.as_bytes()]),
+        }
+    }
+}
+
+/// The value of cookie `name` across every `Cookie` header, without a pair of
+/// surrounding double quotes (RFC 6265 `cookie-value`).
+fn cookie<'h>(headers: &'h http::HeaderMap, name: &str) -> Result<Option<&'h str>, DenyReason> {
+    let mut found = None;
+    for header in headers.get_all(http::header::COOKIE) {
+        // Bytes, not `to_str`: another cookie's non-ASCII value must not hide ours.
+        for pair in header.as_bytes().split(|b| *b == b';') {
+            let pair = pair.trim_ascii();
+            let Some(eq) = pair.iter().position(|b| *b == b'=') else {
+                continue;
+            };
+            if &pair[..eq] != name.as_bytes() {
+                continue;
+            }
+            if found.is_some() {
+                return Err(DenyReason::MalformedToken);
+            }
+            let value = &pair[eq + 1..];
+            let value = value
+                .strip_prefix(b"\"")
+                .and_then(|v| v.strip_suffix(b"\""))
+                .unwrap_or(value);
+            found = Some(std::str::from_utf8(value).map_err(|_| DenyReason::MalformedToken)?);
+        }
+    }
+    Ok(found)
+}
+
+/// True when `path` matches one of the `!`-separated patterns of `acl`.
+fn acl_covers(acl: &str, path: &str) -> bool {
+    acl.split(ACL_DELIMITER)
+        .any(|pattern| glob_matches(pattern.as_bytes(), path.as_bytes()))
+}
+
+/// `*` matches any run of bytes (including `/`), `?` exactly one byte, any
+/// other byte itself. Paths on the wire are ASCII (non-ASCII is
+/// percent-encoded), so a byte is a character; `?` does not match a whole
+/// `%XX` escape.
+///
+/// Greedy with backtracking to the last `*`: O(pattern × path) at worst, and
+/// only reached for patterns a key signed.
+fn glob_matches(pattern: &[u8], text: &[u8]) -> bool {
+    let (mut p, mut t) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        match pattern.get(p) {
+            Some(b'*') => {
+                star = Some((p, t));
+                p += 1;
+            }
+            Some(&c) if c == b'?' || c == text[t] => {
+                p += 1;
+                t += 1;
+            }
+            _ => match star {
+                Some((sp, st)) => {
+                    p = sp + 1;
+                    t = st + 1;
+                    star = Some((sp, st + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    pattern[p..].iter().all(|b| *b == b'*')
+}
+
+/// Percent-encodes what a query value cannot hold raw. `~ = / * !` stay raw.
+///
+/// Why `+` too: form decoders (some CDNs, origins, log tools) read it as a space.
+fn encode_query_value(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_graphic() && !matches!(b, b'&' | b'#' | b'%' | b'+') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+impl Verifier for Akamai {
+    fn scheme(&self) -> &'static str {
+        "akamai"
+    }
+
+    fn verify<'a>(&self, req: &RequestView<'a>, keys: &KeySet, now: u64) -> Verdict<'a> {
+        let raw = match self.find_token(req) {
+            Ok(Some(raw)) => raw,
+            Ok(None) => return Verdict::deny(DenyReason::MissingToken),
+            Err(reason) => return Verdict::deny(reason),
+        };
+        let Some(token) = percent_decode(raw)
+            .filter(|t| t.len() <= MAX_TOKEN_BYTES)
+            .and_then(|t| String::from_utf8(t).ok())
+        else {
+            return Verdict::deny(DenyReason::MalformedToken);
+        };
+        let Some(t) = self.parse(&token) else {
+            return Verdict::deny(DenyReason::MalformedToken);
+        };
+
+        let mut derived: Vec<(&'static str, Cow<'a, str>)> =
+            vec![("exp", Cow::Owned(t.exp.0.to_owned()))];
+        if let Some((st, _)) = t.st {
+            derived.push(("st", Cow::Owned(st.to_owned())));
+        }
+        match (self.mode, t.acl) {
+            (Mode::Acl, Some(acl)) => derived.push(("acl", Cow::Owned(acl.to_owned()))),
+            _ => derived.push(("url", Cow::Borrowed(req.path))),
+        }
+        if let Some((ip, _)) = t.ip {
+            derived.push(("ip", Cow::Owned(ip.to_owned())));
+        }
+        if let Some(id) = t.id {
+            derived.push(("id", Cow::Owned(id.to_owned())));
+        }
+
+        let window = Window {
+            not_before: t.st.map(|(_, st)| st),
+            expires_at: Some(t.exp.1),
+        };
+        let mut verdict = conclude(
+            derived,
+            keys,
+            window,
+            now,
+            self.common.clock_skew_secs,
+            |key| {
+                // Keys that are not hex (e.g. synced from elsewhere) match nothing.
+                hex::decode(key.expose())
+                    .ok()
+                    .filter(|k| !k.is_empty())
+                    .and_then(|k| self.digest(&k, t.signed, req.path))
+                    .is_some_and(|d| hex_digest_matches(&d, t.hmac))
+            },
+        );
+        if matches!(
+            verdict.decision,
+            Decision::Deny(DenyReason::BadSignature | DenyReason::NoKeys)
+        ) {
+            return verdict;
+        }
+        // The token is genuine; now its scope. An ACL that does not cover the
+        // path is `bad_signature`: the token does not sign this path (there is
+        // no better reason in the fixed set, and it must not read as a
+        // timing problem).
+        if let (Mode::Acl, Some(acl)) = (self.mode, t.acl) {
+            if !acl_covers(acl, req.path) {
+                verdict.decision = Decision::Deny(DenyReason::BadSignature);
+                return verdict;
+            }
+        }
+        if let Some((_, bound)) = t.ip {
+            if req.client_ip.map(|ip| ip.to_canonical()) != Some(bound) {
+                verdict.decision = Decision::Deny(DenyReason::WrongClient);
+            }
+        }
+        verdict
+    }
+
+    fn auth_params(&self) -> &[String] {
+        &self.params
+    }
+
+    fn sign(
+        &self,
+        _host: &str,
+        path: &str,
+        query: Option<&str>,
+        key: &Secret,
+        expires_at: u64,
+    ) -> Result<Signed, SignError> {
+        // A key that is not hex cannot sign (build rejects such keys).
+        let key = hex::decode(key.expose())
+            .ok()
+            .filter(|k| !k.is_empty())
+            .ok_or(SignError::NoKey)?;
+        let d = self.delimiter;
+        let fields = match self.mode {
+            Mode::Acl => {
+                // Why: the acl is the exact path; ACL syntax or the delimiter in
+                // it would widen the grant or break the token.
+                if path.contains([d, ACL_DELIMITER, '*', '?']) {
+                    return Err(SignError::BadPath(format!(
+                        "an Akamai acl cannot hold a path with {d}, {ACL_DELIMITER}, * or ?"
+                    )));
+                }
+                format!("exp={expires_at}{d}acl={path}")
+            }
+            Mode::Url => format!("exp={expires_at}"),
+        };
+        let mac = self.digest(&key, &fields, path).ok_or(SignError::NoKey)?;
+        let token = format!("{fields}{d}hmac={}", lower_hex(&mac));
+        Ok(Signed {
+            path: path.to_owned(),
+            query: append_params(query, &[(self.token_name(), &encode_query_value(&token))]),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::prop::{sign_then_tamper, view_of};
+    use proptest::prelude::*;
+
+    const C: Common = Common { clock_skew_secs: 0 };
+    const KEY: &str = "aabbccddeeff00112233445566778899";
+    const EXP: u64 = 1_700_000_000;
+
+    /// Computed independently with Python's hmac/hashlib, as
+    /// EdgeAuth-Token-Python does: `hmac.new(a2b_hex(KEY), "~".join(fields), sha256)`.
+    const SHA256_ACL: &str = "exp=1700000000~acl=/live/*~hmac=b001693dbba3621846f08184a0b838fad4b49103e9f51702cc74d87a86431936";
+    const SHA1_ACL: &str =
+        "exp=1700000000~acl=/live/*~hmac=0215fe2430fa9d40ffa7c76d0bbf4b0c0f5f5173";
+    const MD5_ACL: &str = "exp=1700000000~acl=/live/*~hmac=96b16d938618a26622ffbe4135f82a96";
+    /// Hash source `exp=1700000000~url=/live/a.m3u8`.
+    const SHA256_URL: &str =
+        "exp=1700000000~hmac=871e77a837e8d376329bd96610fa30b03813240aa28744d36d6f3af6d8b8d903";
+    /// Every optional field, and an acl list with `?`.
+    const SHA256_FULL: &str = "ip=203.0.113.7~st=1699990000~exp=1700000000~acl=/live/*!/vod/??.mp4~id=abc~hmac=37a45fb8087c54aa9b3bf75d8b3c66d10b3fad5f60598bc8f536daa3512d22e8";
+    /// `exp=1700000000,acl=/live/*` with `,` as the field delimiter.
+    const SHA256_COMMA: &str = "exp=1700000000,acl=/live/*,hmac=0eaf72c73b7090b218e6246c8b4f756190ef79aba416d558a25bcfa34fb663a5";
+
+    fn keys(k: &[&str]) -> KeySet {
+        KeySet::new(k.iter().map(|s| Secret::new(*s)).collect())
+    }
+
+    fn acl() -> Akamai {
+        Akamai::new(Algorithm::Sha256, Mode::Acl, C)
+    }
+
+    fn q(token: &str) -> String {
+        format!("__token__={token}")
+    }
+
+    fn decide(v: &Akamai, path: &str, query: &str, now: u64) -> Decision {
+        v.verify(&view_of(path, query), &keys(&[KEY]), now).decision
+    }
+
+    fn deny(r: DenyReason) -> Decision {
+        Decision::Deny(r)
+    }
+
+    fn build(raw: &RawAkamai, env: &dyn Fn(&str) -> Option<String>) -> (Option<Akamai>, usize) {
+        let mut ctx = Ctx::new(env);
+        let built = raw.build("site.auth", C, &mut ctx).map(|(v, _)| v);
+        (built, ctx.problem_count())
+    }
+
+    fn raw(key: &str) -> RawAkamai {
+        RawAkamai {
+            key: key.to_owned(),
+            backup_key: None,
+            algorithm: Algorithm::default(),
+            mode: Mode::default(),
+            token_name: None,
+            field_delimiter: None,
+        }
+    }
+
+    #[test]
+    fn reference_generator_vector_is_allowed() {
+        let query = q(SHA256_ACL);
+        let verdict = acl().verify(&view_of("/live/stream.m3u8", &query), &keys(&[KEY]), EXP);
+        assert_eq!(verdict.decision, Decision::Allow);
+        assert_eq!(verdict.expires_at, Some(EXP));
+        assert_eq!(
+            verdict.derived,
+            vec![
+                ("exp", Cow::Borrowed("1700000000")),
+                ("acl", Cow::Borrowed("/live/*")),
+                ("key", Cow::Borrowed("primary")),
+            ]
+        );
+    }
+
+    #[test]
+    fn sign_reproduces_the_reference_generator() {
+        let v = Akamai::new(Algorithm::Sha256, Mode::Url, C);
+        let s = v
+            .sign("h", "/live/a.m3u8", Some("x=1"), &Secret::new(KEY), EXP)
+            .unwrap();
+        assert_eq!(s.query, format!("x=1&{}", q(SHA256_URL)));
+        assert_eq!(s.path, "/live/a.m3u8");
+        let s = acl()
+            .sign("h", "/live/a.m3u8", None, &Secret::new(KEY), EXP)
+            .unwrap();
+        let mac = lower_hex(
+            &Algorithm::Sha256
+                .mac(
+                    &hex::decode(KEY).unwrap(),
+                    &[b"exp=1700000000~acl=/live/a.m3u8"],
+                )
+                .unwrap(),
+        );
+        assert_eq!(
+            s.query,
+            format!("__token__=exp=1700000000~acl=/live/a.m3u8~hmac={mac}")
+        );
+    }
+
+    #[test]
+    fn sha1_and_md5_when_configured() {
+        for (alg, token) in [(Algorithm::Sha1, SHA1_ACL), (Algorithm::Md5, MD5_ACL)] {
+            let v = Akamai::new(alg, Mode::Acl, C);
+            assert_eq!(decide(&v, "/live/a.ts", &q(token), EXP), Decision::Allow);
+            // Another algorithm's hmac has the wrong length: malformed.
+            assert_eq!(
+                decide(&v, "/live/a.ts", &q(SHA256_ACL), EXP),
+                deny(DenyReason::MalformedToken)
+            );
+            let s = v
+                .sign("h", "/live/b.ts", None, &Secret::new(KEY), EXP)
+                .unwrap();
+            assert_eq!(decide(&v, "/live/b.ts", &s.query, EXP), Decision::Allow);
+        }
+    }
+
+    #[test]
+    fn acl_wildcards_cover_subpaths_lists_and_single_chars() {
+        assert!(acl_covers("/live/*", "/live/a/b.ts"));
+        assert!(acl_covers("/live/*", "/live/"));
+        assert!(!acl_covers("/live/*", "/live"));
+        assert!(!acl_covers("/live/*", "/vod/live/a.ts"));
+        assert!(acl_covers("/a/*/c*.ts", "/a/x/y/c1.ts"));
+        assert!(!acl_covers("/a/*/c*.ts", "/a/x/y/c1.m3u8"));
+        assert!(acl_covers("/vod/??.mp4", "/vod/ab.mp4"));
+        assert!(!acl_covers("/vod/??.mp4", "/vod/abc.mp4"));
+        assert!(!acl_covers("/vod/??.mp4", "/vod/a.mp4"));
+        assert!(acl_covers("/x!/live/*", "/live/s.ts"));
+        assert!(acl_covers("/x!/live/*", "/x"));
+        assert!(!acl_covers("/x!/live/*", "/x/y"));
+        assert!(acl_covers("*", "/anything/at/all"));
+        assert!(!acl_covers("", "/"));
+
+        let v = acl();
+        let k = keys(&[KEY]);
+        let query = q(SHA256_FULL);
+        let at = |path: &str| {
+            let mut req = view_of(path, &query);
+            req.client_ip = Some("203.0.113.7".parse().unwrap());
+            v.verify(&req, &k, EXP).decision
+        };
+        assert_eq!(at("/live/a/b.ts"), Decision::Allow);
+        assert_eq!(at("/vod/ab.mp4"), Decision::Allow);
+        assert_eq!(at("/vod/abc.mp4"), deny(DenyReason::BadSignature));
+    }
+
+    #[test]
+    fn path_outside_the_acl_is_bad_signature() {
+        assert_eq!(
+            decide(&acl(), "/vod/a.ts", &q(SHA256_ACL), EXP),
+            deny(DenyReason::BadSignature)
+        );
+        // …even when also expired: scope is decided before the window.
+        assert_eq!(
+            decide(&acl(), "/vod/a.ts", &q(SHA256_ACL), EXP + 1),
+            deny(DenyReason::BadSignature)
+        );
+    }
+
+    #[test]
+    fn url_mode_signs_the_request_path() {
+        let v = Akamai::new(Algorithm::Sha256, Mode::Url, C);
+        let query = q(SHA256_URL);
+        let verdict = v.verify(&view_of("/live/a.m3u8", &query), &keys(&[KEY]), EXP);
+        assert_eq!(verdict.decision, Decision::Allow);
+        assert!(verdict
+            .derived
+            .contains(&("url", Cow::Borrowed("/live/a.m3u8"))));
+        assert_eq!(
+            decide(&v, "/live/b.m3u8", &q(SHA256_URL), EXP),
+            deny(DenyReason::BadSignature)
+        );
+        // A url-mode token carries no acl, and an acl-mode one needs it.
+        assert_eq!(
+            decide(&v, "/live/a.m3u8", &q(SHA256_ACL), EXP),
+            deny(DenyReason::MalformedToken)
+        );
+        assert_eq!(
+            decide(&acl(), "/live/a.m3u8", &q(SHA256_URL), EXP),
+            deny(DenyReason::MalformedToken)
+        );
+    }
+
+    #[test]
+    fn ip_binding_match_mismatch_and_absent() {
+        let v = acl();
+        let k = keys(&[KEY]);
+        let query = q(SHA256_FULL);
+        let with = |ip: Option<&str>| {
+            let mut req = view_of("/live/s.ts", &query);
+            req.client_ip = ip.map(|s| s.parse().unwrap());
+            v.verify(&req, &k, EXP)
+        };
+        let ok = with(Some("203.0.113.7"));
+        assert_eq!(ok.decision, Decision::Allow);
+        assert!(ok.derived.contains(&("ip", Cow::Borrowed("203.0.113.7"))));
+        assert!(ok.derived.contains(&("id", Cow::Borrowed("abc"))));
+        assert!(ok.derived.contains(&("st", Cow::Borrowed("1699990000"))));
+        // The IPv4-mapped IPv6 form of the same client is the same client.
+        assert_eq!(with(Some("::ffff:203.0.113.7")).decision, Decision::Allow);
+        assert_eq!(
+            with(Some("203.0.113.8")).decision,
+            deny(DenyReason::WrongClient)
+        );
+        assert_eq!(with(None).decision, deny(DenyReason::WrongClient));
+        // A token without ip= is not bound to any client.
+        assert_eq!(
+            v.verify(&view_of("/live/s.ts", &q(SHA256_ACL)), &k, EXP)
+                .decision,
+            Decision::Allow
+        );
+    }
+
+    #[test]
+    fn start_time_not_yet_valid_until_st() {
+        let k = keys(&[KEY]);
+        let query = q(SHA256_FULL);
+        for (skew, now, expected) in [
+            (0, 1_699_989_999, deny(DenyReason::NotYetValid)),
+            (0, 1_699_990_000, Decision::Allow),
+            (5, 1_699_989_995, Decision::Allow),
+            (5, 1_699_989_994, deny(DenyReason::NotYetValid)),
+        ] {
+            let v = Akamai::new(
+                Algorithm::Sha256,
+                Mode::Acl,
+                Common {
+                    clock_skew_secs: skew,
+                },
+            );
+            let mut req = view_of("/live/s.ts", &query);
+            req.client_ip = Some("203.0.113.7".parse().unwrap());
+            assert_eq!(v.verify(&req, &k, now).decision, expected, "{skew} {now}");
+        }
+    }
+
+    #[test]
+    fn expiry_boundary_now_equal_allowed_plus_one_denied() {
+        let v = acl();
+        assert_eq!(
+            decide(&v, "/live/a.ts", &q(SHA256_ACL), EXP),
+            Decision::Allow
+        );
+        assert_eq!(
+            decide(&v, "/live/a.ts", &q(SHA256_ACL), EXP + 1),
+            deny(DenyReason::Expired)
+        );
+        let skewed = Akamai::new(Algorithm::Sha256, Mode::Acl, Common { clock_skew_secs: 3 });
+        assert_eq!(
+            decide(&skewed, "/live/a.ts", &q(SHA256_ACL), EXP + 3),
+            Decision::Allow
+        );
+        assert_eq!(
+            decide(&skewed, "/live/a.ts", &q(SHA256_ACL), EXP + 4),
+            deny(DenyReason::Expired)
+        );
+    }
+
+    #[test]
+    fn token_from_cookie_or_header_when_not_in_query() {
+        let v = acl();
+        let k = keys(&[KEY]);
+        let check = |headers: &http::HeaderMap, query: &str| {
+            let mut req = view_of("/live/a.ts", query);
+            req.headers = Some(headers);
+            v.verify(&req, &k, EXP).decision
+        };
+        let mut h = http::HeaderMap::new();
+        h.append("cookie", "a=1".parse().unwrap());
+        h.append(
+            "cookie",
+            format!("b=2; __token__={SHA256_ACL}; c=3").parse().unwrap(),
+        );
+        assert_eq!(check(&h, "x=1"), Decision::Allow);
+        // Quoted cookie values are unwrapped.
+        let mut quoted = http::HeaderMap::new();
+        quoted.append(
+            "cookie",
+            format!("__token__=\"{SHA256_ACL}\"").parse().unwrap(),
+        );
+        assert_eq!(check(&quoted, ""), Decision::Allow);
+        // The same cookie twice is ambiguous.
+        h.append("cookie", format!("__token__={SHA1_ACL}").parse().unwrap());
+        assert_eq!(check(&h, ""), deny(DenyReason::MalformedToken));
+
+        let mut h = http::HeaderMap::new();
+        h.insert("__token__", SHA256_ACL.parse().unwrap());
+        assert_eq!(check(&h, ""), Decision::Allow);
+        // The query wins over the header.
+        assert_eq!(check(&h, &q(SHA1_ACL)), deny(DenyReason::MalformedToken));
+        h.append("__token__", SHA256_ACL.parse().unwrap());
+        assert_eq!(check(&h, ""), deny(DenyReason::MalformedToken));
+
+        assert_eq!(
+            check(&http::HeaderMap::new(), ""),
+            deny(DenyReason::MissingToken)
+        );
+    }
+
+    #[test]
+    fn percent_encoded_token_is_decoded() {
+        let encoded = SHA256_ACL.replace('~', "%7E").replace('/', "%2F");
+        assert_eq!(
+            decide(&acl(), "/live/a.ts", &q(&encoded), EXP),
+            Decision::Allow
+        );
+    }
+
+    #[test]
+    fn malformed_tokens_are_rejected() {
+        let h = "b001693dbba3621846f08184a0b838fad4b49103e9f51702cc74d87a86431936";
+        let cases = [
+            format!("exp=1700000000~acl=/live/*~foo=1~hmac={h}"),
+            format!("exp=1700000000~acl=/live/*~exp=1700000000~hmac={h}"),
+            format!("acl=/live/*~hmac={h}"),
+            format!("exp=17000000x0~acl=/live/*~hmac={h}"),
+            format!("exp=~acl=/live/*~hmac={h}"),
+            format!("st=soon~exp=1700000000~acl=/live/*~hmac={h}"),
+            format!("ip=not-an-ip~exp=1700000000~acl=/live/*~hmac={h}"),
+            format!("exp=1700000000~acl=~hmac={h}"),
+            "exp=1700000000~acl=/live/*~hmac=zz01693dbba3621846f08184a0b838fad4b49103e9f51702cc74d87a86431936".to_owned(),
+            format!("exp=1700000000~acl=/live/*~hmac={}", &h[1..]),
+            format!("exp=1700000000~acl=/live/*~hmac={h}~hmac={h}"),
+            format!("exp=1700000000~hmac={h}~acl=/live/*"),
+            format!("hmac={h}"),
+            format!("exp=1700000000~acl~hmac={h}"),
+            "exp=1700000000~acl=/live/*".to_owned(),
+            format!("exp=1700000000~acl=/live/%zz~hmac={h}"),
+            format!("exp=1700000000~acl=/live/%2~hmac={h}"),
+            format!("exp=1700000000~acl=/live/%ff~hmac={h}"),
+            String::new(),
+            format!("{}~hmac={h}", "x".repeat(MAX_TOKEN_BYTES)),
+        ];
+        for token in &cases {
+            assert_eq!(
+                decide(&acl(), "/live/a.ts", &q(token), EXP),
+                deny(DenyReason::MalformedToken),
+                "{token}"
+            );
+        }
+        // A token given twice in the query is ambiguous.
+        let twice = format!("{}&{}", q(SHA256_ACL), q(SHA256_ACL));
+        assert_eq!(
+            decide(&acl(), "/live/a.ts", &twice, EXP),
+            deny(DenyReason::MalformedToken)
+        );
+    }
+
+    #[test]
+    fn missing_token_bad_signature_and_no_keys() {
+        let v = acl();
+        assert_eq!(
+            decide(&v, "/live/a.ts", "", EXP),
+            deny(DenyReason::MissingToken)
+        );
+        assert_eq!(
+            decide(&v, "/live/a.ts", "token=x&__token=y", EXP),
+            deny(DenyReason::MissingToken)
+        );
+        let wrong = SHA256_ACL.replace("hmac=b0", "hmac=b1");
+        assert_eq!(
+            decide(&v, "/live/a.ts", &q(&wrong), EXP),
+            deny(DenyReason::BadSignature)
+        );
+        // Uppercase hex is the same hmac.
+        let upper = SHA256_ACL.replace("b001693dbba", "B001693DBBA");
+        assert_eq!(decide(&v, "/live/a.ts", &q(&upper), EXP), Decision::Allow);
+        assert_eq!(
+            v.verify(
+                &view_of("/live/a.ts", &q(SHA256_ACL)),
+                &KeySet::default(),
+                EXP
+            )
+            .decision,
+            deny(DenyReason::NoKeys)
+        );
+        // A key that is not hex matches nothing rather than failing.
+        assert_eq!(
+            v.verify(&view_of("/live/a.ts", &q(SHA256_ACL)), &keys(&["xyz"]), EXP)
+                .decision,
+            deny(DenyReason::BadSignature)
+        );
+    }
+
+    #[test]
+    fn backup_key_is_accepted_during_rotation() {
+        let query = q(SHA256_ACL);
+        let verdict = acl().verify(
+            &view_of("/live/a.ts", &query),
+            &keys(&["00112233", KEY]),
+            EXP,
+        );
+        assert_eq!(verdict.decision, Decision::Allow);
+        assert!(verdict.derived.contains(&("key", Cow::Borrowed("backup"))));
+    }
+
+    #[test]
+    fn derived_fields_never_hold_the_hmac_or_the_key() {
+        let query = q(SHA256_FULL);
+        let verdict = acl().verify(&view_of("/live/a.ts", &query), &keys(&[KEY]), EXP);
+        for (name, value) in &verdict.derived {
+            assert_ne!(*name, "hmac");
+            assert!(
+                !value.contains("37a45fb8") && !value.contains(KEY),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn custom_delimiter_and_token_name() {
+        let mut r = raw(KEY);
+        r.field_delimiter = Some(",".into());
+        r.token_name = Some("hdnts".into());
+        let (v, problems) = build(&r, &|_| None);
+        assert_eq!(problems, 0);
+        let v = v.unwrap();
+        assert_eq!(v.auth_params(), ["hdnts".to_owned()]);
+        let query = format!("hdnts={SHA256_COMMA}");
+        assert_eq!(decide(&v, "/live/a.ts", &query, EXP), Decision::Allow);
+        assert_eq!(
+            decide(&v, "/live/a.ts", &q(SHA256_COMMA), EXP),
+            deny(DenyReason::MissingToken)
+        );
+        let s = v
+            .sign("h", "/live/a.ts", None, &Secret::new(KEY), EXP)
+            .unwrap();
+        assert!(s
+            .query
+            .starts_with("hdnts=exp=1700000000,acl=/live/a.ts,hmac="));
+        assert_eq!(decide(&v, "/live/a.ts", &s.query, EXP), Decision::Allow);
+    }
+
+    #[test]
+    fn config_accepts_hex_keys_from_env_and_rejects_the_rest() {
+        let env = |name: &str| (name == "AKAMAI_KEY").then(|| KEY.to_owned());
+        let mut ok = raw("${AKAMAI_KEY}");
+        ok.backup_key = Some("00FF".into());
+        let mut ctx = Ctx::new(&env);
+        let (v, k) = ok.build("site.auth", C, &mut ctx).unwrap();
+        assert_eq!(ctx.problem_count(), 0);
+        assert_eq!(k.len(), 2);
+        assert_eq!(v.auth_params(), [DEFAULT_TOKEN_NAME.to_owned()]);
+
+        for bad in ["xyz", "abc", "0g", " aabb"] {
+            let (built, problems) = build(&raw(bad), &env);
+            assert!(built.is_none() && problems == 1, "{bad:?}");
+        }
+        let mut both = raw("not hex");
+        both.backup_key = Some("123".into());
+        both.field_delimiter = Some("~~".into());
+        assert_eq!(build(&both, &env).1, 3);
+        for d in ["", "=", "&", "/", "!", "*", "a", "é"] {
+            let mut r = raw(KEY);
+            r.field_delimiter = Some(d.into());
+            assert_eq!(build(&r, &env).1, 1, "{d:?}");
+        }
+        let mut r = raw(KEY);
+        r.token_name = Some("bad name".into());
+        assert_eq!(build(&r, &env).1, 1);
+    }
+
+    #[test]
+    fn config_parses_from_the_scheme_table() {
+        let table: toml::Table = toml::from_str(
+            "scheme = \"akamai\"\nkey = \"aabb\"\nalgorithm = \"sha1\"\nmode = \"url\"",
+        )
+        .unwrap();
+        let Ok(crate::auth::RawScheme::Akamai(r)) = crate::auth::RawScheme::from_table(table)
+        else {
+            panic!("not parsed as akamai");
+        };
+        assert_eq!((r.algorithm, r.mode), (Algorithm::Sha1, Mode::Url));
+        let table: toml::Table =
+            toml::from_str("scheme = \"akamai\"\nkey = \"aabb\"\nsalt = \"x\"").unwrap();
+        assert!(crate::auth::RawScheme::from_table(table).is_err());
+    }
+
+    #[test]
+    fn sign_escapes_what_a_query_cannot_hold_and_refuses_acl_syntax() {
+        let v = Akamai::new(Algorithm::Sha256, Mode::Url, C);
+        let path = "/live/a b&c#d%41+e.ts";
+        let s = v.sign("h", path, None, &Secret::new(KEY), EXP).unwrap();
+        assert!(s.query.starts_with("__token__=exp=1700000000~hmac="));
+        let acl_path = "/live/a%20b.ts";
+        let s = acl()
+            .sign("h", acl_path, None, &Secret::new(KEY), EXP)
+            .unwrap();
+        assert!(s.query.contains("acl=/live/a%2520b.ts~"), "{}", s.query);
+        assert_eq!(decide(&acl(), acl_path, &s.query, EXP), Decision::Allow);
+        for bad in ["/a!b.ts", "/a*.ts", "/a~b.ts"] {
+            assert!(matches!(
+                acl().sign("h", bad, None, &Secret::new(KEY), EXP),
+                Err(SignError::BadPath(_))
+            ));
+        }
+        assert_eq!(
+            acl().sign("h", "/a.ts", None, &Secret::new("nothex"), EXP),
+            Err(SignError::NoKey)
+        );
+        assert_eq!(
+            encode_query_value("a b&c#d%e+f~=/*!"),
+            "a%20b%26c%23d%25e%2Bf~=/*!"
+        );
+    }
+
+    /// Byte range of the value of token field `name` (up to the next `~`) in `pq`.
+    fn field_range(pq: &str, name: &str) -> std::ops::Range<usize> {
+        let start = pq.find(&format!("{name}=")).unwrap() + name.len() + 1;
+        let end = pq[start..].find('~').map_or(pq.len(), |i| start + i);
+        start..end
+    }
+
+    proptest! {
+        #[test]
+        fn sign_then_any_single_byte_change_denies(
+            path in "(/[a-zA-Z0-9_-]{1,8}){1,4}\\.(ts|m3u8)",
+            exp in 1_000_000u64..4_000_000_000,
+            alg in prop::sample::select(vec![Algorithm::Sha256, Algorithm::Sha1, Algorithm::Md5]),
+            url_mode in any::<bool>(),
+            idx in any::<usize>(), pick in any::<u8>(),
+        ) {
+            let mode = if url_mode { Mode::Url } else { Mode::Acl };
+            let v = Akamai::new(alg, mode, C);
+            let k = keys(&[KEY, "0011223344556677"]);
+            let plen = path.len();
+            sign_then_tamper(&v, &k, &path, exp, exp, |pq| {
+                let mut r = vec![
+                    ("path", 1..plen),
+                    ("exp", field_range(pq, "exp")),
+                    ("hmac", field_range(pq, "hmac")),
+                ];
+                if mode == Mode::Acl {
+                    r.push(("acl", field_range(pq, "acl")));
+                }
+                r
+            }, (idx, pick));
+            let s = v.sign("h", &path, None, &Secret::new(KEY), exp).unwrap();
+            prop_assert_eq!(
+                v.verify(&view_of(&path, &s.query), &k, exp + 1).decision,
+                Decision::Deny(DenyReason::Expired)
+            );
+        }
+    }
+}
