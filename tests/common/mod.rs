@@ -453,3 +453,118 @@ pub fn header_map_get<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 pub type Labels = HashMap<String, String>;
+
+// ---------------------------------------------------------------------------
+// nginx as a real origin.
+
+/// The nginx binary, if installed (`.ci/run` installs it).
+pub fn nginx_bin() -> Option<PathBuf> {
+    let sbin = PathBuf::from("/usr/sbin/nginx");
+    if sbin.exists() {
+        return Some(sbin);
+    }
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|d| Path::new(d).join("nginx"))
+        .find(|p| p.exists())
+}
+
+/// True when `name` runs (`name -version` exits 0).
+pub fn have(name: &str) -> bool {
+    Command::new(name)
+        .arg("-version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// nginx serving `www/` of its own temp dir on loopback, as a static origin.
+pub struct Nginx {
+    child: Child,
+    pub addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+}
+
+impl Nginx {
+    /// Starts nginx with `extra` inside its `server {}` block.
+    pub fn start(extra: &str) -> Nginx {
+        let bin = nginx_bin().expect("nginx is not installed (.ci/run installs it)");
+        let dir = tempfile::tempdir().unwrap();
+        // nginx workers may run as another user: let them read the tree.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::create_dir_all(dir.path().join("www")).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let d = dir.path().display();
+        let conf = format!(
+            r#"worker_processes 1;
+error_log {d}/error.log warn;
+events {{ worker_connections 256; }}
+http {{
+  access_log {d}/access.log;
+  client_body_temp_path {d}/tmp-body;
+  proxy_temp_path {d}/tmp-proxy;
+  fastcgi_temp_path {d}/tmp-fcgi;
+  uwsgi_temp_path {d}/tmp-uwsgi;
+  scgi_temp_path {d}/tmp-scgi;
+  types {{ application/vnd.apple.mpegurl m3u8; video/mp2t ts; video/x-flv flv; text/plain txt; }}
+  server {{
+    listen {addr};
+    root {d}/www;
+    {extra}
+  }}
+}}
+"#
+        );
+        std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
+        let child = Command::new(bin)
+            .args([
+                "-p",
+                &d.to_string(),
+                "-c",
+                &format!("{d}/nginx.conf"),
+                "-e",
+                &format!("{d}/error.log"),
+                "-g",
+                &format!("daemon off; pid {d}/nginx.pid;"),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(addr).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "nginx did not start: {}",
+                std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Nginx { child, addr, dir }
+    }
+
+    /// The directory nginx serves.
+    pub fn www(&self) -> PathBuf {
+        self.dir.path().join("www")
+    }
+
+    /// The access log so far.
+    pub fn access_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("access.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
