@@ -4,8 +4,9 @@
 //!
 //! The FLV stream is real FLV: an audio-only stream of 16-bit PCM tags
 //! carrying a 440 Hz tone, paced in real time, so `ffplay` plays it. The HLS
-//! segments are valid MPEG-TS packets without media (null packets): enough
-//! for curl and for watching the proxy work, not for a player.
+//! playlist serves three real 2-second MPEG-TS segments shipped in `demo/`
+//! (test pattern + tone); through the proxy its segment URIs get session
+//! tokens, so `ffplay` plays the signed playlist URL too.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -24,8 +25,14 @@ use tracing::debug;
 use crate::proxy::body::{full, ChannelBody, ProxyBody};
 use http_body_util::BodyExt;
 
+/// The demo's MPEG-TS segments (see `demo/README.md`).
+const SEGMENTS: [&[u8]; 3] = [
+    include_bytes!("../demo/demo-0.ts"),
+    include_bytes!("../demo/demo-1.ts"),
+    include_bytes!("../demo/demo-2.ts"),
+];
 /// Number of segments in the demo playlist.
-pub const DEMO_SEGMENTS: usize = 3;
+pub const DEMO_SEGMENTS: usize = SEGMENTS.len();
 /// Audio sample rate of the demo FLV stream.
 const SAMPLE_RATE: u32 = 44_100;
 /// Milliseconds of audio per FLV tag.
@@ -101,7 +108,11 @@ async fn origin(req: Request<Incoming>) -> Result<Response<ProxyBody>, Infallibl
         .and_then(|n| n.parse::<usize>().ok())
         .filter(|n| *n < DEMO_SEGMENTS)
     {
-        (StatusCode::OK, "video/mp2t", full(segment(n)))
+        (
+            StatusCode::OK,
+            "video/mp2t",
+            full(Bytes::from_static(SEGMENTS[n])),
+        )
     } else if path == "/live/demo.flv" {
         (StatusCode::OK, "video/x-flv", endless_flv())
     } else {
@@ -123,17 +134,6 @@ fn playlist() -> String {
     }
     p.push_str("#EXT-X-ENDLIST\n");
     p
-}
-
-/// 100 MPEG-TS null packets; the first payload byte carries the segment number.
-fn segment(n: usize) -> Bytes {
-    let mut b = BytesMut::with_capacity(188 * 100);
-    for _ in 0..100 {
-        b.put_slice(&[0x47, 0x1F, 0xFF, 0x10]);
-        b.put_u8(u8::try_from(n).unwrap_or(0));
-        b.put_bytes(0xFF, 183);
-    }
-    b.freeze()
 }
 
 /// FLV file header (audio only) plus PreviousTagSize0.
@@ -206,8 +206,9 @@ mod tests {
 
     #[test]
     fn segments_are_whole_ts_packets() {
-        let s = segment(1);
-        assert_eq!(s.len() % 188, 0);
-        assert!(s.chunks(188).all(|p| p[0] == 0x47));
+        for s in SEGMENTS {
+            assert_eq!(s.len() % 188, 0);
+            assert!(s.chunks(188).all(|p| p[0] == 0x47));
+        }
     }
 }

@@ -22,6 +22,7 @@ use crate::keys::{KeySet, Secret};
 
 pub mod akamai;
 pub mod aliyun;
+pub mod nginx;
 pub mod session;
 pub mod tencent;
 pub mod volcengine;
@@ -253,6 +254,8 @@ schemes! {
     Aliyun(aliyun::RawAliyun) = "aliyun",
     /// Akamai EdgeAuth 2.0 `__token__` (HMAC, acl or url mode).
     Akamai(akamai::RawAkamai) = "akamai",
+    /// nginx `secure_link` / `secure_link_md5` (`md5`/`expires`).
+    NginxSecureLink(nginx::RawNginxSecureLink) = "nginx_secure_link",
 }
 
 /// Scheme-independent settings a verifier is built with.

@@ -503,8 +503,11 @@ impl Nginx {
             .port();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let d = dir.path().display();
+        // As root nginx would switch its workers to `nobody`, whose group may
+        // not exist; as anyone else the directive only draws a warning.
+        let user = if is_root() { "user root;\n" } else { "" };
         let conf = format!(
-            r#"worker_processes 1;
+            r#"{user}worker_processes 1;
 error_log {d}/error.log warn;
 events {{ worker_connections 256; }}
 http {{
@@ -563,8 +566,32 @@ http {{
 }
 
 impl Drop for Nginx {
+    /// SIGTERM first: the master then stops its worker too, where SIGKILL
+    /// would leave the worker holding the port.
     fn drop(&mut self) {
+        let pid = self.child.id().to_string();
+        let termed = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .is_ok_and(|s| s.success());
+        if termed {
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while std::time::Instant::now() < deadline {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// True when running as root (`id -u` is 0).
+pub fn is_root() -> bool {
+    match Command::new("id").arg("-u").output() {
+        Ok(out) => String::from_utf8_lossy(&out.stdout).trim() == "0",
+        Err(_) => std::env::var("USER").is_ok_and(|u| u == "root"),
     }
 }
