@@ -23,6 +23,8 @@ pub const ACTIVE_CONNECTIONS: &str = "streamguard_active_connections";
 pub const ACTIVE_STREAMS: &str = "streamguard_active_streams";
 /// HLS playlists rewritten, by site.
 pub const PLAYLISTS_REWRITTEN_TOTAL: &str = "streamguard_playlists_rewritten_total";
+/// Streaming responses closed because their token expired (`cut_at_expiry`), by site.
+pub const STREAMS_CUT_TOTAL: &str = "streamguard_streams_cut_total";
 /// Client connections that ended with an error (TLS handshake, header timeout, protocol).
 pub const CONNECTION_ERRORS_TOTAL: &str = "streamguard_connection_errors_total";
 
@@ -61,6 +63,8 @@ pub struct Metrics {
     pub connection_errors: IntCounterVec,
     /// See [`PLAYLISTS_REWRITTEN_TOTAL`].
     pub playlists_rewritten: IntCounterVec,
+    /// See [`STREAMS_CUT_TOTAL`].
+    pub streams_cut: IntCounterVec,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -127,6 +131,14 @@ impl Metrics {
             &["site"],
         )?;
         registry.register(Box::new(playlists_rewritten.clone()))?;
+        let streams_cut = IntCounterVec::new(
+            Opts::new(
+                STREAMS_CUT_TOTAL,
+                "Streaming responses closed at token expiry, by site.",
+            ),
+            &["site"],
+        )?;
+        registry.register(Box::new(streams_cut.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(request_duration.clone()))?;
         registry.register(Box::new(upstream_errors.clone()))?;
@@ -144,6 +156,7 @@ impl Metrics {
             active_streams,
             connection_errors,
             playlists_rewritten,
+            streams_cut,
         })
     }
 

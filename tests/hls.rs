@@ -314,3 +314,50 @@ async fn flv_through_the_proxy_decodes() {
         "{codecs}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn range_head_and_conditional_requests_pass_through() {
+    if !tools_present() {
+        return;
+    }
+    let nginx = Nginx::start("");
+    let live = nginx.www().join("live");
+    std::fs::create_dir_all(&live).unwrap();
+    std::fs::write(live.join("clip.ts"), vec![0x47u8; 188 * 10]).unwrap();
+    let proxy = Proxy::start(&config(nginx.addr));
+    let addr = proxy.http_addr();
+    let q = tencent_query(KEY, "/live/clip.ts", now() + 60);
+    let pq = format!("/live/clip.ts?{q}");
+
+    let resp = send_with(
+        addr,
+        "127.0.0.1",
+        &pq,
+        http::Method::GET,
+        &[("range", "bytes=0-187")],
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(
+        header_map_get(resp.headers(), "content-range"),
+        Some("bytes 0-187/1880")
+    );
+    let etag = header_map_get(resp.headers(), "etag").unwrap().to_owned();
+
+    let resp = send_with(addr, "127.0.0.1", &pq, http::Method::HEAD, &[]).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(
+        header_map_get(resp.headers(), "content-length"),
+        Some("1880")
+    );
+
+    let resp = send_with(
+        addr,
+        "127.0.0.1",
+        &pq,
+        http::Method::GET,
+        &[("if-none-match", &etag)],
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::NOT_MODIFIED);
+}

@@ -758,3 +758,167 @@ async fn access_log_never_contains_tokens_or_keys() {
         assert!(!log.contains(needle), "log contains {needle}: {log}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cut_at_expiry_ends_a_stream_when_its_token_expires() {
+    let (origin, proxy) = setup("cut_at_expiry = true\ncut_grace_secs = 1", "").await;
+    let q = tencent_query(KEY, "/endless/live.flv", now() + 1);
+    let resp = send(proxy.http_addr(), HOST, &format!("/endless/live.flv?{q}")).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let started = std::time::Instant::now();
+    let mut body = resp.into_body();
+    let mut got = 0usize;
+    let ended = loop {
+        match tokio::time::timeout(Duration::from_secs(10), body.frame())
+            .await
+            .expect("stream still running 10 s after expiry")
+        {
+            Some(Ok(f)) => got += f.into_data().map_or(0, |d| d.len()),
+            Some(Err(_)) | None => break started.elapsed(),
+        }
+    };
+    assert!(got > 0, "no bytes before the cut");
+    assert!(
+        ended >= Duration::from_millis(900) && ended < Duration::from_secs(5),
+        "cut after {ended:?}"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !origin.disconnected() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "origin still streaming after the cut"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let m = proxy.metrics().await;
+    assert_eq!(
+        metric(&m, r#"streamguard_streams_cut_total{site="live"}"#),
+        1.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cors_preflight_and_headers_for_allowed_origins() {
+    let (origin, proxy) = setup(
+        "[site.cors]\nallow_origins = [\"https://player.example.com\"]\nmax_age_secs = 300",
+        "",
+    )
+    .await;
+    let addr = proxy.http_addr();
+    let pre = |o: &'static str| async move {
+        send_with(
+            addr,
+            HOST,
+            "/live/test.m3u8",
+            http::Method::OPTIONS,
+            &[("origin", o), ("access-control-request-method", "GET")],
+        )
+        .await
+    };
+    let resp = pre("https://player.example.com").await;
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        header_map_get(resp.headers(), "access-control-allow-origin"),
+        Some("https://player.example.com")
+    );
+    assert_eq!(
+        header_map_get(resp.headers(), "access-control-allow-methods"),
+        Some("GET, HEAD, OPTIONS")
+    );
+    assert_eq!(
+        header_map_get(resp.headers(), "access-control-max-age"),
+        Some("300")
+    );
+    let resp = pre("https://evil.example.com").await;
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    assert!(resp.headers().get("access-control-allow-origin").is_none());
+    assert_eq!(origin.count(), 0, "preflights reached the origin");
+
+    // Real requests: the page can read both the media and a denial's reason.
+    let q = tencent_query(KEY, "/live/test.flv", now() + 60);
+    let ok = send_with(
+        addr,
+        HOST,
+        &format!("/live/test.flv?{q}"),
+        http::Method::GET,
+        &[("origin", "https://player.example.com")],
+    )
+    .await;
+    assert_eq!(ok.status(), StatusCode::OK);
+    assert_eq!(
+        header_map_get(ok.headers(), "access-control-allow-origin"),
+        Some("https://player.example.com")
+    );
+    let denied = send_with(
+        addr,
+        HOST,
+        "/live/test.flv",
+        http::Method::GET,
+        &[("origin", "https://player.example.com")],
+    )
+    .await;
+    assert_eq!(denied.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        header_map_get(denied.headers(), "access-control-allow-origin"),
+        Some("https://player.example.com")
+    );
+    assert!(
+        header_map_get(denied.headers(), "access-control-expose-headers")
+            .unwrap()
+            .contains("x-streamguard-deny")
+    );
+    // Without [site.cors], OPTIONS is just another method.
+    let (_o2, plain) = setup("", "").await;
+    let resp = send_with(
+        plain.http_addr(),
+        HOST,
+        "/live/test.m3u8",
+        http::Method::OPTIONS,
+        &[
+            ("origin", "https://player.example.com"),
+            ("access-control-request-method", "GET"),
+        ],
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn playlist_over_the_bound_is_502_and_counted() {
+    let (_origin, proxy) = setup("[site.hls]\nmax_playlist_bytes = 2048", "").await;
+    let q = tencent_query(KEY, "/bigplaylist/index.m3u8", now() + 60);
+    let (status, headers, _) = get(
+        proxy.http_addr(),
+        HOST,
+        &format!("/bigplaylist/index.m3u8?{q}"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
+    assert_eq!(
+        header_map_get(&headers, "x-streamguard-error"),
+        Some("playlist_too_large")
+    );
+    let m = proxy.metrics().await;
+    assert_eq!(
+        metric(
+            &m,
+            r#"streamguard_requests_total{outcome="error",reason="playlist_too_large",site="live"}"#
+        ),
+        1.0
+    );
+    // Under the bound the same playlist is rewritten.
+    let (_o2, roomy) = setup("", "").await;
+    let (status, _, body) = get(
+        roomy.http_addr(),
+        HOST,
+        &format!("/bigplaylist/index.m3u8?{q}"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        String::from_utf8_lossy(&body)
+            .matches("sg_session=")
+            .count(),
+        400
+    );
+}

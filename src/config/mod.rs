@@ -157,6 +157,14 @@ pub struct RawSite {
     pub pool_idle_timeout_secs: Option<u64>,
     /// Remove the scheme's auth params from the query before forwarding. Default true.
     pub strip_auth_params: Option<bool>,
+    /// Close a streaming response when its token expires (plus `cut_grace_secs`).
+    #[serde(default)]
+    pub cut_at_expiry: bool,
+    /// Seconds a stream may run past its token's expiry with `cut_at_expiry`.
+    #[serde(default)]
+    pub cut_grace_secs: u64,
+    /// `[site.cors]`: answer preflights and let pages on these origins read responses.
+    pub cors: Option<RawCors>,
     /// Status for denied requests, 400–499. Default 403.
     pub deny_status: Option<u16>,
     /// Seconds of clock skew tolerated past a URL's expiry. Default 0.
@@ -171,6 +179,30 @@ pub struct RawSite {
     /// `[site.auth]`: the signing scheme and its keys, parsed in stage 2 by
     /// [`RawScheme::from_table`] so errors name the key inside the table.
     pub auth: toml::Table,
+}
+
+/// `[site.cors]`.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCors {
+    /// `["*"]` or origins like `https://player.example.com`.
+    pub allow_origins: Vec<String>,
+    /// Preflight cache time. Default 600.
+    pub max_age_secs: Option<u64>,
+}
+
+/// Default preflight cache time.
+pub const DEFAULT_CORS_MAX_AGE_SECS: u64 = 600;
+
+/// Validated `[site.cors]`.
+#[derive(Debug, Clone)]
+pub struct CorsConfig {
+    /// `*` was given.
+    pub any: bool,
+    /// Allowed origins, lowercase.
+    pub origins: Vec<String>,
+    /// Preflight cache time.
+    pub max_age_secs: u64,
 }
 
 /// `[site.hls]`.
@@ -355,6 +387,10 @@ pub struct SiteConfig {
     pub keys: KeySet,
     /// Playlist rewriting.
     pub hls: HlsConfig,
+    /// Close streams at token expiry plus this grace, if set.
+    pub cut_at_expiry: Option<Duration>,
+    /// CORS, if configured.
+    pub cors: Option<CorsConfig>,
 }
 
 /// A validated origin URL.
@@ -998,6 +1034,17 @@ fn validate_site(
     }
     let (verifier, keys) = built?;
     let hls = validate_hls(&raw.hls, &domains, verifier.as_ref(), path, ctx)?;
+    let cors = match &raw.cors {
+        Some(c) => Some(validate_cors(c, path, ctx)?),
+        None => None,
+    };
+    if raw.cut_grace_secs > 0 && !raw.cut_at_expiry {
+        ctx.problem(
+            &format!("{path}.cut_grace_secs"),
+            "only applies with cut_at_expiry = true",
+        );
+        return None;
+    }
     Some(SiteConfig {
         id: raw.id.clone(),
         domains,
@@ -1013,7 +1060,58 @@ fn validate_site(
         verifier: Arc::from(verifier),
         keys,
         hls,
+        cut_at_expiry: raw
+            .cut_at_expiry
+            .then(|| Duration::from_secs(raw.cut_grace_secs)),
+        cors,
     })
+}
+
+fn validate_cors(raw: &RawCors, path: &str, ctx: &mut Ctx<'_>) -> Option<CorsConfig> {
+    let before = ctx.problem_count();
+    if raw.allow_origins.is_empty() {
+        ctx.problem(
+            &format!("{path}.cors.allow_origins"),
+            "list origins (https://player.example.com) or \"*\"",
+        );
+    }
+    let mut any = false;
+    let mut origins = Vec::new();
+    for (i, o) in raw.allow_origins.iter().enumerate() {
+        if o == "*" {
+            any = true;
+            continue;
+        }
+        let lower = o.to_ascii_lowercase();
+        let ok = lower
+            .strip_prefix("https://")
+            .or_else(|| lower.strip_prefix("http://"))
+            .is_some_and(|rest| {
+                !rest.is_empty() && !rest.contains('/') && normalize_authority(rest)
+            });
+        if ok {
+            origins.push(lower);
+        } else {
+            ctx.problem(&format!("{path}.cors.allow_origins[{i}]"), format!("`{o}` is not an origin like https://player.example.com (scheme, host, optional port; no path)"));
+        }
+    }
+    let max_age_secs = raw.max_age_secs.unwrap_or(DEFAULT_CORS_MAX_AGE_SECS);
+    if max_age_secs > 86_400 {
+        ctx.problem(
+            &format!("{path}.cors.max_age_secs"),
+            "must be at most 86400",
+        );
+    }
+    (ctx.problem_count() == before).then_some(CorsConfig {
+        any,
+        origins,
+        max_age_secs,
+    })
+}
+
+/// True for `host[:port]` with a valid host.
+fn normalize_authority(a: &str) -> bool {
+    crate::proxy::normalize_host(a).is_some_and(|h| is_hostname(&h))
 }
 
 fn validate_hls(

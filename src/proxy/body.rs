@@ -1,6 +1,7 @@
 //! Response bodies: the boxed type the proxy serves, and the counting wrapper
 //! that streams an origin body through frame by frame.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -167,6 +168,69 @@ impl<B: Body, G> Body for WithGuard<B, G> {
 
     fn is_end_stream(&self) -> bool {
         self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// Ends a body with an error once `after` has passed (`cut_at_expiry`):
+    /// the client's connection (HTTP/1.1) or stream (HTTP/2) is reset, so a
+    /// player cannot mistake the cut for the end of the media.
+    pub struct Deadline<B> {
+        #[pin]
+        inner: B,
+        #[pin]
+        sleep: tokio::time::Sleep,
+        cut: IntCounter,
+        fired: bool,
+    }
+}
+
+impl<B> Deadline<B> {
+    /// Wraps `inner`; `cut` counts bodies ended this way.
+    pub fn new(inner: B, after: std::time::Duration, cut: IntCounter) -> Self {
+        Deadline {
+            inner,
+            sleep: tokio::time::sleep(after),
+            cut,
+            fired: false,
+        }
+    }
+}
+
+/// The token behind a stream expired.
+#[derive(Debug, thiserror::Error)]
+#[error("stream cut: its token expired")]
+pub struct TokenExpired;
+
+impl<B> Body for Deadline<B>
+where
+    B: Body<Data = Bytes, Error = BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.project();
+        if *this.fired {
+            return Poll::Ready(None);
+        }
+        if this.sleep.poll(cx).is_ready() {
+            *this.fired = true;
+            this.cut.inc();
+            return Poll::Ready(Some(Err(Box::new(TokenExpired))));
+        }
+        this.inner.poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.fired || self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {

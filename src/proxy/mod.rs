@@ -4,6 +4,7 @@
 //! route → check path → authenticate → forward → filter response → log.
 
 pub mod body;
+pub mod cors;
 pub mod hls;
 pub mod listener;
 pub mod path;
@@ -14,7 +15,7 @@ pub mod upstream;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use http::header::{
@@ -45,6 +46,7 @@ pub struct Site {
     client: OriginClient,
     bytes: IntCounter,
     stream_errors: IntCounter,
+    streams_cut: IntCounter,
     /// Query params removed before forwarding: the scheme's and the session token.
     strip_params: Vec<String>,
     /// Just the session token param.
@@ -94,6 +96,7 @@ impl Snapshot {
                 stream_errors: metrics
                     .upstream_errors
                     .with_label_values(&[&sc.id, "stream"]),
+                streams_cut: metrics.streams_cut.with_label_values(&[&sc.id]),
                 strip_params: sc
                     .verifier
                     .auth_params()
@@ -224,6 +227,7 @@ pub async fn handle(
     let snapshot = shared.snapshot.load_full();
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
+    let origin = req.headers().get(http::header::ORIGIN).cloned();
     let (site, result) = serve(&shared, &snapshot, conn, req).await;
     let site_id = site
         .as_ref()
@@ -246,6 +250,10 @@ pub async fn handle(
             (stop.into_response(deny_status), outcome, reason)
         }
     };
+    let mut response = response;
+    if let Some(c) = site.as_ref().and_then(|s| s.config.cors.as_ref()) {
+        cors::decorate(c, origin.as_ref(), &mut response);
+    }
     let elapsed = started.elapsed();
     shared
         .metrics
@@ -310,7 +318,18 @@ async fn forward_for_site(
     host_header: &str,
     host: &str,
 ) -> Result<Response<ProxyBody>, Stop> {
-    // 2. Check the request: a play method, a bounded and unambiguous target.
+    // 2. Check the request: a play method (or a CORS preflight), a bounded
+    //    and unambiguous target.
+    let cfg = &site.config;
+    if req.method() == Method::OPTIONS {
+        if let Some(c) = cfg
+            .cors
+            .as_ref()
+            .filter(|_| cors::is_preflight(req.headers()))
+        {
+            return Ok(cors::preflight(c, req.headers()));
+        }
+    }
     if !matches!(*req.method(), Method::GET | Method::HEAD) {
         return Err(Stop::MethodNotAllowed);
     }
@@ -322,7 +341,6 @@ async fn forward_for_site(
 
     // 3. Authenticate: an HLS session token, or the site's scheme — each a
     //    pure decision over (request, keys, now).
-    let cfg = &site.config;
     let now = unix_now();
     let peer = conn.remote.ip().to_canonical();
     let peer_trusted = cfg.trusted_proxies.iter().any(|n| n.contains(&peer));
@@ -438,7 +456,20 @@ async fn forward_for_site(
     }
     let active = shared.metrics.active_streams.clone();
     let errors = site.stream_errors.clone();
-    Ok(resp.map(|b| Counted::new(b, site.bytes.clone(), errors, active).boxed_unsync()))
+    let resp = resp.map(|b| Counted::new(b, site.bytes.clone(), errors, active).boxed_unsync());
+    // 6. Optionally end long-lived responses when their token expires.
+    let token_expiry = match &grant {
+        Grant::Scheme { expires_at, .. } => *expires_at,
+        Grant::Session(g) => Some(g.expires_at),
+    };
+    match (cfg.cut_at_expiry, token_expiry) {
+        (Some(grace), Some(exp)) => {
+            let left = Duration::from_secs(exp.saturating_sub(now)) + grace;
+            let cut = site.streams_cut.clone();
+            Ok(resp.map(|b| body::Deadline::new(b, left, cut).boxed_unsync()))
+        }
+        _ => Ok(resp),
+    }
 }
 
 /// The query params children of a playlist get, and until when they work.

@@ -265,6 +265,7 @@ pub struct Seen {
 /// A real HTTP origin on loopback. Routes:
 /// - `/hang/...`: never answers;
 /// - `/gated/...`: sends `first\n`, waits for [`Origin::release`], sends `last\n`, ends;
+/// - `/bigplaylist/...`: an HLS playlist of about 10 KB;
 /// - `/endless/...`: sends a chunk every 20 ms forever; notes when the proxy
 ///   hangs up ([`Origin::disconnected`]);
 /// - anything else: 200 with body `origin saw <path and query>`.
@@ -352,6 +353,22 @@ impl Origin {
                 let _ = tx.send(Bytes::from_static(b"last\n")).await;
             });
             return Response::new(body.boxed_unsync());
+        }
+        if path.starts_with("/bigplaylist/") {
+            let mut text = String::from("#EXTM3U\n#EXT-X-TARGETDURATION:2\n");
+            for i in 0..400 {
+                text.push_str(&format!("#EXTINF:2,\nsegment-{i:05}.ts\n"));
+            }
+            let mut resp = Response::new(
+                Full::new(Bytes::from(text))
+                    .map_err(|never| match never {})
+                    .boxed_unsync(),
+            );
+            resp.headers_mut().insert(
+                "content-type",
+                "application/vnd.apple.mpegurl".parse().unwrap(),
+            );
+            return resp;
         }
         if path.starts_with("/endless/") {
             let (tx, body) = ChannelBody::new(1);
