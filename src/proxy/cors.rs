@@ -18,7 +18,7 @@ fn allowed(cors: &CorsConfig, origin: &HeaderValue) -> Option<HeaderValue> {
     if cors.any {
         return Some(HeaderValue::from_static("*"));
     }
-    cors.origins.iter().any(|a| *a == o).then(|| origin.clone())
+    cors.origins.contains(&o).then(|| origin.clone())
 }
 
 /// True for a CORS preflight: `OPTIONS` with `Origin` and
