@@ -70,6 +70,9 @@ enum Command {
         /// subtracted from the time written into the URL).
         #[arg(long)]
         expires_at: Option<u64>,
+        /// Client address, for schemes that bind URLs to it (nginx `$remote_addr`).
+        #[arg(long)]
+        client_ip: Option<std::net::IpAddr>,
         /// Full URL to sign (existing auth params are replaced).
         url: String,
     },
@@ -94,8 +97,9 @@ fn main() -> ExitCode {
             config,
             expires_in,
             expires_at,
+            client_ip,
             url,
-        } => sign(&config, expires_in, expires_at, &url).map(|()| ExitCode::SUCCESS),
+        } => sign(&config, expires_in, expires_at, client_ip, &url).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,
@@ -354,6 +358,7 @@ fn sign(
     config: &std::path::Path,
     expires_in: Option<u64>,
     expires_at: Option<u64>,
+    client_ip: Option<std::net::IpAddr>,
     url: &str,
 ) -> Result<()> {
     let config = Config::load(config)?;
@@ -372,9 +377,14 @@ fn sign(
         .keys
         .primary()
         .ok_or_else(|| anyhow!("site {} has no key to sign with", site.id))?;
-    let signed = site
-        .verifier
-        .sign(&t.host, &t.path, t.query.as_deref(), key, expires)?;
+    let signed = site.verifier.sign_for_client(
+        &t.host,
+        &t.path,
+        t.query.as_deref(),
+        client_ip,
+        key,
+        expires,
+    )?;
     println!(
         "{}://{}{}?{}",
         t.scheme, t.authority, signed.path, signed.query

@@ -198,6 +198,21 @@ pub trait Verifier: Send + Sync + fmt::Debug {
         key: &Secret,
         expires_at: u64,
     ) -> Result<Signed, SignError>;
+
+    /// Like [`Verifier::sign`], for a URL bound to `client_ip` (schemes that
+    /// hash the client address, e.g. nginx `$remote_addr`). Others ignore it.
+    fn sign_for_client(
+        &self,
+        host: &str,
+        path: &str,
+        query: Option<&str>,
+        client_ip: Option<IpAddr>,
+        key: &Secret,
+        expires_at: u64,
+    ) -> Result<Signed, SignError> {
+        let _ = client_ip; // only schemes that bind to the client use it
+        self.sign(host, path, query, key, expires_at)
+    }
 }
 
 /// Declares the schemes: the `[site.auth]` enum, its parsing by `scheme`

@@ -535,11 +535,27 @@ impl Verifier for NginxSecureLink {
         key: &Secret,
         expires_at: u64,
     ) -> Result<Signed, SignError> {
-        if self.uses(Var::RemoteAddr) {
-            return Err(SignError::BadPath(
-                "the template has $remote_addr, and signing knows no client address".into(),
-            ));
-        }
+        self.sign_for_client(host, path, query, None, key, expires_at)
+    }
+
+    fn sign_for_client(
+        &self,
+        host: &str,
+        path: &str,
+        query: Option<&str>,
+        client_ip: Option<IpAddr>,
+        key: &Secret,
+        expires_at: u64,
+    ) -> Result<Signed, SignError> {
+        let addr = match client_ip {
+            Some(ip) => remote_addr(ip),
+            None if self.uses(Var::RemoteAddr) => {
+                return Err(SignError::BadPath(
+                    "the template has $remote_addr: give the client address (--client-ip)".into(),
+                ));
+            }
+            None => String::new(),
+        };
         let uri = percent_decode(path)
             .ok_or_else(|| SignError::BadPath("the path has a broken percent-escape".into()))?;
         // nginx reads the expiry as a positive i64; clamping only shortens it.
@@ -547,7 +563,7 @@ impl Verifier for NginxSecureLink {
         let inputs = Inputs {
             expires: &t,
             uri: &uri,
-            remote_addr: "",
+            remote_addr: &addr,
             host,
         };
         let md5 =
@@ -877,6 +893,18 @@ mod tests {
             docs_v.sign("h", "/s/link", None, &Secret::new("secret"), 1),
             Err(SignError::BadPath(_))
         ));
+        // With the client address the docs template signs the docs vector.
+        let s = docs_v
+            .sign_for_client(
+                "h",
+                "/s/link",
+                None,
+                Some(IpAddr::from([127, 0, 0, 1])),
+                &Secret::new("secret"),
+                2_147_483_647,
+            )
+            .unwrap();
+        assert_eq!(s.query, "md5=_e4Nc3iduzkWRm01TBBNYw&expires=2147483647");
     }
 
     #[test]
