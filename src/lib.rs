@@ -12,6 +12,7 @@
 //!   ([`proxy::handle`]), listeners, TLS, upstream forwarding, responses.
 //! - [`admin`]: the admin listener (`/metrics`, `/healthz`).
 //! - [`metrics`]: every metric name and handle.
+//! - [`reload`]: config hot reload (file watch + SIGHUP), one snapshot swap.
 //! - [`demo`]: the built-in demo origin and config behind `streamguard run`.
 //!
 //! The binary (`src/main.rs`) only parses the CLI and calls into this crate;
@@ -24,6 +25,7 @@ pub mod demo;
 pub mod keys;
 pub mod metrics;
 pub mod proxy;
+pub mod reload;
 pub mod time;
 
 use std::net::SocketAddr;
@@ -59,6 +61,18 @@ pub enum StartError {
     /// The TLS server configuration was refused.
     #[error("tls setup failed")]
     Tls(#[from] rustls::Error),
+}
+
+/// `error: cause: cause…` — the whole chain on one line, for logs.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        src = s.source();
+    }
+    out
 }
 
 /// A bound, not yet serving, proxy.
@@ -115,8 +129,13 @@ impl Server {
         &self.shared
     }
 
-    /// Serves until `shutdown` becomes true, then drains connections.
-    pub async fn run(self, shutdown: watch::Receiver<bool>) -> Result<(), StartError> {
+    /// Serves until `shutdown` becomes true, then drains connections. With a
+    /// `reloader`, the config file is watched and reloaded too.
+    pub async fn run(
+        self,
+        shutdown: watch::Receiver<bool>,
+        reloader: Option<reload::Reloader>,
+    ) -> Result<(), StartError> {
         let limits = self.shared.snapshot.load().limits;
         let permits = Arc::new(Semaphore::new(limits.max_connections));
         let tls_acceptor = TlsAcceptor::from(Arc::new(proxy::tls::server_config(
@@ -144,6 +163,9 @@ impl Server {
             self.shared.clone(),
             shutdown.clone(),
         ));
+        if let Some(r) = reloader {
+            tasks.spawn(r.run(shutdown.clone()));
+        }
         while tasks.join_next().await.is_some() {}
         info!("stopped");
         Ok(())

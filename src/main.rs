@@ -126,6 +126,7 @@ fn run(config: Option<PathBuf>, listen: Vec<String>, admin_listen: Option<String
         .build()?;
     rt.block_on(async move {
         let mut demo_key = None;
+        let config_path = config.clone();
         let mut config = match config {
             Some(path) => Config::load(&path)?,
             None => {
@@ -148,21 +149,39 @@ fn run(config: Option<PathBuf>, listen: Vec<String>, admin_listen: Option<String
                 Config::from_toml(&toml, std::path::Path::new("."), &|_| None)?
             }
         };
-        if !listen.is_empty() {
-            config.server.listen = listen
-                .iter()
-                .map(|a| {
-                    a.parse()
-                        .with_context(|| format!("--listen {a}: not an IP:port address"))
-                })
-                .collect::<Result<_>>()?;
-        }
-        if let Some(a) = &admin_listen {
-            config.admin_listen = a
-                .parse()
-                .with_context(|| format!("--admin-listen {a}: not an IP:port address"))?;
-        }
+        // Command-line overrides, applied to the first config and every reload.
+        let listen_override: Vec<std::net::SocketAddr> = listen
+            .iter()
+            .map(|a| {
+                a.parse()
+                    .with_context(|| format!("--listen {a}: not an IP:port address"))
+            })
+            .collect::<Result<_>>()?;
+        let admin_override: Option<std::net::SocketAddr> = admin_listen
+            .as_deref()
+            .map(|a| {
+                a.parse()
+                    .with_context(|| format!("--admin-listen {a}: not an IP:port address"))
+            })
+            .transpose()?;
+        let adjust = move |c: &mut Config| {
+            if !listen_override.is_empty() {
+                c.server.listen.clone_from(&listen_override);
+            }
+            if let Some(a) = admin_override {
+                c.admin_listen = a;
+            }
+        };
+        adjust(&mut config);
         let server = Server::bind(config.clone()).await?;
+        let reloader = config_path.map(|p| {
+            streamguard::reload::Reloader::new(
+                p,
+                server.shared().clone(),
+                config.clone(),
+                Box::new(adjust),
+            )
+        });
         for (addr, tls) in server.proxy_addrs() {
             println!(
                 "listening proxy {}://{addr}",
@@ -185,7 +204,7 @@ fn run(config: Option<PathBuf>, listen: Vec<String>, admin_listen: Option<String
             // Receivers may all be gone already; nothing else to do then.
             tx.send_replace(true);
         });
-        server.run(rx).await?;
+        server.run(rx, reloader).await?;
         Ok(())
     })
 }

@@ -25,6 +25,13 @@ pub const ACTIVE_STREAMS: &str = "streamguard_active_streams";
 pub const PLAYLISTS_REWRITTEN_TOTAL: &str = "streamguard_playlists_rewritten_total";
 /// Streaming responses closed because their token expired (`cut_at_expiry`), by site.
 pub const STREAMS_CUT_TOTAL: &str = "streamguard_streams_cut_total";
+/// Config reloads by outcome (`applied`, `rejected`).
+pub const CONFIG_RELOADS_TOTAL: &str = "streamguard_config_reloads_total";
+/// Unix time of the last applied reload.
+pub const CONFIG_LAST_RELOAD_SUCCESS: &str =
+    "streamguard_config_last_reload_success_timestamp_seconds";
+/// 1 when the applied config changed settings that need a restart.
+pub const CONFIG_RESTART_REQUIRED: &str = "streamguard_config_restart_required";
 /// Client connections that ended with an error (TLS handshake, header timeout, protocol).
 pub const CONNECTION_ERRORS_TOTAL: &str = "streamguard_connection_errors_total";
 
@@ -65,6 +72,12 @@ pub struct Metrics {
     pub playlists_rewritten: IntCounterVec,
     /// See [`STREAMS_CUT_TOTAL`].
     pub streams_cut: IntCounterVec,
+    /// See [`CONFIG_RELOADS_TOTAL`].
+    pub config_reloads: IntCounterVec,
+    /// See [`CONFIG_LAST_RELOAD_SUCCESS`].
+    pub config_last_reload_success: IntGauge,
+    /// See [`CONFIG_RESTART_REQUIRED`].
+    pub config_restart_required: IntGauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -139,6 +152,24 @@ impl Metrics {
             &["site"],
         )?;
         registry.register(Box::new(streams_cut.clone()))?;
+        let config_reloads = IntCounterVec::new(
+            Opts::new(CONFIG_RELOADS_TOTAL, "Config reloads by outcome."),
+            &["outcome"],
+        )?;
+        for o in ["applied", "rejected"] {
+            config_reloads.with_label_values(&[o]);
+        }
+        let config_last_reload_success = IntGauge::new(
+            CONFIG_LAST_RELOAD_SUCCESS,
+            "Unix time of the last applied config reload.",
+        )?;
+        let config_restart_required = IntGauge::new(
+            CONFIG_RESTART_REQUIRED,
+            "1 when the running config changed settings that need a restart.",
+        )?;
+        registry.register(Box::new(config_reloads.clone()))?;
+        registry.register(Box::new(config_last_reload_success.clone()))?;
+        registry.register(Box::new(config_restart_required.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(request_duration.clone()))?;
         registry.register(Box::new(upstream_errors.clone()))?;
@@ -157,6 +188,9 @@ impl Metrics {
             connection_errors,
             playlists_rewritten,
             streams_cut,
+            config_reloads,
+            config_last_reload_success,
+            config_restart_required,
         })
     }
 

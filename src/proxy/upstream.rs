@@ -129,21 +129,9 @@ pub fn classify(e: hyper_util::client::legacy::Error) -> UpstreamError {
             }
             src = s.source();
         }
-        return UpstreamError::Connect(chain(&e).into());
+        return UpstreamError::Connect(crate::error_chain(&e).into());
     }
-    UpstreamError::Protocol(chain(&e).into())
-}
-
-/// `error: cause: cause…`, so the log shows *why* (refused, bad certificate…).
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut src = e.source();
-    while let Some(s) = src {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        src = s.source();
-    }
-    out
+    UpstreamError::Protocol(crate::error_chain(&e).into())
 }
 
 /// Headers that describe one hop, never forwarded (RFC 9110 §7.6.1).

@@ -168,6 +168,11 @@ impl Proxy {
         p
     }
 
+    /// The proxy's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn http_addr(&self) -> SocketAddr {
         self.http.expect("no plain listener")
     }

@@ -1,0 +1,173 @@
+//! Config hot reload against the running binary: edits on disk (saved the
+//! way editors save, by rename) and SIGHUP, while requests keep flowing.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests fail loudly"
+)]
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use http::StatusCode;
+
+const SITE_B: &str = r#"
+[[site]]
+id = "b"
+domains = ["b.example.com"]
+origin = "ORIGIN"
+[site.auth]
+scheme = "tencent"
+key = "key-b"
+"#;
+
+/// Saves like an editor: write a temp file, then rename it over the config.
+fn save(path: &std::path::Path, text: &str) {
+    let tmp = path.with_extension("toml.swp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+async fn wait_for(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn edits_on_disk_and_sighup_reload_without_dropping_requests() {
+    let origin = Origin::start().await;
+    let base = site_config(&format!("http://{}", origin.addr), "", "");
+    let proxy = Proxy::start(&base);
+    let cfg_path = proxy.path("streamguard.toml");
+    let addr = proxy.http_addr();
+
+    // Requests to site A keep flowing through every reload below.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let traffic = {
+        let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
+        tokio::spawn(async move {
+            while !stop.load(Ordering::SeqCst) {
+                let q = tencent_query(KEY, "/live/a.flv", now() + 60);
+                let (s, _, _) = get(addr, "play.example.com", &format!("/live/a.flv?{q}")).await;
+                if s == StatusCode::OK { &ok } else { &failed }.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+    };
+    let b_url = format!(
+        "/live/b.flv?{}",
+        tencent_query("key-b", "/live/b.flv", now() + 600)
+    );
+
+    // 1. A new site appears.
+    let with_b = format!(
+        "{base}{}",
+        SITE_B.replace("ORIGIN", &format!("http://{}", origin.addr))
+    );
+    assert_eq!(
+        get(addr, "b.example.com", &b_url).await.0,
+        StatusCode::NOT_FOUND
+    );
+    save(&cfg_path, &with_b);
+    wait_for("site b to go live", async || {
+        get(addr, "b.example.com", &b_url).await.0 == StatusCode::OK
+    })
+    .await;
+
+    // 2. An invalid edit is rejected as a whole; both sites keep serving.
+    save(
+        &cfg_path,
+        &with_b.replace("key = \"key-b\"", "key = \"key-b\"\nbogus = 1"),
+    );
+    wait_for("the rejected reload to be counted", async || {
+        metric(
+            &proxy.metrics().await,
+            r#"streamguard_config_reloads_total{outcome="rejected"}"#,
+        ) >= 1.0
+    })
+    .await;
+    assert_eq!(get(addr, "b.example.com", &b_url).await.0, StatusCode::OK);
+
+    // 3. A key rotation: the new key verifies, the removed one stops.
+    save(
+        &cfg_path,
+        &with_b.replace("key = \"key-b\"", "key = \"key-b2\""),
+    );
+    let b2_url = format!(
+        "/live/b.flv?{}",
+        tencent_query("key-b2", "/live/b.flv", now() + 600)
+    );
+    wait_for("the rotated key", async || {
+        get(addr, "b.example.com", &b2_url).await.0 == StatusCode::OK
+    })
+    .await;
+    let (s, h, _) = get(addr, "b.example.com", &b_url).await;
+    assert_eq!(
+        (s, header_map_get(&h, "x-streamguard-deny")),
+        (StatusCode::FORBIDDEN, Some("bad_signature"))
+    );
+
+    // 4. SIGHUP re-reads the file even when it did not change.
+    let applied = |m: &str| metric(m, r#"streamguard_config_reloads_total{outcome="applied"}"#);
+    let before = applied(&proxy.metrics().await);
+    assert!(Command::new("kill")
+        .args(["-HUP", &proxy.pid().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    wait_for("the SIGHUP reload", async || {
+        applied(&proxy.metrics().await) > before
+    })
+    .await;
+
+    // 5. A listener change is applied no further than it can be: reported.
+    save(
+        &cfg_path,
+        &with_b
+            .replace("key = \"key-b\"", "key = \"key-b2\"")
+            .replace("listen = [\"127.0.0.1:0\"]", "listen = [\"127.0.0.1:1\"]"),
+    );
+    wait_for("the restart-required flag", async || {
+        metric(
+            &proxy.metrics().await,
+            "streamguard_config_restart_required",
+        ) == 1.0
+    })
+    .await;
+
+    stop.store(true, Ordering::SeqCst);
+    traffic.await.unwrap();
+    assert!(
+        ok.load(Ordering::SeqCst) > 20,
+        "too little traffic to show anything"
+    );
+    assert_eq!(
+        failed.load(Ordering::SeqCst),
+        0,
+        "requests failed during reloads"
+    );
+    assert_eq!(
+        get(
+            addr,
+            "play.example.com",
+            &format!(
+                "/live/a.flv?{}",
+                tencent_query(KEY, "/live/a.flv", now() + 60)
+            )
+        )
+        .await
+        .0,
+        StatusCode::OK
+    );
+}
+
+use std::process::Command;
