@@ -12,7 +12,9 @@
 //!   ([`proxy::handle`]), listeners, TLS, upstream forwarding, responses.
 //! - [`admin`]: the admin listener (`/metrics`, `/healthz`).
 //! - [`metrics`]: every metric name and handle.
-//! - [`reload`]: config hot reload (file watch + SIGHUP), one snapshot swap.
+//! - [`reload`]: config hot reload (file watch + SIGHUP).
+//! - [`sync`]: vendor key sync (one client file per vendor API), state on disk.
+//! - [`publish`]: the one place snapshots are built from config + synced keys and swapped in.
 //! - [`demo`]: the built-in demo origin and config behind `streamguard run`.
 //!
 //! The binary (`src/main.rs`) only parses the CLI and calls into this crate;
@@ -25,7 +27,9 @@ pub mod demo;
 pub mod keys;
 pub mod metrics;
 pub mod proxy;
+pub mod publish;
 pub mod reload;
+pub mod sync;
 pub mod time;
 
 use std::net::SocketAddr;
@@ -75,22 +79,72 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     out
 }
 
+/// The (domain, leeway) pairs of the sites that take keys from vendor `name`.
+fn vendor_domains(config: &Config, name: &str) -> Vec<(String, auth::Common)> {
+    let mut out: Vec<(String, auth::Common)> = Vec::new();
+    for s in &config.sites {
+        if let Some((v, d)) = &s.vendor {
+            if v == name && !out.iter().any(|(x, _)| x == d) {
+                out.push((
+                    d.clone(),
+                    auth::Common {
+                        clock_skew_secs: s.clock_skew_secs,
+                    },
+                ));
+            }
+        }
+    }
+    out
+}
+
 /// A bound, not yet serving, proxy.
 pub struct Server {
     shared: Arc<Shared>,
+    publisher: Arc<publish::Publisher>,
+    syncs: Vec<sync::SyncService>,
     listeners: Vec<(TcpListener, bool)>,
     admin: TcpListener,
 }
 
 impl Server {
     /// Builds the first snapshot and binds every listener (plain, TLS, admin).
+    ///
+    /// Keys of vendor-synced sites are first restored from the state
+    /// directory, so a restart while a vendor is unreachable still serves.
     pub async fn bind(config: Config) -> Result<Server, StartError> {
         let metrics = Metrics::new()?;
-        let snapshot = Snapshot::build(&config, &metrics)?;
+        let state = sync::state::StateDir::new(config.state_dir.clone());
+        let mut synced = publish::Synced::new();
+        for v in &config.vendors {
+            let api = sync::api_for(v);
+            for (domain, common) in vendor_domains(&config, &v.name) {
+                if let Some(auth) = sync::restore(api.as_ref(), &v.name, &domain, common, &state) {
+                    info!(vendor = %v.name, %domain, "restored synced keys from the state directory");
+                    synced.insert((v.name.clone(), domain), auth);
+                }
+            }
+        }
+        let snapshot = Snapshot::build(&config, &metrics, &synced)?;
         let shared = Arc::new(Shared {
             snapshot: Arc::new(ArcSwap::from_pointee(snapshot)),
             metrics,
         });
+        let publisher = Arc::new(publish::Publisher::new(
+            shared.clone(),
+            config.clone(),
+            synced,
+        ));
+        let syncs = config
+            .vendors
+            .iter()
+            .map(|v| {
+                sync::SyncService::new(
+                    v.clone(),
+                    publisher.clone(),
+                    vendor_domains(&config, &v.name),
+                )
+            })
+            .collect();
         let mut listeners = Vec::new();
         let plain = config.server.listen.iter().map(|a| (*a, false));
         let tls = config.server.tls_listen.iter().map(|a| (*a, true));
@@ -106,6 +160,8 @@ impl Server {
             .map_err(|source| StartError::Bind { addr, source })?;
         Ok(Server {
             shared,
+            publisher,
+            syncs,
             listeners,
             admin,
         })
@@ -127,6 +183,11 @@ impl Server {
     /// Shared state (snapshot and metrics).
     pub fn shared(&self) -> &Arc<Shared> {
         &self.shared
+    }
+
+    /// The snapshot publisher (config reloads and key syncs go through it).
+    pub fn publisher(&self) -> &Arc<publish::Publisher> {
+        &self.publisher
     }
 
     /// Serves until `shutdown` becomes true, then drains connections. With a
@@ -163,6 +224,9 @@ impl Server {
             self.shared.clone(),
             shutdown.clone(),
         ));
+        for svc in self.syncs {
+            tasks.spawn(svc.run(shutdown.clone()));
+        }
         if let Some(r) = reloader {
             tasks.spawn(r.run(shutdown.clone()));
         }

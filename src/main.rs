@@ -177,7 +177,7 @@ fn run(config: Option<PathBuf>, listen: Vec<String>, admin_listen: Option<String
         let reloader = config_path.map(|p| {
             streamguard::reload::Reloader::new(
                 p,
-                server.shared().clone(),
+                server.publisher().clone(),
                 config.clone(),
                 Box::new(adjust),
             )

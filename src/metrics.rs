@@ -32,6 +32,12 @@ pub const CONFIG_LAST_RELOAD_SUCCESS: &str =
     "streamguard_config_last_reload_success_timestamp_seconds";
 /// 1 when the applied config changed settings that need a restart.
 pub const CONFIG_RESTART_REQUIRED: &str = "streamguard_config_restart_required";
+/// Vendor key sync attempts by vendor account and result (`ok` or an error kind).
+pub const SYNC_ATTEMPTS_TOTAL: &str = "streamguard_key_sync_attempts_total";
+/// Unix time of the last successful sync, by vendor account.
+pub const SYNC_LAST_SUCCESS: &str = "streamguard_key_sync_last_success_timestamp_seconds";
+/// Keys each site verifies with now.
+pub const SITE_KEYS: &str = "streamguard_site_keys";
 /// Client connections that ended with an error (TLS handshake, header timeout, protocol).
 pub const CONNECTION_ERRORS_TOTAL: &str = "streamguard_connection_errors_total";
 
@@ -78,6 +84,12 @@ pub struct Metrics {
     pub config_last_reload_success: IntGauge,
     /// See [`CONFIG_RESTART_REQUIRED`].
     pub config_restart_required: IntGauge,
+    /// See [`SYNC_ATTEMPTS_TOTAL`].
+    pub sync_attempts: IntCounterVec,
+    /// See [`SYNC_LAST_SUCCESS`].
+    pub sync_last_success: prometheus::IntGaugeVec,
+    /// See [`SITE_KEYS`].
+    pub site_keys: prometheus::IntGaugeVec,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -170,6 +182,27 @@ impl Metrics {
         registry.register(Box::new(config_reloads.clone()))?;
         registry.register(Box::new(config_last_reload_success.clone()))?;
         registry.register(Box::new(config_restart_required.clone()))?;
+        let sync_attempts = IntCounterVec::new(
+            Opts::new(
+                SYNC_ATTEMPTS_TOTAL,
+                "Vendor key sync attempts by vendor account and result.",
+            ),
+            &["vendor", "result"],
+        )?;
+        let sync_last_success = prometheus::IntGaugeVec::new(
+            Opts::new(
+                SYNC_LAST_SUCCESS,
+                "Unix time of the last successful key sync, by vendor account.",
+            ),
+            &["vendor"],
+        )?;
+        let site_keys = prometheus::IntGaugeVec::new(
+            Opts::new(SITE_KEYS, "Keys each site verifies with now."),
+            &["site"],
+        )?;
+        registry.register(Box::new(sync_attempts.clone()))?;
+        registry.register(Box::new(sync_last_success.clone()))?;
+        registry.register(Box::new(site_keys.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(request_duration.clone()))?;
         registry.register(Box::new(upstream_errors.clone()))?;
@@ -191,6 +224,9 @@ impl Metrics {
             config_reloads,
             config_last_reload_success,
             config_restart_required,
+            sync_attempts,
+            sync_last_success,
+            site_keys,
         })
     }
 

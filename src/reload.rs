@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
 use crate::config::Config;
-use crate::proxy::{Shared, Snapshot};
+use crate::publish::Publisher;
 
 /// How long file events are collected before one reload (editors write in
 /// several steps: truncate, write, rename).
@@ -55,7 +55,7 @@ impl ReloadOutcome {
 /// Reloads the config from `path`.
 pub struct Reloader {
     path: PathBuf,
-    shared: Arc<Shared>,
+    publisher: Arc<Publisher>,
     /// The config as running (after command-line overrides).
     running: Config,
     /// Command-line overrides applied to every loaded config.
@@ -63,16 +63,16 @@ pub struct Reloader {
 }
 
 impl Reloader {
-    /// A reloader for the proxy sharing `shared`, started from `running`.
+    /// A reloader publishing through `publisher`, started from `running`.
     pub fn new(
         path: PathBuf,
-        shared: Arc<Shared>,
+        publisher: Arc<Publisher>,
         running: Config,
         adjust: Box<dyn Fn(&mut Config) + Send + Sync>,
     ) -> Self {
         Reloader {
             path,
-            shared,
+            publisher,
             running,
             adjust,
         }
@@ -85,7 +85,7 @@ impl Reloader {
             Ok(o) => o,
             Err(reason) => ReloadOutcome::Rejected { reason },
         };
-        let m = &self.shared.metrics;
+        let m = self.publisher.metrics();
         m.config_reloads.with_label_values(&[outcome.label()]).inc();
         match &outcome {
             ReloadOutcome::Applied {
@@ -111,12 +111,12 @@ impl Reloader {
     fn try_reload(&mut self) -> Result<ReloadOutcome, String> {
         let mut config = Config::load(&self.path).map_err(|e| crate::error_chain(&e))?;
         (self.adjust)(&mut config);
-        let snapshot =
-            Snapshot::build(&config, &self.shared.metrics).map_err(|e| crate::error_chain(&e))?;
         let restart_needed = restart_needed(&self.running, &config);
         let sites = config.sites.len();
         // One store: requests in flight keep the snapshot they loaded.
-        self.shared.snapshot.store(Arc::new(snapshot));
+        self.publisher
+            .publish_config(config.clone())
+            .map_err(|e| crate::error_chain(&e))?;
         self.running = config;
         Ok(ReloadOutcome::Applied {
             sites,
@@ -163,6 +163,13 @@ fn restart_needed(old: &Config, new: &Config) -> Vec<String> {
     }
     if old.admin_listen != new.admin_listen {
         changed.push("admin.listen".to_owned());
+    }
+    if old.vendors != new.vendors || old.state_dir != new.state_dir {
+        changed.push("vendor".to_owned());
+    }
+    let vendor_sites = |c: &Config| c.sites.iter().map(|s| s.vendor.clone()).collect::<Vec<_>>();
+    if vendor_sites(old) != vendor_sites(new) {
+        changed.push("site.vendor".to_owned());
     }
     let (a, b) = (&old.server.limits, &new.server.limits);
     for (name, differs) in [

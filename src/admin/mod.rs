@@ -65,6 +65,25 @@ fn route(shared: &Shared, req: &Request<Incoming>) -> Response<ProxyBody> {
             shared.metrics.render(),
         ),
         (&Method::GET, "/healthz") => (StatusCode::OK, "text/plain", b"ok\n".to_vec()),
+        (&Method::GET, "/readyz") => {
+            // Ready once every site can verify: it has keys, or its vendor answered.
+            let snap = shared.snapshot.load();
+            let waiting: Vec<&str> = snap
+                .sites()
+                .iter()
+                .filter(|s| !s.ready)
+                .map(|s| s.config.id.as_str())
+                .collect();
+            if waiting.is_empty() {
+                (StatusCode::OK, "text/plain", b"ready\n".to_vec())
+            } else {
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "text/plain",
+                    format!("waiting for keys: {}\n", waiting.join(", ")).into_bytes(),
+                )
+            }
+        }
         (&Method::GET, _) => (StatusCode::NOT_FOUND, "text/plain", b"not found\n".to_vec()),
         _ => (
             StatusCode::METHOD_NOT_ALLOWED,

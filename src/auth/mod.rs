@@ -63,11 +63,13 @@ pub enum DenyReason {
     WrongClient,
     /// The site has no keys to verify with (nothing configured or synced yet).
     NoKeys,
+    /// The vendor reports auth disabled and the site denies then.
+    AuthDisabled,
 }
 
 impl DenyReason {
     /// Every reason, for documentation and metric pre-registration.
-    pub const ALL: [DenyReason; 7] = [
+    pub const ALL: [DenyReason; 8] = [
         DenyReason::MissingToken,
         DenyReason::MalformedToken,
         DenyReason::Expired,
@@ -75,6 +77,7 @@ impl DenyReason {
         DenyReason::BadSignature,
         DenyReason::WrongClient,
         DenyReason::NoKeys,
+        DenyReason::AuthDisabled,
     ];
 
     /// The reason's stable name.
@@ -87,6 +90,7 @@ impl DenyReason {
             DenyReason::BadSignature => "bad_signature",
             DenyReason::WrongClient => "wrong_client",
             DenyReason::NoKeys => "no_keys",
+            DenyReason::AuthDisabled => "auth_disabled",
         }
     }
 }
@@ -282,6 +286,75 @@ pub struct Common {
 
 fn boxed<V: Verifier + 'static>(built: Option<(V, KeySet)>) -> Option<(Box<dyn Verifier>, KeySet)> {
     built.map(|(v, k)| (Box::new(v) as Box<dyn Verifier>, k))
+}
+
+/// The verifier of a site whose keys come from a vendor that has not
+/// answered yet: denies everything with `no_keys`.
+#[derive(Debug, Clone, Copy)]
+pub struct Pending;
+
+/// The verifier of a site whose vendor reports auth switched off: allows
+/// everything (`on_vendor_disabled = "allow"`) or denies with `auth_disabled`.
+#[derive(Debug, Clone, Copy)]
+pub struct VendorDisabled {
+    /// Let requests through.
+    pub allow: bool,
+}
+
+impl Verifier for Pending {
+    fn scheme(&self) -> &'static str {
+        "pending"
+    }
+    fn verify<'a>(&self, _: &RequestView<'a>, _: &KeySet, _: u64) -> Verdict<'a> {
+        Verdict::deny(DenyReason::NoKeys)
+    }
+    fn auth_params(&self) -> &[String] {
+        &[]
+    }
+    fn sign(
+        &self,
+        _: &str,
+        _: &str,
+        _: Option<&str>,
+        _: &Secret,
+        _: u64,
+    ) -> Result<Signed, SignError> {
+        Err(SignError::NoKey)
+    }
+}
+
+impl Verifier for VendorDisabled {
+    fn scheme(&self) -> &'static str {
+        "vendor_disabled"
+    }
+    fn verify<'a>(&self, _: &RequestView<'a>, _: &KeySet, _: u64) -> Verdict<'a> {
+        if self.allow {
+            Verdict {
+                decision: Decision::Allow,
+                expires_at: None,
+                derived: vec![(
+                    "note",
+                    Cow::Borrowed("vendor reports auth disabled; on_vendor_disabled = allow"),
+                )],
+                forward_path: None,
+            }
+        } else {
+            Verdict::deny(DenyReason::AuthDisabled)
+        }
+    }
+    fn auth_params(&self) -> &[String] {
+        &[]
+    }
+    fn sign(
+        &self,
+        _: &str,
+        _: &str,
+        _: Option<&str>,
+        _: &Secret,
+        _: u64,
+    ) -> Result<Signed, SignError> {
+        Err(SignError::NoKey)
+    }
 }
 
 // ---------------------------------------------------------------------------

@@ -72,6 +72,84 @@ pub struct RawConfig {
     /// `[[site]]`.
     #[serde(default)]
     pub site: Vec<RawSite>,
+    /// `[[vendor]]`: accounts whose Describe APIs supply keys.
+    #[serde(default)]
+    pub vendor: Vec<RawVendor>,
+    /// Where the last good synced keys are kept (mode 0600 files).
+    pub state_dir: Option<PathBuf>,
+}
+
+/// `[[vendor]]`.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawVendor {
+    /// Account name, referenced by `site.vendor`.
+    pub name: String,
+    /// `tencent`.
+    pub kind: VendorKind,
+    /// SecretId / AccessKey / username. `${ENV}` allowed.
+    pub access_key: String,
+    /// SecretKey / api key. `${ENV}` allowed.
+    pub secret_key: String,
+    /// API endpoint override (tests, private endpoints).
+    pub endpoint: Option<String>,
+    /// Seconds between syncs. Default 300.
+    pub sync_interval_secs: Option<u64>,
+    /// Seconds one API request may take. Default 10.
+    pub request_timeout_secs: Option<u64>,
+}
+
+/// Vendor API kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VendorKind {
+    /// Tencent Cloud `DescribeLivePlayAuthKey`.
+    Tencent,
+}
+
+impl VendorKind {
+    /// The scheme its keys are for.
+    pub fn scheme(self) -> &'static str {
+        match self {
+            VendorKind::Tencent => "tencent",
+        }
+    }
+}
+
+/// Default seconds between vendor syncs.
+pub const DEFAULT_SYNC_INTERVAL_SECS: u64 = 300;
+/// Default seconds a vendor API request may take.
+pub const DEFAULT_VENDOR_TIMEOUT_SECS: u64 = 10;
+
+/// A validated vendor account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VendorConfig {
+    /// Account name.
+    pub name: String,
+    /// API kind.
+    pub kind: VendorKind,
+    /// Key id.
+    pub access_key: Secret,
+    /// Key secret.
+    pub secret_key: Secret,
+    /// Endpoint override.
+    pub endpoint: Option<Uri>,
+    /// Sync interval.
+    pub sync_interval: Duration,
+    /// Request timeout.
+    pub request_timeout: Duration,
+}
+
+/// What a site does when its vendor reports auth switched off.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnVendorDisabled {
+    /// Deny every request with `auth_disabled` (default): a vendor-side
+    /// switch never silently opens the site.
+    #[default]
+    Deny,
+    /// Let every request through, as the vendor's edge would.
+    Allow,
 }
 
 /// `[server]`: listeners, TLS certificates and limits.
@@ -178,7 +256,15 @@ pub struct RawSite {
     pub hls: RawHls,
     /// `[site.auth]`: the signing scheme and its keys, parsed in stage 2 by
     /// [`RawScheme::from_table`] so errors name the key inside the table.
-    pub auth: toml::Table,
+    /// Optional when `vendor` supplies the keys.
+    pub auth: Option<toml::Table>,
+    /// A `[[vendor]]` account whose API supplies this site's keys.
+    pub vendor: Option<String>,
+    /// The domain to ask the vendor about. Default: the first of `domains`.
+    pub vendor_domain: Option<String>,
+    /// `deny` (default) or `allow` when the vendor reports auth disabled.
+    #[serde(default)]
+    pub on_vendor_disabled: OnVendorDisabled,
 }
 
 /// `[site.cors]`.
@@ -299,6 +385,10 @@ pub struct Config {
     pub admin_listen: SocketAddr,
     /// Sites, in file order.
     pub sites: Vec<SiteConfig>,
+    /// Vendor accounts.
+    pub vendors: Vec<VendorConfig>,
+    /// State directory for synced keys.
+    pub state_dir: Option<PathBuf>,
 }
 
 /// Validated `[server]`.
@@ -391,6 +481,10 @@ pub struct SiteConfig {
     pub cut_at_expiry: Option<Duration>,
     /// CORS, if configured.
     pub cors: Option<CorsConfig>,
+    /// Vendor account and domain supplying keys, if any.
+    pub vendor: Option<(String, String)>,
+    /// What a vendor-side "auth disabled" means here.
+    pub on_vendor_disabled: OnVendorDisabled,
 }
 
 /// A validated origin URL.
@@ -647,6 +741,14 @@ impl Config {
                     ),
                 );
             }
+            if let Some(v) = &s.vendor {
+                if !raw.vendor.iter().any(|a| &a.name == v) {
+                    ctx.problem(
+                        &format!("{path}.vendor"),
+                        format!("no [[vendor]] is named `{v}`"),
+                    );
+                }
+            }
             for (j, d) in s.domains.iter().enumerate() {
                 let d = d.to_ascii_lowercase();
                 if let Some(prev) = domains.insert(d.clone(), i) {
@@ -665,11 +767,36 @@ impl Config {
             }
         }
 
+        let mut vendors = Vec::new();
+        let mut names = HashSet::new();
+        for (i, v) in raw.vendor.iter().enumerate() {
+            let path = format!("vendor[{i}]");
+            if !names.insert(v.name.as_str()) {
+                ctx.problem(
+                    &format!("{path}.name"),
+                    format!("`{}` is already the name of another vendor", v.name),
+                );
+            }
+            if let Some(vc) = validate_vendor(v, &path, &mut ctx) {
+                vendors.push(vc);
+            }
+        }
+        for (i, s) in sites.iter().enumerate() {
+            if let Some((v, _)) = &s.vendor {
+                if let Some(vc) = vendors.iter().find(|vc| &vc.name == v) {
+                    if raw.site[i].auth.is_some() && s.verifier.scheme() != vc.kind.scheme() {
+                        ctx.problem(&format!("site[{i}].auth.scheme"), format!("vendor `{v}` supplies {} keys; use that scheme or drop [site.auth]", vc.kind.scheme()));
+                    }
+                }
+            }
+        }
         match (server, admin_listen) {
             (Some(server), Some(admin_listen)) if ctx.problems.is_empty() => Ok(Config {
                 server,
                 admin_listen,
                 sites,
+                vendors,
+                state_dir: raw.state_dir.as_ref().map(|d| resolve(base_dir, d)),
             }),
             _ => Err(ConfigError::Invalid(ctx.problems)),
         }
@@ -1022,12 +1149,37 @@ fn validate_site(
     let common = Common {
         clock_skew_secs: raw.clock_skew_secs,
     };
-    let built = match RawScheme::from_table(raw.auth.clone()) {
-        Ok(scheme) => scheme.build(&format!("{path}.auth"), common, ctx),
-        Err(message) => {
-            ctx.problem(&format!("{path}.auth"), message);
+    let built = match (&raw.auth, &raw.vendor) {
+        (Some(table), _) => match RawScheme::from_table(table.clone()) {
+            Ok(scheme) => scheme.build(&format!("{path}.auth"), common, ctx),
+            Err(message) => {
+                ctx.problem(&format!("{path}.auth"), message);
+                None
+            }
+        },
+        // Keys come from the vendor; until the first sync nothing verifies.
+        (None, Some(_)) => Some((
+            Box::new(crate::auth::Pending) as Box<dyn Verifier>,
+            KeySet::default(),
+        )),
+        (None, None) => {
+            ctx.problem(
+                &format!("{path}.auth"),
+                "add a [site.auth] table, or `vendor` to take keys from a vendor account",
+            );
             None
         }
+    };
+    let vendor_domain = match (&raw.vendor_domain, &raw.vendor) {
+        (Some(d), Some(_)) => Some(d.to_ascii_lowercase()),
+        (Some(_), None) => {
+            ctx.problem(
+                &format!("{path}.vendor_domain"),
+                "only applies with `vendor`",
+            );
+            None
+        }
+        (None, _) => domains.first().cloned(),
     };
     if ctx.problem_count() > before {
         return None;
@@ -1064,6 +1216,65 @@ fn validate_site(
             .cut_at_expiry
             .then(|| Duration::from_secs(raw.cut_grace_secs)),
         cors,
+        vendor: raw.vendor.clone().zip(vendor_domain),
+        on_vendor_disabled: raw.on_vendor_disabled,
+    })
+}
+
+fn validate_vendor(raw: &RawVendor, path: &str, ctx: &mut Ctx<'_>) -> Option<VendorConfig> {
+    let before = ctx.problem_count();
+    if raw.name.is_empty()
+        || !raw
+            .name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        ctx.problem(&format!("{path}.name"), "use 1 or more of A-Z a-z 0-9 - _");
+    }
+    let access_key = ctx.secret(&format!("{path}.access_key"), &raw.access_key);
+    let secret_key = ctx.secret(&format!("{path}.secret_key"), &raw.secret_key);
+    let endpoint = match &raw.endpoint {
+        None => None,
+        Some(e) => match e.parse::<Uri>() {
+            Ok(u)
+                if matches!(u.scheme_str(), Some("http" | "https")) && u.authority().is_some() =>
+            {
+                Some(u)
+            }
+            _ => {
+                ctx.problem(
+                    &format!("{path}.endpoint"),
+                    format!("`{e}` is not an http(s) URL"),
+                );
+                None
+            }
+        },
+    };
+    let sync_interval = secs(
+        ctx,
+        &format!("{path}.sync_interval_secs"),
+        raw.sync_interval_secs,
+        DEFAULT_SYNC_INTERVAL_SECS,
+        86_400,
+    );
+    let request_timeout = secs(
+        ctx,
+        &format!("{path}.request_timeout_secs"),
+        raw.request_timeout_secs,
+        DEFAULT_VENDOR_TIMEOUT_SECS,
+        300,
+    );
+    if ctx.problem_count() > before {
+        return None;
+    }
+    Some(VendorConfig {
+        name: raw.name.clone(),
+        kind: raw.kind,
+        access_key: access_key?,
+        secret_key: secret_key?,
+        endpoint,
+        sync_interval,
+        request_timeout,
     })
 }
 

@@ -32,6 +32,7 @@ use crate::auth::{query_param, strip_params, Decision, DenyReason, RequestView};
 use crate::config::{ChildAuth, Config, Limits, SiteConfig};
 use crate::keys::KeySet;
 use crate::metrics::{self, Metrics};
+use crate::sync::SyncedAuth;
 use body::{Counted, ProxyBody};
 use http_body_util::BodyExt;
 use respond::Stop;
@@ -41,8 +42,12 @@ use upstream::{ClientSide, OriginClient};
 pub struct Site {
     /// Validated config (includes the verifier).
     pub config: SiteConfig,
+    /// The scheme verifying this site now (configured, or from the vendor).
+    pub verifier: Arc<dyn crate::auth::Verifier>,
     /// Keys currently valid for this site.
     pub keys: KeySet,
+    /// True once the site can verify (it has keys, or its vendor answered).
+    pub ready: bool,
     client: OriginClient,
     bytes: IntCounter,
     stream_errors: IntCounter,
@@ -81,7 +86,15 @@ pub struct SnapshotError {
 
 impl Snapshot {
     /// Builds the snapshot: one origin client per site, metric handles resolved.
-    pub fn build(config: &Config, metrics: &Metrics) -> Result<Snapshot, SnapshotError> {
+    ///
+    /// Sites that take keys from a vendor use the last good `synced` answer
+    /// (its keys first, then any static keys); before the first answer they
+    /// verify with their static config, or deny with `no_keys`.
+    pub fn build(
+        config: &Config,
+        metrics: &Metrics,
+        synced: &crate::publish::Synced,
+    ) -> Result<Snapshot, SnapshotError> {
         let mut by_host = HashMap::new();
         let mut sites = Vec::new();
         for sc in &config.sites {
@@ -89,21 +102,43 @@ impl Snapshot {
                 site: sc.id.clone(),
                 source,
             })?;
+            let (verifier, keys, ready) = match sc.vendor.as_ref().and_then(|k| synced.get(k)) {
+                Some(SyncedAuth::Enabled { verifier, keys }) => {
+                    let mut all: Vec<_> = keys.iter().cloned().collect();
+                    all.extend(sc.keys.iter().cloned());
+                    (verifier.clone(), KeySet::new(all), true)
+                }
+                Some(SyncedAuth::Disabled) => {
+                    let allow = sc.on_vendor_disabled == crate::config::OnVendorDisabled::Allow;
+                    (
+                        Arc::new(crate::auth::VendorDisabled { allow })
+                            as Arc<dyn crate::auth::Verifier>,
+                        KeySet::default(),
+                        true,
+                    )
+                }
+                None => (sc.verifier.clone(), sc.keys.clone(), !sc.keys.is_empty()),
+            };
+            metrics
+                .site_keys
+                .with_label_values(&[&sc.id])
+                .set(keys.len() as i64);
             let site = Arc::new(Site {
-                keys: sc.keys.clone(),
+                ready,
+                strip_params: verifier
+                    .auth_params()
+                    .iter()
+                    .cloned()
+                    .chain(std::iter::once(SESSION_PARAM.to_owned()))
+                    .collect(),
+                verifier,
+                keys,
                 client,
                 bytes: metrics.site_bytes(&sc.id),
                 stream_errors: metrics
                     .upstream_errors
                     .with_label_values(&[&sc.id, "stream"]),
                 streams_cut: metrics.streams_cut.with_label_values(&[&sc.id]),
-                strip_params: sc
-                    .verifier
-                    .auth_params()
-                    .iter()
-                    .cloned()
-                    .chain(std::iter::once(SESSION_PARAM.to_owned()))
-                    .collect(),
                 session_param: vec![SESSION_PARAM.to_owned()],
                 config: sc.clone(),
             });
@@ -372,7 +407,7 @@ async fn forward_for_site(
                 client_ip: Some(client_ip(peer, req.headers(), &cfg.trusted_proxies)),
                 headers: Some(req.headers()),
             };
-            let verdict = cfg.verifier.verify(&view, &site.keys, now);
+            let verdict = site.verifier.verify(&view, &site.keys, now);
             if let Decision::Deny(reason) = verdict.decision {
                 return Err(Stop::Denied(reason));
             }
@@ -405,7 +440,7 @@ async fn forward_for_site(
             forward_path: None, ..
         } => uri.path(),
         Grant::Session(_) => {
-            let p = cfg.verifier.origin_path(uri.path());
+            let p = site.verifier.origin_path(uri.path());
             path::validate(p)?;
             p
         }
@@ -493,7 +528,7 @@ fn child_auth(site: &Site, grant: &Grant, uri: &http::Uri, now: u64) -> (String,
             )
         }
         ChildAuth::Propagate => {
-            let names = site.config.verifier.auth_params();
+            let names = site.verifier.auth_params();
             uri.query()
                 .unwrap_or("")
                 .split('&')

@@ -91,7 +91,7 @@ impl Proxy {
             "--config".to_owned(),
             path.display().to_string(),
         ];
-        Proxy::spawn_with(dir, &args, true)
+        Proxy::spawn_with(dir, &args, true, &[])
     }
 
     /// Everything the proxy logged so far (only with [`Proxy::start_logged`]).
@@ -101,10 +101,20 @@ impl Proxy {
 
     /// Runs the binary with `args` and waits for its listening lines.
     pub fn spawn(dir: tempfile::TempDir, args: &[String]) -> Proxy {
-        Proxy::spawn_with(dir, args, false)
+        Proxy::spawn_with(dir, args, false, &[])
     }
 
-    fn spawn_with(dir: tempfile::TempDir, args: &[String], log_to_file: bool) -> Proxy {
+    /// Like [`Proxy::spawn`] with extra environment variables.
+    pub fn spawn_env(dir: tempfile::TempDir, args: &[String], env: &[(&str, &str)]) -> Proxy {
+        Proxy::spawn_with(dir, args, false, env)
+    }
+
+    fn spawn_with(
+        dir: tempfile::TempDir,
+        args: &[String],
+        log_to_file: bool,
+        env: &[(&str, &str)],
+    ) -> Proxy {
         let (level, stderr) = if log_to_file {
             let f = std::fs::File::create(dir.path().join("stderr.log")).unwrap();
             ("info", Stdio::from(f))
@@ -113,6 +123,7 @@ impl Proxy {
         };
         let mut child = Command::new(BIN)
             .args(args)
+            .envs(env.iter().copied())
             .env("RUST_LOG", level)
             .stdout(Stdio::piped())
             .stderr(stderr)

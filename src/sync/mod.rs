@@ -1,0 +1,296 @@
+//! Key sync from the vendors' "Describe" APIs.
+//!
+//! Each vendor account in the config gets one background [`SyncService`]:
+//! it asks the vendor for the auth config of every domain that uses the
+//! account, turns the answer into a verifier and keys ([`SyncedAuth`]), and
+//! hands it to the [`Publisher`](crate::publish::Publisher), which swaps in a
+//! new snapshot. A failed sync never removes working keys: the last good
+//! answer stays, and is also kept on disk (see [`state`]) so a restart while
+//! the vendor is unreachable still serves.
+//!
+//! A vendor client is two pure functions ([`VendorApi`]): build the signed
+//! request, parse the answer. The transport, timeouts, pacing and backoff
+//! live here, once.
+
+pub mod state;
+pub mod tencent;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::auth::{Common, Verifier};
+use crate::config::VendorConfig;
+use crate::keys::KeySet;
+use crate::publish::Publisher;
+
+/// Largest vendor response read, in bytes.
+pub const MAX_RESPONSE_BYTES: usize = 1 << 20;
+/// First retry delay after a failed sync; doubles up to the sync interval.
+pub const INITIAL_BACKOFF: Duration = Duration::from_secs(2);
+
+/// What a vendor says about one domain's play authentication.
+#[derive(Debug, Clone)]
+pub enum SyncedAuth {
+    /// Auth is on: verify with this verifier and these keys.
+    Enabled {
+        /// The scheme with the vendor's parameters (AuthDelta, fields…).
+        verifier: Arc<dyn Verifier>,
+        /// Every key the vendor lists, primary first.
+        keys: KeySet,
+    },
+    /// The vendor reports auth switched off for the domain; the site's
+    /// `on_vendor_disabled` decides what that means.
+    Disabled,
+}
+
+/// Why a sync failed. Vendor error envelopes keep the vendor's code and message.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// The request could not be built (bad endpoint, say).
+    #[error("cannot build the request: {0}")]
+    Request(String),
+    /// No answer: connect failure, timeout, broken connection.
+    #[error("transport: {0}")]
+    Transport(String),
+    /// The vendor answered with an error envelope.
+    #[error("vendor error {code}: {message} (http {status})")]
+    Vendor {
+        /// HTTP status.
+        status: u16,
+        /// The vendor's error code, e.g. `AuthFailure.SignatureFailure`.
+        code: String,
+        /// The vendor's message.
+        message: String,
+    },
+    /// The answer was not what the API documents.
+    #[error("unexpected answer: {0}")]
+    Malformed(String),
+}
+
+impl SyncError {
+    /// Metric label.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SyncError::Request(_) => "request",
+            SyncError::Transport(_) => "transport",
+            SyncError::Vendor { .. } => "vendor_error",
+            SyncError::Malformed(_) => "malformed",
+        }
+    }
+}
+
+/// One vendor's API: how to ask, and how to read the answer. Pure functions.
+pub trait VendorApi: Send + Sync {
+    /// The vendor kind, e.g. `tencent` (metric label, state file names).
+    fn kind(&self) -> &'static str;
+
+    /// The most requests per second the vendor documents for this API.
+    fn max_requests_per_sec(&self) -> u32;
+
+    /// The signed request for `domain` at unix time `now`.
+    fn request(&self, domain: &str, now: u64) -> Result<Request<Full<Bytes>>, SyncError>;
+
+    /// Parses the vendor's answer (any status) for `domain`.
+    fn parse(
+        &self,
+        domain: &str,
+        status: StatusCode,
+        body: &[u8],
+        common: Common,
+    ) -> Result<SyncedAuth, SyncError>;
+}
+
+/// Builds the client for a configured account.
+pub fn api_for(v: &VendorConfig) -> Arc<dyn VendorApi> {
+    match v.kind {
+        crate::config::VendorKind::Tencent => Arc::new(tencent::TencentApi::new(v)),
+    }
+}
+
+type HttpsClient = Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    Full<Bytes>,
+>;
+
+fn https_client() -> Result<HttpsClient, SyncError> {
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| SyncError::Request(e.to_string()))?
+    .with_root_certificates(rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    })
+    .with_no_client_auth();
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .build();
+    Ok(Client::builder(TokioExecutor::new()).build(https))
+}
+
+/// One request to the vendor: bounded in time and size.
+async fn exchange(
+    client: &HttpsClient,
+    req: Request<Full<Bytes>>,
+    timeout: Duration,
+) -> Result<(StatusCode, Bytes), SyncError> {
+    let fut = async {
+        let resp = client
+            .request(req)
+            .await
+            .map_err(|e| SyncError::Transport(crate::error_chain(&e)))?;
+        let status = resp.status();
+        let body = http_body_util::Limited::new(resp.into_body(), MAX_RESPONSE_BYTES)
+            .collect()
+            .await
+            .map_err(|e| SyncError::Transport(e.to_string()))?
+            .to_bytes();
+        Ok((status, body))
+    };
+    tokio::time::timeout(timeout, fut)
+        .await
+        .map_err(|_| SyncError::Transport(format!("no answer within {}s", timeout.as_secs())))?
+}
+
+/// The background sync of one vendor account.
+pub struct SyncService {
+    account: VendorConfig,
+    api: Arc<dyn VendorApi>,
+    publisher: Arc<Publisher>,
+    /// Domains to sync, with the clock-skew leeway of their site.
+    domains: Vec<(String, Common)>,
+}
+
+impl SyncService {
+    /// A service for `account`, syncing `domains`.
+    pub fn new(
+        account: VendorConfig,
+        publisher: Arc<Publisher>,
+        domains: Vec<(String, Common)>,
+    ) -> Self {
+        SyncService {
+            api: api_for(&account),
+            account,
+            publisher,
+            domains,
+        }
+    }
+
+    /// Syncs every domain once; true when all succeeded.
+    pub async fn sync_once(&self, client: &HttpsClient) -> bool {
+        let metrics = self.publisher.metrics();
+        let name = self.account.name.as_str();
+        let pace = Duration::from_secs_f64(1.0 / f64::from(self.api.max_requests_per_sec().max(1)));
+        let mut all_ok = true;
+        for (i, (domain, common)) in self.domains.iter().enumerate() {
+            if i > 0 {
+                // Never more requests than the vendor's documented rate limit.
+                tokio::time::sleep(pace).await;
+            }
+            let result = match self.api.request(domain, crate::proxy::unix_now()) {
+                Ok(req) => match exchange(client, req, self.account.request_timeout).await {
+                    Ok((status, body)) => self
+                        .api
+                        .parse(domain, status, &body, *common)
+                        .map(|auth| (auth, body)),
+                    Err(e) => Err(e),
+                },
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok((auth, body)) => {
+                    metrics.sync_attempts.with_label_values(&[name, "ok"]).inc();
+                    metrics
+                        .sync_last_success
+                        .with_label_values(&[name])
+                        .set(crate::proxy::unix_now() as i64);
+                    if let Err(error) = self.publisher.state().save(name, domain, &body) {
+                        warn!(vendor = name, domain, %error, "cannot save synced keys to the state directory");
+                    }
+                    self.publisher.publish_sync(name, domain, auth);
+                }
+                Err(error) => {
+                    all_ok = false;
+                    metrics
+                        .sync_attempts
+                        .with_label_values(&[name, error.kind()])
+                        .inc();
+                    warn!(vendor = name, domain, %error, "key sync failed; keeping the last good keys");
+                }
+            }
+        }
+        all_ok
+    }
+
+    /// Syncs at the account's interval (with jitter) until `shutdown`; after a
+    /// failure retries with exponential backoff capped at the interval.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let client = match https_client() {
+            Ok(c) => c,
+            Err(error) => {
+                warn!(vendor = %self.account.name, %error, "key sync disabled: no HTTPS client");
+                return;
+            }
+        };
+        let interval = self.account.sync_interval;
+        let mut backoff = INITIAL_BACKOFF;
+        loop {
+            let ok = self.sync_once(&client).await;
+            let wait = if ok {
+                backoff = INITIAL_BACKOFF;
+                jitter(interval)
+            } else {
+                let w = backoff.min(interval);
+                backoff = (backoff * 2).min(interval);
+                w
+            };
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                _ = shutdown.changed() => {
+                    info!(vendor = %self.account.name, "key sync stopped");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// `d` ± 10%, so many proxies do not poll the vendor in lockstep.
+fn jitter(d: Duration) -> Duration {
+    let mut b = [0u8; 2];
+    let r = if getrandom::getrandom(&mut b).is_ok() {
+        u16::from_le_bytes(b)
+    } else {
+        32_768
+    };
+    let frac = f64::from(r) / f64::from(u16::MAX); // 0..=1
+    d.mul_f64(0.9 + 0.2 * frac)
+}
+
+/// The vendor's answer for `domain` from the state directory, if any.
+pub fn restore(
+    api: &dyn VendorApi,
+    vendor: &str,
+    domain: &str,
+    common: Common,
+    state: &state::StateDir,
+) -> Option<SyncedAuth> {
+    let body = state.load(vendor, domain)?;
+    match api.parse(domain, StatusCode::OK, &body, common) {
+        Ok(auth) => Some(auth),
+        Err(error) => {
+            warn!(vendor, domain, %error, "ignoring unreadable saved keys");
+            None
+        }
+    }
+}

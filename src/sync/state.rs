@@ -1,0 +1,117 @@
+//! The last good vendor answers, kept on disk so a restart while a vendor is
+//! unreachable still serves with the last keys.
+//!
+//! One file per (vendor account, domain), written atomically: a temp file in
+//! the same directory, fsync, rename over the old file, fsync the directory.
+//! Files are mode 0600: they hold keys.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// The state directory (or none: nothing is kept).
+#[derive(Debug, Clone, Default)]
+pub struct StateDir {
+    dir: Option<PathBuf>,
+}
+
+/// File names keep only these characters; anything else becomes `_`.
+fn clean(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+impl StateDir {
+    /// Keeps state in `dir` (created if missing), or nowhere.
+    pub fn new(dir: Option<PathBuf>) -> Self {
+        StateDir { dir }
+    }
+
+    fn file(&self, vendor: &str, domain: &str) -> Option<PathBuf> {
+        Some(
+            self.dir
+                .as_ref()?
+                .join(format!("{}--{}.json", clean(vendor), clean(domain))),
+        )
+    }
+
+    /// Saves a vendor answer atomically with mode 0600.
+    pub fn save(&self, vendor: &str, domain: &str, body: &[u8]) -> std::io::Result<()> {
+        let (Some(dir), Some(path)) = (self.dir.as_deref(), self.file(vendor, domain)) else {
+            return Ok(());
+        };
+        std::fs::create_dir_all(dir)?;
+        let tmp = path.with_extension("json.tmp");
+        {
+            let mut opts = std::fs::OpenOptions::new();
+            opts.write(true).create(true).truncate(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                opts.mode(0o600);
+            }
+            let mut f = opts.open(&tmp)?;
+            f.write_all(body)?;
+            f.sync_all()?;
+        }
+        std::fs::rename(&tmp, &path)?;
+        sync_dir(dir)
+    }
+
+    /// The saved answer, if any.
+    pub fn load(&self, vendor: &str, domain: &str) -> Option<Vec<u8>> {
+        std::fs::read(self.file(vendor, domain)?).ok()
+    }
+}
+
+/// Makes the rename durable.
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    let _ = dir;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn saves_atomically_with_private_mode() {
+        let d = tempfile::tempdir().unwrap();
+        let s = StateDir::new(Some(d.path().join("state")));
+        s.save("tencent-main", "play.example.com", b"{\"a\":1}")
+            .unwrap();
+        s.save("tencent-main", "play.example.com", b"{\"a\":2}")
+            .unwrap();
+        assert_eq!(
+            s.load("tencent-main", "play.example.com").unwrap(),
+            b"{\"a\":2}"
+        );
+        let path = d.path().join("state/tencent-main--play.example.com.json");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(
+                std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
+        }
+        assert_eq!(
+            std::fs::read_dir(d.path().join("state")).unwrap().count(),
+            1,
+            "temp file left behind"
+        );
+        assert!(s.load("tencent-main", "other").is_none());
+        assert_eq!(clean("../x y"), ".._x_y");
+        assert!(StateDir::new(None).save("a", "b", b"c").is_ok());
+    }
+}

@@ -1,0 +1,450 @@
+//! Vendor key sync against a fake Tencent Cloud API on loopback that checks
+//! every request's TC3-HMAC-SHA256 signature on its own and answers with the
+//! vendor's real success and error envelopes.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests fail loudly"
+)]
+
+mod common;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::*;
+use hmac::{Hmac, Mac};
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use sha2::{Digest, Sha256};
+
+const SECRET_ID: &str = "AKIDtestid";
+const SECRET_KEY: &str = "tc3-test-secret";
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Mode {
+    Ok,
+    ServerError,
+    Garbage,
+    Hang,
+}
+
+struct VendorState {
+    mode: Mode,
+    /// The secret the fake checks signatures with (change it to force
+    /// `AuthFailure.SignatureFailure`).
+    expect_secret: String,
+    enable: i64,
+    auth_key: String,
+    back_key: String,
+    requests: usize,
+    bad_signatures: usize,
+}
+
+#[derive(Clone)]
+struct FakeTencent {
+    addr: SocketAddr,
+    state: Arc<Mutex<VendorState>>,
+}
+
+fn hmac256(key: &[u8], msg: &str) -> Vec<u8> {
+    let mut m = Hmac::<Sha256>::new_from_slice(key).unwrap();
+    m.update(msg.as_bytes());
+    m.finalize().into_bytes().to_vec()
+}
+
+/// The signature the request should carry, recomputed from what arrived.
+fn expected_signature(
+    secret: &str,
+    content_type: &str,
+    host: &str,
+    ts: u64,
+    body: &[u8],
+    date: &str,
+) -> String {
+    let canonical = format!(
+        "POST\n/\n\ncontent-type:{}\nhost:{}\n\ncontent-type;host\n{}",
+        content_type.to_ascii_lowercase(),
+        host.to_ascii_lowercase(),
+        hex::encode(Sha256::digest(body))
+    );
+    let sts = format!(
+        "TC3-HMAC-SHA256\n{ts}\n{date}/live/tc3_request\n{}",
+        hex::encode(Sha256::digest(canonical.as_bytes()))
+    );
+    let k = hmac256(format!("TC3{secret}").as_bytes(), date);
+    let k = hmac256(&k, "live");
+    let k = hmac256(&k, "tc3_request");
+    hex::encode(hmac256(&k, &sts))
+}
+
+fn json(status: StatusCode, v: serde_json::Value) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(v.to_string())));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert("content-type", "application/json".parse().unwrap());
+    r
+}
+
+fn error_envelope(code: &str, message: &str) -> Response<Full<Bytes>> {
+    json(
+        StatusCode::OK,
+        serde_json::json!({"Response": {"Error": {"Code": code, "Message": message}, "RequestId": "fake-req"}}),
+    )
+}
+
+impl FakeTencent {
+    async fn start(auth_key: &str) -> FakeTencent {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let fake = FakeTencent {
+            addr: listener.local_addr().unwrap(),
+            state: Arc::new(Mutex::new(VendorState {
+                mode: Mode::Ok,
+                expect_secret: SECRET_KEY.to_owned(),
+                enable: 1,
+                auth_key: auth_key.to_owned(),
+                back_key: String::new(),
+                requests: 0,
+                bad_signatures: 0,
+            })),
+        };
+        let f = fake.clone();
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                let f = f.clone();
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req| {
+                        let f = f.clone();
+                        async move { Ok::<_, Infallible>(f.answer(req).await) }
+                    });
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        fake
+    }
+
+    async fn answer(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        let (parts, body) = req.into_parts();
+        let body = body.collect().await.unwrap().to_bytes();
+        let h = |n: &str| {
+            parts
+                .headers
+                .get(n)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned()
+        };
+        let (mode, secret, reply) = {
+            let mut s = self.state.lock().unwrap();
+            s.requests += 1;
+            (
+                s.mode,
+                s.expect_secret.clone(),
+                (s.enable, s.auth_key.clone(), s.back_key.clone()),
+            )
+        };
+        match mode {
+            Mode::Hang => std::future::pending::<()>().await,
+            Mode::ServerError => {
+                return json(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    serde_json::json!({"message": "upstream exploded"}),
+                )
+            }
+            Mode::Garbage => {
+                return json(StatusCode::OK, serde_json::json!("<html>not an api</html>"))
+            }
+            Mode::Ok => {}
+        }
+        if parts.method != http::Method::POST
+            || h("x-tc-action") != "DescribeLivePlayAuthKey"
+            || h("x-tc-version") != "2018-08-01"
+        {
+            return error_envelope("InvalidAction", "wrong action or version");
+        }
+        let ts: u64 = h("x-tc-timestamp").parse().unwrap_or(0);
+        let now = now();
+        let (y, m, d, ..) = streamguard::time::civil(ts);
+        let date = format!("{y:04}-{m:02}-{d:02}");
+        let auth = h("authorization");
+        let want = format!(
+            "TC3-HMAC-SHA256 Credential={SECRET_ID}/{date}/live/tc3_request, SignedHeaders=content-type;host, Signature={}",
+            expected_signature(&secret, &h("content-type"), &h("host"), ts, &body, &date)
+        );
+        if auth != want || now.abs_diff(ts) > 300 {
+            self.state.lock().unwrap().bad_signatures += 1;
+            return error_envelope(
+                "AuthFailure.SignatureFailure",
+                "The provided credentials could not be validated.",
+            );
+        }
+        let req: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let domain = req["DomainName"].as_str().unwrap_or("").to_owned();
+        let (enable, key, back) = reply;
+        json(
+            StatusCode::OK,
+            serde_json::json!({"Response": {"PlayAuthKeyInfo": {"DomainName": domain, "Enable": enable, "AuthKey": key, "AuthDelta": 0, "AuthBackKey": back}, "RequestId": "fake-req"}}),
+        )
+    }
+
+    fn set(&self, f: impl FnOnce(&mut VendorState)) {
+        f(&mut self.state.lock().unwrap());
+    }
+}
+
+fn config(
+    vendor: &FakeTencent,
+    state_dir: &std::path::Path,
+    origin: SocketAddr,
+    site_extra: &str,
+) -> String {
+    format!(
+        r#"
+state_dir = "{}"
+
+[server]
+listen = ["127.0.0.1:0"]
+[admin]
+listen = "127.0.0.1:0"
+
+[[vendor]]
+name = "tencent-main"
+kind = "tencent"
+access_key = "{SECRET_ID}"
+secret_key = "${{FAKE_TENCENT_SECRET}}"
+endpoint = "http://{}/"
+sync_interval_secs = 1
+request_timeout_secs = 1
+
+[[site]]
+id = "live"
+domains = ["play.example.com"]
+origin = "http://{origin}"
+vendor = "tencent-main"
+{site_extra}
+"#,
+        state_dir.display(),
+        vendor.addr
+    )
+}
+
+fn start(cfg: &str) -> Proxy {
+    // SAFETY of the env: read by the child process only.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("streamguard.toml");
+    std::fs::write(&path, cfg).unwrap();
+    let args = vec![
+        "run".to_owned(),
+        "--config".to_owned(),
+        path.display().to_string(),
+    ];
+    Proxy::spawn_env(dir, &args, &[("FAKE_TENCENT_SECRET", SECRET_KEY)])
+}
+
+async fn status_with(proxy: &Proxy, key: &str) -> (StatusCode, Option<String>) {
+    let q = tencent_query(key, "/live/s.flv", now() + 60);
+    let (s, h, _) = get(
+        proxy.http_addr(),
+        "play.example.com",
+        &format!("/live/s.flv?{q}"),
+    )
+    .await;
+    (
+        s,
+        header_map_get(&h, "x-streamguard-deny").map(str::to_owned),
+    )
+}
+
+async fn wait_for(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn failures(m: &str) -> f64 {
+    m.lines()
+        .filter(|l| {
+            l.starts_with("streamguard_key_sync_attempts_total{") && !l.contains("result=\"ok\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keys_are_picked_up_rotated_and_removed() {
+    let vendor = FakeTencent::start("key-one").await;
+    let origin = Origin::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let proxy = start(&config(&vendor, state.path(), origin.addr, ""));
+
+    wait_for("/readyz", async || {
+        get(proxy.admin, "admin", "/readyz").await.0 == StatusCode::OK
+    })
+    .await;
+    assert_eq!(status_with(&proxy, "key-one").await.0, StatusCode::OK);
+    assert_eq!(
+        status_with(&proxy, "other").await,
+        (StatusCode::FORBIDDEN, Some("bad_signature".into()))
+    );
+
+    // Rotation: the new key becomes primary, the old one backup; both verify.
+    vendor.set(|s| {
+        s.auth_key = "key-two".into();
+        s.back_key = "key-one".into();
+    });
+    wait_for("the new key", async || {
+        status_with(&proxy, "key-two").await.0 == StatusCode::OK
+    })
+    .await;
+    assert_eq!(status_with(&proxy, "key-one").await.0, StatusCode::OK);
+    // The old key removed at the vendor stops verifying after the next sync.
+    vendor.set(|s| s.back_key = String::new());
+    wait_for("the removed key to stop", async || {
+        status_with(&proxy, "key-one").await.0 == StatusCode::FORBIDDEN
+    })
+    .await;
+    assert_eq!(status_with(&proxy, "key-two").await.0, StatusCode::OK);
+
+    let m = proxy.metrics().await;
+    assert!(
+        metric(
+            &m,
+            r#"streamguard_key_sync_attempts_total{result="ok",vendor="tencent-main"}"#
+        ) >= 3.0
+    );
+    assert_eq!(metric(&m, r#"streamguard_site_keys{site="live"}"#), 1.0);
+    assert_eq!(
+        vendor.state.lock().unwrap().bad_signatures,
+        0,
+        "the client's signatures did not verify"
+    );
+    // The state file holds the keys, readable by its owner only.
+    let file = state.path().join("tencent-main--play.example.com.json");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert!(std::fs::read_to_string(&file).unwrap().contains("key-two"));
+    assert!(!m.contains("key-two"), "a key leaked into the metrics");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn vendor_failures_keep_the_last_good_keys_and_are_counted() {
+    let vendor = FakeTencent::start("key-one").await;
+    let origin = Origin::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let proxy = start(&config(&vendor, state.path(), origin.addr, ""));
+    wait_for("first sync", async || {
+        status_with(&proxy, "key-one").await.0 == StatusCode::OK
+    })
+    .await;
+
+    for (what, change) in [
+        (
+            "5xx",
+            Box::new(|s: &mut VendorState| s.mode = Mode::ServerError)
+                as Box<dyn Fn(&mut VendorState)>,
+        ),
+        (
+            "garbage",
+            Box::new(|s: &mut VendorState| s.mode = Mode::Garbage),
+        ),
+        (
+            "signature error",
+            Box::new(|s: &mut VendorState| {
+                s.mode = Mode::Ok;
+                s.expect_secret = "rotated-elsewhere".into();
+            }),
+        ),
+        ("hang", Box::new(|s: &mut VendorState| s.mode = Mode::Hang)),
+    ] {
+        let before = failures(&proxy.metrics().await);
+        vendor.set(|s| change(s));
+        wait_for(what, async || failures(&proxy.metrics().await) > before).await;
+        assert_eq!(
+            status_with(&proxy, "key-one").await.0,
+            StatusCode::OK,
+            "keys lost after {what}"
+        );
+    }
+    let m = proxy.metrics().await;
+    for result in ["transport", "malformed", "vendor_error"] {
+        assert!(
+            metric(
+                &m,
+                &format!(
+                    r#"streamguard_key_sync_attempts_total{{result="{result}",vendor="tencent-main"}}"#
+                )
+            ) >= 1.0,
+            "{result}"
+        );
+    }
+    assert!(vendor.state.lock().unwrap().bad_signatures >= 1);
+    assert_eq!(get(proxy.admin, "admin", "/readyz").await.0, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn restart_while_the_vendor_is_down_serves_from_the_state_file() {
+    let vendor = FakeTencent::start("key-one").await;
+    let origin = Origin::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let cfg = config(&vendor, state.path(), origin.addr, "");
+    {
+        let first = start(&cfg);
+        wait_for("first sync", async || {
+            status_with(&first, "key-one").await.0 == StatusCode::OK
+        })
+        .await;
+    }
+    vendor.set(|s| s.mode = Mode::ServerError);
+    let second = start(&cfg);
+    // Served at once, before any sync could succeed.
+    assert_eq!(status_with(&second, "key-one").await.0, StatusCode::OK);
+    assert_eq!(
+        get(second.admin, "admin", "/readyz").await.0,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn vendor_disabled_denies_by_default_and_allows_when_configured() {
+    let vendor = FakeTencent::start("key-one").await;
+    vendor.set(|s| s.enable = 0);
+    let origin = Origin::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let deny = start(&config(&vendor, state.path(), origin.addr, ""));
+    wait_for("the deny", async || {
+        let (s, h, _) = get(deny.http_addr(), "play.example.com", "/live/s.flv").await;
+        s == StatusCode::FORBIDDEN
+            && header_map_get(&h, "x-streamguard-deny") == Some("auth_disabled")
+    })
+    .await;
+    let state2 = tempfile::tempdir().unwrap();
+    let allow = start(&config(
+        &vendor,
+        state2.path(),
+        origin.addr,
+        "on_vendor_disabled = \"allow\"",
+    ));
+    wait_for("the allow", async || {
+        get(allow.http_addr(), "play.example.com", "/live/s.flv")
+            .await
+            .0
+            == StatusCode::OK
+    })
+    .await;
+}
