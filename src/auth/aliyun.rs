@@ -17,7 +17,7 @@ use std::borrow::Cow;
 use serde::Deserialize;
 
 use super::{
-    append_params, conclude, hex_digest_matches, is_hex_of_len, lower_hex, md5_parts,
+    append_params, conclude, hex_digest_matches, is_hex_of_len, lower_hex, md5_parts, param_pair,
     parse_dec_time, parse_hex_time, query_param, Common, DenyReason, RequestView, SignError,
     Signed, Verdict, Verifier, Window,
 };
@@ -93,15 +93,7 @@ impl RawAliyun {
         ctx: &mut Ctx<'_>,
     ) -> Option<(Aliyun, KeySet)> {
         let before = ctx.problem_count();
-        let mut keys = Vec::new();
-        if let Some(k) = ctx.secret(&format!("{path}.key"), &self.key) {
-            keys.push(k);
-        }
-        if let Some(b) = &self.backup_key {
-            if let Some(k) = ctx.secret(&format!("{path}.backup_key"), b) {
-                keys.push(k);
-            }
-        }
+        let keys = ctx.primary_and_backup(path, &self.key, self.backup_key.as_deref());
         let only = |ctx: &mut Ctx<'_>, set: bool, key: &str, when: &str| {
             if set {
                 ctx.problem(&format!("{path}.{key}"), format!("only applies to {when}"));
@@ -355,14 +347,9 @@ impl Verifier for Aliyun {
                 v
             }
             Form::CQuery([hp, tp]) => {
-                let (Ok(hash), Ok(ts)) = (query_param(req.query, hp), query_param(req.query, tp))
-                else {
-                    return Verdict::deny(DenyReason::MalformedToken);
-                };
-                let (hash, ts) = match (hash, ts) {
-                    (None, None) => return Verdict::deny(DenyReason::MissingToken),
-                    (Some(h), Some(t)) => (h, t),
-                    _ => return Verdict::deny(DenyReason::MalformedToken),
+                let (hash, ts) = match param_pair(req.query, hp, tp) {
+                    Ok(pair) => pair,
+                    Err(reason) => return Verdict::deny(reason),
                 };
                 let derived = vec![
                     ("path signed", Cow::Borrowed(req.path)),

@@ -378,6 +378,22 @@ pub fn query_param<'a>(query: Option<&'a str>, name: &str) -> Result<Option<&'a 
     Ok(found)
 }
 
+/// Both halves of a two-parameter token (signature and time).
+///
+/// Neither present → `missing_token`; one of them, or either given twice →
+/// `malformed_token`.
+pub fn param_pair<'a>(
+    query: Option<&'a str>,
+    a: &str,
+    b: &str,
+) -> Result<(&'a str, &'a str), DenyReason> {
+    match (query_param(query, a), query_param(query, b)) {
+        (Ok(None), Ok(None)) => Err(DenyReason::MissingToken),
+        (Ok(Some(x)), Ok(Some(y))) => Ok((x, y)),
+        _ => Err(DenyReason::MalformedToken),
+    }
+}
+
 /// A query parameter appeared more than once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Duplicate;

@@ -93,15 +93,7 @@ impl RawNginxSecureLink {
         ctx: &mut Ctx<'_>,
     ) -> Option<(NginxSecureLink, KeySet)> {
         let before = ctx.problem_count();
-        let mut keys = Vec::new();
-        if let Some(k) = ctx.secret(&format!("{path}.key"), &self.key) {
-            keys.push(k);
-        }
-        if let Some(b) = &self.backup_key {
-            if let Some(k) = ctx.secret(&format!("{path}.backup_key"), b) {
-                keys.push(k);
-            }
-        }
+        let keys = ctx.primary_and_backup(path, &self.key, self.backup_key.as_deref());
         let expires = self.expires.unwrap_or(DEFAULT_EXPIRES);
         let mut params = vec![ctx.param_name(
             &format!("{path}.md5_param"),

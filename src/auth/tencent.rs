@@ -14,7 +14,7 @@ use std::borrow::Cow;
 use serde::Deserialize;
 
 use super::{
-    append_params, conclude, hex_digest_matches, is_hex_of_len, lower_hex, md5_parts, query_param,
+    append_params, conclude, hex_digest_matches, is_hex_of_len, lower_hex, md5_parts, param_pair,
     stream_name, Common, DenyReason, RequestView, SignError, Signed, TimeFormat, Verdict, Verifier,
     Window,
 };
@@ -57,15 +57,7 @@ impl RawTencent {
         ctx: &mut Ctx<'_>,
     ) -> Option<(Tencent, KeySet)> {
         let before = ctx.problem_count();
-        let mut keys = Vec::new();
-        if let Some(k) = ctx.secret(&format!("{path}.key"), &self.key) {
-            keys.push(k);
-        }
-        if let Some(b) = &self.backup_key {
-            if let Some(k) = ctx.secret(&format!("{path}.backup_key"), b) {
-                keys.push(k);
-            }
-        }
+        let keys = ctx.primary_and_backup(path, &self.key, self.backup_key.as_deref());
         let secret_param = ctx.param_name(
             &format!("{path}.secret_param"),
             self.secret_param.as_deref().unwrap_or(DEFAULT_SECRET_PARAM),
@@ -135,16 +127,9 @@ impl Verifier for Tencent {
     }
 
     fn verify<'a>(&self, req: &RequestView<'a>, keys: &KeySet, now: u64) -> Verdict<'a> {
-        let (Ok(secret), Ok(time)) = (
-            query_param(req.query, &self.params[0]),
-            query_param(req.query, &self.params[1]),
-        ) else {
-            return Verdict::deny(DenyReason::MalformedToken);
-        };
-        let (secret, time) = match (secret, time) {
-            (None, None) => return Verdict::deny(DenyReason::MissingToken),
-            (Some(s), Some(t)) => (s, t),
-            _ => return Verdict::deny(DenyReason::MalformedToken),
+        let (secret, time) = match param_pair(req.query, &self.params[0], &self.params[1]) {
+            Ok(pair) => pair,
+            Err(reason) => return Verdict::deny(reason),
         };
         let stream = stream_name(req.path);
         let derived = vec![

@@ -628,6 +628,26 @@ impl<'e> Ctx<'e> {
         Some(Secret::new(value))
     }
 
+    /// Resolves a primary and an optional backup key (`{path}.key`,
+    /// `{path}.backup_key`) into key-set order.
+    pub fn primary_and_backup(
+        &mut self,
+        path: &str,
+        key: &str,
+        backup: Option<&str>,
+    ) -> Vec<Secret> {
+        let mut keys = Vec::new();
+        if let Some(k) = self.secret(&format!("{path}.key"), key) {
+            keys.push(k);
+        }
+        if let Some(b) = backup {
+            if let Some(k) = self.secret(&format!("{path}.backup_key"), b) {
+                keys.push(k);
+            }
+        }
+        keys
+    }
+
     /// Checks a query parameter name (`[A-Za-z0-9_.-]`, 1–64 chars).
     pub fn param_name(&mut self, path: &str, name: &str) -> String {
         let ok = !name.is_empty()
