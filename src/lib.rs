@@ -124,7 +124,7 @@ impl Server {
                 }
             }
         }
-        let snapshot = Snapshot::build(&config, &metrics, &synced)?;
+        let snapshot = Snapshot::build(&config, &metrics, &synced, None)?;
         let shared = Arc::new(Shared {
             snapshot: Arc::new(ArcSwap::from_pointee(snapshot)),
             metrics,

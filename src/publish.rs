@@ -63,7 +63,7 @@ impl Publisher {
     /// Publishes a new config with the synced keys kept. On error nothing changes.
     pub fn publish_config(&self, config: Config) -> Result<(), SnapshotError> {
         let mut cur = self.lock();
-        let snapshot = Snapshot::build(&config, &self.shared.metrics, &cur.synced)?;
+        let snapshot = Snapshot::build(&config, &self.shared.metrics, &cur.synced, None)?;
         self.shared.snapshot.store(Arc::new(snapshot));
         cur.config = config;
         Ok(())
@@ -74,7 +74,13 @@ impl Publisher {
         let mut cur = self.lock();
         cur.synced
             .insert((vendor.to_owned(), domain.to_owned()), auth);
-        match Snapshot::build(&cur.config, &self.shared.metrics, &cur.synced) {
+        let current = self.shared.snapshot.load_full();
+        match Snapshot::build(
+            &cur.config,
+            &self.shared.metrics,
+            &cur.synced,
+            Some(&current),
+        ) {
             Ok(s) => self.shared.snapshot.store(Arc::new(s)),
             Err(error) => tracing::error!(%error, "cannot rebuild the snapshot after a key sync"),
         }

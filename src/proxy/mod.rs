@@ -90,18 +90,29 @@ impl Snapshot {
     /// Sites that take keys from a vendor use the last good `synced` answer
     /// (its keys first, then any static keys); before the first answer they
     /// verify with their static config, or deny with `no_keys`.
+    ///
+    /// `same_config_as`: a snapshot built from this very config, whose origin
+    /// clients (and their pooled connections) are reused — a key sync must
+    /// not drop every origin connection.
     pub fn build(
         config: &Config,
         metrics: &Metrics,
         synced: &crate::publish::Synced,
+        same_config_as: Option<&Snapshot>,
     ) -> Result<Snapshot, SnapshotError> {
         let mut by_host = HashMap::new();
         let mut sites = Vec::new();
         for sc in &config.sites {
-            let client = upstream::build_client(sc).map_err(|source| SnapshotError {
-                site: sc.id.clone(),
-                source,
-            })?;
+            let reused = same_config_as
+                .and_then(|prev| prev.sites.iter().find(|s| s.config.id == sc.id))
+                .map(|s| s.client.clone());
+            let client = match reused {
+                Some(c) => c,
+                None => upstream::build_client(sc).map_err(|source| SnapshotError {
+                    site: sc.id.clone(),
+                    source,
+                })?,
+            };
             let (verifier, keys, ready) = match sc.vendor.as_ref().and_then(|k| synced.get(k)) {
                 Some(SyncedAuth::Enabled { verifier, keys }) => {
                     let mut all: Vec<_> = keys.iter().cloned().collect();
