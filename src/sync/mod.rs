@@ -214,6 +214,9 @@ impl SyncService {
                         .sync_last_success
                         .with_label_values(&[name])
                         .set(crate::proxy::unix_now() as i64);
+                    if matches!(auth, SyncedAuth::Disabled) {
+                        warn!(vendor = name, domain, "vendor reports play auth disabled; the site's on_vendor_disabled applies");
+                    }
                     if let Err(error) = self.publisher.state().save(name, domain, &body) {
                         warn!(vendor = name, domain, %error, "cannot save synced keys to the state directory");
                     }
