@@ -85,7 +85,7 @@ pub struct RawConfig {
 pub struct RawVendor {
     /// Account name, referenced by `site.vendor`.
     pub name: String,
-    /// `tencent`.
+    /// `tencent`, `volcengine`, `wangsu`, `aliyun` or `aliyun_vod`.
     pub kind: VendorKind,
     /// SecretId / AccessKey / username. `${ENV}` allowed.
     pub access_key: String,
@@ -105,6 +105,10 @@ pub struct RawVendor {
 pub enum VendorKind {
     /// Tencent Cloud `DescribeLivePlayAuthKey`.
     Tencent,
+    /// Alibaba Cloud ApsaraVideo Live `DescribeLiveDomainConfigs` (aliauth).
+    Aliyun,
+    /// Alibaba Cloud ApsaraVideo VOD `DescribeVodDomainConfigs` (aliauth).
+    AliyunVod,
 }
 
 impl VendorKind {
@@ -112,6 +116,7 @@ impl VendorKind {
     pub fn scheme(self) -> &'static str {
         match self {
             VendorKind::Tencent => "tencent",
+            VendorKind::Aliyun | VendorKind::AliyunVod => "aliyun",
         }
     }
 }

@@ -12,6 +12,7 @@
 //! request, parse the answer. The transport, timeouts, pacing and backoff
 //! live here, once.
 
+pub mod aliyun;
 pub mod state;
 pub mod tencent;
 
@@ -87,6 +88,19 @@ impl SyncError {
     }
 }
 
+/// A JSON failure without its text.
+///
+/// Why: serde_json messages quote the offending value (`invalid type: integer
+/// 123`), and that value may be a key.
+pub fn malformed(status: StatusCode, e: &serde_json::Error) -> SyncError {
+    SyncError::Malformed(format!(
+        "http {status}: not the documented JSON ({:?} error at line {} column {})",
+        e.classify(),
+        e.line(),
+        e.column()
+    ))
+}
+
 /// One vendor's API: how to ask, and how to read the answer. Pure functions.
 pub trait VendorApi: Send + Sync {
     /// The vendor kind, e.g. `tencent` (metric label, state file names).
@@ -112,6 +126,12 @@ pub trait VendorApi: Send + Sync {
 pub fn api_for(v: &VendorConfig) -> Arc<dyn VendorApi> {
     match v.kind {
         crate::config::VendorKind::Tencent => Arc::new(tencent::TencentApi::new(v)),
+        crate::config::VendorKind::Aliyun => {
+            Arc::new(aliyun::AliyunApi::new(v, aliyun::Product::Live))
+        }
+        crate::config::VendorKind::AliyunVod => {
+            Arc::new(aliyun::AliyunApi::new(v, aliyun::Product::Vod))
+        }
     }
 }
 

@@ -199,8 +199,8 @@ impl VendorApi for TencentApi {
         body: &[u8],
         common: Common,
     ) -> Result<SyncedAuth, SyncError> {
-        let env: Envelope = serde_json::from_slice(body)
-            .map_err(|e| SyncError::Malformed(format!("http {status}: {e}")))?;
+        let env: Envelope =
+            serde_json::from_slice(body).map_err(|e| super::malformed(status, &e))?;
         let resp = env
             .response
             .ok_or_else(|| SyncError::Malformed(format!("http {status}: no Response")))?;
