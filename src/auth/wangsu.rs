@@ -200,23 +200,108 @@ impl RawWangsu {
         if ctx.problem_count() > before {
             return None;
         }
-        let mut params: Vec<String> = Vec::new();
-        for r in &rules {
-            for n in [&r.cipher_param, &r.time_param] {
-                if !params.contains(n) {
-                    params.push(n.clone());
-                }
-            }
-        }
         Some((
             Wangsu {
+                params: params_of(&rules),
                 rules,
-                params,
                 include_extension: self.path_includes_extension.unwrap_or(true),
                 common,
             },
             KeySet::new(keys),
         ))
+    }
+}
+
+/// The distinct param names of `rules`, in group order.
+fn params_of(rules: &[Rule]) -> Vec<String> {
+    let mut params: Vec<String> = Vec::new();
+    for r in rules {
+        for n in [&r.cipher_param, &r.time_param] {
+            if !params.contains(n) {
+                params.push(n.clone());
+            }
+        }
+    }
+    params
+}
+
+/// One rule group's settings as a vendor API reports them (see
+/// [`Wangsu::from_rules`]). The group's key is not here: it lives in the
+/// site's [`KeySet`] at the group's index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleSpec {
+    /// cipherParam, e.g. [`DEFAULT_CIPHER_PARAM`].
+    pub cipher_param: String,
+    /// timeParam, e.g. [`DEFAULT_TIME_PARAM`].
+    pub time_param: String,
+    /// cipheCombination, e.g. `key+path+time`.
+    pub combination: String,
+    /// timeFormat.
+    pub time_format: WsTimeFormat,
+    /// effectiveTimeMode.
+    pub mode: EffectiveTimeMode,
+    /// effectiveTime in seconds: used, and required to be at least 1, only
+    /// with [`EffectiveTimeMode::Duration`]; ignored otherwise.
+    pub effective_time_secs: u64,
+    /// tolerantTime: clock-skew slack in seconds on both ends.
+    pub tolerant_time_secs: u64,
+}
+
+/// Which setting of a [`RuleSpec`] is unusable. Names the setting, never a value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RuleProblem {
+    /// Not one of the six orders of `key`, `path`, `time`.
+    #[error("the combination is not one of key+path+time, key+time+path, path+key+time, path+time+key, time+path+key, time+key+path")]
+    Combination,
+    /// Not 1–64 of `A-Z a-z 0-9 _ - .`.
+    #[error("the cipher param is not a usable query parameter name")]
+    CipherParam,
+    /// Not a usable name, or the same as the cipher param.
+    #[error("the time param is not a usable query parameter name or equals the cipher param")]
+    TimeParam,
+    /// Duration mode with an effective time of 0.
+    #[error("duration mode needs an effective time of at least 1 s")]
+    EffectiveTime,
+}
+
+/// A [`RuleSpec`] that [`Wangsu::from_rules`] refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("rule group {index}: {problem}")]
+pub struct RuleError {
+    /// The group's index (0-based) in the list given.
+    pub index: usize,
+    /// What is wrong with it.
+    pub problem: RuleProblem,
+}
+
+impl RuleSpec {
+    /// Checks the spec by the same rules as `[[site.auth.rule]]` in the config.
+    fn validate(&self) -> Result<Rule, RuleProblem> {
+        let order = parse_combination(&self.combination).ok_or(RuleProblem::Combination)?;
+        if !crate::config::usable_param_name(&self.cipher_param) {
+            return Err(RuleProblem::CipherParam);
+        }
+        if !crate::config::usable_param_name(&self.time_param)
+            || self.time_param == self.cipher_param
+        {
+            return Err(RuleProblem::TimeParam);
+        }
+        let effective_time_secs = match self.mode {
+            EffectiveTimeMode::Duration if self.effective_time_secs == 0 => {
+                return Err(RuleProblem::EffectiveTime)
+            }
+            EffectiveTimeMode::Duration => self.effective_time_secs,
+            EffectiveTimeMode::AbsTime | EffectiveTimeMode::NoVerification => 0,
+        };
+        Ok(Rule {
+            cipher_param: self.cipher_param.clone(),
+            time_param: self.time_param.clone(),
+            order,
+            time_format: self.time_format,
+            mode: self.mode,
+            effective_time_secs,
+            tolerant_time_secs: self.tolerant_time_secs,
+        })
     }
 }
 
@@ -264,6 +349,31 @@ impl Wangsu {
                 DEFAULT_TIME_PARAM.to_owned(),
             ],
             include_extension: true,
+            common,
+        })
+    }
+
+    /// A verifier with these rule groups, in order: key *i* of the site's
+    /// [`KeySet`] belongs to group *i*. Used for rule groups that come from a
+    /// vendor API rather than the config. With no groups every request is
+    /// denied (`missing_token`).
+    pub fn from_rules(
+        specs: &[RuleSpec],
+        include_extension: bool,
+        common: Common,
+    ) -> Result<Self, RuleError> {
+        let rules = specs
+            .iter()
+            .enumerate()
+            .map(|(index, spec)| {
+                spec.validate()
+                    .map_err(|problem| RuleError { index, problem })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Wangsu {
+            params: params_of(&rules),
+            rules,
+            include_extension,
             common,
         })
     }
@@ -637,6 +747,64 @@ mod tests {
             Decision::Deny(DenyReason::MissingToken)
         );
         assert_eq!(v.auth_params(), ["wsSecret", "wsTime", "sign", "t"]);
+    }
+
+    fn spec() -> RuleSpec {
+        RuleSpec {
+            cipher_param: DEFAULT_CIPHER_PARAM.to_owned(),
+            time_param: DEFAULT_TIME_PARAM.to_owned(),
+            combination: "key+path+time".to_owned(),
+            time_format: WsTimeFormat::Hex,
+            mode: EffectiveTimeMode::AbsTime,
+            effective_time_secs: 0,
+            tolerant_time_secs: 0,
+        }
+    }
+
+    #[test]
+    fn from_rules_builds_the_same_groups_as_the_config() {
+        let second = RuleSpec {
+            cipher_param: "sign".into(),
+            time_param: "t".into(),
+            combination: "time+key+path".into(),
+            time_format: WsTimeFormat::Unix,
+            mode: EffectiveTimeMode::Duration,
+            effective_time_secs: 60,
+            tolerant_time_secs: 0,
+        };
+        let v = Wangsu::from_rules(&[spec(), second], true, C).unwrap();
+        let k = keys(&["k1", "k2"]);
+        let s2 = lower_hex(&md5_parts(&[b"100", b"k2", b"/a/b.flv"]));
+        assert!(v
+            .verify(&view_of("/a/b.flv", &format!("sign={s2}&t=100")), &k, 160)
+            .is_allowed());
+        assert_eq!(v.auth_params(), ["wsSecret", "wsTime", "sign", "t"]);
+    }
+
+    #[test]
+    fn from_rules_names_the_unusable_setting() {
+        let bad = |f: fn(&mut RuleSpec)| {
+            let mut s = spec();
+            f(&mut s);
+            Wangsu::from_rules(&[spec(), s], true, C).unwrap_err()
+        };
+        let at1 = |problem| RuleError { index: 1, problem };
+        assert_eq!(
+            bad(|s| s.combination = "key+key+time".into()),
+            at1(RuleProblem::Combination)
+        );
+        assert_eq!(
+            bad(|s| s.cipher_param = "a b".into()),
+            at1(RuleProblem::CipherParam)
+        );
+        assert_eq!(
+            bad(|s| s.time_param = "wsSecret".into()),
+            at1(RuleProblem::TimeParam)
+        );
+        assert_eq!(
+            bad(|s| s.mode = EffectiveTimeMode::Duration),
+            at1(RuleProblem::EffectiveTime)
+        );
     }
 
     #[test]

@@ -105,6 +105,9 @@ pub struct RawVendor {
 pub enum VendorKind {
     /// Tencent Cloud `DescribeLivePlayAuthKey`.
     Tencent,
+    /// Wangsu / ChinaNetCenter timestamp anti-hotlinking config
+    /// (`/api/config/live-timestampvisitcontrol/{domain}`).
+    Wangsu,
     /// Alibaba Cloud ApsaraVideo Live `DescribeLiveDomainConfigs` (aliauth).
     Aliyun,
     /// Alibaba Cloud ApsaraVideo VOD `DescribeVodDomainConfigs` (aliauth).
@@ -116,6 +119,7 @@ impl VendorKind {
     pub fn scheme(self) -> &'static str {
         match self {
             VendorKind::Tencent => "tencent",
+            VendorKind::Wangsu => "wangsu",
             VendorKind::Aliyun | VendorKind::AliyunVod => "aliyun",
         }
     }
@@ -655,12 +659,7 @@ impl<'e> Ctx<'e> {
 
     /// Checks a query parameter name (`[A-Za-z0-9_.-]`, 1–64 chars).
     pub fn param_name(&mut self, path: &str, name: &str) -> String {
-        let ok = !name.is_empty()
-            && name.len() <= 64
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
-        if !ok {
+        if !usable_param_name(name) {
             self.problem(
                 path,
                 format!(
@@ -670,6 +669,16 @@ impl<'e> Ctx<'e> {
         }
         name.to_owned()
     }
+}
+
+/// True for a query parameter name a scheme may use: 1–64 of `A-Z a-z 0-9 _ - .`.
+/// Shared by [`Ctx::param_name`] and vendor answers that name parameters.
+pub fn usable_param_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
 }
 
 // ---------------------------------------------------------------------------
