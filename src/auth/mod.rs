@@ -357,6 +357,136 @@ impl Verifier for VendorDisabled {
     }
 }
 
+/// Accepts a request when any of several verifiers, each with its own keys,
+/// accepts it: one vendor answer that holds several parameter sets (a
+/// Volcengine domain with per-App entries, or keys with different
+/// algorithms), where a key must only verify under the parameters it was
+/// listed with.
+///
+/// The `keys` passed to [`Verifier::verify`] are the site's key set as the
+/// snapshot builds it: [`AnyOf::keys`] followed by any static keys of the
+/// site. Keys not owned by an inner verifier (those static ones) are tried
+/// with every inner verifier, as they would be with a single verifier.
+#[derive(Debug)]
+pub struct AnyOf {
+    inner: Vec<(std::sync::Arc<dyn Verifier>, KeySet)>,
+    params: Vec<String>,
+    owned: KeySet,
+}
+
+impl AnyOf {
+    /// Combines `inner` (tried in order); `None` when it is empty.
+    pub fn new(inner: Vec<(std::sync::Arc<dyn Verifier>, KeySet)>) -> Option<Self> {
+        if inner.is_empty() {
+            return None;
+        }
+        let mut params: Vec<String> = Vec::new();
+        let mut owned: Vec<Secret> = Vec::new();
+        for (v, keys) in &inner {
+            for p in v.auth_params() {
+                if !params.contains(p) {
+                    params.push(p.clone());
+                }
+            }
+            for k in keys.iter() {
+                if !owned.contains(k) {
+                    owned.push(k.clone());
+                }
+            }
+        }
+        Some(AnyOf {
+            inner,
+            params,
+            owned: KeySet::new(owned),
+        })
+    }
+
+    /// Every inner key once, in order: the first verifier's primary first.
+    pub fn keys(&self) -> KeySet {
+        self.owned.clone()
+    }
+
+    /// How much a denial says about the URL: a valid signature outside its
+    /// window beats a wrong signature, which beats a malformed or absent
+    /// token (another verifier may name its params differently).
+    fn telling(d: Decision) -> u8 {
+        match d {
+            Decision::Allow => 6,
+            Decision::Deny(
+                DenyReason::Expired | DenyReason::NotYetValid | DenyReason::WrongClient,
+            ) => 5,
+            Decision::Deny(DenyReason::BadSignature) => 4,
+            Decision::Deny(DenyReason::MalformedToken) => 3,
+            Decision::Deny(DenyReason::MissingToken) => 2,
+            Decision::Deny(DenyReason::NoKeys) => 1,
+            Decision::Deny(DenyReason::AuthDisabled) => 0,
+        }
+    }
+}
+
+impl Verifier for AnyOf {
+    fn scheme(&self) -> &'static str {
+        self.inner.first().map_or("any_of", |(v, _)| v.scheme())
+    }
+
+    fn verify<'a>(&self, req: &RequestView<'a>, keys: &KeySet, now: u64) -> Verdict<'a> {
+        // O(keys × owned) constant-time compares; both are small (the
+        // vendor allows 100 keys per entry) and usually no key is extra.
+        let extra: Vec<Secret> = keys
+            .iter()
+            .filter(|k| !self.owned.iter().any(|o| o == *k))
+            .cloned()
+            .collect();
+        let mut best: Option<Verdict<'a>> = None;
+        for (v, own) in &self.inner {
+            let verdict = if extra.is_empty() {
+                v.verify(req, own, now)
+            } else {
+                let all = own.iter().chain(&extra).cloned().collect();
+                v.verify(req, &KeySet::new(all), now)
+            };
+            if verdict.is_allowed() {
+                return verdict;
+            }
+            if best
+                .as_ref()
+                .is_none_or(|b| Self::telling(verdict.decision) > Self::telling(b.decision))
+            {
+                best = Some(verdict);
+            }
+        }
+        best.unwrap_or_else(|| Verdict::deny(DenyReason::NoKeys))
+    }
+
+    fn auth_params(&self) -> &[String] {
+        &self.params
+    }
+
+    fn origin_path<'a>(&self, path: &'a str) -> &'a str {
+        self.inner
+            .first()
+            .map_or(path, |(v, _)| v.origin_path(path))
+    }
+
+    /// Signs with the first verifier that owns `key` (else the first).
+    fn sign(
+        &self,
+        host: &str,
+        path: &str,
+        query: Option<&str>,
+        key: &Secret,
+        expires_at: u64,
+    ) -> Result<Signed, SignError> {
+        let v = self
+            .inner
+            .iter()
+            .find(|(_, own)| own.iter().any(|k| k == key))
+            .or(self.inner.first())
+            .ok_or(SignError::NoKey)?;
+        v.0.sign(host, path, query, key, expires_at)
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Shared pieces.
 
@@ -743,6 +873,63 @@ mod tests {
         assert_eq!(stream_name("/live/a.b.flv"), "a.b");
         assert_eq!(stream_name("/live/.flv"), ".flv");
         assert_eq!(stream_name("/live/"), "");
+    }
+
+    #[test]
+    fn any_of_checks_each_key_with_its_own_verifier_and_signs_with_the_owner() {
+        use std::sync::Arc;
+        let scoped = |app: &str| {
+            let v = volcengine::Volcengine::from_parts(
+                volcengine::Settings {
+                    algorithm: volcengine::Algorithm::Md5,
+                    fields: Vec::new(),
+                    secret_param: "volcSecret".into(),
+                    time_param: "volcTime".into(),
+                    timestamp_base: 10,
+                    valid_duration_secs: 0,
+                    app: Some(app.into()),
+                },
+                Common { clock_skew_secs: 0 },
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+            Arc::new(v) as Arc<dyn Verifier>
+        };
+        assert!(AnyOf::new(Vec::new()).is_none());
+        let any = AnyOf::new(vec![
+            (scoped("a"), KeySet::new(vec![Secret::new("ka")])),
+            (scoped("b"), KeySet::new(vec![Secret::new("kb")])),
+        ])
+        .unwrap_or_else(|| unreachable!());
+        let keys = any.keys();
+        assert_eq!(keys.len(), 2);
+        assert_eq!(any.auth_params(), ["volcSecret", "volcTime"]);
+        let signed = any
+            .sign("h", "/b/s.flv", None, &Secret::new("kb"), 100)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let verdict = |path, key: &str| {
+            let s = any
+                .sign("h", path, None, &Secret::new(key), 100)
+                .unwrap_or_else(|e| panic!("{e}"));
+            any.verify(&super::prop::view_of(path, &s.query), &keys, 100)
+                .decision
+        };
+        assert!(any
+            .verify(&super::prop::view_of("/b/s.flv", &signed.query), &keys, 100)
+            .is_allowed());
+        assert_eq!(verdict("/a/s.flv", "ka"), Decision::Allow);
+        assert_eq!(
+            verdict("/b/s.flv", "ka"),
+            Decision::Deny(DenyReason::BadSignature)
+        );
+        assert_eq!(
+            verdict("/c/s.flv", "x"),
+            Decision::Deny(DenyReason::BadSignature)
+        );
+        assert_eq!(
+            any.verify(&super::prop::view_of("/a/s.flv", ""), &keys, 100)
+                .decision,
+            Decision::Deny(DenyReason::MissingToken)
+        );
     }
 }
 

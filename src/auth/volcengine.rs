@@ -59,7 +59,9 @@ pub enum Field {
 }
 
 impl Field {
-    fn parse(s: &str) -> Option<Field> {
+    /// An EncryptField name as the vendor writes it (`key`, `volcTime`,
+    /// `Domain`, `AppName`/`App`, `StreamName`/`Stream`).
+    pub fn parse(s: &str) -> Option<Field> {
         Some(match s {
             "key" => Field::Key,
             "volcTime" => Field::Time,
@@ -203,6 +205,26 @@ pub struct Volcengine {
     common: Common,
 }
 
+/// A verifier's parameters as a vendor API reports them (key sync builds
+/// one [`Volcengine`] per distinct value, see `sync::volcengine`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// EncryptionAlgorithm.
+    pub algorithm: Algorithm,
+    /// EncryptField, for `md5_custom` (ignored by `md5`).
+    pub fields: Vec<Field>,
+    /// AuthField rename of `volcSecret`.
+    pub secret_param: String,
+    /// AuthField rename of `volcTime`.
+    pub time_param: String,
+    /// TimeStampBase: 2, 8, 10 or 16.
+    pub timestamp_base: u32,
+    /// ValidDuration added to volcTime.
+    pub valid_duration_secs: u64,
+    /// Only this AppName is accepted, if set.
+    pub app: Option<String>,
+}
+
 /// The parts of a request the signature covers.
 struct Parts<'a> {
     domain: &'a str,
@@ -226,6 +248,56 @@ impl Volcengine {
             app: None,
             common,
         }
+    }
+
+    /// A verifier from vendor-reported [`Settings`], checked as strictly as
+    /// `[site.auth]`: the error says which setting is unusable (never a key).
+    pub fn from_parts(s: Settings, common: Common) -> Result<Self, String> {
+        if ![2, 8, 10, 16].contains(&s.timestamp_base) {
+            return Err(format!(
+                "TimeStampBase must be 2, 8, 10 or 16, got {}",
+                s.timestamp_base
+            ));
+        }
+        for name in [&s.secret_param, &s.time_param] {
+            let ok = !name.is_empty()
+                && name.len() <= 64
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+            if !ok {
+                return Err(format!(
+                    "AuthField `{name}` is not a usable query parameter name"
+                ));
+            }
+        }
+        if s.secret_param == s.time_param {
+            return Err("AuthField names volcSecret and volcTime alike".into());
+        }
+        // Why: without the key anyone can sign; without the time anyone can extend a URL.
+        if s.algorithm == Algorithm::Md5Custom
+            && !(s.fields.contains(&Field::Key) && s.fields.contains(&Field::Time))
+        {
+            return Err("md5_custom EncryptField must include both `key` and `volcTime`".into());
+        }
+        if s.valid_duration_secs > 2_592_000 {
+            return Err(format!(
+                "ValidDuration {} is above the documented 2592000",
+                s.valid_duration_secs
+            ));
+        }
+        Ok(Volcengine {
+            params: vec![s.secret_param, s.time_param],
+            fields: match s.algorithm {
+                Algorithm::Md5 => Vec::new(),
+                Algorithm::Md5Custom => s.fields,
+            },
+            algorithm: s.algorithm,
+            base: s.timestamp_base,
+            valid_duration_secs: s.valid_duration_secs,
+            app: s.app,
+            common,
+        })
     }
 
     fn digest(&self, key: &Secret, p: &Parts<'_>) -> [u8; 16] {

@@ -87,6 +87,9 @@ pub struct RawVendor {
     pub name: String,
     /// `tencent`, `volcengine`, `wangsu`, `aliyun` or `aliyun_vod`.
     pub kind: VendorKind,
+    /// API version, for kinds that offer a choice (volcengine: `2023-01-01`,
+    /// the default, or `2020-08-01`).
+    pub api_version: Option<String>,
     /// SecretId / AccessKey / username. `${ENV}` allowed.
     pub access_key: String,
     /// SecretKey / api key. `${ENV}` allowed.
@@ -105,6 +108,8 @@ pub struct RawVendor {
 pub enum VendorKind {
     /// Tencent Cloud `DescribeLivePlayAuthKey`.
     Tencent,
+    /// Volcengine Live `DescribeAuth`.
+    Volcengine,
     /// Wangsu / ChinaNetCenter timestamp anti-hotlinking config
     /// (`/api/config/live-timestampvisitcontrol/{domain}`).
     Wangsu,
@@ -120,6 +125,7 @@ impl VendorKind {
         match self {
             VendorKind::Tencent => "tencent",
             VendorKind::Wangsu => "wangsu",
+            VendorKind::Volcengine => "volcengine",
             VendorKind::Aliyun | VendorKind::AliyunVod => "aliyun",
         }
     }
@@ -147,6 +153,9 @@ pub struct VendorConfig {
     pub sync_interval: Duration,
     /// Request timeout.
     pub request_timeout: Duration,
+    /// API version, resolved to its default for kinds that have versions
+    /// (volcengine); `None` for the others.
+    pub api_version: Option<String>,
 }
 
 /// What a site does when its vendor reports auth switched off.
@@ -1298,10 +1307,33 @@ fn validate_vendor(raw: &RawVendor, path: &str, ctx: &mut Ctx<'_>) -> Option<Ven
         DEFAULT_VENDOR_TIMEOUT_SECS,
         300,
     );
+    let api_version = match (raw.kind, raw.api_version.as_deref()) {
+        (VendorKind::Volcengine, v) => {
+            use crate::sync::volcengine::{API_VERSIONS, DEFAULT_API_VERSION};
+            let v = v.unwrap_or(DEFAULT_API_VERSION);
+            if !API_VERSIONS.contains(&v) {
+                ctx.problem(
+                    &format!("{path}.api_version"),
+                    format!("`{v}` is not a DescribeAuth version; use one of {API_VERSIONS:?}"),
+                );
+            }
+            Some(v.to_owned())
+        }
+        // Kinds with a single API version.
+        (_, None) => None,
+        (_, Some(_)) => {
+            ctx.problem(
+                &format!("{path}.api_version"),
+                "only applies to kind = \"volcengine\"; remove it",
+            );
+            None
+        }
+    };
     if ctx.problem_count() > before {
         return None;
     }
     Some(VendorConfig {
+        api_version,
         name: raw.name.clone(),
         kind: raw.kind,
         access_key: access_key?,

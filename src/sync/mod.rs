@@ -15,6 +15,7 @@
 pub mod aliyun;
 pub mod state;
 pub mod tencent;
+pub mod volcengine;
 pub mod wangsu;
 
 use std::sync::Arc;
@@ -128,6 +129,7 @@ pub fn api_for(v: &VendorConfig) -> Arc<dyn VendorApi> {
     match v.kind {
         crate::config::VendorKind::Tencent => Arc::new(tencent::TencentApi::new(v)),
         crate::config::VendorKind::Wangsu => Arc::new(wangsu::WangsuApi::new(v)),
+        crate::config::VendorKind::Volcengine => Arc::new(volcengine::VolcengineApi::new(v)),
         crate::config::VendorKind::Aliyun => {
             Arc::new(aliyun::AliyunApi::new(v, aliyun::Product::Live))
         }

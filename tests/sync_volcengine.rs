@@ -1,0 +1,564 @@
+//! Vendor key sync against a fake Volcengine OpenAPI (`DescribeAuth`) on
+//! loopback that checks every request's HMAC-SHA256 signature on its own (the
+//! canonical request is rebuilt here with the hmac/sha2 crates, not with
+//! streamguard's signer) and answers with the vendor's real success and error
+//! envelopes.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests fail loudly"
+)]
+
+mod common;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::*;
+use hmac::{Hmac, Mac};
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use md5::Md5;
+use sha2::{Digest, Sha256};
+
+const ACCESS_KEY: &str = "AKLTtestaccesskey";
+const SECRET_KEY: &str = "volc-test-secret==";
+const DOMAIN: &str = "play.example.com";
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Mode {
+    Ok,
+    ServerError,
+    Garbage,
+}
+
+struct VendorState {
+    mode: Mode,
+    /// The secret the fake checks signatures with (change it to force
+    /// `SignatureDoesNotMatch`).
+    expect_secret: String,
+    auth_status: bool,
+    /// The pull keys (AuthDetailList), in order.
+    keys: Vec<String>,
+    requests: usize,
+    bad_signatures: usize,
+    /// `Version` of the last request.
+    last_version: String,
+}
+
+#[derive(Clone)]
+struct FakeVolcengine {
+    addr: SocketAddr,
+    state: Arc<Mutex<VendorState>>,
+}
+
+fn hmac256(key: &[u8], msg: &str) -> Vec<u8> {
+    let mut m = Hmac::<Sha256>::new_from_slice(key).unwrap();
+    m.update(msg.as_bytes());
+    m.finalize().into_bytes().to_vec()
+}
+
+/// Unix seconds of `YYYYMMDDTHHMMSSZ` (days-from-civil), `None` if malformed.
+fn parse_x_date(s: &str) -> Option<u64> {
+    let b = s.as_bytes();
+    if b.len() != 16 || b[8] != b'T' || b[15] != b'Z' {
+        return None;
+    }
+    let n = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
+    let (y, m, d) = (n(0..4)?, n(4..6)?, n(6..8)?);
+    let (hh, mm, ss) = (n(9..11)?, n(11..13)?, n(13..15)?);
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    u64::try_from(days * 86_400 + hh * 3600 + mm * 60 + ss).ok()
+}
+
+/// The `Authorization` the request should carry, rebuilt from what arrived:
+/// sorted query pairs as sent, the four signed headers as sent (trimmed).
+fn expected_authorization(
+    secret: &str,
+    method: &str,
+    path: &str,
+    raw_query: &str,
+    headers: &[(&str, String)],
+    body: &[u8],
+) -> String {
+    let mut pairs: Vec<&str> = raw_query.split('&').filter(|p| !p.is_empty()).collect();
+    pairs.sort_unstable();
+    let canonical_headers: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}:{}\n", v.trim()))
+        .collect();
+    let signed: Vec<&str> = headers.iter().map(|(k, _)| *k).collect();
+    let signed = signed.join(";");
+    let canonical = format!(
+        "{method}\n{path}\n{}\n{canonical_headers}\n{signed}\n{}",
+        pairs.join("&"),
+        hex::encode(Sha256::digest(body))
+    );
+    let x_date = &headers.iter().find(|(k, _)| *k == "x-date").unwrap().1;
+    let date = &x_date[..8];
+    let scope = format!("{date}/cn-north-1/live/request");
+    let sts = format!(
+        "HMAC-SHA256\n{x_date}\n{scope}\n{}",
+        hex::encode(Sha256::digest(canonical.as_bytes()))
+    );
+    let k = hmac256(secret.as_bytes(), date);
+    let k = hmac256(&k, "cn-north-1");
+    let k = hmac256(&k, "live");
+    let k = hmac256(&k, "request");
+    format!(
+        "HMAC-SHA256 Credential={ACCESS_KEY}/{scope}, SignedHeaders={signed}, Signature={}",
+        hex::encode(hmac256(&k, &sts))
+    )
+}
+
+fn json(status: StatusCode, v: serde_json::Value) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(v.to_string())));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert("content-type", "application/json".parse().unwrap());
+    r
+}
+
+fn metadata(version: &str) -> serde_json::Value {
+    serde_json::json!({
+        "RequestId": "20230101000000010210039045250DAD6E",
+        "Action": "DescribeAuth",
+        "Version": version,
+        "Service": "live",
+        "Region": "cn-north-1",
+    })
+}
+
+/// The vendor's error envelope: `ResponseMetadata.Error`, no `Result`.
+fn error_envelope(
+    status: StatusCode,
+    version: &str,
+    code: &str,
+    code_n: u64,
+    message: &str,
+) -> Response<Full<Bytes>> {
+    let mut meta = metadata(version);
+    meta["Error"] = serde_json::json!({"CodeN": code_n, "Code": code, "Message": message});
+    json(status, serde_json::json!({ "ResponseMetadata": meta }))
+}
+
+impl FakeVolcengine {
+    async fn start(keys: &[&str]) -> FakeVolcengine {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let fake = FakeVolcengine {
+            addr: listener.local_addr().unwrap(),
+            state: Arc::new(Mutex::new(VendorState {
+                mode: Mode::Ok,
+                expect_secret: SECRET_KEY.to_owned(),
+                auth_status: true,
+                keys: keys.iter().map(|k| (*k).to_owned()).collect(),
+                requests: 0,
+                bad_signatures: 0,
+                last_version: String::new(),
+            })),
+        };
+        let f = fake.clone();
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                let f = f.clone();
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req| {
+                        let f = f.clone();
+                        async move { Ok::<_, Infallible>(f.answer(req).await) }
+                    });
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        fake
+    }
+
+    async fn answer(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        let (parts, body) = req.into_parts();
+        let body = body.collect().await.unwrap().to_bytes();
+        let h = |n: &str| {
+            parts
+                .headers
+                .get(n)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned()
+        };
+        let raw_query = parts.uri.query().unwrap_or("").to_owned();
+        let param = |name: &str| {
+            raw_query
+                .split('&')
+                .find_map(|p| p.strip_prefix(name)?.strip_prefix('='))
+                .unwrap_or("")
+                .to_owned()
+        };
+        let version = param("Version");
+        let (mode, secret, auth_status, keys) = {
+            let mut s = self.state.lock().unwrap();
+            s.requests += 1;
+            s.last_version = version.clone();
+            (
+                s.mode,
+                s.expect_secret.clone(),
+                s.auth_status,
+                s.keys.clone(),
+            )
+        };
+        match mode {
+            Mode::ServerError => {
+                return error_envelope(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    &version,
+                    "InternalError",
+                    100_000,
+                    "an internal error occurred, please contact the administrator.",
+                )
+            }
+            Mode::Garbage => {
+                let mut r = Response::new(Full::new(Bytes::from_static(
+                    b"<html><body>502 Bad Gateway</body></html>",
+                )));
+                *r.status_mut() = StatusCode::BAD_GATEWAY;
+                return r;
+            }
+            Mode::Ok => {}
+        }
+        if parts.method != http::Method::POST
+            || param("Action") != "DescribeAuth"
+            || !["2023-01-01", "2020-08-01"].contains(&version.as_str())
+        {
+            return error_envelope(
+                StatusCode::BAD_REQUEST,
+                &version,
+                "InvalidActionOrVersion",
+                100_002,
+                "wrong action or version",
+            );
+        }
+        let headers = [
+            ("content-type", h("content-type")),
+            ("host", h("host")),
+            ("x-content-sha256", h("x-content-sha256")),
+            ("x-date", h("x-date")),
+        ];
+        let want = expected_authorization(
+            &secret,
+            "POST",
+            parts.uri.path(),
+            &raw_query,
+            &headers,
+            &body,
+        );
+        let fresh = parse_x_date(&h("x-date")).is_some_and(|t| now().abs_diff(t) <= 300);
+        let body_hash_ok = h("x-content-sha256") == hex::encode(Sha256::digest(&body));
+        if h("authorization") != want || !fresh || !body_hash_ok {
+            self.state.lock().unwrap().bad_signatures += 1;
+            return error_envelope(
+                StatusCode::UNAUTHORIZED,
+                &version,
+                "SignatureDoesNotMatch",
+                100_010,
+                "The request signature we calculated does not match the signature you provided. Check your Secret Access Key and signing method. Consult the service documentation for details.",
+            );
+        }
+        let req: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        if req["Domain"] != DOMAIN || req["SceneType"] != "pull" {
+            return error_envelope(
+                StatusCode::BAD_REQUEST,
+                &version,
+                "InvalidParam",
+                100_013,
+                "Request parameter error, please check input data",
+            );
+        }
+        let details: Vec<serde_json::Value> = keys
+            .iter()
+            .map(|k| {
+                serde_json::json!({
+                    "AuthField": {}, "EncryptField": [], "EncryptionAlgorithm": "md5", "SecretKey": k,
+                })
+            })
+            .collect();
+        json(
+            StatusCode::OK,
+            serde_json::json!({
+                "ResponseMetadata": metadata(&version),
+                "Result": {"AuthList": [
+                    {"Vhost": "vhost.example.com", "Domain": DOMAIN, "App": "", "SceneType": "pull",
+                     "AuthStatus": auth_status, "ValidDuration": 0, "AuthDetailList": details},
+                    // Push auth of the same domain: not a play key.
+                    {"Vhost": "vhost.example.com", "Domain": DOMAIN, "App": "", "SceneType": "push",
+                     "AuthStatus": true, "ValidDuration": 604800, "AuthDetailList": [
+                        {"AuthField": {}, "EncryptField": [], "EncryptionAlgorithm": "md5", "SecretKey": "push-key"}]},
+                ]},
+            }),
+        )
+    }
+
+    fn set(&self, f: impl FnOnce(&mut VendorState)) {
+        f(&mut self.state.lock().unwrap());
+    }
+}
+
+fn config(
+    vendor: &FakeVolcengine,
+    state_dir: &std::path::Path,
+    origin: SocketAddr,
+    vendor_extra: &str,
+    site_extra: &str,
+) -> String {
+    format!(
+        r#"
+state_dir = "{}"
+
+[server]
+listen = ["127.0.0.1:0"]
+[admin]
+listen = "127.0.0.1:0"
+
+[[vendor]]
+name = "volc-main"
+kind = "volcengine"
+access_key = "{ACCESS_KEY}"
+secret_key = "${{FAKE_VOLC_SECRET}}"
+endpoint = "http://{}/"
+sync_interval_secs = 1
+request_timeout_secs = 1
+{vendor_extra}
+
+[[site]]
+id = "live"
+domains = ["{DOMAIN}"]
+origin = "http://{origin}"
+vendor = "volc-main"
+{site_extra}
+"#,
+        state_dir.display(),
+        vendor.addr
+    )
+}
+
+fn start(cfg: &str) -> Proxy {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("streamguard.toml");
+    std::fs::write(&path, cfg).unwrap();
+    let args = vec![
+        "run".to_owned(),
+        "--config".to_owned(),
+        path.display().to_string(),
+    ];
+    Proxy::spawn_env(dir, &args, &[("FAKE_VOLC_SECRET", SECRET_KEY)])
+}
+
+/// A Volcengine md5 query, computed here: volcSecret =
+/// lower_hex(MD5("/" + App + "/" + Stream + key + volcTime)), decimal volcTime.
+fn volc_query(key: &str, app: &str, stream: &str, volc_time: u64) -> String {
+    let t = volc_time.to_string();
+    let secret = hex::encode(Md5::digest(format!("/{app}/{stream}{key}{t}").as_bytes()));
+    format!("volcSecret={secret}&volcTime={t}")
+}
+
+async fn status_with(proxy: &Proxy, key: &str) -> (StatusCode, Option<String>) {
+    // ValidDuration is 0 at the fake: volcTime is the expiry.
+    let q = volc_query(key, "live", "s", now() + 60);
+    let (s, h, _) = get(proxy.http_addr(), DOMAIN, &format!("/live/s.flv?{q}")).await;
+    (
+        s,
+        header_map_get(&h, "x-streamguard-deny").map(str::to_owned),
+    )
+}
+
+async fn wait_for(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn failures(m: &str) -> f64 {
+    m.lines()
+        .filter(|l| {
+            l.starts_with("streamguard_key_sync_attempts_total{") && !l.contains("result=\"ok\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn volcengine_keys_are_picked_up_rotated_and_removed() {
+    let vendor = FakeVolcengine::start(&["key-one"]).await;
+    let origin = Origin::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let proxy = start(&config(&vendor, state.path(), origin.addr, "", ""));
+
+    wait_for("/readyz", async || {
+        get(proxy.admin, "admin", "/readyz").await.0 == StatusCode::OK
+    })
+    .await;
+    assert_eq!(status_with(&proxy, "key-one").await.0, StatusCode::OK);
+    // The auth params were checked, then stripped before the origin.
+    assert_eq!(origin.last_seen().path_and_query, "/live/s.flv");
+    assert_eq!(
+        status_with(&proxy, "other").await,
+        (StatusCode::FORBIDDEN, Some("bad_signature".into()))
+    );
+    assert_eq!(
+        status_with(&proxy, "push-key").await.0,
+        StatusCode::FORBIDDEN,
+        "a push key verified a play URL"
+    );
+
+    // A key added at the vendor verifies within an interval, next to the old one.
+    vendor.set(|s| s.keys = vec!["key-two".into(), "key-one".into()]);
+    wait_for("the new key", async || {
+        status_with(&proxy, "key-two").await.0 == StatusCode::OK
+    })
+    .await;
+    assert_eq!(status_with(&proxy, "key-one").await.0, StatusCode::OK);
+    // The old key removed at the vendor stops verifying after the next sync.
+    vendor.set(|s| s.keys = vec!["key-two".into()]);
+    wait_for("the removed key to stop", async || {
+        status_with(&proxy, "key-one").await
+            == (StatusCode::FORBIDDEN, Some("bad_signature".into()))
+    })
+    .await;
+    assert_eq!(status_with(&proxy, "key-two").await.0, StatusCode::OK);
+
+    let m = proxy.metrics().await;
+    assert!(
+        metric(
+            &m,
+            r#"streamguard_key_sync_attempts_total{result="ok",vendor="volc-main"}"#
+        ) >= 3.0
+    );
+    assert_eq!(metric(&m, r#"streamguard_site_keys{site="live"}"#), 1.0);
+    {
+        let s = vendor.state.lock().unwrap();
+        assert_eq!(
+            s.bad_signatures, 0,
+            "the client's signatures did not verify"
+        );
+        assert_eq!(s.last_version, "2023-01-01");
+    }
+    // The state file holds the keys, readable by its owner only.
+    let file = state.path().join("volc-main--play.example.com.json");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert!(std::fs::read_to_string(&file).unwrap().contains("key-two"));
+    assert!(!m.contains("key-two"), "a key leaked into the metrics");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn volcengine_failures_keep_the_last_good_keys_and_are_counted() {
+    let vendor = FakeVolcengine::start(&["key-one"]).await;
+    let origin = Origin::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let proxy = start(&config(&vendor, state.path(), origin.addr, "", ""));
+    wait_for("first sync", async || {
+        status_with(&proxy, "key-one").await.0 == StatusCode::OK
+    })
+    .await;
+
+    for (what, change) in [
+        (
+            "5xx",
+            Box::new(|s: &mut VendorState| s.mode = Mode::ServerError)
+                as Box<dyn Fn(&mut VendorState)>,
+        ),
+        (
+            "502 html",
+            Box::new(|s: &mut VendorState| s.mode = Mode::Garbage),
+        ),
+        (
+            "signature error",
+            Box::new(|s: &mut VendorState| {
+                s.mode = Mode::Ok;
+                s.expect_secret = "rotated-elsewhere".into();
+            }),
+        ),
+    ] {
+        let before = failures(&proxy.metrics().await);
+        vendor.set(|s| change(s));
+        wait_for(what, async || failures(&proxy.metrics().await) > before).await;
+        assert_eq!(
+            status_with(&proxy, "key-one").await.0,
+            StatusCode::OK,
+            "keys lost after {what}"
+        );
+    }
+    let m = proxy.metrics().await;
+    for result in ["vendor_error", "malformed"] {
+        assert!(
+            metric(
+                &m,
+                &format!(
+                    r#"streamguard_key_sync_attempts_total{{result="{result}",vendor="volc-main"}}"#
+                )
+            ) >= 1.0,
+            "{result}"
+        );
+    }
+    assert!(vendor.state.lock().unwrap().bad_signatures >= 1);
+    assert_eq!(get(proxy.admin, "admin", "/readyz").await.0, StatusCode::OK);
+
+    // Fixed at the vendor: syncing resumes.
+    vendor.set(|s| {
+        s.expect_secret = SECRET_KEY.into();
+        s.keys = vec!["key-two".into()];
+    });
+    wait_for("recovery", async || {
+        status_with(&proxy, "key-two").await.0 == StatusCode::OK
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn volcengine_auth_status_false_denies_by_default_with_api_version_2020() {
+    let vendor = FakeVolcengine::start(&["key-one"]).await;
+    vendor.set(|s| s.auth_status = false);
+    let origin = Origin::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let proxy = start(&config(
+        &vendor,
+        state.path(),
+        origin.addr,
+        "api_version = \"2020-08-01\"",
+        "",
+    ));
+    wait_for("the deny", async || {
+        status_with(&proxy, "key-one").await
+            == (StatusCode::FORBIDDEN, Some("auth_disabled".into()))
+    })
+    .await;
+    {
+        let s = vendor.state.lock().unwrap();
+        assert_eq!(s.last_version, "2020-08-01");
+        assert_eq!(s.bad_signatures, 0);
+    }
+    // Switched back on at the vendor: keys verify again.
+    vendor.set(|s| s.auth_status = true);
+    wait_for("auth back on", async || {
+        status_with(&proxy, "key-one").await.0 == StatusCode::OK
+    })
+    .await;
+}
