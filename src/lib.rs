@@ -230,7 +230,11 @@ impl Server {
         if let Some(r) = reloader {
             tasks.spawn(r.run(shutdown.clone()));
         }
-        while tasks.join_next().await.is_some() {}
+        while let Some(done) = tasks.join_next().await {
+            if let Err(error) = done {
+                tracing::error!(%error, "a background task failed");
+            }
+        }
         info!("stopped");
         Ok(())
     }

@@ -922,3 +922,43 @@ async fn playlist_over_the_bound_is_502_and_counted() {
         400
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn session_tokens_open_only_hls_resources_under_their_scope_and_lower_max_age() {
+    let (_origin, proxy) = setup("", "").await;
+    let addr = proxy.http_addr();
+    let q = tencent_query(KEY, "/bigplaylist/index.m3u8", now() + 120);
+    let (status, headers, body) = get(addr, HOST, &format!("/bigplaylist/index.m3u8?{q}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        header_map_get(&headers, "cache-control"),
+        Some("private, no-cache")
+    );
+    let text = String::from_utf8(body.to_vec()).unwrap();
+    let token = text
+        .lines()
+        .find_map(|l| l.split("sg_session=").nth(1))
+        .unwrap()
+        .to_owned();
+    // A segment in scope: allowed.
+    let (s, _, _) = get(
+        addr,
+        HOST,
+        &format!("/bigplaylist/segment-00001.ts?sg_session={token}"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    // Not an HLS resource (an endless FLV next to it), or out of scope: denied.
+    let (s, h, _) = get(
+        addr,
+        HOST,
+        &format!("/bigplaylist/other.flv?sg_session={token}"),
+    )
+    .await;
+    assert_eq!(
+        (s, header_map_get(&h, "x-streamguard-deny")),
+        (StatusCode::FORBIDDEN, Some("bad_signature"))
+    );
+    let (s, _, _) = get(addr, HOST, &format!("/live/x.ts?sg_session={token}")).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+}

@@ -332,7 +332,7 @@ async fn keys_are_picked_up_rotated_and_removed() {
         "the client's signatures did not verify"
     );
     // The state file holds the keys, readable by its owner only.
-    let file = state.path().join("tencent-main--play.example.com.json");
+    let file = state.path().join("tencent-main/play.example.com.json");
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(
         std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,

@@ -458,7 +458,7 @@ async fn volcengine_keys_are_picked_up_rotated_and_removed() {
         assert_eq!(s.last_version, "2023-01-01");
     }
     // The state file holds the keys, readable by its owner only.
-    let file = state.path().join("volc-main--play.example.com.json");
+    let file = state.path().join("volc-main/play.example.com.json");
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(
         std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,

@@ -408,7 +408,7 @@ async fn rule_groups_are_picked_up_added_and_removed() {
         "the client's signatures did not verify"
     );
     drop(st);
-    let file = state.path().join("wangsu-main--play.example.com.json");
+    let file = state.path().join("wangsu-main/play.example.com.json");
     assert!(std::fs::read_to_string(&file)
         .unwrap()
         .contains("group-a2-key"));

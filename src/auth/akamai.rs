@@ -480,6 +480,7 @@ impl Verifier for Akamai {
             if req.client_ip.map(|ip| ip.to_canonical()) != Some(bound) {
                 verdict.decision = Decision::Deny(DenyReason::WrongClient);
             }
+            verdict.bound_ip = Some(bound);
         }
         verdict
     }

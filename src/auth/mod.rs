@@ -123,6 +123,9 @@ pub struct Verdict<'a> {
     /// The path to forward when it differs from the request path (schemes
     /// that carry auth in the path, e.g. Alibaba Cloud types B and C).
     pub forward_path: Option<String>,
+    /// The client address the token is bound to (Akamai `ip=`, nginx
+    /// `$remote_addr`), so HLS session tokens issued from it stay bound.
+    pub bound_ip: Option<IpAddr>,
 }
 
 impl<'a> Verdict<'a> {
@@ -133,6 +136,7 @@ impl<'a> Verdict<'a> {
             expires_at: None,
             derived: Vec::new(),
             forward_path: None,
+            bound_ip: None,
         }
     }
 
@@ -337,6 +341,7 @@ impl Verifier for VendorDisabled {
                     Cow::Borrowed("vendor reports auth disabled; on_vendor_disabled = allow"),
                 )],
                 forward_path: None,
+                bound_ip: None,
             }
         } else {
             Verdict::deny(DenyReason::AuthDisabled)
@@ -666,6 +671,7 @@ pub fn conclude<'a>(
         expires_at: window.expires_at,
         derived,
         forward_path: None,
+        bound_ip: None,
     }
 }
 

@@ -504,14 +504,18 @@ impl Verifier for NginxSecureLink {
             not_before: None,
             expires_at,
         };
-        conclude(
+        let mut verdict = conclude(
             derived,
             keys,
             window,
             now,
             self.common.clock_skew_secs,
             |key| self.digest(key, &inputs).ct_eq(&given).into(),
-        )
+        );
+        if self.uses(Var::RemoteAddr) {
+            verdict.bound_ip = req.client_ip.map(|ip| ip.to_canonical());
+        }
+        verdict
     }
 
     fn auth_params(&self) -> &[String] {

@@ -465,6 +465,7 @@ impl Wangsu {
             expires_at: window.expires_at,
             derived,
             forward_path: None,
+            bound_ip: None,
         })
     }
 }

@@ -362,20 +362,14 @@ pub struct HlsConfig {
 }
 
 /// One random session secret per process, so reloads keep tokens valid.
-fn process_session_secret() -> Secret {
-    static SECRET: std::sync::OnceLock<Secret> = std::sync::OnceLock::new();
+fn process_session_secret() -> Option<Secret> {
+    static SECRET: std::sync::OnceLock<Option<Secret>> = std::sync::OnceLock::new();
     SECRET
         .get_or_init(|| {
             let mut b = [0u8; 32];
-            if getrandom::getrandom(&mut b).is_err() {
-                // No OS randomness: fall back to a time- and address-derived
-                // value; session tokens stay unforgeable only as far as it is secret.
-                let t = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_nanos());
-                b[..16].copy_from_slice(&t.to_le_bytes());
-            }
-            Secret::new(hex::encode(b))
+            // Why no fallback: a guessable secret would let anyone forge session tokens.
+            getrandom::getrandom(&mut b).ok()?;
+            Some(Secret::new(hex::encode(b)))
         })
         .clone()
 }
@@ -1400,12 +1394,26 @@ fn validate_hls(
 ) -> Option<HlsConfig> {
     let before = ctx.problem_count();
     let child_auth = raw.child_auth.unwrap_or_default();
-    if child_auth == ChildAuth::Propagate && verifier.auth_params().is_empty() {
+    // A vendor-only site has no scheme until the first sync (`pending`): the
+    // rewriter then copies whatever params the synced scheme names.
+    if child_auth == ChildAuth::Propagate
+        && verifier.auth_params().is_empty()
+        && verifier.scheme() != "pending"
+    {
         ctx.problem(&format!("{path}.hls.child_auth"), format!("`propagate` needs a scheme with auth in the query; {} carries it in the path: use `session`", verifier.scheme()));
     }
     let session_secret = match &raw.session_secret {
         Some(s) => ctx.secret(&format!("{path}.hls.session_secret"), s),
-        None => Some(process_session_secret()),
+        None => {
+            let secret = process_session_secret();
+            if secret.is_none() {
+                ctx.problem(
+                    &format!("{path}.hls.session_secret"),
+                    "the OS gave no randomness for a session secret; set session_secret",
+                );
+            }
+            secret
+        }
     };
     let ttl = raw.session_ttl_secs.unwrap_or(DEFAULT_SESSION_TTL_SECS);
     if ttl == 0 || ttl > 30 * 86_400 {

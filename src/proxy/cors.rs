@@ -53,12 +53,17 @@ pub fn preflight(cors: &CorsConfig, headers: &HeaderMap) -> Response<ProxyBody> 
 /// Adds `Access-Control-Allow-Origin` (and the headers a player needs to
 /// read) to any response for an allowed origin.
 pub fn decorate(cors: &CorsConfig, origin: Option<&HeaderValue>, resp: &mut Response<ProxyBody>) {
+    // Why Vary on every response (unless `*`): the answer differs by Origin,
+    // and a shared cache must not hand one origin's answer to another.
+    if !cors.any {
+        resp.headers_mut()
+            .append(VARY, HeaderValue::from_static("Origin"));
+    }
     let Some(v) = origin.and_then(|o| allowed(cors, o)) else {
         return;
     };
     let h = resp.headers_mut();
     h.insert(ACCESS_CONTROL_ALLOW_ORIGIN, v);
-    h.append(VARY, HeaderValue::from_static("Origin"));
     let expose = format!("Content-Length, Content-Range, {DENY_HEADER}, {ERROR_HEADER}");
     if let Ok(e) = HeaderValue::from_str(&expose) {
         h.insert(ACCESS_CONTROL_EXPOSE_HEADERS, e);

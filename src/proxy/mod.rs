@@ -48,6 +48,9 @@ pub struct Site {
     pub keys: KeySet,
     /// True once the site can verify (it has keys, or its vendor answered).
     pub ready: bool,
+    /// False while no key verifies or the vendor's "auth disabled" denies:
+    /// HLS session tokens are refused then too.
+    pub accepts_sessions: bool,
     client: OriginClient,
     bytes: IntCounter,
     stream_errors: IntCounter,
@@ -134,8 +137,15 @@ impl Snapshot {
                 .site_keys
                 .with_label_values(&[&sc.id])
                 .set(keys.len() as i64);
+            let accepts_sessions = match sc.vendor.as_ref().and_then(|k| synced.get(k)) {
+                Some(SyncedAuth::Disabled) => {
+                    sc.on_vendor_disabled == crate::config::OnVendorDisabled::Allow
+                }
+                _ => !keys.is_empty(),
+            };
             let site = Arc::new(Site {
                 ready,
+                accepts_sessions,
                 strip_params: verifier
                     .auth_params()
                     .iter()
@@ -317,7 +327,8 @@ pub async fn handle(
         site = site_id,
         client = %conn.remote.ip(),
         %method,
-        path = %path,
+        // Schemes with auth in the path (Alibaba Cloud B/C) log it without.
+        path = %site.as_ref().map_or(path.as_str(), |s| s.verifier.origin_path(&path)),
         status = response.status().as_u16(),
         outcome,
         reason,
@@ -350,6 +361,7 @@ enum Grant {
     Scheme {
         expires_at: Option<u64>,
         forward_path: Option<String>,
+        bound_ip: Option<IpAddr>,
     },
     /// An HLS session token issued by this proxy accepted it.
     Session(SessionGrant),
@@ -399,11 +411,21 @@ async fn forward_for_site(
     };
     let grant = match session_token {
         Some(token) => {
+            // A site that cannot verify right now (no keys yet, or its vendor
+            // switched auth off and the site denies) honours no session either.
+            if !site.accepts_sessions {
+                return Err(Stop::Denied(if site.ready {
+                    DenyReason::AuthDisabled
+                } else {
+                    DenyReason::NoKeys
+                }));
+            }
             let g = session::verify(
                 &cfg.hls.session_secret,
                 &cfg.id,
                 token,
                 req.uri().path(),
+                Some(client_ip(peer, req.headers(), &cfg.trusted_proxies)),
                 now,
                 cfg.clock_skew_secs,
             )
@@ -425,6 +447,7 @@ async fn forward_for_site(
             Grant::Scheme {
                 expires_at: verdict.expires_at,
                 forward_path: verdict.forward_path,
+                bound_ip: verdict.bound_ip,
             }
         }
     };
@@ -461,11 +484,15 @@ async fn forward_for_site(
         None => path.to_owned(),
     };
     let wants_rewrite = cfg.hls.rewrite && req.method() == Method::GET;
-    if wants_rewrite && hls::is_playlist(None, uri.path()) {
-        // Playlists are read whole and rewritten: ask for plain bytes, all of them.
+    if wants_rewrite {
+        // Playlists are read whole and rewritten: ask for plain bytes (a
+        // playlist may be recognised only by its Content-Type), and all of
+        // them when the path says playlist.
         req.headers_mut()
             .insert(ACCEPT_ENCODING, HeaderValue::from_static("identity"));
-        req.headers_mut().remove(RANGE);
+        if hls::is_playlist(None, uri.path()) {
+            req.headers_mut().remove(RANGE);
+        }
     }
     let client_side = ClientSide {
         remote: conn.remote,
@@ -497,7 +524,7 @@ async fn forward_for_site(
         && resp.status() == StatusCode::OK
         && hls::is_playlist(content_type, uri.path())
     {
-        let (params, expires_at) = child_auth(site, &grant, &uri, now);
+        let (params, expires_at) = child_auth(site, &grant, &uri, now)?;
         return rewrite_playlist(shared, site, resp, &params, expires_at, now).await;
     }
     let active = shared.metrics.active_streams.clone();
@@ -510,7 +537,9 @@ async fn forward_for_site(
     };
     match (cfg.cut_at_expiry, token_expiry) {
         (Some(grace), Some(exp)) => {
-            let left = Duration::from_secs(exp.saturating_sub(now)) + grace;
+            let left =
+                Duration::from_secs(exp.saturating_add(cfg.clock_skew_secs).saturating_sub(now))
+                    + grace;
             let cut = site.streams_cut.clone();
             Ok(resp.map(|b| body::Deadline::new(b, left, cut).boxed_unsync()))
         }
@@ -518,25 +547,40 @@ async fn forward_for_site(
     }
 }
 
-/// The query params children of a playlist get, and until when they work.
-fn child_auth(site: &Site, grant: &Grant, uri: &http::Uri, now: u64) -> (String, u64) {
+/// The query params children of a playlist get, and until when they work:
+/// never later than the playlist's own token, and at most
+/// `session_ttl_secs` from now.
+fn child_auth(
+    site: &Site,
+    grant: &Grant,
+    uri: &http::Uri,
+    now: u64,
+) -> Result<(String, u64), Stop> {
     let hls = &site.config.hls;
+    let cap = now.saturating_add(hls.session_ttl_secs);
     let expires_at = match grant {
         Grant::Session(g) => g.expires_at,
-        Grant::Scheme { expires_at, .. } => {
-            expires_at.unwrap_or_else(|| now.saturating_add(hls.session_ttl_secs))
-        }
+        Grant::Scheme { expires_at, .. } => expires_at.map_or(cap, |e| e.min(cap)),
     };
     let params = match hls.child_auth {
         ChildAuth::Session => {
-            let scope = match grant {
-                Grant::Session(g) => g.scope.clone(),
-                Grant::Scheme { .. } => session::scope_of(uri.path()).to_owned(),
+            let (scope, bound_ip) = match grant {
+                Grant::Session(g) => (g.scope.clone(), g.bound_ip),
+                Grant::Scheme { bound_ip, .. } => {
+                    (session::scope_of(uri.path()).to_owned(), *bound_ip)
+                }
             };
-            format!(
-                "{SESSION_PARAM}={}",
-                session::issue(&hls.session_secret, &site.config.id, &scope, expires_at)
+            let token = session::issue(
+                &hls.session_secret,
+                &site.config.id,
+                &scope,
+                bound_ip,
+                expires_at,
             )
+            .ok_or(Stop::PlaylistUnreadable(
+                "directory too long for a session token",
+            ))?;
+            format!("{SESSION_PARAM}={token}")
         }
         ChildAuth::Propagate => {
             let names = site.verifier.auth_params();
@@ -552,7 +596,7 @@ fn child_auth(site: &Site, grant: &Grant, uri: &http::Uri, now: u64) -> (String,
                 .join("&")
         }
     };
-    (params, expires_at)
+    Ok((params, expires_at))
 }
 
 /// Reads a playlist (bounded), rewrites its child URIs and answers with the
@@ -590,6 +634,11 @@ async fn rewrite_playlist(
         site.bytes.inc_by(bytes.len() as u64);
         return Ok(Response::from_parts(parts, body::full(bytes)));
     }
+    if params.is_empty() {
+        // `propagate` with nothing to propagate: children stay as they are.
+        site.bytes.inc_by(bytes.len() as u64);
+        return Ok(Response::from_parts(parts, body::full(bytes)));
+    }
     let out = hls::rewrite(
         text,
         hls::Scope {
@@ -597,6 +646,11 @@ async fn rewrite_playlist(
         },
         params,
     );
+    // Why a bound: every URI line grows by the params; a playlist of very
+    // short lines must not turn into an unbounded allocation.
+    if out.len() > cfg.hls.max_playlist_bytes.saturating_mul(4) {
+        return Err(Stop::PlaylistTooLarge);
+    }
     let h = &mut parts.headers;
     for name in [
         CONTENT_LENGTH,
@@ -623,10 +677,12 @@ async fn rewrite_playlist(
                 .strip_prefix("max-age=")
                 .and_then(|v| v.parse::<u64>().ok())
         });
-        format!(
-            "private, max-age={}",
-            origin_max.map_or(ttl, |m| m.min(ttl))
-        )
+        // Only ever lower the origin's max-age: a live playlist the origin
+        // did not let be cached must not become cacheable here.
+        match origin_max {
+            Some(m) => format!("private, max-age={}", m.min(ttl)),
+            None => "private, no-cache".to_owned(),
+        }
     };
     if let Ok(v) = HeaderValue::from_str(&cc) {
         h.insert(CACHE_CONTROL, v);

@@ -33,21 +33,31 @@ impl StateDir {
         StateDir { dir }
     }
 
+    /// `{dir}/{vendor}/{domain}.json`: one folder per account, so no two
+    /// (vendor, domain) pairs can map to the same file.
     fn file(&self, vendor: &str, domain: &str) -> Option<PathBuf> {
         Some(
             self.dir
                 .as_ref()?
-                .join(format!("{}--{}.json", clean(vendor), clean(domain))),
+                .join(clean(vendor))
+                .join(format!("{}.json", clean(domain))),
         )
     }
 
     /// Saves a vendor answer atomically with mode 0600.
     pub fn save(&self, vendor: &str, domain: &str, body: &[u8]) -> std::io::Result<()> {
-        let (Some(dir), Some(path)) = (self.dir.as_deref(), self.file(vendor, domain)) else {
+        let Some(path) = self.file(vendor, domain) else {
+            return Ok(());
+        };
+        let Some(dir) = path.parent() else {
             return Ok(());
         };
         std::fs::create_dir_all(dir)?;
-        let tmp = path.with_extension("json.tmp");
+        // A name of our own: two processes sharing the directory never write
+        // the same temp file.
+        static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = path.with_extension(format!("json.{}.{seq}.tmp", std::process::id()));
         {
             let mut opts = std::fs::OpenOptions::new();
             opts.write(true).create(true).truncate(true);
@@ -96,7 +106,7 @@ mod tests {
             s.load("tencent-main", "play.example.com").unwrap(),
             b"{\"a\":2}"
         );
-        let path = d.path().join("state/tencent-main--play.example.com.json");
+        let path = d.path().join("state/tencent-main/play.example.com.json");
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
