@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use notify::{RecursiveMode, Watcher as _};
+use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
@@ -60,6 +61,8 @@ pub struct Reloader {
     running: Config,
     /// Command-line overrides applied to every loaded config.
     adjust: Box<dyn Fn(&mut Config) + Send + Sync>,
+    /// SHA-256 of the file as last read, so unrelated events are ignored.
+    last_seen: Option<Vec<u8>>,
 }
 
 impl Reloader {
@@ -71,8 +74,11 @@ impl Reloader {
         adjust: Box<dyn Fn(&mut Config) + Send + Sync>,
     ) -> Self {
         Reloader {
-            path,
             publisher,
+            last_seen: std::fs::read(&path)
+                .ok()
+                .map(|b| Sha256::digest(&b).to_vec()),
+            path,
             running,
             adjust,
         }
@@ -126,7 +132,7 @@ impl Reloader {
 
     /// Watches the config file and listens for SIGHUP until `shutdown` flips.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
-        let (tx, mut rx) = mpsc::unbounded_channel::<()>();
+        let (tx, mut rx) = mpsc::unbounded_channel::<Trigger>();
         let _watcher = match watch_file(&self.path, tx.clone()) {
             Ok(w) => Some(w),
             Err(e) => {
@@ -138,12 +144,23 @@ impl Reloader {
         loop {
             tokio::select! {
                 got = rx.recv() => {
-                    if got.is_none() {
+                    let Some(mut trigger) = got else {
                         return;
-                    }
+                    };
                     // Debounce: one reload for a burst of events.
                     tokio::time::sleep(DEBOUNCE).await;
-                    while rx.try_recv().is_ok() {}
+                    while let Ok(t) = rx.try_recv() {
+                        if t == Trigger::Signal {
+                            trigger = Trigger::Signal;
+                        }
+                    }
+                    // A file event reloads only when the file's bytes changed
+                    // (the folder may hold other files); SIGHUP always reloads.
+                    let current = std::fs::read(&self.path).ok().map(|b| Sha256::digest(&b).to_vec());
+                    if trigger == Trigger::File && current.is_some() && current == self.last_seen {
+                        continue;
+                    }
+                    self.last_seen = current;
                     self.reload();
                 }
                 _ = shutdown.changed() => return,
@@ -202,30 +219,38 @@ fn restart_needed(old: &Config, new: &Config) -> Vec<String> {
     changed
 }
 
+/// What asked for a reload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Trigger {
+    /// Something changed in the config file's folder.
+    File,
+    /// SIGHUP.
+    Signal,
+}
+
 /// Watches the file's directory, not the file: editors save by writing a
-/// new file and renaming it over the old one, which ends a watch on the
-/// old inode. Events for other files in the directory are ignored.
+/// new file and renaming it over the old one, which ends a watch on the old
+/// inode, and Kubernetes ConfigMaps swap a `..data` symlink, so the event
+/// names another file. Every change in the folder is reported; `run`
+/// reloads only when the config's bytes changed.
 fn watch_file(
     path: &Path,
-    tx: mpsc::UnboundedSender<()>,
+    tx: mpsc::UnboundedSender<Trigger>,
 ) -> notify::Result<notify::RecommendedWatcher> {
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."))
         .to_owned();
-    let name = path.file_name().map(|n| n.to_owned());
     let mut watcher =
         notify::recommended_watcher(move |res: notify::Result<notify::Event>| match res {
             Ok(event) => {
                 if event.kind.is_access() {
                     return;
                 }
-                if event.paths.iter().any(|p| p.file_name() == name.as_deref()) {
-                    // The receiver is gone only at shutdown.
-                    if tx.send(()).is_err() {
-                        tracing::debug!("config watcher outlived its reloader");
-                    }
+                // The receiver is gone only at shutdown.
+                if tx.send(Trigger::File).is_err() {
+                    tracing::debug!("config watcher outlived its reloader");
                 }
             }
             Err(error) => warn!(%error, "config watch error"),
@@ -235,14 +260,14 @@ fn watch_file(
 }
 
 #[cfg(unix)]
-fn spawn_sighup(tx: mpsc::UnboundedSender<()>) {
+fn spawn_sighup(tx: mpsc::UnboundedSender<Trigger>) {
     use tokio::signal::unix::{signal, SignalKind};
     match signal(SignalKind::hangup()) {
         Ok(mut hup) => {
             tokio::spawn(async move {
                 while hup.recv().await.is_some() {
                     info!("SIGHUP: reloading config");
-                    if tx.send(()).is_err() {
+                    if tx.send(Trigger::Signal).is_err() {
                         return;
                     }
                 }
@@ -253,4 +278,4 @@ fn spawn_sighup(tx: mpsc::UnboundedSender<()>) {
 }
 
 #[cfg(not(unix))]
-fn spawn_sighup(_tx: mpsc::UnboundedSender<()>) {}
+fn spawn_sighup(_tx: mpsc::UnboundedSender<Trigger>) {}

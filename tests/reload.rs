@@ -171,3 +171,59 @@ async fn edits_on_disk_and_sighup_reload_without_dropping_requests() {
 }
 
 use std::process::Command;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kubernetes_configmap_symlink_swap_is_picked_up() {
+    use std::os::unix::fs::symlink;
+    let origin = Origin::start().await;
+    let base = site_config(&format!("http://{}", origin.addr), "", "");
+    let with_b = format!(
+        "{base}{}",
+        SITE_B.replace("ORIGIN", &format!("http://{}", origin.addr))
+    );
+    // The layout kubelet writes: file -> ..data/file, ..data -> ..<timestamp>/.
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir(d.join("..v1")).unwrap();
+    std::fs::write(d.join("..v1/streamguard.toml"), &base).unwrap();
+    symlink("..v1", d.join("..data")).unwrap();
+    symlink("..data/streamguard.toml", d.join("streamguard.toml")).unwrap();
+    let args = vec![
+        "run".to_owned(),
+        "--config".to_owned(),
+        d.join("streamguard.toml").display().to_string(),
+    ];
+    let proxy = Proxy::spawn(tempfile::tempdir().unwrap(), &args);
+    let b_url = format!(
+        "/live/b.flv?{}",
+        tencent_query("key-b", "/live/b.flv", now() + 600)
+    );
+    assert_eq!(
+        get(proxy.http_addr(), "b.example.com", &b_url).await.0,
+        StatusCode::NOT_FOUND
+    );
+
+    // An update: new folder, then ..data swapped by rename.
+    std::fs::create_dir(d.join("..v2")).unwrap();
+    std::fs::write(d.join("..v2/streamguard.toml"), &with_b).unwrap();
+    symlink("..v2", d.join("..data_tmp")).unwrap();
+    std::fs::rename(d.join("..data_tmp"), d.join("..data")).unwrap();
+    wait_for("the swapped config", async || {
+        get(proxy.http_addr(), "b.example.com", &b_url).await.0 == StatusCode::OK
+    })
+    .await;
+    // Unrelated files in the folder do not cause reloads.
+    let applied = metric(
+        &proxy.metrics().await,
+        r#"streamguard_config_reloads_total{outcome="applied"}"#,
+    );
+    std::fs::write(d.join("unrelated.txt"), "x").unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        metric(
+            &proxy.metrics().await,
+            r#"streamguard_config_reloads_total{outcome="applied"}"#
+        ),
+        applied
+    );
+}
