@@ -13,7 +13,6 @@ mod common;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::*;
@@ -83,14 +82,6 @@ fn expected_signature(
     let k = hmac256(&k, "live");
     let k = hmac256(&k, "tc3_request");
     hex::encode(hmac256(&k, &sts))
-}
-
-fn json(status: StatusCode, v: serde_json::Value) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(Bytes::from(v.to_string())));
-    *r.status_mut() = status;
-    r.headers_mut()
-        .insert("content-type", "application/json".parse().unwrap());
-    r
 }
 
 fn error_envelope(code: &str, message: &str) -> Response<Full<Bytes>> {
@@ -264,14 +255,6 @@ async fn status_with(proxy: &Proxy, key: &str) -> (StatusCode, Option<String>) {
         s,
         header_map_get(&h, "x-streamguard-deny").map(str::to_owned),
     )
-}
-
-async fn wait_for(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 fn failures(m: &str) -> f64 {

@@ -16,7 +16,6 @@ use std::collections::{BTreeMap, HashSet};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use bytes::Bytes;
@@ -124,16 +123,6 @@ fn parse_timestamp(t: &str) -> Option<u64> {
         n(14..16)?,
         n(17..19)?,
     )
-}
-
-fn json(status: StatusCode, v: serde_json::Value) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(Bytes::from(v.to_string())));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        "content-type",
-        "application/json;charset=utf-8".parse().unwrap(),
-    );
-    r
 }
 
 /// The vendor's error envelope.
@@ -407,14 +396,6 @@ async fn status_with(proxy: &Proxy, key: &str) -> (StatusCode, Option<String>) {
         s,
         header_map_get(&h, "x-streamguard-deny").map(str::to_owned),
     )
-}
-
-async fn wait_for(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 fn attempts(m: &str, result: &str) -> f64 {

@@ -15,7 +15,6 @@ mod common;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::*;
@@ -122,14 +121,6 @@ fn expected_authorization(
         "HMAC-SHA256 Credential={ACCESS_KEY}/{scope}, SignedHeaders={signed}, Signature={}",
         hex::encode(hmac256(&k, &sts))
     )
-}
-
-fn json(status: StatusCode, v: serde_json::Value) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(Bytes::from(v.to_string())));
-    *r.status_mut() = status;
-    r.headers_mut()
-        .insert("content-type", "application/json".parse().unwrap());
-    r
 }
 
 fn metadata(version: &str) -> serde_json::Value {
@@ -382,14 +373,6 @@ async fn status_with(proxy: &Proxy, key: &str) -> (StatusCode, Option<String>) {
         s,
         header_map_get(&h, "x-streamguard-deny").map(str::to_owned),
     )
-}
-
-async fn wait_for(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 fn failures(m: &str) -> f64 {

@@ -15,7 +15,6 @@ mod common;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
@@ -299,14 +298,6 @@ async fn status_of(proxy: &Proxy, query: &str) -> (StatusCode, Option<String>) {
         s,
         header_map_get(&h, "x-streamguard-deny").map(str::to_owned),
     )
-}
-
-async fn wait_for(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 fn failures(m: &str) -> f64 {

@@ -90,6 +90,25 @@ impl SyncError {
     }
 }
 
+/// HMAC-SHA256 of `msg` under `key` (request signers).
+pub(crate) fn hmac256(key: &[u8], msg: &str) -> Vec<u8> {
+    use hmac::{Hmac, Mac};
+    // HMAC accepts keys of any length, so the error arm is unreachable.
+    match Hmac::<sha2::Sha256>::new_from_slice(key) {
+        Ok(mut m) => {
+            m.update(msg.as_bytes());
+            m.finalize().into_bytes().to_vec()
+        }
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Lowercase hex SHA-256 of `data` (request signers).
+pub(crate) fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(data))
+}
+
 /// A JSON failure without its text.
 ///
 /// Why: serde_json messages quote the offending value (`invalid type: integer

@@ -8,11 +8,10 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use hmac::{Hmac, Mac};
+
 use http::{Request, StatusCode, Uri};
 use http_body_util::Full;
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 
 use super::{SyncError, SyncedAuth, VendorApi};
 use crate::auth::tencent::Tencent;
@@ -28,20 +27,7 @@ const SERVICE: &str = "live";
 const ACTION: &str = "DescribeLivePlayAuthKey";
 const VERSION: &str = "2018-08-01";
 
-fn hmac256(key: &[u8], msg: &str) -> Vec<u8> {
-    // HMAC accepts keys of any length.
-    match Hmac::<Sha256>::new_from_slice(key) {
-        Ok(mut m) => {
-            m.update(msg.as_bytes());
-            m.finalize().into_bytes().to_vec()
-        }
-        Err(_) => Vec::new(),
-    }
-}
-
-fn sha256_hex(data: &[u8]) -> String {
-    hex::encode(Sha256::digest(data))
-}
+use super::{hmac256, sha256_hex};
 
 /// What a TC3 signature covers.
 #[derive(Debug, Clone)]

@@ -36,11 +36,10 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use hmac::{Hmac, Mac};
+
 use http::{Request, StatusCode, Uri};
 use http_body_util::Full;
 use serde::{Deserialize, Deserializer};
-use sha2::{Digest, Sha256};
 
 use super::{SyncError, SyncedAuth, VendorApi};
 use crate::auth::volcengine::{
@@ -64,20 +63,7 @@ pub const API_VERSIONS: &[&str] = &["2023-01-01", "2020-08-01"];
 const SERVICE: &str = "live";
 const ACTION: &str = "DescribeAuth";
 
-fn hmac256(key: &[u8], msg: &str) -> Vec<u8> {
-    // HMAC accepts keys of any length.
-    match Hmac::<Sha256>::new_from_slice(key) {
-        Ok(mut m) => {
-            m.update(msg.as_bytes());
-            m.finalize().into_bytes().to_vec()
-        }
-        Err(_) => Vec::new(),
-    }
-}
-
-fn sha256_hex(data: &[u8]) -> String {
-    hex::encode(Sha256::digest(data))
-}
+use super::{hmac256, sha256_hex};
 
 /// RFC 3986 percent-encoding: unreserved characters kept, everything else
 /// `%XX` with uppercase hex (space is `%20`, `*` is `%2A`, `~` is kept).
@@ -672,6 +658,7 @@ mod tests {
     }
 
     fn md5_hex(s: &str) -> String {
+        use md5::Digest as _;
         hex::encode(Md5::digest(s.as_bytes()))
     }
 
