@@ -962,3 +962,48 @@ async fn session_tokens_open_only_hls_resources_under_their_scope_and_lower_max_
     let (s, _, _) = get(addr, HOST, &format!("/live/x.ts?sg_session={token}")).await;
     assert_eq!(s, StatusCode::FORBIDDEN);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_stops_reading_stops_the_origin() {
+    let (origin, proxy) = setup("", "").await;
+    let q = tencent_query(KEY, "/fast/live.flv", now() + 60);
+    let mut s = tokio::net::TcpStream::connect(proxy.http_addr())
+        .await
+        .unwrap();
+    s.write_all(format!("GET /fast/live.flv?{q} HTTP/1.1\r\nHost: {HOST}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    // Read a little, then stop reading (but keep the connection open).
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut got = 0;
+    while got < 1024 * 1024 {
+        got += tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    // Without backpressure the origin would keep going at loopback speed
+    // (gigabytes a second); with it, it stalls once the socket buffers fill.
+    let settle = |ms| tokio::time::sleep(Duration::from_millis(ms));
+    settle(1500).await;
+    let a = origin.fast_sent.load(std::sync::atomic::Ordering::SeqCst);
+    settle(1000).await;
+    let b = origin.fast_sent.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(
+        a, b,
+        "the origin kept sending to a client that stopped reading ({a} then {b} bytes)"
+    );
+    assert!(
+        b < 256 * 1024 * 1024,
+        "{b} bytes buffered for a stalled client"
+    );
+    // Reading again resumes the flow (once the buffers have drained).
+    let mut drained = 0usize;
+    while origin.fast_sent.load(std::sync::atomic::Ordering::SeqCst) == b {
+        drained += tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(drained < 512 * 1024 * 1024, "the stream did not resume");
+    }
+}

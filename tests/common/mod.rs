@@ -282,6 +282,7 @@ pub struct Seen {
 /// - `/hang/...`: never answers;
 /// - `/gated/...`: sends `first\n`, waits for [`Origin::release`], sends `last\n`, ends;
 /// - `/bigplaylist/...`: an HLS playlist of about 10 KB;
+/// - `/fast/...`: sends 64 KiB chunks as fast as they are taken, counting them;
 /// - `/endless/...`: sends a chunk every 20 ms forever; notes when the proxy
 ///   hangs up ([`Origin::disconnected`]);
 /// - anything else: 200 with body `origin saw <path and query>`.
@@ -291,6 +292,8 @@ pub struct Origin {
     pub seen: Arc<Mutex<Vec<Seen>>>,
     gate: Arc<Notify>,
     hung_up: Arc<AtomicBool>,
+    /// Bytes a `/fast/` response has handed to hyper so far.
+    pub fast_sent: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Origin {
@@ -314,6 +317,7 @@ impl Origin {
             seen: Arc::default(),
             gate: Arc::default(),
             hung_up: Arc::default(),
+            fast_sent: Arc::default(),
         };
         let o = origin.clone();
         tokio::spawn(async move {
@@ -385,6 +389,18 @@ impl Origin {
                 "application/vnd.apple.mpegurl".parse().unwrap(),
             );
             return resp;
+        }
+        if path.starts_with("/fast/") {
+            // As fast as the receiver takes it; counts what was handed over.
+            let (tx, body) = ChannelBody::new(1);
+            let sent = self.fast_sent.clone();
+            tokio::spawn(async move {
+                let chunk = Bytes::from(vec![b'y'; 64 * 1024]);
+                while tx.send(chunk.clone()).await.is_ok() {
+                    sent.fetch_add(chunk.len() as u64, Ordering::SeqCst);
+                }
+            });
+            return Response::new(body.boxed_unsync());
         }
         if path.starts_with("/endless/") {
             let (tx, body) = ChannelBody::new(1);
