@@ -4,12 +4,14 @@
 #   2. through nginx as a plain reverse proxy   (the bar to beat; no token check)
 #   3. through streamguard with Tencent tokens  (release build)
 # and printed as ratios against the direct baseline measured in the same run.
+# The three targets are measured in interleaved rounds and the median of each
+# is reported, because shared machines are noisy.
 #
 # Needs: wrk, nginx (apt-get install -y wrk nginx-light). Usage:
-#   benches/load.sh [DURATION_SECS] [CONNECTIONS] [THREADS]
+#   benches/load.sh [DURATION_SECS] [CONNECTIONS] [THREADS] [ROUNDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DUR=${1:-10}; CONNS=${2:-64}; THREADS=${3:-2}
+DUR=${1:-10}; CONNS=${2:-64}; THREADS=${3:-2}; ROUNDS=${4:-3}
 command -v wrk >/dev/null || { echo "needs wrk"; exit 2; }
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 [ -x "$NGINX" ] || { echo "needs nginx"; exit 2; }
@@ -60,15 +62,20 @@ sleep 1
 URL=$("$BIN" sign --config "$work/sg.toml" --expires-in 3600 "http://127.0.0.1:18103/live/seg.ts")
 curl -s -o /dev/null -w "%{http_code}\n" "$URL"; curl -sf -o /dev/null "$URL" || { echo "streamguard did not serve the signed URL"; cat "$work/sg.err" "$work/sg.out"; exit 1; }
 
-rps() { wrk -t"$THREADS" -c"$CONNS" -d"${DUR}s" --latency "$1" | tee -a "$work/wrk.log" | awk '/Requests\/sec/ {print $2}'; }
-p99() { awk '/ 99%/ {print $2}' "$work/wrk.log" | tail -1; }
+rps() { wrk -t"$THREADS" -c"$CONNS" -d"${DUR}s" --latency "$1" | awk '/Requests\/sec/ {print $2}'; }
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
-direct=$(rps "http://127.0.0.1:18101/live/seg.ts"); direct_p99=$(p99)
-viangx=$(rps "http://127.0.0.1:18102/live/seg.ts"); nginx_p99=$(p99)
-viasg=$(rps "$URL"); sg_p99=$(p99)
-printf 'duration %ss, %s connections, %s threads, 4 KiB body\n' "$DUR" "$CONNS" "$THREADS"
-printf '%-28s %12s %10s %8s\n' target req/s ratio p99
-printf '%-28s %12s %10s %8s\n' "direct origin" "$direct" "1.00" "$direct_p99"
-printf '%-28s %12s %10.2f %8s\n' "nginx proxy (no auth)" "$viangx" "$(echo "$viangx / $direct" | bc -l)" "$nginx_p99"
-printf '%-28s %12s %10.2f %8s\n' "streamguard (tencent auth)" "$viasg" "$(echo "$viasg / $direct" | bc -l)" "$sg_p99"
+: > "$work/direct"; : > "$work/nginx"; : > "$work/sg"
+for r in $(seq "$ROUNDS"); do
+  rps "http://127.0.0.1:18101/live/seg.ts" >> "$work/direct"
+  rps "http://127.0.0.1:18102/live/seg.ts" >> "$work/nginx"
+  rps "$URL" >> "$work/sg"
+  echo "round $r: direct $(tail -1 "$work/direct")  nginx $(tail -1 "$work/nginx")  streamguard $(tail -1 "$work/sg")"
+done
+direct=$(median < "$work/direct"); viangx=$(median < "$work/nginx"); viasg=$(median < "$work/sg")
+printf 'duration %ss x %s rounds, %s connections, %s threads, 4 KiB body; medians\n' "$DUR" "$ROUNDS" "$CONNS" "$THREADS"
+printf '%-28s %12s %10s\n' target req/s ratio
+printf '%-28s %12s %10s\n' "direct origin" "$direct" "1.00"
+printf '%-28s %12s %10.2f\n' "nginx proxy (no auth)" "$viangx" "$(echo "$viangx / $direct" | bc -l)"
+printf '%-28s %12s %10.2f\n' "streamguard (tencent auth)" "$viasg" "$(echo "$viasg / $direct" | bc -l)"
 printf 'streamguard / nginx proxy: %.2f\n' "$(echo "$viasg / $viangx" | bc -l)"

@@ -48,6 +48,9 @@ pub struct Site {
     pub keys: KeySet,
     /// True once the site can verify (it has keys, or its vendor answered).
     pub ready: bool,
+    /// `requests_total{site, allowed, none}` and its duration, resolved once.
+    allowed: IntCounter,
+    allowed_duration: prometheus::Histogram,
     /// False while no key verifies or the vendor's "auth disabled" denies:
     /// HLS session tokens are refused then too.
     pub accepts_sessions: bool,
@@ -146,6 +149,14 @@ impl Snapshot {
             let site = Arc::new(Site {
                 ready,
                 accepts_sessions,
+                allowed: metrics.requests.with_label_values(&[
+                    &sc.id,
+                    metrics::outcome::ALLOWED,
+                    "none",
+                ]),
+                allowed_duration: metrics
+                    .request_duration
+                    .with_label_values(&[&sc.id, metrics::outcome::ALLOWED]),
                 strip_params: verifier
                     .auth_params()
                     .iter()
@@ -281,8 +292,9 @@ pub async fn handle(
 ) -> Response<ProxyBody> {
     let started = Instant::now();
     let snapshot = shared.snapshot.load_full();
-    let method = req.method().clone();
-    let path = req.uri().path().to_owned();
+    // Only kept when the access log is on: no per-request copies otherwise.
+    let access_log = tracing::enabled!(target: "streamguard::access", tracing::Level::INFO);
+    let logged = access_log.then(|| (req.method().clone(), req.uri().path().to_owned()));
     let origin = req.headers().get(http::header::ORIGIN).cloned();
     let (site, result) = serve(&shared, &snapshot, conn, req).await;
     let site_id = site
@@ -311,29 +323,37 @@ pub async fn handle(
         cors::decorate(c, origin.as_ref(), &mut response);
     }
     let elapsed = started.elapsed();
-    shared
-        .metrics
-        .requests
-        .with_label_values(&[site_id, outcome, reason])
-        .inc();
-    shared
-        .metrics
-        .request_duration
-        .with_label_values(&[site_id, outcome])
-        .observe(elapsed.as_secs_f64());
+    match (&site, outcome == metrics::outcome::ALLOWED) {
+        // The common case uses handles resolved when the snapshot was built.
+        (Some(s), true) => {
+            s.allowed.inc();
+            s.allowed_duration.observe(elapsed.as_secs_f64());
+        }
+        _ => {
+            let m = &shared.metrics;
+            m.requests
+                .with_label_values(&[site_id, outcome, reason])
+                .inc();
+            m.request_duration
+                .with_label_values(&[site_id, outcome])
+                .observe(elapsed.as_secs_f64());
+        }
+    }
     // Why only the path: the query carries signatures.
-    info!(
-        target: "streamguard::access",
-        site = site_id,
-        client = %conn.remote.ip(),
-        %method,
-        // Schemes with auth in the path (Alibaba Cloud B/C) log it without.
-        path = %site.as_ref().map_or(path.as_str(), |s| s.verifier.origin_path(&path)),
-        status = response.status().as_u16(),
-        outcome,
-        reason,
-        ms = elapsed.as_secs_f64() * 1000.0,
-    );
+    if let Some((method, path)) = &logged {
+        info!(
+            target: "streamguard::access",
+            site = site_id,
+            client = %conn.remote.ip(),
+            %method,
+            // Schemes with auth in the path (Alibaba Cloud B/C) log it without.
+            path = %site.as_ref().map_or(path.as_str(), |s| s.verifier.origin_path(path)),
+            status = response.status().as_u16(),
+            outcome,
+            reason,
+            ms = elapsed.as_secs_f64() * 1000.0,
+        );
+    }
     response
 }
 
