@@ -184,9 +184,21 @@ fn restart_needed(old: &Config, new: &Config) -> Vec<String> {
     if old.vendors != new.vendors || old.state_dir != new.state_dir {
         changed.push("vendor".to_owned());
     }
-    let vendor_sites = |c: &Config| c.sites.iter().map(|s| s.vendor.clone()).collect::<Vec<_>>();
+    // Synced verifiers are built by the sync tasks with the site's leeway, so
+    // a vendor site's clock_skew_secs is fixed until a restart too.
+    let vendor_sites = |c: &Config| {
+        c.sites
+            .iter()
+            .map(|s| {
+                (
+                    s.vendor.clone(),
+                    s.vendor.as_ref().map(|_| s.clock_skew_secs),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
     if vendor_sites(old) != vendor_sites(new) {
-        changed.push("site.vendor".to_owned());
+        changed.push("site.vendor / clock_skew_secs of vendor sites".to_owned());
     }
     let (a, b) = (&old.server.limits, &new.server.limits);
     for (name, differs) in [
