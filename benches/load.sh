@@ -56,7 +56,7 @@ scheme = "tencent"
 key = "benchkey0123456789"
 backup_key = "benchbackup0123456789"
 TOML
-RUST_LOG=warn "$BIN" run --config "$work/sg.toml" > "$work/sg.out" 2> "$work/sg.err" &
+RUST_LOG=warn STREAMGUARD_WORKER_THREADS=${STREAMGUARD_WORKER_THREADS:-} "$BIN" run --config "$work/sg.toml" > "$work/sg.out" 2> "$work/sg.err" &
 SG=$!
 sleep 1
 URL=$("$BIN" sign --config "$work/sg.toml" --expires-in 3600 "http://127.0.0.1:18103/live/seg.ts")

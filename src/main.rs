@@ -119,11 +119,25 @@ fn init_tracing() {
         .init();
 }
 
+/// `STREAMGUARD_WORKER_THREADS`: runtime worker threads (default: one per core).
+fn worker_threads() -> Result<Option<usize>> {
+    match std::env::var("STREAMGUARD_WORKER_THREADS") {
+        Err(_) => Ok(None),
+        Ok(v) if v.is_empty() => Ok(None),
+        Ok(v) => match v.parse::<usize>() {
+            Ok(n) if (1..=1024).contains(&n) => Ok(Some(n)),
+            _ => bail!("STREAMGUARD_WORKER_THREADS={v}: give a number from 1 to 1024"),
+        },
+    }
+}
+
 fn run(config: Option<PathBuf>, listen: Vec<String>, admin_listen: Option<String>) -> Result<()> {
     init_tracing();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = worker_threads()? {
+        builder.worker_threads(n);
+    }
+    let rt = builder.enable_all().build()?;
     rt.block_on(async move {
         let mut demo_key = None;
         let config_path = config.clone();
