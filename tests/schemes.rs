@@ -331,3 +331,57 @@ async fn in_path_auth_cannot_smuggle_an_ambiguous_origin_path() {
     );
     assert_eq!(origin.count(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn aliyun_type_b_playlist_children_work_with_and_without_the_auth_segments() {
+    let origin = Origin::start().await;
+    let proxy = Proxy::start(&config(&format!("http://{}", origin.addr)));
+    let (y, mo, d, hh, mi, _) = streamguard::time::civil(now() + 8 * 3600);
+    let tb = format!("{y:04}{mo:02}{d:02}{hh:02}{mi:02}");
+    let h = md5_hex(&format!("ali-b-key{tb}/bigplaylist/index.m3u8"));
+    let (status, _, body) = get(
+        proxy.http_addr(),
+        "b.example.com",
+        &format!("/{tb}/{h}/bigplaylist/index.m3u8"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(origin.last_seen().path_and_query, "/bigplaylist/index.m3u8");
+    let text = String::from_utf8(body.to_vec()).unwrap();
+    let token = text
+        .lines()
+        .find_map(|l| l.split("sg_session=").nth(1))
+        .unwrap()
+        .to_owned();
+    // Resolved against the signed URL, a relative child keeps the auth segments…
+    let (s, _, _) = get(
+        proxy.http_addr(),
+        "b.example.com",
+        &format!("/{tb}/{h}/bigplaylist/segment-00001.ts?sg_session={token}"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        origin.last_seen().path_and_query,
+        "/bigplaylist/segment-00001.ts"
+    );
+    // …and an absolute-path child has none; both are in the playlist's scope.
+    let (s, _, _) = get(
+        proxy.http_addr(),
+        "b.example.com",
+        &format!("/bigplaylist/segment-00002.ts?sg_session={token}"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        origin.last_seen().path_and_query,
+        "/bigplaylist/segment-00002.ts"
+    );
+    let (s, _, _) = get(
+        proxy.http_addr(),
+        "b.example.com",
+        &format!("/other/segment-00002.ts?sg_session={token}"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+}

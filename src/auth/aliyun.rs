@@ -367,10 +367,24 @@ impl Verifier for Aliyun {
         &self.params
     }
 
+    /// Strips the auth segments only when they have their shape
+    /// (`/YYYYMMDDHHMM/<32 hex>/` for B, `/<32 hex>/<hex time>/` for C), so a
+    /// plain `/live/sub/seg.ts` (an absolute-path HLS child) stays as it is.
     fn origin_path<'a>(&self, path: &'a str) -> &'a str {
-        match self.form {
-            Form::B | Form::CPath => two_leading(path).map_or(path, |(_, _, rest)| rest),
-            Form::A(_) | Form::CQuery(_) => path,
+        let Some((a, b, rest)) = two_leading(path) else {
+            return path;
+        };
+        let shaped = match self.form {
+            Form::B => {
+                a.len() == 12 && a.bytes().all(|c| c.is_ascii_digit()) && is_hex_of_len(b, 32)
+            }
+            Form::CPath => is_hex_of_len(a, 32) && parse_hex_time(b).is_some(),
+            Form::A(_) | Form::CQuery(_) => false,
+        };
+        if shaped {
+            rest
+        } else {
+            path
         }
     }
 
@@ -460,6 +474,28 @@ mod tests {
         assert_eq!(
             v.verify(&view_of("/video/standard.flv", q), &k, 0).decision,
             Decision::Deny(DenyReason::BadSignature)
+        );
+    }
+
+    #[test]
+    fn origin_path_strips_only_auth_shaped_segments() {
+        let h = "0123456789abcdef0123456789abcdef";
+        let b = Aliyun::new(Form::B, 0, C);
+        assert_eq!(
+            b.origin_path(&format!("/201508150800/{h}/live/x.ts")),
+            "/live/x.ts"
+        );
+        assert_eq!(b.origin_path("/live/sub/x.ts"), "/live/sub/x.ts");
+        let c = Aliyun::new(Form::CPath, 0, C);
+        assert_eq!(
+            c.origin_path(&format!("/{h}/55CE8100/live/x.ts")),
+            "/live/x.ts"
+        );
+        assert_eq!(c.origin_path("/live/sub/x.ts"), "/live/sub/x.ts");
+        let a = Aliyun::new(Form::A("auth_key".into()), 0, C);
+        assert_eq!(
+            a.origin_path(&format!("/{h}/55CE8100/live/x.ts")),
+            format!("/{h}/55CE8100/live/x.ts")
         );
     }
 

@@ -440,11 +440,13 @@ async fn forward_for_site(
                     DenyReason::NoKeys
                 }));
             }
+            // Scopes are origin paths: for schemes with auth in the path a
+            // child may be addressed with or without those segments.
             let g = session::verify(
                 &cfg.hls.session_secret,
                 &cfg.id,
                 token,
-                req.uri().path(),
+                site.verifier.origin_path(req.uri().path()),
                 Some(client_ip(peer, req.headers(), &cfg.trusted_proxies)),
                 now,
                 cfg.clock_skew_secs,
@@ -586,9 +588,10 @@ fn child_auth(
         ChildAuth::Session => {
             let (scope, bound_ip) = match grant {
                 Grant::Session(g) => (g.scope.clone(), g.bound_ip),
-                Grant::Scheme { bound_ip, .. } => {
-                    (session::scope_of(uri.path()).to_owned(), *bound_ip)
-                }
+                Grant::Scheme { bound_ip, .. } => (
+                    session::scope_of(site.verifier.origin_path(uri.path())).to_owned(),
+                    *bound_ip,
+                ),
             };
             let token = session::issue(
                 &hls.session_secret,

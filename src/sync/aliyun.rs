@@ -548,18 +548,17 @@ mod tests {
 
     #[test]
     fn type_b_and_c_answers_carry_auth_in_the_path() {
-        for (t, rest) in [("type_b", "/4/44/x.mp3"), ("type_c", "/4/44/x.mp3")] {
+        let h = "0123456789abcdef0123456789abcdef";
+        for (t, prefix) in [
+            ("type_b", format!("/201508150800/{h}")),
+            ("type_c", format!("/{h}/55CE8100")),
+        ] {
+            let rest = "/4/44/x.mp3";
             let body = answer("\"5003577\"", &[("auth_type", t), ("auth_key1", "k")]);
             let (v, keys) = enabled(&body);
             assert_eq!(keys.len(), 1, "{t}: an absent auth_key2 is no key");
             assert!(v.auth_params().is_empty(), "{t}");
-            assert_eq!(
-                v.origin_path(&format!(
-                    "/201508150800/0123456789abcdef0123456789abcdef{rest}"
-                )),
-                rest,
-                "{t}"
-            );
+            assert_eq!(v.origin_path(&format!("{prefix}{rest}")), rest, "{t}");
             // Sign and verify through the verifier: ali_auth_delta defaults to 1800.
             let signed = v.sign(
                 "d",
