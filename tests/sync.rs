@@ -10,7 +10,6 @@
 
 mod common;
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
@@ -20,8 +19,6 @@ use hmac::{Hmac, Mac};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use sha2::{Digest, Sha256};
 
 const SECRET_ID: &str = "AKIDtestid";
@@ -107,20 +104,9 @@ impl FakeTencent {
             })),
         };
         let f = fake.clone();
-        tokio::spawn(async move {
-            loop {
-                let (stream, _) = listener.accept().await.unwrap();
-                let f = f.clone();
-                tokio::spawn(async move {
-                    let svc = service_fn(move |req| {
-                        let f = f.clone();
-                        async move { Ok::<_, Infallible>(f.answer(req).await) }
-                    });
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                });
-            }
+        serve_fake(listener, move |req| {
+            let f = f.clone();
+            async move { f.answer(req).await }
         });
         fake
     }

@@ -13,7 +13,6 @@
 mod common;
 
 use std::collections::{BTreeMap, HashSet};
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
@@ -24,8 +23,6 @@ use hmac::{Hmac, Mac};
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use md5::{Digest, Md5};
 use sha1::Sha1;
 
@@ -157,20 +154,9 @@ impl FakeAliyun {
             })),
         };
         let f = fake.clone();
-        tokio::spawn(async move {
-            loop {
-                let (stream, _) = listener.accept().await.unwrap();
-                let f = f.clone();
-                tokio::spawn(async move {
-                    let svc = service_fn(move |req| {
-                        let f = f.clone();
-                        async move { Ok::<_, Infallible>(f.answer(req)) }
-                    });
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                });
-            }
+        serve_fake(listener, move |req| {
+            let f = f.clone();
+            async move { f.answer(req) }
         });
         fake
     }

@@ -12,7 +12,6 @@
 
 mod common;
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
@@ -22,8 +21,6 @@ use hmac::{Hmac, Mac};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use md5::Md5;
 use sha2::{Digest, Sha256};
 
@@ -162,20 +159,9 @@ impl FakeVolcengine {
             })),
         };
         let f = fake.clone();
-        tokio::spawn(async move {
-            loop {
-                let (stream, _) = listener.accept().await.unwrap();
-                let f = f.clone();
-                tokio::spawn(async move {
-                    let svc = service_fn(move |req| {
-                        let f = f.clone();
-                        async move { Ok::<_, Infallible>(f.answer(req).await) }
-                    });
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                });
-            }
+        serve_fake(listener, move |req| {
+            let f = f.clone();
+            async move { f.answer(req).await }
         });
         fake
     }

@@ -665,3 +665,27 @@ pub fn json(status: StatusCode, v: serde_json::Value) -> Response<Full<Bytes>> {
         .insert("content-type", "application/json".parse().unwrap());
     r
 }
+
+/// Serves `answer` on `listener` (HTTP/1.1 and h2) until the test ends: the
+/// accept loop of every fake vendor API.
+pub fn serve_fake<F, Fut>(listener: TcpListener, answer: F)
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Response<Full<Bytes>>> + Send + 'static,
+{
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let answer = answer.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |req| {
+                    let fut = answer(req);
+                    async move { Ok::<_, Infallible>(fut.await) }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+}
