@@ -310,12 +310,7 @@ async fn first_bytes_reach_the_client_before_the_origin_finishes() {
 async fn client_disconnect_closes_the_origin_stream() {
     let (origin, proxy) = setup("", "").await;
     let q = tencent_query(KEY, "/endless/live.flv", now() + 60);
-    let mut s = tokio::net::TcpStream::connect(proxy.http_addr())
-        .await
-        .unwrap();
-    s.write_all(format!("GET /endless/live.flv?{q} HTTP/1.1\r\nHost: {HOST}\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
+    let mut s = raw_get(proxy.http_addr(), HOST, &format!("/endless/live.flv?{q}")).await;
     let mut buf = vec![0u8; 64 * 1024];
     let mut got = 0;
     while got < 32 * 1024 {
@@ -588,21 +583,17 @@ async fn connections_beyond_the_limit_wait_for_a_free_slot() {
         "listen = [\"127.0.0.1:0\"]\nmax_connections = 1",
     );
     let proxy = Proxy::start(&cfg);
-    let q = tencent_query(KEY, "/live/test.flv", now() + 60);
-    let request = format!("GET /live/test.flv?{q} HTTP/1.1\r\nHost: {HOST}\r\n\r\n");
+    let pq = format!(
+        "/live/test.flv?{}",
+        tencent_query(KEY, "/live/test.flv", now() + 60)
+    );
     // The first connection takes the only slot and stays open (keep-alive).
-    let mut a = tokio::net::TcpStream::connect(proxy.http_addr())
-        .await
-        .unwrap();
-    a.write_all(request.as_bytes()).await.unwrap();
+    let mut a = raw_get(proxy.http_addr(), HOST, &pq).await;
     let mut buf = [0u8; 1024];
     let n = a.read(&mut buf).await.unwrap();
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
     // The second is not served while the first holds the slot…
-    let mut b = tokio::net::TcpStream::connect(proxy.http_addr())
-        .await
-        .unwrap();
-    b.write_all(request.as_bytes()).await.unwrap();
+    let mut b = raw_get(proxy.http_addr(), HOST, &pq).await;
     let early = tokio::time::timeout(Duration::from_millis(700), b.read(&mut buf)).await;
     assert!(
         early.is_err(),
@@ -967,12 +958,7 @@ async fn session_tokens_open_only_hls_resources_under_their_scope_and_lower_max_
 async fn a_client_that_stops_reading_stops_the_origin() {
     let (origin, proxy) = setup("", "").await;
     let q = tencent_query(KEY, "/fast/live.flv", now() + 60);
-    let mut s = tokio::net::TcpStream::connect(proxy.http_addr())
-        .await
-        .unwrap();
-    s.write_all(format!("GET /fast/live.flv?{q} HTTP/1.1\r\nHost: {HOST}\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
+    let mut s = raw_get(proxy.http_addr(), HOST, &format!("/fast/live.flv?{q}")).await;
     // Read a little, then stop reading (but keep the connection open).
     let mut buf = vec![0u8; 256 * 1024];
     let mut got = 0;

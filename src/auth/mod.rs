@@ -68,18 +68,6 @@ pub enum DenyReason {
 }
 
 impl DenyReason {
-    /// Every reason, for documentation and metric pre-registration.
-    pub const ALL: [DenyReason; 8] = [
-        DenyReason::MissingToken,
-        DenyReason::MalformedToken,
-        DenyReason::Expired,
-        DenyReason::NotYetValid,
-        DenyReason::BadSignature,
-        DenyReason::WrongClient,
-        DenyReason::NoKeys,
-        DenyReason::AuthDisabled,
-    ];
-
     /// The reason's stable name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -534,12 +522,12 @@ pub fn param_pair<'a>(
 pub struct Duplicate;
 
 /// The query without the named parameters; `None` when nothing is left.
-pub fn strip_params(query: &str, names: &[String]) -> Option<String> {
+pub fn strip_params<S: AsRef<str>>(query: &str, names: &[S]) -> Option<String> {
     let kept: Vec<&str> = query
         .split('&')
         .filter(|pair| {
             let k = pair.split_once('=').map_or(*pair, |(k, _)| k);
-            !pair.is_empty() && !names.iter().any(|n| n == k)
+            !pair.is_empty() && !names.iter().any(|n| n.as_ref() == k)
         })
         .collect();
     if kept.is_empty() {
@@ -552,7 +540,7 @@ pub fn strip_params(query: &str, names: &[String]) -> Option<String> {
 /// Appends `name=value` pairs to an optional existing query (whose own copies
 /// of those names are dropped first).
 pub fn append_params(query: Option<&str>, params: &[(&str, &str)]) -> String {
-    let names: Vec<String> = params.iter().map(|(k, _)| (*k).to_owned()).collect();
+    let names: Vec<&str> = params.iter().map(|(k, _)| *k).collect();
     let mut out = query
         .and_then(|q| strip_params(q, &names))
         .unwrap_or_default();

@@ -60,8 +60,6 @@ pub struct Site {
     streams_cut: IntCounter,
     /// Query params removed before forwarding: the scheme's and the session token.
     strip_params: Vec<String>,
-    /// Just the session token param.
-    session_param: Vec<String>,
 }
 
 impl std::fmt::Debug for Site {
@@ -171,7 +169,6 @@ impl Snapshot {
                     .upstream_errors
                     .with_label_values(&[&sc.id, "stream"]),
                 streams_cut: metrics.streams_cut.with_label_values(&[&sc.id]),
-                session_param: vec![SESSION_PARAM.to_owned()],
                 config: sc.clone(),
             });
             for d in &sc.domains {
@@ -479,7 +476,7 @@ async fn forward_for_site(
     let uri = req.uri().clone();
     let query = match uri.query() {
         Some(q) if cfg.strip_auth_params => strip_params(q, &site.strip_params),
-        Some(q) if session_mode => strip_params(q, &site.session_param),
+        Some(q) if session_mode => strip_params(q, &[SESSION_PARAM]),
         Some(q) => Some(q.to_owned()),
         None => None,
     };

@@ -281,10 +281,7 @@ impl VendorApi for AliyunApi {
             .endpoint
             .scheme_str()
             .ok_or_else(|| SyncError::Request("endpoint has no scheme".into()))?;
-        let authority = self
-            .endpoint
-            .authority()
-            .ok_or_else(|| SyncError::Request("endpoint has no host".into()))?;
+        let authority = super::endpoint_authority(&self.endpoint)?;
         if self.endpoint.query().is_some() {
             return Err(SyncError::Request("endpoint must not have a query".into()));
         }

@@ -90,6 +90,13 @@ impl SyncError {
     }
 }
 
+/// The endpoint's `host[:port]` (config validation already demands one).
+pub(crate) fn endpoint_authority(endpoint: &http::Uri) -> Result<&http::uri::Authority, SyncError> {
+    endpoint
+        .authority()
+        .ok_or_else(|| SyncError::Request("endpoint has no host".into()))
+}
+
 /// HMAC-SHA256 of `msg` under `key` (request signers).
 pub(crate) fn hmac256(key: &[u8], msg: &str) -> Vec<u8> {
     use hmac::{Hmac, Mac};

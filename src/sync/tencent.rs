@@ -146,11 +146,9 @@ impl VendorApi for TencentApi {
     }
 
     fn request(&self, domain: &str, now: u64) -> Result<Request<Full<Bytes>>, SyncError> {
-        let host = self
-            .endpoint
-            .authority()
-            .map(|a| a.as_str().to_owned())
-            .ok_or_else(|| SyncError::Request("endpoint has no host".into()))?;
+        let host = super::endpoint_authority(&self.endpoint)?
+            .as_str()
+            .to_owned();
         let body = serde_json::to_vec(&serde_json::json!({ "DomainName": domain }))
             .map_err(|e| SyncError::Request(e.to_string()))?;
         let ts = now.to_string();

@@ -410,11 +410,9 @@ impl VendorApi for VolcengineApi {
     }
 
     fn request(&self, domain: &str, now: u64) -> Result<Request<Full<Bytes>>, SyncError> {
-        let host = self
-            .endpoint
-            .authority()
-            .map(|a| a.as_str().to_owned())
-            .ok_or_else(|| SyncError::Request("endpoint has no host".into()))?;
+        let host = super::endpoint_authority(&self.endpoint)?
+            .as_str()
+            .to_owned();
         let scheme = self.endpoint.scheme_str().unwrap_or("https");
         // The endpoint's path is signed as sent (`/` for the vendor's own
         // endpoints); a query on the endpoint is replaced by ours.

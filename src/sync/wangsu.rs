@@ -117,10 +117,7 @@ impl WangsuApi {
                 shown(domain)
             )));
         }
-        let authority = self
-            .endpoint
-            .authority()
-            .ok_or_else(|| SyncError::Request("endpoint has no host".into()))?;
+        let authority = super::endpoint_authority(&self.endpoint)?;
         let scheme = self.endpoint.scheme_str().unwrap_or("https");
         let prefix = self.endpoint.path().trim_end_matches('/');
         format!("{scheme}://{authority}{prefix}{PATH}{domain}")

@@ -245,6 +245,17 @@ pub async fn send(addr: SocketAddr, host: &str, path_and_query: &str) -> Respons
     send_with(addr, host, path_and_query, http::Method::GET, &[]).await
 }
 
+/// Opens a raw TCP connection and writes `GET path_and_query` for `host`:
+/// for tests that control reading byte by byte or hold a connection open.
+pub async fn raw_get(addr: SocketAddr, host: &str, path_and_query: &str) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {path_and_query} HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    s
+}
+
 /// A request with a method and extra headers; the body still streaming.
 pub async fn send_with(
     addr: SocketAddr,
