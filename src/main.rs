@@ -410,14 +410,13 @@ fn sign(
         .keys
         .primary()
         .ok_or_else(|| anyhow!("site {} has no key to sign with", site.id))?;
-    let signed = site.verifier.sign_for_client(
-        &t.host,
-        &t.path,
-        t.query.as_deref(),
+    let opts = streamguard::auth::SignOptions {
         client_ip,
-        key,
-        expires,
-    )?;
+        acl: None,
+    };
+    let signed =
+        site.verifier
+            .sign_with(&t.host, &t.path, t.query.as_deref(), &opts, key, expires)?;
     println!(
         "{}://{}{}?{}",
         t.scheme, t.authority, signed.path, signed.query

@@ -99,7 +99,7 @@ impl Reloader {
                 restart_needed,
             } => {
                 m.config_last_reload_success
-                    .set(crate::proxy::unix_now() as i64);
+                    .set(crate::time::unix_now() as i64);
                 m.config_restart_required
                     .set(i64::from(!restart_needed.is_empty()));
                 info!(path = %self.path.display(), sites, "config reloaded");

@@ -1,4 +1,14 @@
-//! Unix-time formatting without a calendar dependency.
+//! The clock and unix-time formatting without a calendar dependency.
+//!
+//! [`unix_now`] is the only clock read; everything below the request entry
+//! and the background services takes `now` as an argument.
+
+/// Current unix time in seconds.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
 
 /// Converts unix seconds to a UTC civil time `(year, month, day, hour, minute, second)`.
 ///

@@ -35,8 +35,8 @@ use super::{
     percent_decode, query_param, Common, Decision, DenyReason, RequestView, SignError, Signed,
     Verdict, Verifier, Window,
 };
-use crate::config::Ctx;
 use crate::keys::{KeySet, Secret};
+use crate::problems::Ctx;
 
 /// Default name of the token's query parameter, cookie and header.
 pub const DEFAULT_TOKEN_NAME: &str = "__token__";

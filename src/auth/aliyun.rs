@@ -21,8 +21,8 @@ use super::{
     parse_dec_time, parse_hex_time, query_param, Common, DenyReason, RequestView, SignError,
     Signed, Verdict, Verifier, Window,
 };
-use crate::config::Ctx;
 use crate::keys::{KeySet, Secret};
+use crate::problems::Ctx;
 use crate::time::{civil, from_civil};
 
 /// Default ali_auth_delta.

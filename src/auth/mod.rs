@@ -17,8 +17,8 @@ use std::net::IpAddr;
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
-use crate::config::Ctx;
 use crate::keys::{KeySet, Secret};
+use crate::problems::Ctx;
 
 pub mod akamai;
 pub mod aliyun;
@@ -160,6 +160,9 @@ pub enum SignError {
     /// The path has no stream name or is otherwise unusable for this scheme.
     #[error("cannot sign this path: {0}")]
     BadPath(String),
+    /// The scheme cannot honour a requested signing option.
+    #[error("{0}")]
+    Unsupported(&'static str),
 }
 
 /// One signed-URL scheme, configured for one site.
@@ -195,20 +198,36 @@ pub trait Verifier: Send + Sync + fmt::Debug {
         expires_at: u64,
     ) -> Result<Signed, SignError>;
 
-    /// Like [`Verifier::sign`], for a URL bound to `client_ip` (schemes that
-    /// hash the client address, e.g. nginx `$remote_addr`). Others ignore it.
-    fn sign_for_client(
+    /// Like [`Verifier::sign`], with options only some schemes use: a
+    /// client address for schemes that hash it (nginx `$remote_addr`), an
+    /// ACL pattern for schemes that sign one (Akamai). Schemes that cannot
+    /// honour an option refuse it rather than sign something else.
+    fn sign_with(
         &self,
         host: &str,
         path: &str,
         query: Option<&str>,
-        client_ip: Option<IpAddr>,
+        opts: &SignOptions,
         key: &Secret,
         expires_at: u64,
     ) -> Result<Signed, SignError> {
-        let _ = client_ip; // only schemes that bind to the client use it
+        if opts.acl.is_some() {
+            return Err(SignError::Unsupported(
+                "an ACL pattern (--acl) applies only to the akamai scheme",
+            ));
+        }
+        // Only schemes that bind to the client read `opts.client_ip`.
         self.sign(host, path, query, key, expires_at)
     }
+}
+
+/// What [`Verifier::sign_with`] may be asked for beyond path and expiry.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SignOptions {
+    /// The client address the URL is bound to (`--client-ip`).
+    pub client_ip: Option<IpAddr>,
+    /// An ACL pattern to sign instead of the exact path (`--acl`, Akamai).
+    pub acl: Option<String>,
 }
 
 /// Declares the schemes: the `[site.auth]` enum, its parsing by `scheme`

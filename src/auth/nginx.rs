@@ -45,10 +45,10 @@ use subtle::ConstantTimeEq;
 
 use super::{
     append_params, conclude, md5_parts, percent_decode, query_param, Common, DenyReason,
-    RequestView, SignError, Signed, Verdict, Verifier, Window,
+    RequestView, SignError, SignOptions, Signed, Verdict, Verifier, Window,
 };
-use crate::config::Ctx;
 use crate::keys::{KeySet, Secret};
+use crate::problems::Ctx;
 
 /// Default name of the signature parameter (`$arg_md5`).
 pub const DEFAULT_MD5_PARAM: &str = "md5";
@@ -531,19 +531,24 @@ impl Verifier for NginxSecureLink {
         key: &Secret,
         expires_at: u64,
     ) -> Result<Signed, SignError> {
-        self.sign_for_client(host, path, query, None, key, expires_at)
+        self.sign_with(host, path, query, &SignOptions::default(), key, expires_at)
     }
 
-    fn sign_for_client(
+    fn sign_with(
         &self,
         host: &str,
         path: &str,
         query: Option<&str>,
-        client_ip: Option<IpAddr>,
+        opts: &SignOptions,
         key: &Secret,
         expires_at: u64,
     ) -> Result<Signed, SignError> {
-        let addr = match client_ip {
+        if opts.acl.is_some() {
+            return Err(SignError::Unsupported(
+                "an ACL pattern (--acl) applies only to the akamai scheme",
+            ));
+        }
+        let addr = match opts.client_ip {
             Some(ip) => remote_addr(ip),
             None if self.uses(Var::RemoteAddr) => {
                 return Err(SignError::BadPath(
@@ -891,11 +896,14 @@ mod tests {
         ));
         // With the client address the docs template signs the docs vector.
         let s = docs_v
-            .sign_for_client(
+            .sign_with(
                 "h",
                 "/s/link",
                 None,
-                Some(IpAddr::from([127, 0, 0, 1])),
+                &SignOptions {
+                    client_ip: Some(IpAddr::from([127, 0, 0, 1])),
+                    acl: None,
+                },
                 &Secret::new("secret"),
                 2_147_483_647,
             )

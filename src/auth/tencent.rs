@@ -18,8 +18,8 @@ use super::{
     stream_name, Common, DenyReason, RequestView, SignError, Signed, TimeFormat, Verdict, Verifier,
     Window,
 };
-use crate::config::Ctx;
 use crate::keys::{KeySet, Secret};
+use crate::problems::Ctx;
 
 /// Default name of the signature parameter.
 pub const DEFAULT_SECRET_PARAM: &str = "txSecret";

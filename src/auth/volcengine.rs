@@ -17,8 +17,8 @@ use super::{
     query_param, segments, stream_name, Common, DenyReason, RequestView, SignError, Signed,
     Verdict, Verifier, Window,
 };
-use crate::config::Ctx;
 use crate::keys::{KeySet, Secret};
+use crate::problems::Ctx;
 
 /// Default signature param (AuthField can rename it).
 pub const DEFAULT_SECRET_PARAM: &str = "volcSecret";

@@ -17,8 +17,8 @@ use super::{
     md5_parts, query_param, stream_name, Common, Decision, DenyReason, RequestView, SignError,
     Signed, Verdict, Verifier, Window,
 };
-use crate::config::Ctx;
 use crate::keys::{KeySet, Secret};
+use crate::problems::Ctx;
 
 /// Default signature param (cipherParam).
 pub const DEFAULT_CIPHER_PARAM: &str = "wsSecret";
@@ -278,10 +278,10 @@ impl RuleSpec {
     /// Checks the spec by the same rules as `[[site.auth.rule]]` in the config.
     fn validate(&self) -> Result<Rule, RuleProblem> {
         let order = parse_combination(&self.combination).ok_or(RuleProblem::Combination)?;
-        if !crate::config::usable_param_name(&self.cipher_param) {
+        if !crate::problems::usable_param_name(&self.cipher_param) {
             return Err(RuleProblem::CipherParam);
         }
-        if !crate::config::usable_param_name(&self.time_param)
+        if !crate::problems::usable_param_name(&self.time_param)
             || self.time_param == self.cipher_param
         {
             return Err(RuleProblem::TimeParam);

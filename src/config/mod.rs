@@ -22,7 +22,9 @@ use rustls::sign::CertifiedKey;
 use serde::Deserialize;
 
 use crate::auth::{Common, RawScheme, Verifier};
+pub use crate::host::is_hostname;
 use crate::keys::{KeySet, Secret};
+pub use crate::problems::{usable_param_name, Ctx, Problem, MAX_SECRET_BYTES};
 
 /// Default plain listener when none is configured.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -52,8 +54,6 @@ pub const DEFAULT_RESPONSE_HEADER_TIMEOUT_SECS: u64 = 15;
 pub const DEFAULT_POOL_IDLE_TIMEOUT_SECS: u64 = 60;
 /// Status for denied requests.
 pub const DEFAULT_DENY_STATUS: u16 = 403;
-/// Longest secret accepted, in bytes.
-pub const MAX_SECRET_BYTES: usize = 1024;
 
 // ---------------------------------------------------------------------------
 // Stage 1: the file as written.
@@ -130,6 +130,11 @@ impl VendorKind {
         }
     }
 }
+
+/// The Volcengine `DescribeAuth` version used unless `api_version` says otherwise.
+pub const VOLCENGINE_DEFAULT_API_VERSION: &str = "2023-01-01";
+/// Every Volcengine `api_version` accepted (both have the same field names).
+pub const VOLCENGINE_API_VERSIONS: &[&str] = &["2023-01-01", "2020-08-01"];
 
 /// Default seconds between vendor syncs.
 pub const DEFAULT_SYNC_INTERVAL_SECS: u64 = 300;
@@ -510,25 +515,12 @@ pub struct Origin {
     pub base_path: String,
     /// PEM CA bundle replacing the webpki roots, for https origins.
     pub ca_file: Option<PathBuf>,
+    /// The roots loaded from `ca_file` (once, when the config is validated).
+    pub ca_roots: Option<Arc<rustls::RootCertStore>>,
 }
 
 // ---------------------------------------------------------------------------
 // Errors.
-
-/// One problem found while validating, with the key path it concerns.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    /// Key path, e.g. `site[0].auth.key`.
-    pub path: String,
-    /// What is wrong and what to change.
-    pub message: String,
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.path, self.message)
-    }
-}
 
 /// Why a config could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -571,117 +563,6 @@ impl fmt::Display for ProblemList<'_> {
         }
         Ok(())
     }
-}
-
-/// Validation context: collects problems and resolves `${ENV_VAR}` secrets.
-pub struct Ctx<'e> {
-    problems: Vec<Problem>,
-    env: &'e dyn Fn(&str) -> Option<String>,
-}
-
-impl<'e> Ctx<'e> {
-    /// A context resolving environment variables with `env`.
-    pub fn new(env: &'e dyn Fn(&str) -> Option<String>) -> Self {
-        Ctx {
-            problems: Vec::new(),
-            env,
-        }
-    }
-
-    /// Records a problem at `path`.
-    pub fn problem(&mut self, path: &str, message: impl Into<String>) {
-        self.problems.push(Problem {
-            path: path.to_owned(),
-            message: message.into(),
-        });
-    }
-
-    /// Problems recorded so far.
-    pub fn problem_count(&self) -> usize {
-        self.problems.len()
-    }
-
-    /// Resolves a secret: `${NAME}` reads environment variable NAME, anything
-    /// else is the literal key. Empty or oversized secrets are problems.
-    pub fn secret(&mut self, path: &str, raw: &str) -> Option<Secret> {
-        let value = if let Some(name) = raw.strip_prefix("${").and_then(|r| r.strip_suffix('}')) {
-            let valid_name = !name.is_empty()
-                && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-                && !name.as_bytes()[0].is_ascii_digit();
-            if !valid_name {
-                self.problem(path, format!("`${{{name}}}` is not a valid environment variable reference; use ${{NAME}} with NAME of letters, digits and _"));
-                return None;
-            }
-            match (self.env)(name) {
-                Some(v) if !v.is_empty() => v,
-                _ => {
-                    self.problem(path, format!("environment variable {name} is not set or empty; export it or write the key inline"));
-                    return None;
-                }
-            }
-        } else {
-            raw.to_owned()
-        };
-        if value.is_empty() {
-            self.problem(path, "must not be empty");
-            return None;
-        }
-        if value.len() > MAX_SECRET_BYTES {
-            self.problem(path, format!("is longer than {MAX_SECRET_BYTES} bytes"));
-            return None;
-        }
-        if value.trim() != value {
-            self.problem(
-                path,
-                "has leading or trailing whitespace; remove it (the vendor would hash it)",
-            );
-            return None;
-        }
-        Some(Secret::new(value))
-    }
-
-    /// Resolves a primary and an optional backup key (`{path}.key`,
-    /// `{path}.backup_key`) into key-set order.
-    pub fn primary_and_backup(
-        &mut self,
-        path: &str,
-        key: &str,
-        backup: Option<&str>,
-    ) -> Vec<Secret> {
-        let mut keys = Vec::new();
-        if let Some(k) = self.secret(&format!("{path}.key"), key) {
-            keys.push(k);
-        }
-        if let Some(b) = backup {
-            if let Some(k) = self.secret(&format!("{path}.backup_key"), b) {
-                keys.push(k);
-            }
-        }
-        keys
-    }
-
-    /// Checks a query parameter name (`[A-Za-z0-9_.-]`, 1–64 chars).
-    pub fn param_name(&mut self, path: &str, name: &str) -> String {
-        if !usable_param_name(name) {
-            self.problem(
-                path,
-                format!(
-                    "`{name}` is not a usable query parameter name; use 1–64 of A-Z a-z 0-9 _ - ."
-                ),
-            );
-        }
-        name.to_owned()
-    }
-}
-
-/// True for a query parameter name a scheme may use: 1–64 of `A-Z a-z 0-9 _ - .`.
-/// Shared by [`Ctx::param_name`] and vendor answers that name parameters.
-pub fn usable_param_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
 }
 
 // ---------------------------------------------------------------------------
@@ -828,14 +709,14 @@ impl Config {
             }
         }
         match (server, admin_listen) {
-            (Some(server), Some(admin_listen)) if ctx.problems.is_empty() => Ok(Config {
+            (Some(server), Some(admin_listen)) if ctx.problem_count() == 0 => Ok(Config {
                 server,
                 admin_listen,
                 sites,
                 vendors,
                 state_dir: raw.state_dir.as_ref().map(|d| resolve(base_dir, d)),
             }),
-            _ => Err(ConfigError::Invalid(ctx.problems)),
+            _ => Err(ConfigError::Invalid(ctx.into_problems())),
         }
     }
 
@@ -1073,24 +954,6 @@ fn load_certificate(
     })
 }
 
-/// True for a DNS name or IP literal usable as a play domain.
-pub fn is_hostname(s: &str) -> bool {
-    if s.parse::<std::net::IpAddr>().is_ok() {
-        return true;
-    }
-    !s.is_empty()
-        && s.len() <= 253
-        && s.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        })
-}
-
 fn validate_site(
     raw: &RawSite,
     path: &str,
@@ -1303,12 +1166,11 @@ fn validate_vendor(raw: &RawVendor, path: &str, ctx: &mut Ctx<'_>) -> Option<Ven
     );
     let api_version = match (raw.kind, raw.api_version.as_deref()) {
         (VendorKind::Volcengine, v) => {
-            use crate::sync::volcengine::{API_VERSIONS, DEFAULT_API_VERSION};
-            let v = v.unwrap_or(DEFAULT_API_VERSION);
-            if !API_VERSIONS.contains(&v) {
+            let v = v.unwrap_or(VOLCENGINE_DEFAULT_API_VERSION);
+            if !VOLCENGINE_API_VERSIONS.contains(&v) {
                 ctx.problem(
                     &format!("{path}.api_version"),
-                    format!("`{v}` is not a DescribeAuth version; use one of {API_VERSIONS:?}"),
+                    format!("`{v}` is not a DescribeAuth version; use one of {VOLCENGINE_API_VERSIONS:?}"),
                 );
             }
             Some(v.to_owned())
@@ -1382,7 +1244,7 @@ fn validate_cors(raw: &RawCors, path: &str, ctx: &mut Ctx<'_>) -> Option<CorsCon
 
 /// True for `host[:port]` with a valid host.
 fn normalize_authority(a: &str) -> bool {
-    crate::proxy::normalize_host(a).is_some_and(|h| is_hostname(&h))
+    crate::host::normalize_host(a).is_some_and(|h| is_hostname(&h))
 }
 
 fn validate_hls(
@@ -1493,14 +1355,21 @@ fn validate_origin(
     }
     let base_path = uri.path().trim_end_matches('/').to_owned();
     let ca_file = raw.origin_ca_file.as_ref().map(|f| resolve(base_dir, f));
+    let mut ca_roots = None;
     if let Some(f) = &ca_file {
         if !tls {
             ctx.problem(
                 &format!("{path}.origin_ca_file"),
                 "only applies to https:// origins; remove it or use https",
             );
-        } else if let Err(e) = crate::proxy::upstream::load_ca_file(f) {
-            ctx.problem(&format!("{path}.origin_ca_file"), e.to_string());
+        } else {
+            match load_ca_file(f) {
+                Ok(roots) => ca_roots = Some(Arc::new(roots)),
+                Err(reason) => ctx.problem(
+                    &format!("{path}.origin_ca_file"),
+                    format!("cannot load origin CA file {}: {reason}", f.display()),
+                ),
+            }
         }
     }
     Some(Origin {
@@ -1508,7 +1377,21 @@ fn validate_origin(
         authority,
         base_path,
         ca_file,
+        ca_roots,
     })
+}
+
+/// Loads a PEM CA bundle; every certificate in it must be usable as a root.
+fn load_ca_file(path: &Path) -> Result<rustls::RootCertStore, String> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| e.to_string())?;
+    let mut roots = rustls::RootCertStore::empty();
+    let (added, ignored) = roots.add_parsable_certificates(certs);
+    if added == 0 || ignored > 0 {
+        return Err(format!("{added} usable and {ignored} unusable certificate(s); it must hold only CA certificates in PEM"));
+    }
+    Ok(roots)
 }
 
 #[cfg(test)]

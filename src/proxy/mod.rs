@@ -15,7 +15,7 @@ pub mod upstream;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use http::header::{
@@ -212,12 +212,8 @@ pub struct ConnInfo {
     pub tls: bool,
 }
 
-/// Current unix time in seconds. The only clock read on the request path.
-pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
+pub use crate::host::normalize_host;
+pub use crate::time::unix_now;
 
 /// The host a request is for: HTTP/2 `:authority` or absolute-form URI
 /// first, else the Host header. Returns (as sent, normalized: lowercase, no port).
@@ -228,25 +224,6 @@ pub fn request_host<B>(req: &Request<B>) -> Option<(String, String)> {
     };
     let norm = normalize_host(&raw)?;
     Some((raw, norm))
-}
-
-/// Lowercases a `host[:port]` and drops the port (IPv6 brackets kept off).
-pub fn normalize_host(raw: &str) -> Option<String> {
-    let host = if let Some(rest) = raw.strip_prefix('[') {
-        rest.split_once(']')?.0
-    } else {
-        raw.rsplit_once(':').map_or(raw, |(h, port)| {
-            if port.bytes().all(|b| b.is_ascii_digit()) {
-                h
-            } else {
-                raw
-            }
-        })
-    };
-    if host.is_empty() {
-        return None;
-    }
-    Some(host.trim_end_matches('.').to_ascii_lowercase())
 }
 
 /// The client address used for IP-bound tokens: the peer, unless the peer is
@@ -719,22 +696,6 @@ async fn rewrite_playlist(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn hosts_normalize_without_port_and_case() {
-        assert_eq!(
-            normalize_host("Play.Example.COM:8080").as_deref(),
-            Some("play.example.com")
-        );
-        assert_eq!(
-            normalize_host("play.example.com.").as_deref(),
-            Some("play.example.com")
-        );
-        assert_eq!(normalize_host("[::1]:8080").as_deref(), Some("::1"));
-        assert_eq!(normalize_host("127.0.0.1").as_deref(), Some("127.0.0.1"));
-        assert_eq!(normalize_host(""), None);
-        assert_eq!(normalize_host(":80"), None);
-    }
 
     #[test]
     fn forwarded_for_is_trusted_only_from_trusted_proxies() {

@@ -12,8 +12,6 @@ use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::CertificateDer;
 use rustls::{ClientConfig, RootCertStore};
 
 use super::body::BoxError;
@@ -25,34 +23,9 @@ pub type OriginClient = Client<HttpsConnector<HttpConnector>, Incoming>;
 /// Why an origin client could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientBuildError {
-    /// The CA file could not be read or holds unusable certificates.
-    #[error("cannot load origin CA file {path}: {reason}")]
-    CaFile {
-        /// File.
-        path: String,
-        /// What is wrong.
-        reason: String,
-    },
     /// rustls refused the configuration.
     #[error("origin TLS setup failed")]
     Tls(#[from] rustls::Error),
-}
-
-/// Loads a PEM CA bundle; every certificate in it must be usable as a root.
-pub fn load_ca_file(path: &std::path::Path) -> Result<RootCertStore, ClientBuildError> {
-    let fail = |reason: String| ClientBuildError::CaFile {
-        path: path.display().to_string(),
-        reason,
-    };
-    let certs = CertificateDer::pem_file_iter(path)
-        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| fail(e.to_string()))?;
-    let mut roots = RootCertStore::empty();
-    let (added, ignored) = roots.add_parsable_certificates(certs);
-    if added == 0 || ignored > 0 {
-        return Err(fail(format!("{added} usable and {ignored} unusable certificate(s); it must hold only CA certificates in PEM")));
-    }
-    Ok(roots)
 }
 
 /// Builds the site's client: TCP connect timeout, TLS verified against the
@@ -63,13 +36,12 @@ pub fn build_client(site: &SiteConfig) -> Result<OriginClient, ClientBuildError>
     http.set_connect_timeout(Some(site.connect_timeout));
     http.set_nodelay(true);
 
-    let mut roots = RootCertStore::empty();
-    match &site.origin.ca_file {
-        Some(path) => {
-            roots = load_ca_file(path)?;
-        }
-        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
-    }
+    let roots = match &site.origin.ca_roots {
+        Some(roots) => RootCertStore::clone(roots),
+        None => RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        },
+    };
     let tls =
         ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
             .with_safe_default_protocol_versions()?

@@ -247,7 +247,7 @@ impl SyncService {
                 // Never more requests than the vendor's documented rate limit.
                 tokio::time::sleep(pace).await;
             }
-            let result = match self.api.request(domain, crate::proxy::unix_now()) {
+            let result = match self.api.request(domain, crate::time::unix_now()) {
                 Ok(req) => match exchange(client, req, self.account.request_timeout).await {
                     Ok((status, body)) => self
                         .api
@@ -263,7 +263,7 @@ impl SyncService {
                     metrics
                         .sync_last_success
                         .with_label_values(&[name])
-                        .set(crate::proxy::unix_now() as i64);
+                        .set(crate::time::unix_now() as i64);
                     if matches!(auth, SyncedAuth::Disabled) {
                         warn!(vendor = name, domain, "vendor reports play auth disabled; the site's on_vendor_disabled applies");
                     }

@@ -56,10 +56,9 @@ pub const DEFAULT_ENDPOINT: &str = "https://live.volcengineapi.com/";
 pub const RATE_LIMIT: u32 = 10;
 /// The region requests are signed for.
 pub const REGION: &str = "cn-north-1";
-/// The API version used unless `api_version` says otherwise.
-pub const DEFAULT_API_VERSION: &str = "2023-01-01";
-/// Every `api_version` accepted (both have the same field names).
-pub const API_VERSIONS: &[&str] = &["2023-01-01", "2020-08-01"];
+pub use crate::config::{
+    VOLCENGINE_API_VERSIONS as API_VERSIONS, VOLCENGINE_DEFAULT_API_VERSION as DEFAULT_API_VERSION,
+};
 const SERVICE: &str = "live";
 const ACTION: &str = "DescribeAuth";
 
