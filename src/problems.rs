@@ -21,6 +21,28 @@ pub struct Problem {
     pub message: String,
 }
 
+impl Problem {
+    /// A problem with one settings field, named as the settings type names
+    /// it (`valid_duration_secs`); the caller maps it to its own key path
+    /// with [`Problem::under`].
+    pub fn field(field: &str, message: impl Into<String>) -> Problem {
+        Problem {
+            path: field.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    /// The same problem with its field name mapped to a caller's key path:
+    /// `site[2].auth.` + field for the config file, the vendor's own field
+    /// name (`AuthDetailList[1].EncryptField`) for a vendor answer.
+    pub fn under(self, map: impl Fn(&str) -> String) -> Problem {
+        Problem {
+            path: map(&self.path),
+            message: self.message,
+        }
+    }
+}
+
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.path, self.message)
@@ -53,6 +75,13 @@ impl<'e> Ctx<'e> {
     /// Problems recorded so far.
     pub fn problem_count(&self) -> usize {
         self.problems.len()
+    }
+
+    /// Records problems of a settings value, their field names mapped to key
+    /// paths with `map` (see [`Problem::under`]).
+    pub fn extend(&mut self, problems: Vec<Problem>, map: impl Fn(&str) -> String) {
+        self.problems
+            .extend(problems.into_iter().map(|p| p.under(&map)));
     }
 
     /// Every problem recorded, in order.

@@ -65,6 +65,9 @@ pub enum DenyReason {
     NoKeys,
     /// The vendor reports auth disabled and the site denies then.
     AuthDisabled,
+    /// The token is genuine but its ACL does not cover the requested path
+    /// (Akamai `acl=` patterns).
+    OutsideAcl,
 }
 
 impl DenyReason {
@@ -79,6 +82,7 @@ impl DenyReason {
             DenyReason::WrongClient => "wrong_client",
             DenyReason::NoKeys => "no_keys",
             DenyReason::AuthDisabled => "auth_disabled",
+            DenyReason::OutsideAcl => "outside_acl",
         }
     }
 }
@@ -425,7 +429,10 @@ impl AnyOf {
         match d {
             Decision::Allow => 6,
             Decision::Deny(
-                DenyReason::Expired | DenyReason::NotYetValid | DenyReason::WrongClient,
+                DenyReason::Expired
+                | DenyReason::NotYetValid
+                | DenyReason::WrongClient
+                | DenyReason::OutsideAcl,
             ) => 5,
             Decision::Deny(DenyReason::BadSignature) => 4,
             Decision::Deny(DenyReason::MalformedToken) => 3,
