@@ -81,24 +81,6 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     out
 }
 
-/// The (domain, leeway) pairs of the sites that take keys from vendor `name`.
-fn vendor_domains(config: &Config, name: &str) -> Vec<(String, auth::Common)> {
-    let mut out: Vec<(String, auth::Common)> = Vec::new();
-    for s in &config.sites {
-        if let Some((v, d)) = &s.vendor {
-            if v == name && !out.iter().any(|(x, _)| x == d) {
-                out.push((
-                    d.clone(),
-                    auth::Common {
-                        clock_skew_secs: s.clock_skew_secs,
-                    },
-                ));
-            }
-        }
-    }
-    out
-}
-
 /// A bound, not yet serving, proxy.
 pub struct Server {
     shared: Arc<Shared>,
@@ -115,18 +97,9 @@ impl Server {
     /// directory, so a restart while a vendor is unreachable still serves.
     pub async fn bind(config: Config) -> Result<Server, StartError> {
         let metrics = Metrics::new()?;
-        let state = sync::state::StateDir::new(config.state_dir.clone());
-        let mut synced = publish::Synced::new();
-        for v in &config.vendors {
-            let api = sync::api_for(v);
-            for (domain, common) in vendor_domains(&config, &v.name) {
-                if let Some(auth) = sync::restore(api.as_ref(), &v.name, &domain, common, &state) {
-                    info!(vendor = %v.name, %domain, "restored synced keys from the state directory");
-                    synced.insert((v.name.clone(), domain), auth);
-                }
-            }
-        }
-        let snapshot = Snapshot::build(&config, &metrics, &synced, None)?;
+        let answers = publish::restore_answers(&config);
+        let auths = publish::site_auths(&config, &answers);
+        let snapshot = Snapshot::build(&config, &metrics, auths, None)?;
         let shared = Arc::new(Shared {
             snapshot: Arc::new(ArcSwap::from_pointee(snapshot)),
             metrics,
@@ -134,16 +107,18 @@ impl Server {
         let publisher = Arc::new(publish::Publisher::new(
             shared.clone(),
             config.clone(),
-            synced,
+            answers,
         ));
+        let state = sync::state::StateDir::new(config.state_dir.clone());
         let syncs = config
             .vendors
             .iter()
             .map(|v| {
                 sync::SyncService::new(
                     v.clone(),
-                    publisher.clone(),
-                    vendor_domains(&config, &v.name),
+                    shared.metrics.clone(),
+                    state.clone(),
+                    publisher.clone() as Arc<dyn sync::Sink>,
                 )
             })
             .collect();

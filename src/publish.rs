@@ -1,55 +1,149 @@
-//! The one place snapshots are built and stored.
+//! The one place that joins config and key sources into what is served.
 //!
-//! Two sources change what the proxy serves: config reloads and vendor key
-//! syncs. Both go through the [`Publisher`], which keeps the current config
-//! and the last good synced keys, builds a complete snapshot from both, and
-//! publishes it with one `ArcSwap::store`. The lock only orders publishers
-//! (so a reload and a sync cannot lose each other's change); readers never
-//! take it.
+//! [`site_auths`] turns a config and the vendors' last good answers into one
+//! [`SiteAuth`] per site: the proxy serves with it, and `streamguard check`
+//! and `sign` decide with it, so they cannot disagree. The [`Publisher`]
+//! keeps the current config and answers, and on a config reload or a vendor
+//! answer builds a complete snapshot and publishes it with one
+//! `ArcSwap::store`. Its lock only orders publishers (so a reload and a sync
+//! cannot lose each other's change); readers never take it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use crate::config::Config;
+use tracing::{info, warn};
+
+use crate::auth::{AuthMode, Common, KeySource, Sessions, SiteAuth, VendorDisabled, Verifier};
+use crate::config::{ChildAuth, Config, OnVendorDisabled, SiteConfig};
+use crate::keys::KeySet;
 use crate::metrics::Metrics;
 use crate::proxy::{Shared, Snapshot, SnapshotError};
 use crate::sync::state::StateDir;
-use crate::sync::SyncedAuth;
+use crate::sync::{Answer, Sink, SyncedAuth};
 
-/// Synced auth by (vendor account, domain).
-pub type Synced = HashMap<(String, String), SyncedAuth>;
+/// The last good vendor answers by (vendor account, domain).
+pub type Answers = HashMap<(String, String), Answer>;
+
+/// The answers saved in the config's state directory for every vendor
+/// site, as a start (or `check`) finds them.
+pub fn restore_answers(config: &Config) -> Answers {
+    let state = StateDir::new(config.state_dir.clone());
+    let mut answers = Answers::new();
+    for site in &config.sites {
+        let Some((vendor, domain)) = &site.vendor else {
+            continue;
+        };
+        let key = (vendor.clone(), domain.clone());
+        if answers.contains_key(&key) {
+            continue;
+        }
+        let Some(account) = config.vendors.iter().find(|v| &v.name == vendor) else {
+            continue;
+        };
+        if let Some(answer) = crate::sync::restore(account, domain, &state) {
+            info!(vendor = %vendor, %domain, "restored synced keys from the state directory");
+            answers.insert(key, answer);
+        }
+    }
+    answers
+}
+
+/// Every site of `config` as served with `answers`: the join of config keys
+/// and vendor keys, in config order.
+///
+/// A vendor site uses its vendor's answer (its keys first, then any keys of
+/// its own `[site.auth]`); before the first answer it verifies with its
+/// config keys, or denies with `no_keys`.
+pub fn site_auths(config: &Config, answers: &Answers) -> Vec<SiteAuth> {
+    config
+        .sites
+        .iter()
+        .map(|site| site_auth(config, site, answers))
+        .collect()
+}
+
+fn site_auth(config: &Config, site: &SiteConfig, answers: &Answers) -> SiteAuth {
+    let config_keys = || vec![KeySource::Config; site.keys.len()];
+    let mut auth = SiteAuth {
+        site_id: site.id.clone(),
+        verifier: site.verifier.clone(),
+        keys: site.keys.clone(),
+        key_sources: config_keys(),
+        mode: AuthMode::Verify,
+        sessions: (site.hls.rewrite && site.hls.child_auth == ChildAuth::Session).then(|| {
+            Sessions {
+                secret: site.hls.session_secret.clone(),
+                ttl_secs: site.hls.session_ttl_secs,
+            }
+        }),
+        clock_skew_secs: site.clock_skew_secs,
+    };
+    let Some((vendor, domain)) = &site.vendor else {
+        return auth;
+    };
+    let account = config.vendors.iter().find(|v| &v.name == vendor);
+    let answer = answers.get(&(vendor.clone(), domain.clone()));
+    let (Some(account), Some(answer)) = (account, answer) else {
+        return auth;
+    };
+    let common = Common {
+        clock_skew_secs: site.clock_skew_secs,
+    };
+    match crate::sync::interpret(account, domain, answer, common) {
+        Ok(SyncedAuth::Enabled { verifier, keys }) => {
+            let source = KeySource::Vendor {
+                account: vendor.clone(),
+                at: answer.at,
+                restored: answer.restored,
+            };
+            let mut sources = vec![source; keys.len()];
+            sources.extend(config_keys());
+            let mut all: Vec<_> = keys.iter().cloned().collect();
+            all.extend(site.keys.iter().cloned());
+            auth.verifier = verifier;
+            auth.keys = KeySet::new(all);
+            auth.key_sources = sources;
+        }
+        Ok(SyncedAuth::Disabled) => {
+            let allow = site.on_vendor_disabled == OnVendorDisabled::Allow;
+            auth.verifier = Arc::new(VendorDisabled { allow }) as Arc<dyn Verifier>;
+            auth.keys = KeySet::default();
+            auth.key_sources = Vec::new();
+            auth.mode = AuthMode::VendorDisabled { allow };
+        }
+        Err(error) => {
+            // Answers are read once before they are kept, so this is a site
+            // setting the answer cannot be read with; the site keeps its
+            // config keys.
+            warn!(site = %site.id, vendor = %vendor, %error, "cannot use the vendor's answer for this site");
+        }
+    }
+    auth
+}
 
 struct Current {
     config: Config,
-    synced: Synced,
+    answers: Answers,
 }
 
 /// Builds and stores snapshots.
 pub struct Publisher {
     shared: Arc<Shared>,
     current: Mutex<Current>,
-    state: StateDir,
 }
 
 impl Publisher {
-    /// A publisher for `shared`, whose snapshot was built from `config` and `synced`.
-    pub fn new(shared: Arc<Shared>, config: Config, synced: Synced) -> Self {
-        let state = StateDir::new(config.state_dir.clone());
+    /// A publisher for `shared`, whose snapshot was built from `config` and `answers`.
+    pub fn new(shared: Arc<Shared>, config: Config, answers: Answers) -> Self {
         Publisher {
             shared,
-            current: Mutex::new(Current { config, synced }),
-            state,
+            current: Mutex::new(Current { config, answers }),
         }
     }
 
     /// The metrics.
     pub fn metrics(&self) -> &Metrics {
         &self.shared.metrics
-    }
-
-    /// The state directory.
-    pub fn state(&self) -> &StateDir {
-        &self.state
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Current> {
@@ -60,27 +154,38 @@ impl Publisher {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Publishes a new config with the synced keys kept. On error nothing changes.
+    /// Publishes a new config with the vendor answers kept. On error nothing changes.
     pub fn publish_config(&self, config: Config) -> Result<(), SnapshotError> {
         let mut cur = self.lock();
-        let snapshot = Snapshot::build(&config, &self.shared.metrics, &cur.synced, None)?;
+        let auths = site_auths(&config, &cur.answers);
+        let snapshot = Snapshot::build(&config, &self.shared.metrics, auths, None)?;
         self.shared.snapshot.store(Arc::new(snapshot));
         cur.config = config;
         Ok(())
     }
+}
 
-    /// Publishes a sync result for (vendor, domain).
-    pub fn publish_sync(&self, vendor: &str, domain: &str, auth: SyncedAuth) {
+impl Sink for Publisher {
+    fn domains(&self, account: &str) -> Vec<String> {
+        let cur = self.lock();
+        let mut out: Vec<String> = Vec::new();
+        for s in &cur.config.sites {
+            if let Some((v, d)) = &s.vendor {
+                if v == account && !out.contains(d) {
+                    out.push(d.clone());
+                }
+            }
+        }
+        out
+    }
+
+    fn accept(&self, account: &str, domain: &str, answer: Answer) {
         let mut cur = self.lock();
-        cur.synced
-            .insert((vendor.to_owned(), domain.to_owned()), auth);
+        cur.answers
+            .insert((account.to_owned(), domain.to_owned()), answer);
         let current = self.shared.snapshot.load_full();
-        match Snapshot::build(
-            &cur.config,
-            &self.shared.metrics,
-            &cur.synced,
-            Some(&current),
-        ) {
+        let auths = site_auths(&cur.config, &cur.answers);
+        match Snapshot::build(&cur.config, &self.shared.metrics, auths, Some(&current)) {
             Ok(s) => self.shared.snapshot.store(Arc::new(s)),
             Err(error) => tracing::error!(%error, "cannot rebuild the snapshot after a key sync"),
         }

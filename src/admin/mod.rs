@@ -71,7 +71,7 @@ fn route(shared: &Shared, req: &Request<Incoming>) -> Response<ProxyBody> {
             let waiting: Vec<&str> = snap
                 .sites()
                 .iter()
-                .filter(|s| !s.ready)
+                .filter(|s| !s.ready())
                 .map(|s| s.config.id.as_str())
                 .collect();
             if waiting.is_empty() {

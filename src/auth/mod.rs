@@ -20,10 +20,13 @@ use subtle::ConstantTimeEq;
 use crate::keys::{KeySet, Secret};
 use crate::problems::Ctx;
 
+pub use site::{authenticate, AuthMode, Authentication, Grant, KeySource, Sessions, SiteAuth};
+
 pub mod akamai;
 pub mod aliyun;
 pub mod nginx;
 pub mod session;
+pub mod site;
 pub mod tencent;
 pub mod volcengine;
 pub mod wangsu;
@@ -293,7 +296,7 @@ schemes! {
 }
 
 /// Scheme-independent settings a verifier is built with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Common {
     /// Seconds of clock skew tolerated past a URL's expiry.
     pub clock_skew_secs: u64,
@@ -709,6 +712,19 @@ pub fn key_label(i: usize) -> String {
         0 => "primary".to_owned(),
         1 => "backup".to_owned(),
         n => format!("key#{}", n + 1),
+    }
+}
+
+/// The key index a [`key_label`] names (`primary` → 0, `key#3` → 2).
+pub fn key_index(label: &str) -> Option<usize> {
+    match label {
+        "primary" => Some(0),
+        "backup" => Some(1),
+        other => other
+            .strip_prefix("key#")?
+            .parse::<usize>()
+            .ok()?
+            .checked_sub(1),
     }
 }
 

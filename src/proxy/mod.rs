@@ -27,39 +27,39 @@ use hyper::body::Incoming;
 use prometheus::IntCounter;
 use tracing::{info, warn};
 
-use crate::auth::session::{self, SessionGrant, SESSION_PARAM};
-use crate::auth::{query_param, strip_params, Decision, DenyReason, RequestView};
-use crate::config::{ChildAuth, Config, Limits, SiteConfig};
-use crate::keys::KeySet;
+use crate::auth::session::{self, SESSION_PARAM};
+use crate::auth::{authenticate, strip_params, Grant, RequestView, SiteAuth};
+use crate::config::{Config, Limits, SiteConfig};
 use crate::metrics::{self, Metrics};
-use crate::sync::SyncedAuth;
 use body::{Counted, ProxyBody};
 use http_body_util::BodyExt;
 use respond::Stop;
 use upstream::{ClientSide, OriginClient};
 
-/// One site as served: its validated config, keys and pooled origin client.
+/// One site as served: its validated config, how it authenticates, and
+/// its pooled origin client.
 pub struct Site {
-    /// Validated config (includes the verifier).
+    /// Validated config.
     pub config: SiteConfig,
-    /// The scheme verifying this site now (configured, or from the vendor).
-    pub verifier: Arc<dyn crate::auth::Verifier>,
-    /// Keys currently valid for this site.
-    pub keys: KeySet,
-    /// True once the site can verify (it has keys, or its vendor answered).
-    pub ready: bool,
+    /// The scheme and keys in force, as joined by `publish`; requests are
+    /// decided by [`crate::auth::authenticate`] over it.
+    pub auth: SiteAuth,
     /// `requests_total{site, allowed, none}` and its duration, resolved once.
     allowed: IntCounter,
     allowed_duration: prometheus::Histogram,
-    /// False while no key verifies or the vendor's "auth disabled" denies:
-    /// HLS session tokens are refused then too.
-    pub accepts_sessions: bool,
     client: OriginClient,
     bytes: IntCounter,
     stream_errors: IntCounter,
     streams_cut: IntCounter,
     /// Query params removed before forwarding: the scheme's and the session token.
     strip_params: Vec<String>,
+}
+
+impl Site {
+    /// True once the site can decide requests (it has keys, or its vendor answered).
+    pub fn ready(&self) -> bool {
+        self.auth.ready()
+    }
 }
 
 impl std::fmt::Debug for Site {
@@ -89,11 +89,9 @@ pub struct SnapshotError {
 }
 
 impl Snapshot {
-    /// Builds the snapshot: one origin client per site, metric handles resolved.
-    ///
-    /// Sites that take keys from a vendor use the last good `synced` answer
-    /// (its keys first, then any static keys); before the first answer they
-    /// verify with their static config, or deny with `no_keys`.
+    /// Builds the snapshot from a config and its sites as served (one
+    /// [`SiteAuth`] per site, in config order, from `publish`): one origin
+    /// client per site, metric handles resolved.
     ///
     /// `same_config_as`: a snapshot built from this very config, whose origin
     /// clients (and their pooled connections) are reused — a key sync must
@@ -101,12 +99,12 @@ impl Snapshot {
     pub fn build(
         config: &Config,
         metrics: &Metrics,
-        synced: &crate::publish::Synced,
+        auths: Vec<SiteAuth>,
         same_config_as: Option<&Snapshot>,
     ) -> Result<Snapshot, SnapshotError> {
         let mut by_host = HashMap::new();
         let mut sites = Vec::new();
-        for sc in &config.sites {
+        for (sc, auth) in config.sites.iter().zip(auths) {
             let reused = same_config_as
                 .and_then(|prev| prev.sites.iter().find(|s| s.config.id == sc.id))
                 .map(|s| s.client.clone());
@@ -117,36 +115,11 @@ impl Snapshot {
                     source,
                 })?,
             };
-            let (verifier, keys, ready) = match sc.vendor.as_ref().and_then(|k| synced.get(k)) {
-                Some(SyncedAuth::Enabled { verifier, keys }) => {
-                    let mut all: Vec<_> = keys.iter().cloned().collect();
-                    all.extend(sc.keys.iter().cloned());
-                    (verifier.clone(), KeySet::new(all), true)
-                }
-                Some(SyncedAuth::Disabled) => {
-                    let allow = sc.on_vendor_disabled == crate::config::OnVendorDisabled::Allow;
-                    (
-                        Arc::new(crate::auth::VendorDisabled { allow })
-                            as Arc<dyn crate::auth::Verifier>,
-                        KeySet::default(),
-                        true,
-                    )
-                }
-                None => (sc.verifier.clone(), sc.keys.clone(), !sc.keys.is_empty()),
-            };
             metrics
                 .site_keys
                 .with_label_values(&[&sc.id])
-                .set(keys.len() as i64);
-            let accepts_sessions = match sc.vendor.as_ref().and_then(|k| synced.get(k)) {
-                Some(SyncedAuth::Disabled) => {
-                    sc.on_vendor_disabled == crate::config::OnVendorDisabled::Allow
-                }
-                _ => !keys.is_empty(),
-            };
+                .set(auth.keys.len() as i64);
             let site = Arc::new(Site {
-                ready,
-                accepts_sessions,
                 allowed: metrics.requests.with_label_values(&[
                     &sc.id,
                     metrics::outcome::ALLOWED,
@@ -155,14 +128,14 @@ impl Snapshot {
                 allowed_duration: metrics
                     .request_duration
                     .with_label_values(&[&sc.id, metrics::outcome::ALLOWED]),
-                strip_params: verifier
+                strip_params: auth
+                    .verifier
                     .auth_params()
                     .iter()
                     .cloned()
                     .chain(std::iter::once(SESSION_PARAM.to_owned()))
                     .collect(),
-                verifier,
-                keys,
+                auth,
                 client,
                 bytes: metrics.site_bytes(&sc.id),
                 stream_errors: metrics
@@ -257,24 +230,284 @@ pub fn client_ip(peer: IpAddr, headers: &http::HeaderMap, trusted: &[ipnet::IpNe
     current
 }
 
+/// One request's state through the phases: created at entry, the site
+/// filled by [`route`], the grant by [`authenticate_request`], read by
+/// [`forward`] and [`filter_response`], consumed by [`log`].
+struct RequestCtx {
+    started: Instant,
+    conn: ConnInfo,
+    /// Unix seconds at entry: every decision of this request uses it.
+    now: u64,
+    /// The request target as sent.
+    uri: http::Uri,
+    /// The routed site.
+    site: Option<Arc<Site>>,
+    /// The Host (or `:authority`) as sent, once routed.
+    host_header: String,
+    /// The client's address for IP-bound tokens (after trusted proxies).
+    client_ip: IpAddr,
+    /// Whether the peer is one of the site's trusted proxies.
+    peer_trusted: bool,
+    /// What authorized the request.
+    grant: Option<Grant>,
+    /// The CORS `Origin` of the request.
+    cors_origin: Option<HeaderValue>,
+    /// True for GET (playlists are rewritten only for GET).
+    is_get: bool,
+    /// Method and path, kept only when the access log is on.
+    logged: Option<(Method, String)>,
+}
+
 /// Serves one request. Never fails: every refusal or failure becomes a
-/// response in `respond`, and is logged and counted here.
+/// response in [`respond`], and is logged and counted here.
+///
+/// The phases, each a function whose result says whether to go on:
+/// [`route`] → [`check_request`] → [`authenticate_request`] → [`forward`] →
+/// [`filter_response`] → [`log`].
 pub async fn handle(
     shared: Arc<Shared>,
     conn: ConnInfo,
     req: Request<Incoming>,
 ) -> Response<ProxyBody> {
-    let started = Instant::now();
     let snapshot = shared.snapshot.load_full();
     // Only kept when the access log is on: no per-request copies otherwise.
     let access_log = tracing::enabled!(target: "streamguard::access", tracing::Level::INFO);
-    let logged = access_log.then(|| (req.method().clone(), req.uri().path().to_owned()));
-    let origin = req.headers().get(http::header::ORIGIN).cloned();
-    let (site, result) = serve(&shared, &snapshot, conn, req).await;
-    let site_id = site
+    let mut ctx = RequestCtx {
+        started: Instant::now(),
+        conn,
+        now: unix_now(),
+        uri: req.uri().clone(),
+        site: None,
+        host_header: String::new(),
+        client_ip: conn.remote.ip().to_canonical(),
+        peer_trusted: false,
+        grant: None,
+        cors_origin: req.headers().get(http::header::ORIGIN).cloned(),
+        is_get: req.method() == Method::GET,
+        logged: access_log.then(|| (req.method().clone(), req.uri().path().to_owned())),
+    };
+    let result = phases(&shared, &snapshot, &mut ctx, req).await;
+    let (response, outcome, reason) = respond(&shared, &ctx, result);
+    log(&shared, &ctx, &response, outcome, reason);
+    response
+}
+
+async fn phases(
+    shared: &Shared,
+    snapshot: &Snapshot,
+    ctx: &mut RequestCtx,
+    req: Request<Incoming>,
+) -> Result<Response<ProxyBody>, Stop> {
+    let site = route(snapshot, ctx, &req)?;
+    if let Some(preflight) = check_request(&site, &snapshot.limits, &req)? {
+        return Ok(preflight);
+    }
+    let grant = authenticate_request(&site, ctx, &req)?;
+    let resp = forward(&site, ctx, &grant, req).await?;
+    let resp = filter_response(shared, &site, ctx, &grant, resp).await;
+    ctx.grant = Some(grant);
+    resp
+}
+
+/// Phase 1, route: the Host (or `:authority`) picks the site. `Err` when
+/// the request names no host or a host no site serves.
+fn route(
+    snapshot: &Snapshot,
+    ctx: &mut RequestCtx,
+    req: &Request<Incoming>,
+) -> Result<Arc<Site>, Stop> {
+    let (host_header, host) = request_host(req).ok_or(Stop::MissingHost)?;
+    let site = snapshot.site(&host).cloned().ok_or(Stop::NoSiteForHost)?;
+    let peer = ctx.conn.remote.ip().to_canonical();
+    ctx.peer_trusted = site
+        .config
+        .trusted_proxies
+        .iter()
+        .any(|n| n.contains(&peer));
+    ctx.client_ip = client_ip(peer, req.headers(), &site.config.trusted_proxies);
+    ctx.host_header = host_header;
+    ctx.site = Some(site.clone());
+    Ok(site)
+}
+
+/// Phase 2, check the request: a play method (or a CORS preflight, answered
+/// here: `Ok(Some(response))`), a bounded and unambiguous target. `Ok(None)`
+/// means go on; `Err` refuses the request before any token is looked at.
+fn check_request(
+    site: &Site,
+    limits: &Limits,
+    req: &Request<Incoming>,
+) -> Result<Option<Response<ProxyBody>>, Stop> {
+    let cfg = &site.config;
+    if req.method() == Method::OPTIONS {
+        if let Some(c) = cfg
+            .cors
+            .as_ref()
+            .filter(|_| cors::is_preflight(req.headers()))
+        {
+            return Ok(Some(cors::preflight(c, req.headers())));
+        }
+    }
+    if !matches!(*req.method(), Method::GET | Method::HEAD) {
+        return Err(Stop::MethodNotAllowed);
+    }
+    let pq_len = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
+    if pq_len > limits.max_uri_bytes {
+        return Err(Stop::UriTooLong);
+    }
+    path::validate(req.uri().path())?;
+    Ok(None)
+}
+
+/// Phase 3, authenticate: the one verdict ([`crate::auth::authenticate`])
+/// over the site as served. `Ok` carries what authorized the request;
+/// `Err` a denial with its reason.
+fn authenticate_request(
+    site: &Site,
+    ctx: &RequestCtx,
+    req: &Request<Incoming>,
+) -> Result<Grant, Stop> {
+    let host = normalize_host(&ctx.host_header).unwrap_or_default();
+    let view = RequestView {
+        host: &host,
+        path: req.uri().path(),
+        query: req.uri().query(),
+        client_ip: Some(ctx.client_ip),
+        headers: Some(req.headers()),
+    };
+    authenticate(&site.auth, &view, ctx.now)
+        .result
+        .map_err(Stop::Denied)
+}
+
+/// Phase 4, forward: exactly the verified path (minus in-path auth for
+/// schemes that carry it there) and the query minus auth params if asked,
+/// to the site's pooled origin client. `Ok` is the origin's response head;
+/// `Err` an origin failure (connect, timeout, protocol).
+async fn forward(
+    site: &Site,
+    ctx: &RequestCtx,
+    grant: &Grant,
+    mut req: Request<Incoming>,
+) -> Result<Response<Incoming>, Stop> {
+    let cfg = &site.config;
+    let uri = &ctx.uri;
+    let query = match uri.query() {
+        Some(q) if cfg.strip_auth_params => strip_params(q, &site.strip_params),
+        Some(q) if site.auth.sessions.is_some() => strip_params(q, &[SESSION_PARAM]),
+        Some(q) => Some(q.to_owned()),
+        None => None,
+    };
+    let path = match grant {
+        Grant::Scheme {
+            forward_path: Some(p),
+            ..
+        } => {
+            // A scheme-derived path obeys the same rules as a client's.
+            path::validate(p)?;
+            p.as_str()
+        }
+        Grant::Scheme {
+            forward_path: None, ..
+        } => uri.path(),
+        Grant::Session(_) => {
+            let p = site.auth.origin_path(uri.path());
+            path::validate(p)?;
+            p
+        }
+    };
+    let path_and_query = match query {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_owned(),
+    };
+    if wants_rewrite(cfg, req.method()) {
+        // Playlists are read whole and rewritten: ask for plain bytes (a
+        // playlist may be recognised only by its Content-Type), and all of
+        // them when the path says playlist.
+        req.headers_mut()
+            .insert(ACCEPT_ENCODING, HeaderValue::from_static("identity"));
+        if hls::is_playlist(None, uri.path()) {
+            req.headers_mut().remove(RANGE);
+        }
+    }
+    let client_side = ClientSide {
+        remote: ctx.conn.remote,
+        tls: ctx.conn.tls,
+        host_header: &ctx.host_header,
+        peer_trusted: ctx.peer_trusted,
+    };
+    let upstream_req =
+        upstream::prepare(req, cfg, &path_and_query, client_side).map_err(Stop::Internal)?;
+    match tokio::time::timeout(
+        cfg.response_header_timeout,
+        site.client.request(upstream_req),
+    )
+    .await
+    {
+        Ok(Ok(resp)) => Ok(resp),
+        Ok(Err(e)) => Err(upstream::classify(e).into()),
+        Err(_) => Err(upstream::UpstreamError::Timeout("response head").into()),
+    }
+}
+
+fn wants_rewrite(cfg: &SiteConfig, method: &Method) -> bool {
+    cfg.hls.rewrite && method == Method::GET
+}
+
+/// Phase 5, filter the response: playlists are rewritten so their children
+/// carry auth; everything else streams through, counted, and (with
+/// `cut_at_expiry`) ends when its token does. `Err` when a playlist cannot
+/// be read or rewritten.
+async fn filter_response(
+    shared: &Shared,
+    site: &Site,
+    ctx: &RequestCtx,
+    grant: &Grant,
+    mut resp: Response<Incoming>,
+) -> Result<Response<ProxyBody>, Stop> {
+    let cfg = &site.config;
+    let now = ctx.now;
+    upstream::filter_response(&mut resp);
+    let content_type = resp
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    if cfg.hls.rewrite
+        && ctx.is_get
+        && resp.status() == StatusCode::OK
+        && hls::is_playlist(content_type, ctx.uri.path())
+    {
+        let (params, expires_at) = child_auth(site, grant, &ctx.uri, now)?;
+        return rewrite_playlist(shared, site, resp, &params, expires_at, now).await;
+    }
+    let active = shared.metrics.active_streams.clone();
+    let errors = site.stream_errors.clone();
+    let resp = resp.map(|b| Counted::new(b, site.bytes.clone(), errors, active).boxed_unsync());
+    match (cfg.cut_at_expiry, grant.expires_at()) {
+        (Some(grace), Some(exp)) => {
+            let left =
+                Duration::from_secs(exp.saturating_add(cfg.clock_skew_secs).saturating_sub(now))
+                    + grace;
+            let cut = site.streams_cut.clone();
+            Ok(resp.map(|b| body::Deadline::new(b, left, cut).boxed_unsync()))
+        }
+        _ => Ok(resp),
+    }
+}
+
+/// Turns the phases' result into the response, in one place: a refusal or
+/// failure becomes its status and reason (origin failures are counted and
+/// logged here), and CORS headers are added. Returns the outcome labels.
+fn respond(
+    shared: &Shared,
+    ctx: &RequestCtx,
+    result: Result<Response<ProxyBody>, Stop>,
+) -> (Response<ProxyBody>, &'static str, &'static str) {
+    let site_id = ctx
+        .site
         .as_ref()
         .map_or(metrics::UNKNOWN_SITE, |s| s.config.id.as_str());
-    let (response, outcome, reason) = match result {
+    let (mut response, outcome, reason) = match result {
         Ok(resp) => (resp, metrics::outcome::ALLOWED, "none"),
         Err(stop) => {
             let (outcome, reason) = stop.labels();
@@ -286,18 +519,34 @@ pub async fn handle(
                     .inc();
                 warn!(site = site_id, error = %e, "origin request failed");
             }
-            let deny_status = site
+            let deny_status = ctx
+                .site
                 .as_ref()
                 .map_or(StatusCode::FORBIDDEN, |s| s.config.deny_status);
             (stop.into_response(deny_status), outcome, reason)
         }
     };
-    let mut response = response;
-    if let Some(c) = site.as_ref().and_then(|s| s.config.cors.as_ref()) {
-        cors::decorate(c, origin.as_ref(), &mut response);
+    if let Some(c) = ctx.site.as_ref().and_then(|s| s.config.cors.as_ref()) {
+        cors::decorate(c, ctx.cors_origin.as_ref(), &mut response);
     }
-    let elapsed = started.elapsed();
-    match (&site, outcome == metrics::outcome::ALLOWED) {
+    (response, outcome, reason)
+}
+
+/// Phase 6, log and count: the request's outcome in the metrics and, when
+/// enabled, one access log line (path only: the query carries signatures).
+fn log(
+    shared: &Shared,
+    ctx: &RequestCtx,
+    response: &Response<ProxyBody>,
+    outcome: &'static str,
+    reason: &'static str,
+) {
+    let elapsed = ctx.started.elapsed();
+    let site_id = ctx
+        .site
+        .as_ref()
+        .map_or(metrics::UNKNOWN_SITE, |s| s.config.id.as_str());
+    match (&ctx.site, outcome == metrics::outcome::ALLOWED) {
         // The common case uses handles resolved when the snapshot was built.
         (Some(s), true) => {
             s.allowed.inc();
@@ -313,233 +562,19 @@ pub async fn handle(
                 .observe(elapsed.as_secs_f64());
         }
     }
-    // Why only the path: the query carries signatures.
-    if let Some((method, path)) = &logged {
+    if let Some((method, path)) = &ctx.logged {
         info!(
             target: "streamguard::access",
             site = site_id,
-            client = %conn.remote.ip(),
+            client = %ctx.conn.remote.ip(),
             %method,
             // Schemes with auth in the path (Alibaba Cloud B/C) log it without.
-            path = %site.as_ref().map_or(path.as_str(), |s| s.verifier.origin_path(path)),
+            path = %ctx.site.as_ref().map_or(path.as_str(), |s| s.auth.origin_path(path)),
             status = response.status().as_u16(),
             outcome,
             reason,
             ms = elapsed.as_secs_f64() * 1000.0,
         );
-    }
-    response
-}
-
-/// The phases. Returns the site (once routed) and the response or why there is none.
-async fn serve(
-    shared: &Shared,
-    snapshot: &Snapshot,
-    conn: ConnInfo,
-    req: Request<Incoming>,
-) -> (Option<Arc<Site>>, Result<Response<ProxyBody>, Stop>) {
-    // 1. Route: Host → site.
-    let Some((host_header, host)) = request_host(&req) else {
-        return (None, Err(Stop::MissingHost));
-    };
-    let Some(site) = snapshot.site(&host).cloned() else {
-        return (None, Err(Stop::NoSiteForHost));
-    };
-    let result = forward_for_site(shared, snapshot, &site, conn, req, &host_header, &host).await;
-    (Some(site), result)
-}
-
-/// What authorized a request.
-enum Grant {
-    /// The site's scheme accepted the URL.
-    Scheme {
-        expires_at: Option<u64>,
-        forward_path: Option<String>,
-        bound_ip: Option<IpAddr>,
-    },
-    /// An HLS session token issued by this proxy accepted it.
-    Session(SessionGrant),
-}
-
-async fn forward_for_site(
-    shared: &Shared,
-    snapshot: &Snapshot,
-    site: &Site,
-    conn: ConnInfo,
-    mut req: Request<Incoming>,
-    host_header: &str,
-    host: &str,
-) -> Result<Response<ProxyBody>, Stop> {
-    // 2. Check the request: a play method (or a CORS preflight), a bounded
-    //    and unambiguous target.
-    let cfg = &site.config;
-    if req.method() == Method::OPTIONS {
-        if let Some(c) = cfg
-            .cors
-            .as_ref()
-            .filter(|_| cors::is_preflight(req.headers()))
-        {
-            return Ok(cors::preflight(c, req.headers()));
-        }
-    }
-    if !matches!(*req.method(), Method::GET | Method::HEAD) {
-        return Err(Stop::MethodNotAllowed);
-    }
-    let pq_len = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
-    if pq_len > snapshot.limits.max_uri_bytes {
-        return Err(Stop::UriTooLong);
-    }
-    path::validate(req.uri().path())?;
-
-    // 3. Authenticate: an HLS session token, or the site's scheme — each a
-    //    pure decision over (request, keys, now).
-    let now = unix_now();
-    let peer = conn.remote.ip().to_canonical();
-    let peer_trusted = cfg.trusted_proxies.iter().any(|n| n.contains(&peer));
-    let session_mode = cfg.hls.rewrite && cfg.hls.child_auth == ChildAuth::Session;
-    let session_token = if session_mode {
-        query_param(req.uri().query(), SESSION_PARAM)
-            .map_err(|_| Stop::Denied(DenyReason::MalformedToken))?
-    } else {
-        None
-    };
-    let grant = match session_token {
-        Some(token) => {
-            // A site that cannot verify right now (no keys yet, or its vendor
-            // switched auth off and the site denies) honours no session either.
-            if !site.accepts_sessions {
-                return Err(Stop::Denied(if site.ready {
-                    DenyReason::AuthDisabled
-                } else {
-                    DenyReason::NoKeys
-                }));
-            }
-            // Scopes are origin paths: for schemes with auth in the path a
-            // child may be addressed with or without those segments.
-            let g = session::verify(
-                &cfg.hls.session_secret,
-                &cfg.id,
-                token,
-                site.verifier.origin_path(req.uri().path()),
-                Some(client_ip(peer, req.headers(), &cfg.trusted_proxies)),
-                now,
-                cfg.clock_skew_secs,
-            )
-            .map_err(Stop::Denied)?;
-            Grant::Session(g)
-        }
-        None => {
-            let view = RequestView {
-                host,
-                path: req.uri().path(),
-                query: req.uri().query(),
-                client_ip: Some(client_ip(peer, req.headers(), &cfg.trusted_proxies)),
-                headers: Some(req.headers()),
-            };
-            let verdict = site.verifier.verify(&view, &site.keys, now);
-            if let Decision::Deny(reason) = verdict.decision {
-                return Err(Stop::Denied(reason));
-            }
-            Grant::Scheme {
-                expires_at: verdict.expires_at,
-                forward_path: verdict.forward_path,
-                bound_ip: verdict.bound_ip,
-            }
-        }
-    };
-
-    // 4. Forward: exactly the verified path (minus in-path auth for schemes
-    //    that carry it there); the query minus auth params if asked.
-    let uri = req.uri().clone();
-    let query = match uri.query() {
-        Some(q) if cfg.strip_auth_params => strip_params(q, &site.strip_params),
-        Some(q) if session_mode => strip_params(q, &[SESSION_PARAM]),
-        Some(q) => Some(q.to_owned()),
-        None => None,
-    };
-    let path = match &grant {
-        Grant::Scheme {
-            forward_path: Some(p),
-            ..
-        } => {
-            // A scheme-derived path obeys the same rules as a client's.
-            path::validate(p)?;
-            p.as_str()
-        }
-        Grant::Scheme {
-            forward_path: None, ..
-        } => uri.path(),
-        Grant::Session(_) => {
-            let p = site.verifier.origin_path(uri.path());
-            path::validate(p)?;
-            p
-        }
-    };
-    let path_and_query = match query {
-        Some(q) => format!("{path}?{q}"),
-        None => path.to_owned(),
-    };
-    let wants_rewrite = cfg.hls.rewrite && req.method() == Method::GET;
-    if wants_rewrite {
-        // Playlists are read whole and rewritten: ask for plain bytes (a
-        // playlist may be recognised only by its Content-Type), and all of
-        // them when the path says playlist.
-        req.headers_mut()
-            .insert(ACCEPT_ENCODING, HeaderValue::from_static("identity"));
-        if hls::is_playlist(None, uri.path()) {
-            req.headers_mut().remove(RANGE);
-        }
-    }
-    let client_side = ClientSide {
-        remote: conn.remote,
-        tls: conn.tls,
-        host_header,
-        peer_trusted,
-    };
-    let upstream_req =
-        upstream::prepare(req, cfg, &path_and_query, client_side).map_err(Stop::Internal)?;
-    let mut resp = match tokio::time::timeout(
-        cfg.response_header_timeout,
-        site.client.request(upstream_req),
-    )
-    .await
-    {
-        Ok(Ok(resp)) => resp,
-        Ok(Err(e)) => return Err(upstream::classify(e).into()),
-        Err(_) => return Err(upstream::UpstreamError::Timeout("response head").into()),
-    };
-
-    // 5. Filter the response: playlists are rewritten so their children
-    //    carry auth; everything else streams through, counted.
-    upstream::filter_response(&mut resp);
-    let content_type = resp
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok());
-    if wants_rewrite
-        && resp.status() == StatusCode::OK
-        && hls::is_playlist(content_type, uri.path())
-    {
-        let (params, expires_at) = child_auth(site, &grant, &uri, now)?;
-        return rewrite_playlist(shared, site, resp, &params, expires_at, now).await;
-    }
-    let active = shared.metrics.active_streams.clone();
-    let errors = site.stream_errors.clone();
-    let resp = resp.map(|b| Counted::new(b, site.bytes.clone(), errors, active).boxed_unsync());
-    // 6. Optionally end long-lived responses when their token expires.
-    let token_expiry = match &grant {
-        Grant::Scheme { expires_at, .. } => *expires_at,
-        Grant::Session(g) => Some(g.expires_at),
-    };
-    match (cfg.cut_at_expiry, token_expiry) {
-        (Some(grace), Some(exp)) => {
-            let left =
-                Duration::from_secs(exp.saturating_add(cfg.clock_skew_secs).saturating_sub(now))
-                    + grace;
-            let cut = site.streams_cut.clone();
-            Ok(resp.map(|b| body::Deadline::new(b, left, cut).boxed_unsync()))
-        }
-        _ => Ok(resp),
     }
 }
 
@@ -558,17 +593,17 @@ fn child_auth(
         Grant::Session(g) => g.expires_at,
         Grant::Scheme { expires_at, .. } => expires_at.map_or(cap, |e| e.min(cap)),
     };
-    let params = match hls.child_auth {
-        ChildAuth::Session => {
+    let params = match site.auth.sessions {
+        Some(ref sessions) => {
             let (scope, bound_ip) = match grant {
                 Grant::Session(g) => (g.scope.clone(), g.bound_ip),
                 Grant::Scheme { bound_ip, .. } => (
-                    session::scope_of(site.verifier.origin_path(uri.path())).to_owned(),
+                    session::scope_of(site.auth.origin_path(uri.path())).to_owned(),
                     *bound_ip,
                 ),
             };
             let token = session::issue(
-                &hls.session_secret,
+                &sessions.secret,
                 &site.config.id,
                 &scope,
                 bound_ip,
@@ -579,8 +614,8 @@ fn child_auth(
             ))?;
             format!("{SESSION_PARAM}={token}")
         }
-        ChildAuth::Propagate => {
-            let names = site.verifier.auth_params();
+        None => {
+            let names = site.auth.verifier.auth_params();
             uri.query()
                 .unwrap_or("")
                 .split('&')

@@ -2,11 +2,12 @@
 //!
 //! Each vendor account in the config gets one background [`SyncService`]:
 //! it asks the vendor for the auth config of every domain that uses the
-//! account, turns the answer into a verifier and keys ([`SyncedAuth`]), and
-//! hands it to the [`Publisher`](crate::publish::Publisher), which swaps in a
+//! account (the [`Sink`] says which, so a reload can add domains), checks
+//! that the answer reads as the API documents, saves it to the state
+//! directory it owns, and hands it to the sink ([`Answer`]), which builds a
 //! new snapshot. A failed sync never removes working keys: the last good
-//! answer stays, and is also kept on disk (see [`state`]) so a restart while
-//! the vendor is unreachable still serves.
+//! answer stays, and is also kept on disk (see [`state`], [`restore`]) so a
+//! restart while the vendor is unreachable still serves.
 //!
 //! A vendor client is two pure functions ([`VendorApi`]): build the signed
 //! request, parse the answer. The transport, timeouts, pacing and backoff
@@ -32,7 +33,7 @@ use tracing::{info, warn};
 use crate::auth::{Common, Verifier};
 use crate::config::VendorConfig;
 use crate::keys::KeySet;
-use crate::publish::Publisher;
+use crate::metrics::Metrics;
 
 /// Largest vendor response read, in bytes.
 pub const MAX_RESPONSE_BYTES: usize = 1 << 20;
@@ -52,6 +53,27 @@ pub enum SyncedAuth {
     /// The vendor reports auth switched off for the domain; the site's
     /// `on_vendor_disabled` decides what that means.
     Disabled,
+}
+
+/// A good vendor answer for one domain, kept as the vendor sent it: the
+/// snapshot builder reads it with each site's own settings (clock skew).
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// The response body.
+    pub body: Bytes,
+    /// Unix seconds it was received (or, restored, when it was saved).
+    pub at: Option<u64>,
+    /// True when read back from the state directory.
+    pub restored: bool,
+}
+
+/// Where a [`SyncService`] sends its answers.
+pub trait Sink: Send + Sync {
+    /// The domains account `account` supplies keys for now (the config may
+    /// change by reload; each sync round asks again).
+    fn domains(&self, account: &str) -> Vec<String>;
+    /// A good answer for (`account`, `domain`).
+    fn accept(&self, account: &str, domain: &str, answer: Answer);
 }
 
 /// Why a sync failed. Vendor error envelopes keep the vendor's code and message.
@@ -216,42 +238,46 @@ async fn exchange(
 pub struct SyncService {
     account: VendorConfig,
     api: Arc<dyn VendorApi>,
-    publisher: Arc<Publisher>,
-    /// Domains to sync, with the clock-skew leeway of their site.
-    domains: Vec<(String, Common)>,
+    metrics: Metrics,
+    state: state::StateDir,
+    sink: Arc<dyn Sink>,
 }
 
 impl SyncService {
-    /// A service for `account`, syncing `domains`.
+    /// A service for `account`, saving answers in `state` and sending them to `sink`.
     pub fn new(
         account: VendorConfig,
-        publisher: Arc<Publisher>,
-        domains: Vec<(String, Common)>,
+        metrics: Metrics,
+        state: state::StateDir,
+        sink: Arc<dyn Sink>,
     ) -> Self {
         SyncService {
             api: api_for(&account),
             account,
-            publisher,
-            domains,
+            metrics,
+            state,
+            sink,
         }
     }
 
     /// Syncs every domain once; true when all succeeded.
     pub async fn sync_once(&self, client: &HttpsClient) -> bool {
-        let metrics = self.publisher.metrics();
+        let metrics = &self.metrics;
         let name = self.account.name.as_str();
         let pace = Duration::from_secs_f64(1.0 / f64::from(self.api.max_requests_per_sec().max(1)));
         let mut all_ok = true;
-        for (i, (domain, common)) in self.domains.iter().enumerate() {
+        for (i, domain) in self.sink.domains(name).iter().enumerate() {
             if i > 0 {
                 // Never more requests than the vendor's documented rate limit.
                 tokio::time::sleep(pace).await;
             }
             let result = match self.api.request(domain, crate::time::unix_now()) {
                 Ok(req) => match exchange(client, req, self.account.request_timeout).await {
+                    // Read once here so a bad answer is never saved or
+                    // published; sites read it again with their own settings.
                     Ok((status, body)) => self
                         .api
-                        .parse(domain, status, &body, *common)
+                        .parse(domain, status, &body, Common::default())
                         .map(|auth| (auth, body)),
                     Err(e) => Err(e),
                 },
@@ -259,18 +285,28 @@ impl SyncService {
             };
             match result {
                 Ok((auth, body)) => {
+                    let now = crate::time::unix_now();
                     metrics.sync_attempts.with_label_values(&[name, "ok"]).inc();
                     metrics
                         .sync_last_success
                         .with_label_values(&[name])
-                        .set(crate::time::unix_now() as i64);
-                    if matches!(auth, SyncedAuth::Disabled) {
-                        warn!(vendor = name, domain, "vendor reports play auth disabled; the site's on_vendor_disabled applies");
+                        .set(now as i64);
+                    match &auth {
+                        SyncedAuth::Disabled => warn!(vendor = name, domain, "vendor reports play auth disabled; the site's on_vendor_disabled applies"),
+                        SyncedAuth::Enabled { keys, .. } => info!(vendor = name, domain, keys = keys.len(), "key sync succeeded"),
                     }
-                    if let Err(error) = self.publisher.state().save(name, domain, &body) {
+                    if let Err(error) = self.state.save(name, domain, &body) {
                         warn!(vendor = name, domain, %error, "cannot save synced keys to the state directory");
                     }
-                    self.publisher.publish_sync(name, domain, auth);
+                    self.sink.accept(
+                        name,
+                        domain,
+                        Answer {
+                            body,
+                            at: Some(now),
+                            restored: false,
+                        },
+                    );
                 }
                 Err(error) => {
                     all_ok = false;
@@ -298,7 +334,14 @@ impl SyncService {
         let interval = self.account.sync_interval;
         let mut backoff = INITIAL_BACKOFF;
         loop {
-            let ok = self.sync_once(&client).await;
+            // A vendor request in flight is abandoned at shutdown.
+            let ok = tokio::select! {
+                ok = self.sync_once(&client) => ok,
+                _ = shutdown.changed() => {
+                    info!(vendor = %self.account.name, "key sync stopped");
+                    return;
+                }
+            };
             let wait = if ok {
                 backoff = INITIAL_BACKOFF;
                 jitter(interval)
@@ -330,20 +373,35 @@ fn jitter(d: Duration) -> Duration {
     d.mul_f64(0.9 + 0.2 * frac)
 }
 
-/// The vendor's answer for `domain` from the state directory, if any.
-pub fn restore(
-    api: &dyn VendorApi,
-    vendor: &str,
-    domain: &str,
-    common: Common,
-    state: &state::StateDir,
-) -> Option<SyncedAuth> {
-    let body = state.load(vendor, domain)?;
-    match api.parse(domain, StatusCode::OK, &body, common) {
-        Ok(auth) => Some(auth),
+/// The answer for (`account`, `domain`) saved in the state directory, if
+/// any and if it still reads as the API documents (else it is ignored, with
+/// a warning naming the file).
+pub fn restore(account: &VendorConfig, domain: &str, state: &state::StateDir) -> Option<Answer> {
+    let (body, saved) = state.load(&account.name, domain)?;
+    let vendor = account.name.as_str();
+    match api_for(account).parse(domain, StatusCode::OK, &body, Common::default()) {
+        Ok(_) => Some(Answer {
+            body: Bytes::from(body),
+            at: saved,
+            restored: true,
+        }),
         Err(error) => {
-            warn!(vendor, domain, %error, "ignoring unreadable saved keys");
+            let file = state
+                .path(vendor, domain)
+                .map(|p| p.display().to_string())
+                .unwrap_or_default();
+            warn!(vendor, domain, file, %error, "ignoring unreadable saved keys");
             None
         }
     }
+}
+
+/// Reads a kept answer with a site's settings.
+pub fn interpret(
+    account: &VendorConfig,
+    domain: &str,
+    answer: &Answer,
+    common: Common,
+) -> Result<SyncedAuth, SyncError> {
+    api_for(account).parse(domain, StatusCode::OK, &answer.body, common)
 }

@@ -35,7 +35,7 @@ impl StateDir {
 
     /// `{dir}/{vendor}/{domain}.json`: one folder per account, so no two
     /// (vendor, domain) pairs can map to the same file.
-    fn file(&self, vendor: &str, domain: &str) -> Option<PathBuf> {
+    pub fn path(&self, vendor: &str, domain: &str) -> Option<PathBuf> {
         Some(
             self.dir
                 .as_ref()?
@@ -46,7 +46,7 @@ impl StateDir {
 
     /// Saves a vendor answer atomically with mode 0600.
     pub fn save(&self, vendor: &str, domain: &str, body: &[u8]) -> std::io::Result<()> {
-        let Some(path) = self.file(vendor, domain) else {
+        let Some(path) = self.path(vendor, domain) else {
             return Ok(());
         };
         let Some(dir) = path.parent() else {
@@ -74,9 +74,16 @@ impl StateDir {
         sync_dir(dir)
     }
 
-    /// The saved answer, if any.
-    pub fn load(&self, vendor: &str, domain: &str) -> Option<Vec<u8>> {
-        std::fs::read(self.file(vendor, domain)?).ok()
+    /// The saved answer, if any, and when it was saved (unix seconds).
+    pub fn load(&self, vendor: &str, domain: &str) -> Option<(Vec<u8>, Option<u64>)> {
+        let path = self.path(vendor, domain)?;
+        let body = std::fs::read(&path).ok()?;
+        let saved = std::fs::metadata(&path)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_secs());
+        Some((body, saved))
     }
 }
 
@@ -103,7 +110,7 @@ mod tests {
         s.save("tencent-main", "play.example.com", b"{\"a\":2}")
             .unwrap();
         assert_eq!(
-            s.load("tencent-main", "play.example.com").unwrap(),
+            s.load("tencent-main", "play.example.com").unwrap().0,
             b"{\"a\":2}"
         );
         let path = d.path().join("state/tencent-main/play.example.com.json");

@@ -1,0 +1,260 @@
+//! The one verdict: [`authenticate`] decides whether a request may pass.
+//!
+//! Everything that asks "may this URL play?" calls it: the proxy for every
+//! request, `streamguard check`, and the admin API and media-server hooks.
+//! It sees the site as served ([`SiteAuth`]: the scheme, the keys in force
+//! from every source, the vendor's "auth disabled" answer and the HLS session
+//! settings), a [`RequestView`] and the time, and nothing else: no I/O, no
+//! clock. If two callers could disagree about one URL, this is where to look.
+
+use std::borrow::Cow;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use super::session::{self, SessionGrant, SESSION_PARAM};
+use super::{query_param, Decision, DenyReason, RequestView, Verifier};
+use crate::keys::{KeySet, Secret};
+
+/// Where one key in force came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeySource {
+    /// The config file (`[site.auth]`).
+    Config,
+    /// A vendor's Describe API answered with it.
+    Vendor {
+        /// Vendor account name.
+        account: String,
+        /// Unix seconds of the answer: when it was synced, or when the
+        /// restored answer was saved.
+        at: Option<u64>,
+        /// True when the answer was read back from the state directory
+        /// rather than received by this process.
+        restored: bool,
+    },
+}
+
+impl std::fmt::Display for KeySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeySource::Config => f.write_str("config file"),
+            KeySource::Vendor {
+                account,
+                at,
+                restored,
+            } => {
+                let when = at.map_or_else(|| "unknown time".to_owned(), crate::time::rfc3339);
+                if *restored {
+                    write!(
+                        f,
+                        "vendor `{account}`, restored from the state directory (saved {when})"
+                    )
+                } else {
+                    write!(f, "vendor `{account}`, synced at {when}")
+                }
+            }
+        }
+    }
+}
+
+/// What the site does about auth right now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthMode {
+    /// Verify with the scheme and the keys (which may be none yet: then
+    /// every request is denied with `no_keys`).
+    Verify,
+    /// The vendor reports auth switched off; `allow` is the site's
+    /// `on_vendor_disabled = "allow"`.
+    VendorDisabled {
+        /// Let requests through.
+        allow: bool,
+    },
+}
+
+/// HLS child tokens the proxy issues and accepts (`child_auth = "session"`).
+#[derive(Clone, Debug)]
+pub struct Sessions {
+    /// MAC key of the tokens.
+    pub secret: Secret,
+    /// Longest lifetime of a token issued for a playlist.
+    pub ttl_secs: u64,
+}
+
+/// A site as served: what [`authenticate`] needs to decide its requests.
+/// Built from the config and every key source in exactly one place
+/// (`publish`).
+#[derive(Clone, Debug)]
+pub struct SiteAuth {
+    /// Site id (session tokens are bound to it).
+    pub site_id: String,
+    /// The scheme, with the parameters of the source that supplied it.
+    pub verifier: Arc<dyn Verifier>,
+    /// Every key in force, in the order they are tried.
+    pub keys: KeySet,
+    /// Where each key of `keys` came from (same order).
+    pub key_sources: Vec<KeySource>,
+    /// Verify, or the vendor's "auth disabled".
+    pub mode: AuthMode,
+    /// HLS session tokens, when the site issues them.
+    pub sessions: Option<Sessions>,
+    /// Leeway on every validity window.
+    pub clock_skew_secs: u64,
+}
+
+impl SiteAuth {
+    /// True when the site can decide requests: it has keys, or its vendor
+    /// answered "auth disabled".
+    pub fn ready(&self) -> bool {
+        !self.keys.is_empty() || matches!(self.mode, AuthMode::VendorDisabled { .. })
+    }
+
+    /// The origin path of a request path: schemes with auth in the path
+    /// drop it.
+    pub fn origin_path<'p>(&self, path: &'p str) -> &'p str {
+        match self.mode {
+            AuthMode::Verify => self.verifier.origin_path(path),
+            AuthMode::VendorDisabled { .. } => path,
+        }
+    }
+}
+
+/// What authorized a request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Grant {
+    /// The site's scheme accepted the URL (or the vendor switched auth off
+    /// and the site allows that).
+    Scheme {
+        /// Unix seconds after which the URL stops being accepted, if it expires.
+        expires_at: Option<u64>,
+        /// The path to forward when it differs from the request path.
+        forward_path: Option<String>,
+        /// The client address the token is bound to.
+        bound_ip: Option<IpAddr>,
+    },
+    /// An HLS session token issued by this proxy accepted it.
+    Session(SessionGrant),
+}
+
+impl Grant {
+    /// Unix seconds after which the grant ends, if it does.
+    pub fn expires_at(&self) -> Option<u64> {
+        match self {
+            Grant::Scheme { expires_at, .. } => *expires_at,
+            Grant::Session(g) => Some(g.expires_at),
+        }
+    }
+}
+
+/// The verdict on one request, with what was derived on the way (for
+/// `streamguard check`; never secrets).
+#[derive(Clone, Debug)]
+pub struct Authentication<'a> {
+    /// Allowed with a grant, or denied with a reason.
+    pub result: Result<Grant, DenyReason>,
+    /// Fields derived from the URL (stream name, time as written…).
+    pub derived: Vec<(&'static str, Cow<'a, str>)>,
+    /// Expiry the token claims, when known (also for a denied token).
+    pub expires_at: Option<u64>,
+    /// Index into [`SiteAuth::keys`] of the key that signed the token.
+    pub matched_key: Option<usize>,
+    /// The client address the token is bound to, when it is (also denied).
+    pub bound_ip: Option<IpAddr>,
+    /// True when an HLS session token (not the scheme) decided.
+    pub by_session: bool,
+}
+
+impl Authentication<'_> {
+    fn denied(reason: DenyReason, by_session: bool) -> Self {
+        Authentication {
+            result: Err(reason),
+            derived: Vec::new(),
+            expires_at: None,
+            matched_key: None,
+            bound_ip: None,
+            by_session,
+        }
+    }
+}
+
+/// Decides a request: an HLS session token when the site issues them and
+/// the request carries one, else the site's scheme with every key in force.
+///
+/// `req.client_ip` must already be the client's address as the site sees it
+/// (after trusted-proxy resolution); `now` is unix seconds.
+pub fn authenticate<'a>(site: &SiteAuth, req: &RequestView<'a>, now: u64) -> Authentication<'a> {
+    if let Some(sessions) = &site.sessions {
+        let token = match query_param(req.query, SESSION_PARAM) {
+            Ok(t) => t,
+            Err(_) => return Authentication::denied(DenyReason::MalformedToken, true),
+        };
+        if let Some(token) = token {
+            return by_session(site, sessions, token, req, now);
+        }
+    }
+    let verdict = site.verifier.verify(req, &site.keys, now);
+    let matched_key = verdict
+        .derived
+        .iter()
+        .find(|(k, _)| *k == "key")
+        .and_then(|(_, label)| super::key_index(label));
+    Authentication {
+        result: match verdict.decision {
+            Decision::Allow => Ok(Grant::Scheme {
+                expires_at: verdict.expires_at,
+                forward_path: verdict.forward_path,
+                bound_ip: verdict.bound_ip,
+            }),
+            Decision::Deny(reason) => Err(reason),
+        },
+        derived: verdict.derived,
+        expires_at: verdict.expires_at,
+        matched_key,
+        bound_ip: verdict.bound_ip,
+        by_session: false,
+    }
+}
+
+fn by_session<'a>(
+    site: &SiteAuth,
+    sessions: &Sessions,
+    token: &'a str,
+    req: &RequestView<'a>,
+    now: u64,
+) -> Authentication<'a> {
+    // A site that cannot verify right now (no keys yet, or its vendor
+    // switched auth off and the site denies) honours no session either.
+    match site.mode {
+        AuthMode::VendorDisabled { allow: false } => {
+            return Authentication::denied(DenyReason::AuthDisabled, true)
+        }
+        AuthMode::Verify if site.keys.is_empty() => {
+            return Authentication::denied(DenyReason::NoKeys, true)
+        }
+        _ => {}
+    }
+    // Scopes are origin paths: for schemes with auth in the path a child
+    // may be addressed with or without those segments.
+    let result = session::verify(
+        &sessions.secret,
+        &site.site_id,
+        token,
+        site.origin_path(req.path),
+        req.client_ip,
+        now,
+        site.clock_skew_secs,
+    );
+    let (expires_at, bound_ip) = match &result {
+        Ok(g) => (Some(g.expires_at), g.bound_ip),
+        Err(_) => (None, None),
+    };
+    Authentication {
+        result: result.map(Grant::Session),
+        derived: vec![(
+            "session",
+            Cow::Borrowed("HLS child token issued by this proxy"),
+        )],
+        expires_at,
+        matched_key: None,
+        bound_ip,
+        by_session: true,
+    }
+}
