@@ -7,10 +7,12 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::{Parser, Subcommand};
 use tokio::sync::watch;
 
-use streamguard::auth::{Decision, RequestView};
-use streamguard::config::Config;
-use streamguard::proxy::{normalize_host, path, unix_now};
-use streamguard::{demo, time, Server};
+use streamguard::auth::{authenticate, DenyReason, RequestView, SignOptions, SiteAuth};
+use streamguard::config::{Config, SiteConfig};
+use streamguard::host::normalize_host;
+use streamguard::proxy::path;
+use streamguard::time::unix_now;
+use streamguard::{demo, publish, time, Server};
 
 /// Auth-token validating reverse proxy for HLS and HTTP-FLV origins.
 #[derive(Parser)]
@@ -51,6 +53,13 @@ enum Command {
         /// Client address, for schemes that bind tokens to an IP.
         #[arg(long)]
         client_ip: Option<std::net::IpAddr>,
+        /// A request header, `Name: value` (repeatable), for tokens carried
+        /// in headers.
+        #[arg(long = "header", value_name = "NAME: VALUE")]
+        headers: Vec<String>,
+        /// A cookie, `name=value` (repeatable), for tokens carried in cookies.
+        #[arg(long = "cookie", value_name = "NAME=VALUE")]
+        cookies: Vec<String>,
         /// Full URL, e.g. http://play.example.com/live/test.flv?txSecret=..&txTime=..
         url: String,
     },
@@ -73,6 +82,11 @@ enum Command {
         /// Client address, for schemes that bind URLs to it (nginx `$remote_addr`).
         #[arg(long)]
         client_ip: Option<std::net::IpAddr>,
+        /// Sign this ACL pattern instead of the exact path (Akamai acl mode;
+        /// `*` matches any run of characters, `!` separates patterns), so one
+        /// URL's token also opens e.g. the segments of a playlist.
+        #[arg(long)]
+        acl: Option<String>,
         /// Full URL to sign (existing auth params are replaced).
         url: String,
     },
@@ -91,15 +105,34 @@ fn main() -> ExitCode {
             config,
             at,
             client_ip,
+            headers,
+            cookies,
             url,
-        } => check(&config, at, client_ip, &url),
+        } => check(
+            &config,
+            &CheckRequest {
+                at,
+                client_ip,
+                headers,
+                cookies,
+                url,
+            },
+        ),
         Command::Sign {
             config,
             expires_in,
             expires_at,
             client_ip,
+            acl,
             url,
-        } => sign(&config, expires_in, expires_at, client_ip, &url).map(|()| ExitCode::SUCCESS),
+        } => sign(
+            &config,
+            expires_in,
+            expires_at,
+            SignOptions { client_ip, acl },
+            &url,
+        )
+        .map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,
@@ -330,96 +363,239 @@ fn parse_url(url: &str) -> Result<Target> {
     })
 }
 
-fn check(
-    config: &std::path::Path,
+/// What `check` is asked about.
+struct CheckRequest {
     at: Option<u64>,
     client_ip: Option<std::net::IpAddr>,
-    url: &str,
-) -> Result<ExitCode> {
+    headers: Vec<String>,
+    cookies: Vec<String>,
+    url: String,
+}
+
+/// The site serving `host`, as `run` would serve it: its config and its
+/// auth joined with the vendor answers saved in `state_dir`.
+fn served_site<'c>(config: &'c Config, host: &str) -> Option<(&'c SiteConfig, SiteAuth)> {
+    let i = config
+        .sites
+        .iter()
+        .position(|s| s.domains.iter().any(|d| d == host))?;
+    let answers = publish::restore_answers(config);
+    let auth = publish::site_auths(config, &answers).into_iter().nth(i)?;
+    Some((&config.sites[i], auth))
+}
+
+/// The request headers given with `--header` and `--cookie`.
+fn request_headers(headers: &[String], cookies: &[String]) -> Result<http::HeaderMap> {
+    let mut map = http::HeaderMap::new();
+    for h in headers {
+        let (name, value) = h
+            .split_once(':')
+            .ok_or_else(|| anyhow!("--header needs `Name: value`"))?;
+        let name = http::HeaderName::from_bytes(name.trim().as_bytes())
+            .map_err(|_| anyhow!("--header: `{}` is not a header name", name.trim()))?;
+        let value = http::HeaderValue::from_str(value.trim())
+            .map_err(|_| anyhow!("--header {name}: the value has characters a header cannot carry"))?;
+        map.append(name, value);
+    }
+    if !cookies.is_empty() {
+        if cookies.iter().any(|c| !c.contains('=')) {
+            bail!("--cookie needs `name=value`");
+        }
+        let value = http::HeaderValue::from_str(&cookies.join("; "))
+            .map_err(|_| anyhow!("--cookie: the value has characters a cookie cannot carry"))?;
+        map.append(http::header::COOKIE, value);
+    }
+    Ok(map)
+}
+
+/// `label: value` lines with the values aligned.
+struct Report(Vec<(String, String)>);
+
+impl Report {
+    fn line(&mut self, label: impl Into<String>, value: impl Into<String>) {
+        self.0.push((label.into(), value.into()));
+    }
+
+    fn print(&self) {
+        let width = self
+            .0
+            .iter()
+            .map(|(l, _)| l.len() + 1)
+            .max()
+            .unwrap_or(0)
+            .max(9);
+        for (label, value) in &self.0 {
+            println!("{:<width$} {value}", format!("{label}:"));
+        }
+    }
+}
+
+fn check(config: &std::path::Path, q: &CheckRequest) -> Result<ExitCode> {
     let config = Config::load(config)?;
-    let t = parse_url(url)?;
-    let now = at.unwrap_or_else(unix_now);
-    let Some(site) = config.site_for_host(&t.host) else {
-        println!("host:     {}", t.host);
-        println!("verdict:  deny (unknown_host: no site lists this domain; the proxy answers 404)");
+    let t = parse_url(&q.url)?;
+    let headers = request_headers(&q.headers, &q.cookies)?;
+    let now = q.at.unwrap_or_else(unix_now);
+    let mut out = Report(Vec::new());
+    let Some((site, auth)) = served_site(&config, &t.host) else {
+        out.line("host", &t.host);
+        out.line(
+            "verdict",
+            "deny (unknown_host: no site lists this domain; the proxy answers 404)",
+        );
+        out.print();
         return Ok(ExitCode::from(1));
     };
-    println!("site:     {} (scheme {})", site.id, site.verifier.scheme());
-    println!("path:     {}", t.path);
+    out.line(
+        "site",
+        format!("{} (scheme {})", site.id, auth.verifier.scheme()),
+    );
+    out.line("path", &t.path);
     if let Err(e) = path::validate(&t.path) {
-        println!("verdict:  deny (bad_path: {e}; the proxy answers 400)");
+        out.line("verdict", format!("deny (bad_path: {e}; the proxy answers 400)"));
+        out.print();
         return Ok(ExitCode::from(1));
     }
     let view = RequestView {
         host: &t.host,
         path: &t.path,
         query: t.query.as_deref(),
-        client_ip,
-        headers: None,
+        client_ip: q.client_ip,
+        headers: Some(&headers),
     };
-    let verdict = site.verifier.verify(&view, &site.keys, now);
-    for (k, v) in &verdict.derived {
-        println!("{:<9} {v}", format!("{k}:"));
+    let verdict = authenticate(&auth, &view, now);
+    let params = auth.verifier.auth_params();
+    for (label, value) in &verdict.derived {
+        if *label == "key" {
+            continue; // printed below with where it came from
+        }
+        out.line(param_label(label, value, params, t.query.as_deref()), value.as_ref());
     }
-    if let Some(p) = &verdict.forward_path {
-        println!("forward:  {p}");
+    if let Some(i) = verdict.matched_key {
+        let name = streamguard::auth::key_label(i);
+        match auth.key_sources.get(i) {
+            Some(source) => out.line("key", format!("{name} ({source})")),
+            None => out.line("key", name),
+        }
+    } else if auth.keys.is_empty() {
+        out.line("keys", "none (nothing configured, and no vendor answer in the state directory)");
     }
-    if let Some(exp) = verdict.expires_at {
+    if let Ok(streamguard::auth::Grant::Scheme {
+        forward_path: Some(p),
+        ..
+    }) = &verdict.result
+    {
+        out.line("forward", p);
+    }
+    // A time is only worth explaining when the signature is genuine: a
+    // forged URL can claim any expiry.
+    let genuine = matches!(
+        verdict.result,
+        Ok(_) | Err(
+            DenyReason::Expired
+                | DenyReason::NotYetValid
+                | DenyReason::WrongClient
+                | DenyReason::OutsideAcl
+        )
+    );
+    if let (Some(exp), true) = (verdict.expires_at, genuine) {
         let rel = if now <= exp {
             format!("{} s left", exp - now)
         } else {
             format!("expired {} s ago", now - exp)
         };
-        println!("expires:  {exp} ({}; now {now}, {rel})", time::rfc3339(exp));
+        out.line(
+            "expires",
+            format!("{exp} ({}; now {now}, {rel})", time::rfc3339(exp)),
+        );
     }
-    match verdict.decision {
-        Decision::Allow => {
-            println!("verdict:  allow");
-            Ok(ExitCode::SUCCESS)
+    if verdict.by_session && !site.hls.session_secret_configured {
+        out.line(
+            "note",
+            "this site's session secret is random per process: only the running proxy can check its session tokens (set site.hls.session_secret to check them here)",
+        );
+    }
+    let bound = verdict.bound_ip.is_some() || auth.verifier.binds_client();
+    if q.client_ip.is_none() && bound && verdict.result.is_err() {
+        out.line(
+            "hint",
+            "the token is bound to a client address: pass --client-ip ADDR to check it as that client",
+        );
+    }
+    let code = match &verdict.result {
+        Ok(_) => {
+            out.line("verdict", "allow");
+            ExitCode::SUCCESS
         }
-        Decision::Deny(reason) => {
-            println!(
-                "verdict:  deny ({reason}; the proxy answers {})",
-                site.deny_status.as_u16()
+        Err(reason) => {
+            out.line(
+                "verdict",
+                format!(
+                    "deny ({reason}; the proxy answers {})",
+                    site.deny_status.as_u16()
+                ),
             );
-            Ok(ExitCode::from(1))
+            ExitCode::from(1)
+        }
+    };
+    out.print();
+    Ok(code)
+}
+
+/// The label a derived value is shown with: a scheme's default parameter
+/// name (`volcTime`) becomes the name this site uses (`expire`) when the URL
+/// carries the value under that name.
+fn param_label(label: &str, value: &str, params: &[String], query: Option<&str>) -> String {
+    let is_param_like = label.ends_with("Time") || label == "expires";
+    if is_param_like {
+        for p in params {
+            if streamguard::auth::query_param(query, p) == Ok(Some(value)) {
+                return p.clone();
+            }
         }
     }
+    label.to_owned()
 }
 
 fn sign(
     config: &std::path::Path,
     expires_in: Option<u64>,
     expires_at: Option<u64>,
-    client_ip: Option<std::net::IpAddr>,
+    opts: SignOptions,
     url: &str,
 ) -> Result<()> {
     let config = Config::load(config)?;
     let t = parse_url(url)?;
-    let site = config
-        .site_for_host(&t.host)
+    let (site, auth) = served_site(&config, &t.host)
         .ok_or_else(|| anyhow!("no site lists the domain `{}`", t.host))?;
     path::validate(&t.path)
         .with_context(|| format!("the proxy would reject the path {}", t.path))?;
+    let now = unix_now();
     let expires = match (expires_in, expires_at) {
+        (_, Some(at)) if at <= now => bail!(
+            "--expires-at {at} is in the past ({}; now {now}): the URL would be denied as expired",
+            time::rfc3339(at)
+        ),
         (_, Some(at)) => at,
-        (Some(secs), None) => unix_now().saturating_add(secs),
+        (Some(0), None) => bail!("--expires-in must be at least 1 second"),
+        (Some(secs), None) => now.saturating_add(secs),
         (None, None) => bail!("give --expires-in or --expires-at"),
     };
-    let key = site
-        .keys
-        .primary()
-        .ok_or_else(|| anyhow!("site {} has no key to sign with", site.id))?;
-    let opts = streamguard::auth::SignOptions {
-        client_ip,
-        acl: None,
-    };
+    let key = auth.keys.primary().ok_or_else(|| {
+        anyhow!(
+            "site {} has no key to sign with (no key in [site.auth], and no vendor answer saved in the state directory)",
+            site.id
+        )
+    })?;
     let signed =
-        site.verifier
+        auth.verifier
             .sign_with(&t.host, &t.path, t.query.as_deref(), &opts, key, expires)?;
-    println!(
-        "{}://{}{}?{}",
-        t.scheme, t.authority, signed.path, signed.query
-    );
+    if signed.query.is_empty() {
+        println!("{}://{}{}", t.scheme, t.authority, signed.path);
+    } else {
+        println!(
+            "{}://{}{}?{}",
+            t.scheme, t.authority, signed.path, signed.query
+        );
+    }
     Ok(())
 }

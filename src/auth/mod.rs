@@ -181,6 +181,12 @@ pub trait Verifier: Send + Sync + fmt::Debug {
     /// Pure: no I/O, no clock.
     fn verify<'a>(&self, req: &RequestView<'a>, keys: &KeySet, now: u64) -> Verdict<'a>;
 
+    /// True when tokens may be bound to the client's address (`streamguard
+    /// check` then asks for `--client-ip`).
+    fn binds_client(&self) -> bool {
+        false
+    }
+
     /// Query parameter names that carry auth, stripped before forwarding when
     /// the site asks for it.
     fn auth_params(&self) -> &[String];

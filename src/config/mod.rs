@@ -358,6 +358,9 @@ pub struct HlsConfig {
     pub child_auth: ChildAuth,
     /// Session token key.
     pub session_secret: Secret,
+    /// True when `session_secret` was configured; false for the random
+    /// per-process default (another process cannot check such tokens).
+    pub session_secret_configured: bool,
     /// Session lifetime for tokens without expiry.
     pub session_ttl_secs: u64,
     /// Playlist size bound.
@@ -1310,6 +1313,7 @@ fn validate_hls(
         rewrite: raw.rewrite_playlists.unwrap_or(true),
         child_auth,
         session_secret: session_secret?,
+        session_secret_configured: raw.session_secret.is_some(),
         session_ttl_secs: ttl,
         max_playlist_bytes: max,
         hosts,
