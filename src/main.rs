@@ -393,8 +393,9 @@ fn request_headers(headers: &[String], cookies: &[String]) -> Result<http::Heade
             .ok_or_else(|| anyhow!("--header needs `Name: value`"))?;
         let name = http::HeaderName::from_bytes(name.trim().as_bytes())
             .map_err(|_| anyhow!("--header: `{}` is not a header name", name.trim()))?;
-        let value = http::HeaderValue::from_str(value.trim())
-            .map_err(|_| anyhow!("--header {name}: the value has characters a header cannot carry"))?;
+        let value = http::HeaderValue::from_str(value.trim()).map_err(|_| {
+            anyhow!("--header {name}: the value has characters a header cannot carry")
+        })?;
         map.append(name, value);
     }
     if !cookies.is_empty() {
@@ -451,7 +452,10 @@ fn check(config: &std::path::Path, q: &CheckRequest) -> Result<ExitCode> {
     );
     out.line("path", &t.path);
     if let Err(e) = path::validate(&t.path) {
-        out.line("verdict", format!("deny (bad_path: {e}; the proxy answers 400)"));
+        out.line(
+            "verdict",
+            format!("deny (bad_path: {e}; the proxy answers 400)"),
+        );
         out.print();
         return Ok(ExitCode::from(1));
     }
@@ -468,7 +472,10 @@ fn check(config: &std::path::Path, q: &CheckRequest) -> Result<ExitCode> {
         if *label == "key" {
             continue; // printed below with where it came from
         }
-        out.line(param_label(label, value, params, t.query.as_deref()), value.as_ref());
+        out.line(
+            param_label(label, value, params, t.query.as_deref()),
+            value.as_ref(),
+        );
     }
     if let Some(i) = verdict.matched_key {
         let name = streamguard::auth::key_label(i);
@@ -477,7 +484,10 @@ fn check(config: &std::path::Path, q: &CheckRequest) -> Result<ExitCode> {
             None => out.line("key", name),
         }
     } else if auth.keys.is_empty() {
-        out.line("keys", "none (nothing configured, and no vendor answer in the state directory)");
+        out.line(
+            "keys",
+            "none (nothing configured, and no vendor answer in the state directory)",
+        );
     }
     if let Ok(streamguard::auth::Grant::Scheme {
         forward_path: Some(p),
@@ -490,12 +500,11 @@ fn check(config: &std::path::Path, q: &CheckRequest) -> Result<ExitCode> {
     // forged URL can claim any expiry.
     let genuine = matches!(
         verdict.result,
-        Ok(_) | Err(
-            DenyReason::Expired
+        Ok(_)
+            | Err(DenyReason::Expired
                 | DenyReason::NotYetValid
                 | DenyReason::WrongClient
-                | DenyReason::OutsideAcl
-        )
+                | DenyReason::OutsideAcl)
     );
     if let (Some(exp), true) = (verdict.expires_at, genuine) {
         let rel = if now <= exp {
