@@ -57,8 +57,10 @@ impl ReloadOutcome {
 pub struct Reloader {
     path: PathBuf,
     publisher: Arc<Publisher>,
-    /// The config as running (after command-line overrides).
-    running: Config,
+    /// What the process bound at start (listeners, limits, vendor
+    /// accounts): a reload is compared with this, not with the last reload,
+    /// so "restart required" stays set until a reload brings them back.
+    bound: Bound,
     /// Command-line overrides applied to every loaded config.
     adjust: Box<dyn Fn(&mut Config) + Send + Sync>,
     /// SHA-256 of the file as last read, so unrelated events are ignored.
@@ -66,7 +68,8 @@ pub struct Reloader {
 }
 
 impl Reloader {
-    /// A reloader publishing through `publisher`, started from `running`.
+    /// A reloader publishing through `publisher`, for a process started
+    /// (bound) with `running`.
     pub fn new(
         path: PathBuf,
         publisher: Arc<Publisher>,
@@ -79,7 +82,7 @@ impl Reloader {
                 .ok()
                 .map(|b| Sha256::digest(&b).to_vec()),
             path,
-            running,
+            bound: Bound::of(&running),
             adjust,
         }
     }
@@ -117,13 +120,12 @@ impl Reloader {
     fn try_reload(&mut self) -> Result<ReloadOutcome, String> {
         let mut config = Config::load(&self.path).map_err(|e| crate::error_chain(&e))?;
         (self.adjust)(&mut config);
-        let restart_needed = restart_needed(&self.running, &config);
+        let restart_needed = self.bound.differences(&config);
         let sites = config.sites.len();
         // One store: requests in flight keep the snapshot they loaded.
         self.publisher
             .publish_config(config.clone())
             .map_err(|e| crate::error_chain(&e))?;
-        self.running = config;
         Ok(ReloadOutcome::Applied {
             sites,
             restart_needed,
@@ -169,66 +171,75 @@ impl Reloader {
     }
 }
 
-/// Settings that cannot change without a restart, named by key path.
-fn restart_needed(old: &Config, new: &Config) -> Vec<String> {
-    let mut changed = Vec::new();
-    if old.server.listen != new.server.listen {
-        changed.push("server.listen".to_owned());
-    }
-    if old.server.tls_listen != new.server.tls_listen {
-        changed.push("server.tls_listen".to_owned());
-    }
-    if old.admin_listen != new.admin_listen {
-        changed.push("admin.listen".to_owned());
-    }
-    if old.vendors != new.vendors || old.state_dir != new.state_dir {
-        changed.push("vendor".to_owned());
-    }
-    // Synced verifiers are built by the sync tasks with the site's leeway, so
-    // a vendor site's clock_skew_secs is fixed until a restart too.
-    let vendor_sites = |c: &Config| {
-        c.sites
-            .iter()
-            .map(|s| {
-                (
-                    s.vendor.clone(),
-                    s.vendor.as_ref().map(|_| s.clock_skew_secs),
-                )
-            })
-            .collect::<Vec<_>>()
-    };
-    if vendor_sites(old) != vendor_sites(new) {
-        changed.push("site.vendor / clock_skew_secs of vendor sites".to_owned());
-    }
-    let (a, b) = (&old.server.limits, &new.server.limits);
-    for (name, differs) in [
-        (
-            "server.header_read_timeout_secs",
-            a.header_read_timeout != b.header_read_timeout,
-        ),
-        (
-            "server.tls_handshake_timeout_secs",
-            a.tls_handshake_timeout != b.tls_handshake_timeout,
-        ),
-        (
-            "server.max_header_bytes",
-            a.max_header_bytes != b.max_header_bytes,
-        ),
-        (
-            "server.max_connections",
-            a.max_connections != b.max_connections,
-        ),
-        (
-            "server.shutdown_grace_secs",
-            a.shutdown_grace != b.shutdown_grace,
-        ),
-        ("server.idle_timeout_secs", a.idle_timeout != b.idle_timeout),
-    ] {
-        if differs {
-            changed.push(name.to_owned());
+/// The settings a running process is built around: listener sockets,
+/// connection limits baked into the accept loops, vendor accounts with their
+/// running sync services, and the state directory they write.
+///
+/// Sites, keys, certificates, origins and which domains a vendor account
+/// syncs are not here: a reload changes them in place.
+#[derive(Debug, Clone)]
+struct Bound {
+    listen: Vec<std::net::SocketAddr>,
+    tls_listen: Vec<std::net::SocketAddr>,
+    admin_listen: std::net::SocketAddr,
+    limits: crate::config::Limits,
+    vendors: Vec<crate::config::VendorConfig>,
+    state_dir: Option<PathBuf>,
+}
+
+impl Bound {
+    fn of(c: &Config) -> Bound {
+        Bound {
+            listen: c.server.listen.clone(),
+            tls_listen: c.server.tls_listen.clone(),
+            admin_listen: c.admin_listen,
+            limits: c.server.limits,
+            vendors: c.vendors.clone(),
+            state_dir: c.state_dir.clone(),
         }
     }
-    changed
+
+    /// Settings of `new` that differ from what is bound, by key path.
+    fn differences(&self, new: &Config) -> Vec<String> {
+        let mut changed = Vec::new();
+        let (a, b) = (&self.limits, &new.server.limits);
+        for (name, differs) in [
+            ("server.listen", self.listen != new.server.listen),
+            (
+                "server.tls_listen",
+                self.tls_listen != new.server.tls_listen,
+            ),
+            ("admin.listen", self.admin_listen != new.admin_listen),
+            ("vendor", self.vendors != new.vendors),
+            ("state_dir", self.state_dir != new.state_dir),
+            (
+                "server.header_read_timeout_secs",
+                a.header_read_timeout != b.header_read_timeout,
+            ),
+            (
+                "server.tls_handshake_timeout_secs",
+                a.tls_handshake_timeout != b.tls_handshake_timeout,
+            ),
+            (
+                "server.max_header_bytes",
+                a.max_header_bytes != b.max_header_bytes,
+            ),
+            (
+                "server.max_connections",
+                a.max_connections != b.max_connections,
+            ),
+            (
+                "server.shutdown_grace_secs",
+                a.shutdown_grace != b.shutdown_grace,
+            ),
+            ("server.idle_timeout_secs", a.idle_timeout != b.idle_timeout),
+        ] {
+            if differs {
+                changed.push(name.to_owned());
+            }
+        }
+        changed
+    }
 }
 
 /// What asked for a reload.

@@ -219,3 +219,65 @@ async fn kubernetes_configmap_symlink_swap_is_picked_up() {
         applied
     );
 }
+
+/// Reloads until `applied` has grown past `before`, returning the new count.
+async fn reload_applied(proxy: &Proxy, before: f64) -> f64 {
+    let applied = |m: &str| metric(m, r#"streamguard_config_reloads_total{outcome="applied"}"#);
+    let mut now_applied = before;
+    wait_for("the reload to be applied", async || {
+        now_applied = applied(&proxy.metrics().await);
+        now_applied > before
+    })
+    .await;
+    now_applied
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn restart_required_tracks_what_the_process_bound() {
+    let origin = Origin::start().await;
+    let base = site_config(&format!("http://{}", origin.addr), "", "");
+    let proxy = Proxy::start(&base);
+    let cfg_path = proxy.path("streamguard.toml");
+    let flag = async || {
+        metric(
+            &proxy.metrics().await,
+            "streamguard_config_restart_required",
+        )
+    };
+    let with_b = format!(
+        "{base}{}",
+        SITE_B.replace("ORIGIN", &format!("http://{}", origin.addr))
+    );
+
+    // Adding or removing an ordinary site needs no restart.
+    save(&cfg_path, &with_b);
+    let mut applied = reload_applied(&proxy, 0.0).await;
+    assert_eq!(flag().await, 0.0);
+    save(&cfg_path, &base);
+    applied = reload_applied(&proxy, applied).await;
+    assert_eq!(flag().await, 0.0);
+
+    // A limit the accept loops were built with does.
+    let limited = base.replace("[server]\n", "[server]\nmax_connections = 77\n");
+    assert_ne!(limited, base);
+    save(&cfg_path, &limited);
+    applied = reload_applied(&proxy, applied).await;
+    assert_eq!(flag().await, 1.0);
+
+    // An unrelated reload after it does not clear the flag: the process
+    // still runs with the old limit.
+    save(
+        &cfg_path,
+        &format!(
+            "{limited}{}",
+            SITE_B.replace("ORIGIN", &format!("http://{}", origin.addr))
+        ),
+    );
+    applied = reload_applied(&proxy, applied).await;
+    assert_eq!(flag().await, 1.0);
+
+    // Back to what was bound: cleared.
+    save(&cfg_path, &base);
+    reload_applied(&proxy, applied).await;
+    assert_eq!(flag().await, 0.0);
+}
