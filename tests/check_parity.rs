@@ -2,6 +2,12 @@
 //! same URL: both decide with the one `authenticate` over the site as `run`
 //! serves it (config keys, vendor keys restored from the state directory,
 //! HLS session tokens, tokens in cookies).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests fail loudly"
+)]
 
 mod common;
 
