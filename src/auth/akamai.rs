@@ -4,12 +4,25 @@
 //! token = [ip=..~][st=..~]exp=..~[acl=..~][id=..~][data=..~]hmac=<hex>
 //! hmac  = lower_hex(HMAC-<alg>(hex_decode(KEY), text))
 //! text  = the token before "~hmac="                      (mode = "acl")
-//!       | the token before "~hmac=" + "~url=" + path      (mode = "url")
+//!       | the token before "~hmac=" + "~url=" + url       (mode = "url")
+//!         then, with a salt, + "~salt=" + salt
+//! url   = path                     | escape_early(path)   (escape_early = true)
 //! ```
-//! This is what Akamai's reference generator (EdgeAuth-Token-Python) signs:
-//! its `hash_source` is the token's fields, plus `url=<path>` in url mode,
-//! joined by the field delimiter. `<alg>` is SHA-256 unless configured
-//! (`sha1`, `md5`); `st`/`exp` are decimal unix seconds.
+//! This is what Akamai's reference generator (EdgeAuth-Token-Python,
+//! `akamai.edgeauth` 0.3.2) signs: its `hash_source` is the token's fields,
+//! plus `url=<path>` in url mode, plus `salt=<salt>` when a salt is set,
+//! joined by the field delimiter. The salt is never in the token.
+//! `<alg>` is SHA-256 unless configured (`sha1`, `md5`); `st`/`exp` are
+//! decimal unix seconds.
+//!
+//! `escape_early` is the generator's option of that name: `ip`, `id`, `data`
+//! (in the token) and the url (in the signed text only) are escaped with
+//! Python's `quote_plus` (space → `+`, everything but `A-Z a-z 0-9 _ . - ~`
+//! → `%XX`), then every `%XX` lowercased. The `acl` is never escaped. The
+//! generator's token then holds `%` escapes of its own: it is checked both
+//! as the query value decoded once (a client that URL-encoded the token, and
+//! what [`Verifier::sign`] emits) and, when that fails, exactly as received
+//! (the generator's token pasted raw, as its CLI prints it).
 //!
 //! The token is read from the query parameter `__token__`, else the cookie of
 //! that name, else the request header of that name, and percent-decoded
@@ -20,9 +33,8 @@
 //!
 //! Denial order, most fundamental first: malformed token, no keys, bad
 //! signature; then, for a genuine token, a path outside its ACL
-//! (`bad_signature`: the token does not sign this path), another client's
-//! token (`wrong_client`); only then the validity window (`not_yet_valid`,
-//! `expired`).
+//! (`outside_acl`), another client's token (`wrong_client`); only then the
+//! validity window (`not_yet_valid`, `expired`).
 
 use std::borrow::Cow;
 use std::net::IpAddr;
@@ -32,8 +44,8 @@ use serde::Deserialize;
 
 use super::{
     append_params, conclude, hex_digest_matches, is_hex_of_len, lower_hex, parse_dec_time,
-    percent_decode, query_param, Common, Decision, DenyReason, RequestView, SignError, Signed,
-    Verdict, Verifier, Window,
+    percent_decode, query_param, Common, Decision, DenyReason, RequestView, SignError, SignOptions,
+    Signed, Verdict, Verifier, Window,
 };
 use crate::keys::{KeySet, Secret};
 use crate::problems::Ctx;
@@ -130,6 +142,14 @@ pub struct RawAkamai {
     /// One character between the token's fields. Default `~`.
     #[serde(default)]
     pub field_delimiter: Option<String>,
+    /// The generator's `salt`: hashed after the fields, never sent in the
+    /// token. A secret: `${ENV_VAR}` allowed. Default: none.
+    #[serde(default)]
+    pub salt: Option<String>,
+    /// The generator's `escape_early`: `ip`/`id`/`data` and the url are
+    /// `quote_plus`-escaped (lowercase `%xx`) before hashing. Default false.
+    #[serde(default)]
+    pub escape_early: bool,
 }
 
 /// True when `s` is a usable EdgeAuth key: an even number (>0) of hex digits.
@@ -190,6 +210,13 @@ impl RawAkamai {
                 }
             }
         };
+        // `ctx.secret` refuses an empty, oversized or space-padded salt, and
+        // never quotes it. Why not an empty salt as "none": the generator
+        // ignores an empty salt, so `salt = ""` would silently not salt.
+        let salt = match &self.salt {
+            Some(raw) => ctx.secret(&format!("{path}.salt"), raw),
+            None => None,
+        };
         if ctx.problem_count() > before {
             return None;
         }
@@ -199,6 +226,8 @@ impl RawAkamai {
                 algorithm: self.algorithm,
                 mode: self.mode,
                 delimiter,
+                salt,
+                escape_early: self.escape_early,
                 common,
             },
             KeySet::new(keys),
@@ -214,6 +243,10 @@ pub struct Akamai {
     algorithm: Algorithm,
     mode: Mode,
     delimiter: char,
+    /// Hashed after the fields as `<delimiter>salt=<salt>`; never in the token.
+    salt: Option<Secret>,
+    /// The generator's `escape_early` (see the module docs).
+    escape_early: bool,
     common: Common,
 }
 
@@ -237,8 +270,17 @@ impl Akamai {
             algorithm,
             mode,
             delimiter: DEFAULT_FIELD_DELIMITER,
+            salt: None,
+            escape_early: false,
             common,
         }
+    }
+
+    /// The same verifier with the generator's `salt` and `escape_early`.
+    pub fn with_generator_options(mut self, salt: Option<Secret>, escape_early: bool) -> Self {
+        self.salt = salt;
+        self.escape_early = escape_early;
+        self
     }
 
     fn token_name(&self) -> &str {
@@ -284,7 +326,7 @@ impl Akamai {
         }
         let [ip, st, exp, acl, id, _data] = slots;
         let ip = match ip {
-            Some(s) => Some((s, s.parse::<IpAddr>().ok()?.to_canonical())),
+            Some(s) => Some((s, self.parse_ip(s)?)),
             None => None,
         };
         let st = match st {
@@ -309,16 +351,41 @@ impl Akamai {
         })
     }
 
-    /// The HMAC over the signed text (plus `<delimiter>url=<path>` in url mode).
+    /// The token's `ip` value as an address; escaped in the token when
+    /// `escape_early` (`2001%3adb8%3a%3a1`).
+    fn parse_ip(&self, value: &str) -> Option<IpAddr> {
+        let text: Cow<'_, str> = if self.escape_early {
+            Cow::Owned(String::from_utf8(percent_decode(value)?).ok()?)
+        } else {
+            Cow::Borrowed(value)
+        };
+        Some(text.parse::<IpAddr>().ok()?.to_canonical())
+    }
+
+    /// `value` as the generator writes it: escaped when `escape_early`.
+    fn early<'v>(&self, value: &'v str) -> Cow<'v, str> {
+        if self.escape_early {
+            Cow::Owned(escape_early(value))
+        } else {
+            Cow::Borrowed(value)
+        }
+    }
+
+    /// The HMAC over the signed text, plus `<delimiter>url=<path>` in url
+    /// mode, plus `<delimiter>salt=<salt>` when salted (the generator's
+    /// `hash_source` order).
     fn digest(&self, key: &[u8], signed: &str, path: &str) -> Option<Vec<u8>> {
         let mut buf = [0u8; 4];
         let d = self.delimiter.encode_utf8(&mut buf).as_bytes();
-        match self.mode {
-            Mode::Acl => self.algorithm.mac(key, &[signed.as_bytes()]),
-            Mode::Url => self
-                .algorithm
-                .mac(key, &[signed.as_bytes(), d, b"url=", path.as_bytes()]),
+        let url = self.early(path);
+        let mut parts: Vec<&[u8]> = vec![signed.as_bytes()];
+        if self.mode == Mode::Url {
+            parts.extend([d, b"url=", url.as_bytes()]);
         }
+        if let Some(salt) = &self.salt {
+            parts.extend([d, b"salt=", salt.expose().as_bytes()]);
+        }
+        self.algorithm.mac(key, &parts)
     }
 }
 
@@ -389,6 +456,26 @@ fn glob_matches(pattern: &[u8], text: &[u8]) -> bool {
     pattern[p..].iter().all(|b| *b == b'*')
 }
 
+/// The generator's `_escape_early`: Python's `quote_plus(text)` (UTF-8;
+/// `A-Z a-z 0-9 _ . - ~` kept, space → `+`, any other byte → `%XX`) with
+/// every `%XX` then lowercased.
+fn escape_early(text: &str) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-' | b'~') {
+            out.push(char::from(b));
+        } else if b == b' ' {
+            out.push('+');
+        } else {
+            out.push('%');
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0x0f)]));
+        }
+    }
+    out
+}
+
 /// Percent-encodes what a query value cannot hold raw. `~ = / * !` stay raw.
 ///
 /// Why `+` too: form decoders (some CDNs, origins, log tools) read it as a space.
@@ -421,7 +508,138 @@ impl Verifier for Akamai {
         else {
             return Verdict::deny(DenyReason::MalformedToken);
         };
-        let Some(t) = self.parse(&token) else {
+        let verdict = self.verify_token(&token, req, keys, now);
+        // Why a second reading: an escape_early token holds `%xx` escapes
+        // inside its signed text, so the generator's token pasted unencoded
+        // into a URL is only genuine as received. Both readings must carry a
+        // valid HMAC over exactly the text they parse, so accepting either
+        // grants nothing a key did not sign; it costs at most one more HMAC
+        // per key, and only for escape_early sites.
+        if self.escape_early
+            && token != raw
+            && raw.len() <= MAX_TOKEN_BYTES
+            && matches!(
+                verdict.decision,
+                Decision::Deny(DenyReason::MalformedToken | DenyReason::BadSignature)
+            )
+        {
+            let as_received = self.verify_token(raw, req, keys, now);
+            if as_received.decision != Decision::Deny(DenyReason::MalformedToken) {
+                return as_received;
+            }
+        }
+        verdict
+    }
+
+    fn auth_params(&self) -> &[String] {
+        &self.params
+    }
+
+    fn sign(
+        &self,
+        host: &str,
+        path: &str,
+        query: Option<&str>,
+        key: &Secret,
+        expires_at: u64,
+    ) -> Result<Signed, SignError> {
+        self.sign_with(host, path, query, &SignOptions::default(), key, expires_at)
+    }
+
+    /// Signs like the reference generator: `ip` from `opts.client_ip`, and in
+    /// acl mode the acl `opts.acl` (patterns joined by `!`) or else the exact
+    /// path. The signed URL must verify: an acl that does not cover `path`
+    /// is refused.
+    fn sign_with(
+        &self,
+        _host: &str,
+        path: &str,
+        query: Option<&str>,
+        opts: &SignOptions,
+        key: &Secret,
+        expires_at: u64,
+    ) -> Result<Signed, SignError> {
+        // A key that is not hex cannot sign (build rejects such keys).
+        let key = hex::decode(key.expose())
+            .ok()
+            .filter(|k| !k.is_empty())
+            .ok_or(SignError::NoKey)?;
+        let d = self.delimiter;
+        let mut fields = String::new();
+        if let Some(ip) = opts.client_ip {
+            let ip = ip.to_canonical().to_string();
+            fields.push_str(&format!("ip={}{d}", self.early(&ip)));
+        }
+        fields.push_str(&format!("exp={expires_at}"));
+        match (self.mode, opts.acl.as_deref()) {
+            (Mode::Acl, Some(acl)) => {
+                check_acl(acl, d)?;
+                if !acl_covers(acl, path) {
+                    return Err(SignError::BadPath(format!(
+                        "the acl does not cover {}; the signed URL would be denied (outside_acl)",
+                        path.escape_default()
+                    )));
+                }
+                fields.push_str(&format!("{d}acl={acl}"));
+            }
+            (Mode::Acl, None) => {
+                // Why: the acl is the exact path; ACL syntax or the delimiter in
+                // it would widen the grant or break the token.
+                if path.contains([d, ACL_DELIMITER, '*', '?']) {
+                    return Err(SignError::BadPath(format!(
+                        "an Akamai acl cannot hold a path with {d}, {ACL_DELIMITER}, * or ?"
+                    )));
+                }
+                fields.push_str(&format!("{d}acl={path}"));
+            }
+            (Mode::Url, Some(_)) => {
+                return Err(SignError::Unsupported(
+                    "an ACL pattern (--acl) needs mode = \"acl\"; this site's tokens sign exact URLs (mode = \"url\")",
+                ))
+            }
+            (Mode::Url, None) => {}
+        }
+        let mac = self.digest(&key, &fields, path).ok_or(SignError::NoKey)?;
+        let token = format!("{fields}{d}hmac={}", lower_hex(&mac));
+        Ok(Signed {
+            path: path.to_owned(),
+            query: append_params(query, &[(self.token_name(), &encode_query_value(&token))]),
+        })
+    }
+}
+
+/// Checks an ACL to sign: `!`-separated patterns, each starting with `/` or
+/// `*` (a request path starts with `/`, so anything else matches nothing),
+/// of printable ASCII (paths on the wire are ASCII), without the field
+/// delimiter (it would end the `acl` field).
+fn check_acl(acl: &str, delimiter: char) -> Result<(), SignError> {
+    for pattern in acl.split(ACL_DELIMITER) {
+        if !(pattern.starts_with('/') || pattern.starts_with('*')) {
+            return Err(SignError::BadPath(format!(
+                "acl pattern `{}` must start with / or * (patterns are separated by {ACL_DELIMITER})",
+                pattern.escape_default()
+            )));
+        }
+        if !pattern.bytes().all(|b| b.is_ascii_graphic()) || pattern.contains(delimiter) {
+            return Err(SignError::BadPath(format!(
+                "acl pattern `{}` must be printable ASCII without spaces or the field delimiter {delimiter}",
+                pattern.escape_default()
+            )));
+        }
+    }
+    Ok(())
+}
+
+impl Akamai {
+    /// Verifies one reading of the token (see [`Verifier::verify`]).
+    fn verify_token<'a>(
+        &self,
+        token: &str,
+        req: &RequestView<'a>,
+        keys: &KeySet,
+        now: u64,
+    ) -> Verdict<'a> {
+        let Some(t) = self.parse(token) else {
             return Verdict::deny(DenyReason::MalformedToken);
         };
 
@@ -466,13 +684,12 @@ impl Verifier for Akamai {
         ) {
             return verdict;
         }
-        // The token is genuine; now its scope. An ACL that does not cover the
-        // path is `bad_signature`: the token does not sign this path (there is
-        // no better reason in the fixed set, and it must not read as a
-        // timing problem).
+        // The token is genuine; now its scope, before the client and the
+        // window: a token for another directory is denied as such even when
+        // it has also expired.
         if let (Mode::Acl, Some(acl)) = (self.mode, t.acl) {
             if !acl_covers(acl, req.path) {
-                verdict.decision = Decision::Deny(DenyReason::BadSignature);
+                verdict.decision = Decision::Deny(DenyReason::OutsideAcl);
                 return verdict;
             }
         }
@@ -483,45 +700,6 @@ impl Verifier for Akamai {
             verdict.bound_ip = Some(bound);
         }
         verdict
-    }
-
-    fn auth_params(&self) -> &[String] {
-        &self.params
-    }
-
-    fn sign(
-        &self,
-        _host: &str,
-        path: &str,
-        query: Option<&str>,
-        key: &Secret,
-        expires_at: u64,
-    ) -> Result<Signed, SignError> {
-        // A key that is not hex cannot sign (build rejects such keys).
-        let key = hex::decode(key.expose())
-            .ok()
-            .filter(|k| !k.is_empty())
-            .ok_or(SignError::NoKey)?;
-        let d = self.delimiter;
-        let fields = match self.mode {
-            Mode::Acl => {
-                // Why: the acl is the exact path; ACL syntax or the delimiter in
-                // it would widen the grant or break the token.
-                if path.contains([d, ACL_DELIMITER, '*', '?']) {
-                    return Err(SignError::BadPath(format!(
-                        "an Akamai acl cannot hold a path with {d}, {ACL_DELIMITER}, * or ?"
-                    )));
-                }
-                format!("exp={expires_at}{d}acl={path}")
-            }
-            Mode::Url => format!("exp={expires_at}"),
-        };
-        let mac = self.digest(&key, &fields, path).ok_or(SignError::NoKey)?;
-        let token = format!("{fields}{d}hmac={}", lower_hex(&mac));
-        Ok(Signed {
-            path: path.to_owned(),
-            query: append_params(query, &[(self.token_name(), &encode_query_value(&token))]),
-        })
     }
 }
 
@@ -583,6 +761,8 @@ mod tests {
             mode: Mode::default(),
             token_name: None,
             field_delimiter: None,
+            salt: None,
+            escape_early: false,
         }
     }
 
@@ -671,18 +851,25 @@ mod tests {
         };
         assert_eq!(at("/live/a/b.ts"), Decision::Allow);
         assert_eq!(at("/vod/ab.mp4"), Decision::Allow);
-        assert_eq!(at("/vod/abc.mp4"), deny(DenyReason::BadSignature));
+        assert_eq!(at("/vod/abc.mp4"), deny(DenyReason::OutsideAcl));
     }
 
     #[test]
-    fn path_outside_the_acl_is_bad_signature() {
+    fn genuine_token_for_another_path_is_outside_acl() {
         assert_eq!(
             decide(&acl(), "/vod/a.ts", &q(SHA256_ACL), EXP),
-            deny(DenyReason::BadSignature)
+            deny(DenyReason::OutsideAcl)
         );
         // …even when also expired: scope is decided before the window.
         assert_eq!(
             decide(&acl(), "/vod/a.ts", &q(SHA256_ACL), EXP + 1),
+            deny(DenyReason::OutsideAcl)
+        );
+        // A forged token for that path is still bad_signature: the signature
+        // is checked first.
+        let forged = SHA256_ACL.replace("/live/*", "/vod/*");
+        assert_eq!(
+            decide(&acl(), "/vod/a.ts", &q(&forged), EXP),
             deny(DenyReason::BadSignature)
         );
     }
@@ -1001,8 +1188,17 @@ mod tests {
             panic!("not parsed as akamai");
         };
         assert_eq!((r.algorithm, r.mode), (Algorithm::Sha1, Mode::Url));
+        let table: toml::Table = toml::from_str(
+            "scheme = \"akamai\"\nkey = \"aabb\"\nsalt = \"${SALT}\"\nescape_early = true",
+        )
+        .unwrap();
+        let Ok(crate::auth::RawScheme::Akamai(r)) = crate::auth::RawScheme::from_table(table)
+        else {
+            panic!("not parsed as akamai");
+        };
+        assert_eq!((r.salt.as_deref(), r.escape_early), (Some("${SALT}"), true));
         let table: toml::Table =
-            toml::from_str("scheme = \"akamai\"\nkey = \"aabb\"\nsalt = \"x\"").unwrap();
+            toml::from_str("scheme = \"akamai\"\nkey = \"aabb\"\npepper = \"x\"").unwrap();
         assert!(crate::auth::RawScheme::from_table(table).is_err());
     }
 
@@ -1031,6 +1227,342 @@ mod tests {
         assert_eq!(
             encode_query_value("a b&c#d%e+f~=/*!"),
             "a%20b%26c%23d%25e%2Bf~=/*!"
+        );
+    }
+
+    // Vectors below come from the reference generator itself: PyPI
+    // `akamai-edgeauth` 0.3.2 (EdgeAuth-Token-Python, module `akamai.edgeauth`)
+    // under CPython 3.11.7, with K=aabbccddeeff00112233445566778899 (= KEY).
+    // Each command is `python3 -c "from akamai.edgeauth import EdgeAuth as E; print(E(...)...)"`;
+    // only the `E(...)...` part is quoted next to each constant.
+
+    /// `E(key=K, end_time=1700000000, salt='s3cr3t').generate_acl_token('/live/*')`
+    const SALT_ACL: &str = "exp=1700000000~acl=/live/*~hmac=71f7c42d3e80852492a7123a72c256f1016422b19addfd0f759efafb55057eb7";
+    /// `E(key=K, end_time=1700000000, salt='s3cr3t').generate_url_token('/live/a.m3u8')`
+    const SALT_URL: &str =
+        "exp=1700000000~hmac=c5649b5320ae8d26e2e750b9ecdf80892150c9eeaf3d39fcf022af6c3565cb5c";
+    /// `E(key=K, ip='203.0.113.7', end_time=1700000000, salt='s3cr3t').generate_acl_token('/live/*')`
+    const SALT_IP_ACL: &str = "ip=203.0.113.7~exp=1700000000~acl=/live/*~hmac=ce1ba0202bd077303aeba5b2f85138c67c602365aa9414f992986d5eb165a9a3";
+    /// `E(key=K, end_time=1700000000, escape_early=True).generate_url_token('/live/a.m3u8')`
+    const EARLY_URL: &str =
+        "exp=1700000000~hmac=e70e19133f273c2f268204c8b8c6f320155cdf4f2bedacafd34cd8fad1c4403e";
+    /// `E(key=K, end_time=1700000000, escape_early=True).generate_acl_token('/live/*')`:
+    /// the acl is not escaped, so this is [`SHA256_ACL`] byte for byte.
+    const EARLY_ACL: &str = "exp=1700000000~acl=/live/*~hmac=b001693dbba3621846f08184a0b838fad4b49103e9f51702cc74d87a86431936";
+    /// `E(key=K, ip='2001:db8::1', session_id='user 1,x', payload='a/b', start_time=1699990000, end_time=1700000000, escape_early=True).generate_acl_token('/live/*')`
+    const EARLY_FULL: &str = "ip=2001%3adb8%3a%3a1~st=1699990000~exp=1700000000~acl=/live/*~id=user+1%2cx~data=a%2fb~hmac=8b226dc3e038e9f03a0df4f2b01ea65d5b96469a2e6a4633d49e4e6c8ae1e36c";
+    /// `E(key=K, algorithm='sha1', end_time=1700000000, escape_early=True, salt='s3cr3t').generate_url_token('/live/a~b.m3u8')`
+    const EARLY_SALT_SHA1_URL: &str =
+        "exp=1700000000~hmac=1289bee95966d552e967975fe9c690ed954bbd86";
+    /// `E(key=K, ip='2001:db8::1', end_time=1700000000, escape_early=True).generate_url_token('/live/a.m3u8')`
+    const EARLY_IP_URL: &str = "ip=2001%3adb8%3a%3a1~exp=1700000000~hmac=7268090b638c056a730d27c707a0ea2879c6fe475d34d90e7276235dccc56c4c";
+    /// `E(key=K, end_time=1700000000).generate_acl_token(['/live/*','/vod/*'])`
+    const ACL_LIST: &str = "exp=1700000000~acl=/live/*!/vod/*~hmac=d5d38a78c44b59165e9dcf72c1e8b53c1e7a519d347d342605fa640f73590abc";
+
+    fn with(alg: Algorithm, mode: Mode, salt: Option<&str>, early: bool) -> Akamai {
+        Akamai::new(alg, mode, C).with_generator_options(salt.map(Secret::new), early)
+    }
+
+    fn sign_opts(v: &Akamai, path: &str, opts: &SignOptions) -> Result<Signed, SignError> {
+        v.sign_with("h", path, None, opts, &Secret::new(KEY), EXP)
+    }
+
+    fn acl_opts(acl: &str) -> SignOptions {
+        SignOptions {
+            client_ip: None,
+            acl: Some(acl.to_owned()),
+        }
+    }
+
+    #[test]
+    fn salted_generator_tokens_verify_and_sign_reproduces_them() {
+        let salted = with(Algorithm::Sha256, Mode::Acl, Some("s3cr3t"), false);
+        assert_eq!(
+            decide(&salted, "/live/a.ts", &q(SALT_ACL), EXP),
+            Decision::Allow
+        );
+        // The salt is part of the signature: unsalted tokens and unsalted
+        // verifiers do not mix.
+        assert_eq!(
+            decide(&salted, "/live/a.ts", &q(SHA256_ACL), EXP),
+            deny(DenyReason::BadSignature)
+        );
+        assert_eq!(
+            decide(&acl(), "/live/a.ts", &q(SALT_ACL), EXP),
+            deny(DenyReason::BadSignature)
+        );
+        let wrong_salt = with(Algorithm::Sha256, Mode::Acl, Some("s3cr3u"), false);
+        assert_eq!(
+            decide(&wrong_salt, "/live/a.ts", &q(SALT_ACL), EXP),
+            deny(DenyReason::BadSignature)
+        );
+        assert_eq!(
+            sign_opts(&salted, "/live/a.m3u8", &acl_opts("/live/*"))
+                .unwrap()
+                .query,
+            q(SALT_ACL)
+        );
+        let ip = SignOptions {
+            client_ip: Some("203.0.113.7".parse().unwrap()),
+            acl: Some("/live/*".into()),
+        };
+        assert_eq!(
+            sign_opts(&salted, "/live/a.m3u8", &ip).unwrap().query,
+            q(SALT_IP_ACL)
+        );
+
+        let url = with(Algorithm::Sha256, Mode::Url, Some("s3cr3t"), false);
+        assert_eq!(
+            decide(&url, "/live/a.m3u8", &q(SALT_URL), EXP),
+            Decision::Allow
+        );
+        assert_eq!(
+            decide(&url, "/live/b.m3u8", &q(SALT_URL), EXP),
+            deny(DenyReason::BadSignature)
+        );
+        assert_eq!(
+            url.sign("h", "/live/a.m3u8", None, &Secret::new(KEY), EXP)
+                .unwrap()
+                .query,
+            q(SALT_URL)
+        );
+    }
+
+    #[test]
+    fn escape_early_is_quote_plus_with_lowercase_escapes() {
+        // Python: `re.sub(r'(%..)', lambda m: m.group(1).lower(), quote_plus(s))`.
+        assert_eq!(escape_early("/live/a.m3u8"), "%2flive%2fa.m3u8");
+        assert_eq!(escape_early("user 1,x"), "user+1%2cx");
+        assert_eq!(escape_early("2001:db8::1"), "2001%3adb8%3a%3a1");
+        assert_eq!(escape_early("aZ09_.-~"), "aZ09_.-~");
+        assert_eq!(escape_early("é+%"), "%c3%a9%2b%25");
+    }
+
+    #[test]
+    fn escape_early_generator_tokens_verify_and_sign_reproduces_them() {
+        let url = with(Algorithm::Sha256, Mode::Url, None, true);
+        assert_eq!(
+            decide(&url, "/live/a.m3u8", &q(EARLY_URL), EXP),
+            Decision::Allow
+        );
+        // The url is hashed escaped: a verifier without escape_early disagrees.
+        assert_eq!(
+            decide(
+                &Akamai::new(Algorithm::Sha256, Mode::Url, C),
+                "/live/a.m3u8",
+                &q(EARLY_URL),
+                EXP
+            ),
+            deny(DenyReason::BadSignature)
+        );
+        assert_eq!(
+            url.sign("h", "/live/a.m3u8", None, &Secret::new(KEY), EXP)
+                .unwrap()
+                .query,
+            q(EARLY_URL)
+        );
+
+        // In acl mode the acl is not escaped.
+        let early_acl = with(Algorithm::Sha256, Mode::Acl, None, true);
+        assert_eq!(
+            decide(&early_acl, "/live/a.ts", &q(EARLY_ACL), EXP),
+            Decision::Allow
+        );
+        assert_eq!(
+            sign_opts(&early_acl, "/live/a.m3u8", &acl_opts("/live/*"))
+                .unwrap()
+                .query,
+            q(EARLY_ACL)
+        );
+
+        // Salt, escape_early and sha1 together; `~` is kept by quote_plus.
+        let all = with(Algorithm::Sha1, Mode::Url, Some("s3cr3t"), true);
+        assert_eq!(
+            decide(&all, "/live/a~b.m3u8", &q(EARLY_SALT_SHA1_URL), EXP),
+            Decision::Allow
+        );
+        assert_eq!(
+            all.sign("h", "/live/a~b.m3u8", None, &Secret::new(KEY), EXP)
+                .unwrap()
+                .query,
+            q(EARLY_SALT_SHA1_URL)
+        );
+
+        // An escaped IPv6 ip= is bound to that client; sign_with writes it
+        // escaped as the generator does.
+        let ip = SignOptions {
+            client_ip: Some("2001:db8::1".parse().unwrap()),
+            acl: None,
+        };
+        let s = sign_opts(&url, "/live/a.m3u8", &ip).unwrap();
+        assert_eq!(s.query, q(&encode_query_value(EARLY_IP_URL)));
+        let k = keys(&[KEY]);
+        for query in [q(EARLY_IP_URL), s.query] {
+            let mut req = view_of("/live/a.m3u8", &query);
+            req.client_ip = Some("2001:db8::1".parse().unwrap());
+            assert_eq!(url.verify(&req, &k, EXP).decision, Decision::Allow);
+            req.client_ip = Some("2001:db8::2".parse().unwrap());
+            assert_eq!(
+                url.verify(&req, &k, EXP).decision,
+                deny(DenyReason::WrongClient)
+            );
+        }
+    }
+
+    #[test]
+    fn escape_early_token_verifies_pasted_raw_or_url_encoded() {
+        let v = with(Algorithm::Sha256, Mode::Acl, None, true);
+        let k = keys(&[KEY]);
+        // As the generator prints it, and as a client that URL-encodes the
+        // whole value would send it.
+        for query in [q(EARLY_FULL), q(&encode_query_value(EARLY_FULL))] {
+            let mut req = view_of("/live/s.ts", &query);
+            req.client_ip = Some("2001:db8::1".parse().unwrap());
+            let verdict = v.verify(&req, &k, EXP);
+            assert_eq!(verdict.decision, Decision::Allow, "{query}");
+            assert!(verdict
+                .derived
+                .contains(&("id", Cow::Borrowed("user+1%2cx"))));
+            req.client_ip = Some("203.0.113.7".parse().unwrap());
+            assert_eq!(
+                v.verify(&req, &k, EXP).decision,
+                deny(DenyReason::WrongClient)
+            );
+            let mut outside = view_of("/vod/s.ts", &query);
+            outside.client_ip = Some("2001:db8::1".parse().unwrap());
+            assert_eq!(
+                v.verify(&outside, &k, EXP).decision,
+                deny(DenyReason::OutsideAcl)
+            );
+        }
+        // Without escape_early the raw reading is never tried: the
+        // decoded reading does not carry the generator's signature.
+        let raw_query = q(EARLY_FULL);
+        let mut req = view_of("/live/s.ts", &raw_query);
+        req.client_ip = Some("2001:db8::1".parse().unwrap());
+        assert_eq!(
+            acl().verify(&req, &k, EXP).decision,
+            deny(DenyReason::BadSignature)
+        );
+        // A tampered token fails both readings.
+        let tampered = EARLY_FULL.replace("user+1", "user+2");
+        let tampered_query = q(&tampered);
+        let mut req = view_of("/live/s.ts", &tampered_query);
+        req.client_ip = Some("2001:db8::1".parse().unwrap());
+        assert_eq!(
+            v.verify(&req, &k, EXP).decision,
+            deny(DenyReason::BadSignature)
+        );
+    }
+
+    #[test]
+    fn playlist_signed_for_an_acl_covers_its_segments() {
+        // `streamguard sign --acl '/live/*'` on a playlist URL, for
+        // child_auth = "propagate": the same token must verify for segments.
+        let s = sign_opts(&acl(), "/live/index.m3u8", &acl_opts("/live/*")).unwrap();
+        assert_eq!(s.path, "/live/index.m3u8");
+        // Byte for byte the generator's `generate_acl_token('/live/*')`.
+        assert_eq!(s.query, q(SHA256_ACL));
+        for path in ["/live/index.m3u8", "/live/seg1.ts", "/live/a/seg.ts"] {
+            assert_eq!(
+                decide(&acl(), path, &s.query, EXP),
+                Decision::Allow,
+                "{path}"
+            );
+        }
+        assert_eq!(
+            decide(&acl(), "/vod/x.ts", &s.query, EXP),
+            deny(DenyReason::OutsideAcl)
+        );
+        // Several patterns, joined by `!` as the generator joins a list.
+        let s = sign_opts(&acl(), "/vod/x.mp4", &acl_opts("/live/*!/vod/*")).unwrap();
+        assert_eq!(s.query, q(ACL_LIST));
+        assert_eq!(decide(&acl(), "/live/a.ts", &s.query, EXP), Decision::Allow);
+        // Default signing still signs the exact path.
+        let s = sign_opts(&acl(), "/live/a.ts", &SignOptions::default()).unwrap();
+        assert!(s.query.contains("~acl=/live/a.ts~"), "{}", s.query);
+        assert_eq!(
+            decide(&acl(), "/live/b.ts", &s.query, EXP),
+            deny(DenyReason::OutsideAcl)
+        );
+    }
+
+    #[test]
+    fn sign_with_an_acl_refuses_url_mode_and_unusable_patterns() {
+        let url = Akamai::new(Algorithm::Sha256, Mode::Url, C);
+        assert!(matches!(
+            sign_opts(&url, "/live/a.m3u8", &acl_opts("/live/*")),
+            Err(SignError::Unsupported(m)) if m.contains("mode = \"acl\"")
+        ));
+        for bad in [
+            "",
+            "live/*",
+            "/live/*!",
+            "/live/*!vod/*",
+            "/live/a b*",
+            "/live/~*",
+            "/live/\u{e9}*",
+        ] {
+            assert!(
+                matches!(
+                    sign_opts(&acl(), "/live/a.m3u8", &acl_opts(bad)),
+                    Err(SignError::BadPath(_))
+                ),
+                "{bad:?}"
+            );
+        }
+        // An acl that does not cover the signed path would print a URL that
+        // is denied.
+        assert!(matches!(
+            sign_opts(&acl(), "/vod/a.m3u8", &acl_opts("/live/*")),
+            Err(SignError::BadPath(m)) if m.contains("outside_acl")
+        ));
+        // With an explicit acl the path itself may hold ACL syntax.
+        assert!(sign_opts(&acl(), "/live/a!b.ts", &acl_opts("/live/*")).is_ok());
+    }
+
+    #[test]
+    fn config_salt_is_a_secret_and_each_problem_names_its_field() {
+        let env = |name: &str| (name == "AKAMAI_SALT").then(|| "s3cr3t".to_owned());
+        let mut r = raw(KEY);
+        r.salt = Some("${AKAMAI_SALT}".into());
+        r.escape_early = true;
+        let (v, problems) = build(&r, &env);
+        assert_eq!(problems, 0);
+        let v = v.unwrap();
+        assert!(v.escape_early);
+        assert_eq!(decide(&v, "/live/a.ts", &q(SALT_ACL), EXP), Decision::Allow);
+
+        for (salt, secret_text) in [
+            ("", None),
+            ("${UNSET_SALT}", None),
+            (" padded-salt ", Some("padded-salt")),
+        ] {
+            let mut r = raw(KEY);
+            r.salt = Some(salt.into());
+            let mut ctx = Ctx::new(&env);
+            assert!(r.build("site[0].auth", C, &mut ctx).is_none(), "{salt:?}");
+            let problems = ctx.into_problems();
+            assert_eq!(problems.len(), 1, "{salt:?}");
+            assert_eq!(problems[0].path, "site[0].auth.salt");
+            if let Some(text) = secret_text {
+                assert!(!problems[0].message.contains(text));
+            }
+        }
+        // Every bad setting at once, each under its own field.
+        let mut r = raw("nothex");
+        r.salt = Some(String::new());
+        r.field_delimiter = Some("~~".into());
+        let mut ctx = Ctx::new(&env);
+        assert!(r.build("site[0].auth", C, &mut ctx).is_none());
+        let paths: Vec<String> = ctx.into_problems().into_iter().map(|p| p.path).collect();
+        assert_eq!(
+            paths,
+            [
+                "site[0].auth.key",
+                "site[0].auth.field_delimiter",
+                "site[0].auth.salt"
+            ]
         );
     }
 

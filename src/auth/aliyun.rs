@@ -9,6 +9,11 @@
 //!    md5hash = lower_hex(MD5(PrivateKey + "/" + path + hexts))
 //! ```
 //! Valid while `now <= ts + auth_delta_secs` (ali_auth_delta, default 1800).
+//! Type C's `hexts` is hashed as written, so either case verifies; signing
+//! writes it in uppercase, as the vendor's example does (`55CE8100`).
+//!
+//! The settings other than keys are validated in one place,
+//! [`Settings::build`], for the config file and for vendor sync alike.
 //! Types B and C (path form) carry the auth in the path; the origin gets the
 //! path without it.
 
@@ -22,7 +27,7 @@ use super::{
     Signed, Verdict, Verifier, Window,
 };
 use crate::keys::{KeySet, Secret};
-use crate::problems::Ctx;
+use crate::problems::{usable_param_name, Ctx, Problem};
 use crate::time::{civil, from_civil};
 
 /// Default ali_auth_delta.
@@ -92,87 +97,139 @@ impl RawAliyun {
         common: Common,
         ctx: &mut Ctx<'_>,
     ) -> Option<(Aliyun, KeySet)> {
+        // Keys first: `ctx` resolves `${ENV}` and checks them (config only;
+        // a vendor's keys are literal). Then the settings' own rules, so every
+        // problem is reported at once.
         let before = ctx.problem_count();
         let keys = ctx.primary_and_backup(path, &self.key, self.backup_key.as_deref());
-        let only = |ctx: &mut Ctx<'_>, set: bool, key: &str, when: &str| {
-            if set {
-                ctx.problem(&format!("{path}.{key}"), format!("only applies to {when}"));
+        let settings = Settings {
+            auth_type: self.auth_type,
+            auth_delta_secs: self.auth_delta_secs,
+            c_form: self.c_form,
+            param: self.param.as_deref(),
+            hash_param: self.hash_param.as_deref(),
+            time_param: self.time_param.as_deref(),
+        };
+        let verifier = match settings.build(common) {
+            Ok(v) => Some(v),
+            Err(problems) => {
+                ctx.extend(problems, |f| format!("{path}.{f}"));
+                None
             }
         };
-        let form = match self.auth_type {
-            AuthType::A => {
-                only(ctx, self.c_form.is_some(), "c_form", "type = \"c\"");
-                only(
-                    ctx,
-                    self.hash_param.is_some(),
-                    "hash_param",
-                    "type = \"c\" with c_form = \"query\"",
-                );
-                only(
-                    ctx,
-                    self.time_param.is_some(),
-                    "time_param",
-                    "type = \"c\" with c_form = \"query\"",
-                );
-                Form::A(ctx.param_name(
-                    &format!("{path}.param"),
-                    self.param.as_deref().unwrap_or(DEFAULT_A_PARAM),
-                ))
-            }
-            AuthType::B => {
-                only(ctx, self.c_form.is_some(), "c_form", "type = \"c\"");
-                only(ctx, self.param.is_some(), "param", "type = \"a\"");
-                only(
-                    ctx,
-                    self.hash_param.is_some() || self.time_param.is_some(),
-                    "hash_param",
-                    "type = \"c\" with c_form = \"query\"",
-                );
-                Form::B
-            }
-            AuthType::C => {
-                only(ctx, self.param.is_some(), "param", "type = \"a\"");
-                match self.c_form.unwrap_or_default() {
-                    CForm::Path => {
-                        only(
-                            ctx,
-                            self.hash_param.is_some() || self.time_param.is_some(),
-                            "hash_param",
-                            "c_form = \"query\"",
-                        );
-                        Form::CPath
-                    }
-                    CForm::Query => {
-                        let h = ctx.param_name(
-                            &format!("{path}.hash_param"),
-                            self.hash_param.as_deref().unwrap_or(DEFAULT_C_HASH_PARAM),
-                        );
-                        let t = ctx.param_name(
-                            &format!("{path}.time_param"),
-                            self.time_param.as_deref().unwrap_or(DEFAULT_C_TIME_PARAM),
-                        );
-                        if h == t {
-                            ctx.problem(
-                                &format!("{path}.time_param"),
-                                "must differ from hash_param",
-                            );
-                        }
-                        Form::CQuery([h, t])
-                    }
-                }
-            }
-        };
-        if ctx.problem_count() > before {
+        if ctx.problem_count() > before || keys.is_empty() {
             return None;
         }
-        Some((
-            Aliyun::new(
-                form,
-                self.auth_delta_secs.unwrap_or(DEFAULT_AUTH_DELTA_SECS),
-                common,
-            ),
-            KeySet::new(keys),
-        ))
+        Some((verifier?, KeySet::new(keys)))
+    }
+}
+
+/// Longest `auth_delta_secs` (ali_auth_delta) accepted: one year, the
+/// largest validity Alibaba Cloud's console offers.
+///
+/// Why: a typo (an expiry pasted as a delta) must not make every URL valid
+/// for decades.
+pub const MAX_AUTH_DELTA_SECS: u64 = 31_536_000;
+
+/// Alibaba Cloud URL-auth settings other than keys, from whichever source
+/// (the config file's `[site.auth]`, a vendor's `aliauth` answer).
+///
+/// Why one type: each rule is written once, in [`Settings::build`]; sources
+/// only name the fields (`Problem::under`) in their own terms.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings<'s> {
+    /// Type A, B or C.
+    pub auth_type: AuthType,
+    /// ali_auth_delta; `None` is [`DEFAULT_AUTH_DELTA_SECS`].
+    pub auth_delta_secs: Option<u64>,
+    /// Type C only: where the hash and time go; `None` is the path form.
+    pub c_form: Option<CForm>,
+    /// Type A only: the parameter name; `None` is [`DEFAULT_A_PARAM`].
+    pub param: Option<&'s str>,
+    /// Type C query form only: the hash parameter; `None` is `KEY1`.
+    pub hash_param: Option<&'s str>,
+    /// Type C query form only: the time parameter; `None` is `KEY2`.
+    pub time_param: Option<&'s str>,
+}
+
+impl Settings<'_> {
+    /// The verifier these settings describe, or every problem with them,
+    /// each named by its field (`auth_delta_secs`, `c_form`, `param`,
+    /// `hash_param`, `time_param`).
+    pub fn build(&self, common: Common) -> Result<Aliyun, Vec<Problem>> {
+        let mut problems = Vec::new();
+        let mut only = |set: bool, field: &str, when: &str| {
+            if set {
+                problems.push(Problem::field(field, format!("only applies to {when}")));
+            }
+        };
+        let for_c_query = "type = \"c\" with c_form = \"query\"";
+        match self.auth_type {
+            AuthType::A => {
+                only(self.c_form.is_some(), "c_form", "type = \"c\"");
+                only(self.hash_param.is_some(), "hash_param", for_c_query);
+                only(self.time_param.is_some(), "time_param", for_c_query);
+            }
+            AuthType::B => {
+                only(self.c_form.is_some(), "c_form", "type = \"c\"");
+                only(self.param.is_some(), "param", "type = \"a\"");
+                only(
+                    self.hash_param.is_some() || self.time_param.is_some(),
+                    "hash_param",
+                    for_c_query,
+                );
+            }
+            AuthType::C => {
+                only(self.param.is_some(), "param", "type = \"a\"");
+                if self.c_form.unwrap_or_default() == CForm::Path {
+                    only(
+                        self.hash_param.is_some() || self.time_param.is_some(),
+                        "hash_param",
+                        "c_form = \"query\"",
+                    );
+                }
+            }
+        }
+        let mut name = |field: &str, value: Option<&str>, default: &str| {
+            let value = value.unwrap_or(default);
+            if !usable_param_name(value) {
+                problems.push(Problem::field(
+                    field,
+                    format!(
+                        "`{}` is not a usable query parameter name; use 1–64 of A-Z a-z 0-9 _ - .",
+                        value.escape_default()
+                    ),
+                ));
+            }
+            value.to_owned()
+        };
+        let form = match (self.auth_type, self.c_form.unwrap_or_default()) {
+            (AuthType::A, _) => Form::A(name("param", self.param, DEFAULT_A_PARAM)),
+            (AuthType::B, _) => Form::B,
+            (AuthType::C, CForm::Path) => Form::CPath,
+            (AuthType::C, CForm::Query) => {
+                let h = name("hash_param", self.hash_param, DEFAULT_C_HASH_PARAM);
+                let t = name("time_param", self.time_param, DEFAULT_C_TIME_PARAM);
+                if h == t {
+                    problems.push(Problem::field("time_param", "must differ from hash_param"));
+                }
+                Form::CQuery([h, t])
+            }
+        };
+        let delta = self.auth_delta_secs.unwrap_or(DEFAULT_AUTH_DELTA_SECS);
+        if delta > MAX_AUTH_DELTA_SECS {
+            problems.push(Problem::field(
+                "auth_delta_secs",
+                format!(
+                    "{delta} is more than {MAX_AUTH_DELTA_SECS} (one year); give the validity in seconds after the URL's time (default {DEFAULT_AUTH_DELTA_SECS})"
+                ),
+            ));
+        }
+        if problems.is_empty() {
+            Ok(Aliyun::new(form, delta, common))
+        } else {
+            Err(problems)
+        }
     }
 }
 
@@ -422,7 +479,8 @@ impl Verifier for Aliyun {
                 }
             }
             Form::CPath => {
-                let t = format!("{ts:x}");
+                // Uppercase, as the vendor's own example writes it.
+                let t = format!("{ts:X}");
                 let h = lower_hex(&md5_parts(&[k, path.as_bytes(), t.as_bytes()]));
                 Signed {
                     path: format!("/{h}/{t}{path}"),
@@ -430,7 +488,7 @@ impl Verifier for Aliyun {
                 }
             }
             Form::CQuery([hp, tp]) => {
-                let t = format!("{ts:x}");
+                let t = format!("{ts:X}");
                 let h = lower_hex(&md5_parts(&[k, path.as_bytes(), t.as_bytes()]));
                 Signed {
                     path: path.to_owned(),
@@ -606,6 +664,111 @@ mod tests {
         let (v, k) = raw.build("auth", C, &mut Ctx::new(&env)).unwrap();
         assert_eq!(k.len(), 2);
         assert_eq!(v.auth_delta_secs, DEFAULT_AUTH_DELTA_SECS);
+    }
+
+    #[test]
+    fn type_c_signs_the_vendor_example_with_uppercase_hex_time() {
+        // Vendor example: key aliyuncdnexp1234, /test.flv, time 55CE8100
+        // (1439596800) → /a37fa50a5fb8f71214b1e7c95ec7a1bd/55CE8100/test.flv.
+        let key = Secret::new("aliyuncdnexp1234");
+        let want = "/a37fa50a5fb8f71214b1e7c95ec7a1bd/55CE8100/test.flv";
+        for (delta, expires_at) in [(0, 1_439_596_800), (1800, 1_439_598_600)] {
+            let v = Aliyun::new(Form::CPath, delta, C);
+            let s = v.sign("h", "/test.flv", None, &key, expires_at).unwrap();
+            assert_eq!(s.path, want, "delta {delta}");
+            // No other parameters: nothing to print after the path.
+            assert_eq!(s.query, "");
+            let k = keys(&["aliyuncdnexp1234"]);
+            assert_eq!(
+                v.verify(&view_of(want, ""), &k, expires_at).decision,
+                Decision::Allow
+            );
+            assert_eq!(
+                v.verify(&view_of(want, ""), &k, expires_at + 1).decision,
+                Decision::Deny(DenyReason::Expired)
+            );
+        }
+        // Other parameters are kept as they were.
+        let v = Aliyun::new(Form::CPath, 0, C);
+        let s = v
+            .sign("h", "/test.flv", Some("a=1"), &key, 1_439_596_800)
+            .unwrap();
+        assert_eq!(s.query, "a=1");
+        // A lowercase hex time signed by another tool still verifies.
+        let lower = lower_hex(&md5_parts(&[
+            b"aliyuncdnexp1234",
+            b"/test.flv",
+            b"55ce8100",
+        ]));
+        assert_eq!(
+            v.verify(
+                &view_of(&format!("/{lower}/55ce8100/test.flv"), ""),
+                &keys(&["aliyuncdnexp1234"]),
+                1_439_596_800
+            )
+            .decision,
+            Decision::Allow
+        );
+        // The query form writes the same uppercase time.
+        let q = Aliyun::new(Form::CQuery(["KEY1".into(), "KEY2".into()]), 0, C);
+        let s = q.sign("h", "/test.flv", None, &key, 1_439_596_800).unwrap();
+        assert_eq!(
+            s.query,
+            "KEY1=a37fa50a5fb8f71214b1e7c95ec7a1bd&KEY2=55CE8100"
+        );
+    }
+
+    #[test]
+    fn type_b_path_form_sign_leaves_the_query_empty() {
+        let v = Aliyun::new(Form::B, 1800, C);
+        let s = v
+            .sign("h", "/4/44/x.mp3", None, &Secret::new("k"), 1_439_598_600)
+            .unwrap();
+        assert!(s.path.starts_with("/201508150800/"), "{}", s.path);
+        assert_eq!(s.query, "");
+    }
+
+    #[test]
+    fn settings_problems_are_named_by_field_under_the_config_path() {
+        let env = |_: &str| None;
+        let raw: RawAliyun = toml::from_str(
+            "type = \"c\"\nkey = \"k\"\nc_form = \"query\"\nhash_param = \"t\"\ntime_param = \"t\"\nauth_delta_secs = 31536001\nparam = \"p\"",
+        )
+        .unwrap();
+        let mut ctx = Ctx::new(&env);
+        assert!(raw.build("site[1].auth", C, &mut ctx).is_none());
+        let paths: Vec<String> = ctx.into_problems().into_iter().map(|p| p.path).collect();
+        assert_eq!(
+            paths,
+            [
+                "site[1].auth.param",
+                "site[1].auth.time_param",
+                "site[1].auth.auth_delta_secs"
+            ]
+        );
+        // The same settings, from any source, through the one constructor.
+        let settings = Settings {
+            auth_type: AuthType::A,
+            auth_delta_secs: Some(MAX_AUTH_DELTA_SECS),
+            c_form: None,
+            param: Some("bad name"),
+            hash_param: None,
+            time_param: None,
+        };
+        let problems = settings.build(C).unwrap_err();
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].path, "param");
+        let ok = Settings {
+            param: None,
+            ..settings
+        };
+        assert_eq!(ok.build(C).unwrap().auth_params(), [DEFAULT_A_PARAM]);
+        // A key problem and a settings problem are both reported.
+        let raw: RawAliyun =
+            toml::from_str("type = \"b\"\nkey = \"${UNSET}\"\nparam = \"x\"").unwrap();
+        let mut ctx = Ctx::new(&env);
+        assert!(raw.build("auth", C, &mut ctx).is_none());
+        assert_eq!(ctx.problem_count(), 2);
     }
 
     proptest! {

@@ -24,10 +24,11 @@ use serde::Deserialize;
 use sha1::Sha1;
 
 use super::{malformed, SyncError, SyncedAuth, VendorApi};
-use crate::auth::aliyun::{Aliyun, Form, DEFAULT_AUTH_DELTA_SECS, DEFAULT_A_PARAM};
+use crate::auth::aliyun::{AuthType, Settings};
 use crate::auth::Common;
 use crate::config::VendorConfig;
 use crate::keys::{KeySet, Secret};
+use crate::problems::Problem;
 
 /// The documented ApsaraVideo Live endpoint.
 pub const DEFAULT_LIVE_ENDPOINT: &str = "https://live.aliyuncs.com/";
@@ -323,11 +324,11 @@ impl VendorApi for AliyunApi {
         else {
             return Ok(SyncedAuth::Disabled);
         };
-        let form = match cfg.arg("auth_type") {
+        let auth_type = match cfg.arg("auth_type") {
             Some("no_auth") => return Ok(SyncedAuth::Disabled),
-            Some("type_a") => Form::A(DEFAULT_A_PARAM.to_owned()),
-            Some("type_b") => Form::B,
-            Some("type_c") => Form::CPath,
+            Some("type_a") => AuthType::A,
+            Some("type_b") => AuthType::B,
+            Some("type_c") => AuthType::C,
             Some(other) => {
                 return Err(SyncError::Malformed(format!(
                     "aliauth config {}: unknown auth_type `{}`",
@@ -342,16 +343,35 @@ impl VendorApi for AliyunApi {
                 )))
             }
         };
-        let delta = match cfg.arg("ali_auth_delta").map(str::trim) {
-            None | Some("") => DEFAULT_AUTH_DELTA_SECS,
-            Some(d) => d.parse::<u64>().map_err(|_| {
-                SyncError::Malformed(format!(
-                    "aliauth config {}: ali_auth_delta `{}` is not whole seconds",
-                    cfg.id(),
-                    d.escape_default()
-                ))
-            })?,
+        let bad = |problems: Vec<Problem>| {
+            let named: Vec<String> = problems
+                .into_iter()
+                .map(|p| p.under(vendor_field).to_string())
+                .collect();
+            SyncError::Malformed(format!("aliauth config {}: {}", cfg.id(), named.join("; ")))
         };
+        // An empty ali_auth_delta is the console's "not set": the default.
+        let auth_delta_secs = match cfg.arg("ali_auth_delta").map(str::trim) {
+            None | Some("") => None,
+            Some(d) => Some(d.parse::<u64>().map_err(|_| {
+                bad(vec![Problem::field(
+                    "auth_delta_secs",
+                    format!("`{}` is not whole seconds", d.escape_default()),
+                )])
+            })?),
+        };
+        // Alibaba Cloud's aliauth has no parameter names or C query form: the
+        // defaults apply, and every rule is the settings' own.
+        let verifier = Settings {
+            auth_type,
+            auth_delta_secs,
+            c_form: None,
+            param: None,
+            hash_param: None,
+            time_param: None,
+        }
+        .build(common)
+        .map_err(bad)?;
         let primary = cfg.arg("auth_key1").unwrap_or_default();
         if primary.is_empty() {
             return Err(SyncError::Malformed(format!(
@@ -366,10 +386,23 @@ impl VendorApi for AliyunApi {
             .map(Secret::new)
             .collect();
         Ok(SyncedAuth::Enabled {
-            verifier: Arc::new(Aliyun::new(form, delta, common)),
+            verifier: Arc::new(verifier),
             keys: KeySet::new(keys),
         })
     }
+}
+
+/// The `aliauth` argument behind a [`Settings`] field, for messages.
+fn vendor_field(field: &str) -> String {
+    let arg = match field {
+        "auth_type" => "auth_type",
+        "auth_delta_secs" => "ali_auth_delta",
+        "key" => "auth_key1",
+        "backup_key" => "auth_key2",
+        // Fields aliauth does not have (parameter names, c_form).
+        other => other,
+    };
+    format!("aliauth.{arg}")
 }
 
 #[cfg(test)]
@@ -674,9 +707,47 @@ mod tests {
                 ("ali_auth_delta", "soon"),
             ],
         );
-        assert!(matches!(
-            api(Product::Live).parse("d", StatusCode::OK, &bad_delta, C),
-            Err(SyncError::Malformed(_))
-        ));
+        match api(Product::Live).parse("d", StatusCode::OK, &bad_delta, C) {
+            Err(SyncError::Malformed(m)) => assert_eq!(
+                m,
+                "aliauth config 1: aliauth.ali_auth_delta: `soon` is not whole seconds"
+            ),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn settings_rules_apply_to_answers_under_the_vendor_field_names() {
+        // The same rule as `auth_delta_secs` in the config file, named as
+        // the vendor names it.
+        let long = answer(
+            "7",
+            &[
+                ("auth_type", "type_c"),
+                ("auth_key1", "k"),
+                ("ali_auth_delta", "31536001"),
+            ],
+        );
+        match api(Product::Vod).parse("d", StatusCode::OK, &long, C) {
+            Err(SyncError::Malformed(m)) => {
+                assert!(
+                    m.starts_with(
+                        "aliauth config 7: aliauth.ali_auth_delta: 31536001 is more than"
+                    ),
+                    "{m}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let year = answer(
+            "7",
+            &[
+                ("auth_type", "type_c"),
+                ("auth_key1", "k"),
+                ("ali_auth_delta", "31536000"),
+            ],
+        );
+        enabled(&year);
+        assert_eq!(vendor_field("auth_type"), "aliauth.auth_type");
     }
 }
