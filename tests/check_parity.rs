@@ -129,6 +129,9 @@ async fn proxy_verdict(
     }
 }
 
+/// Host, path and query, request headers.
+type Case = (&'static str, String, Vec<(&'static str, String)>);
+
 fn sign(config: &Path, url: &str) -> String {
     let out = Command::new(BIN)
         .args(["sign", "--config"])
@@ -183,7 +186,7 @@ async fn check_and_the_proxy_agree_on_every_url() {
     let edge_token = edge_signed.split_once("__token__=").unwrap().1.to_owned();
     let cookie = format!("__token__={edge_token}");
 
-    let cases: Vec<(&str, String, Vec<(&str, String)>)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "play.example.com",
             format!(

@@ -290,7 +290,7 @@ async fn each_scheme_allows_its_signed_urls_and_denies_forgeries() {
         &proxy,
         "ak.example.com",
         &format!("/other/b.ts?__token__={token}"),
-        "bad_signature",
+        "outside_acl",
     )
     .await;
 
