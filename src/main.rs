@@ -76,9 +76,15 @@ enum Command {
         )]
         expires_in: Option<u64>,
         /// Valid until this unix time (scheme deltas such as AuthDelta are
-        /// subtracted from the time written into the URL).
+        /// subtracted from the time written into the URL). Must be later
+        /// than now (or than --at).
         #[arg(long)]
         expires_at: Option<u64>,
+        /// Sign as of this unix time instead of now (reproducing a vendor's
+        /// documented example, say): --expires-in counts from it and
+        /// --expires-at must be later than it.
+        #[arg(long)]
+        at: Option<u64>,
         /// Client address, for schemes that bind URLs to it (nginx `$remote_addr`).
         #[arg(long)]
         client_ip: Option<std::net::IpAddr>,
@@ -122,13 +128,13 @@ fn main() -> ExitCode {
             config,
             expires_in,
             expires_at,
+            at,
             client_ip,
             acl,
             url,
         } => sign(
             &config,
-            expires_in,
-            expires_at,
+            (expires_in, expires_at, at),
             SignOptions { client_ip, acl },
             &url,
         )
@@ -567,8 +573,7 @@ fn param_label(label: &str, value: &str, params: &[String], query: Option<&str>)
 
 fn sign(
     config: &std::path::Path,
-    expires_in: Option<u64>,
-    expires_at: Option<u64>,
+    (expires_in, expires_at, at): (Option<u64>, Option<u64>, Option<u64>),
     opts: SignOptions,
     url: &str,
 ) -> Result<()> {
@@ -578,7 +583,7 @@ fn sign(
         .ok_or_else(|| anyhow!("no site lists the domain `{}`", t.host))?;
     path::validate(&t.path)
         .with_context(|| format!("the proxy would reject the path {}", t.path))?;
-    let now = unix_now();
+    let now = at.unwrap_or_else(unix_now);
     let expires = match (expires_in, expires_at) {
         (_, Some(at)) if at <= now => bail!(
             "--expires-at {at} is in the past ({}; now {now}): the URL would be denied as expired",

@@ -85,6 +85,8 @@ fn sign_then_check_explains_the_verdict() {
         &cfg,
         "--expires-at",
         &(0x5C27_1099u64 + 30).to_string(),
+        "--at",
+        &0x5C27_1099u64.to_string(),
         "http://play.example.com/live/test.flv?a=1",
     ]);
     assert_eq!(code, 0, "{err}");
@@ -222,4 +224,128 @@ async fn demo_runs_without_config_and_prints_working_urls() {
     let (status, _, body) = get(addr, "127.0.0.1", "/live/demo.flv").await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(body, Bytes::from("403 missing_token\n"));
+}
+
+#[test]
+fn sign_refuses_a_past_expiry_and_signs_path_form_urls_without_a_trailing_question_mark() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        &dir,
+        &site_config("http://127.0.0.1:1", "", "").replace(KEY, "${TEST_KEY}"),
+    );
+    let (code, _, err) = run(&[
+        "sign",
+        "--config",
+        &cfg,
+        "--expires-at",
+        "1000",
+        "http://play.example.com/live/x.flv",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("in the past"), "{err}");
+
+    // Alibaba Cloud type C carries everything in the path: nothing after it.
+    let aliyun = r#"
+[server]
+listen = ["127.0.0.1:0"]
+[[site]]
+id = "ali"
+domains = ["cdn.example.com"]
+origin = "http://127.0.0.1:1"
+[site.auth]
+scheme = "aliyun"
+type = "c"
+key = "aliyuncdnexp1234"
+auth_delta_secs = 0
+"#;
+    let dir2 = tempfile::tempdir().unwrap();
+    let cfg2 = write_config(&dir2, aliyun);
+    let (code, out, err) = run(&[
+        "sign",
+        "--config",
+        &cfg2,
+        "--at",
+        "1439596000",
+        "--expires-at",
+        "1439596800",
+        "http://cdn.example.com/test.flv",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out.trim(),
+        "http://cdn.example.com/a37fa50a5fb8f71214b1e7c95ec7a1bd/55CE8100/test.flv"
+    );
+}
+
+#[test]
+fn check_uses_the_sites_param_names_and_asks_for_the_client_of_bound_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        &dir,
+        &site_config("http://127.0.0.1:1", "", "time_param = \"expire\"")
+            .replace(KEY, "${TEST_KEY}"),
+    );
+    let (code, url, err) = run(&[
+        "sign",
+        "--config",
+        &cfg,
+        "--expires-in",
+        "60",
+        "http://play.example.com/live/x.flv",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(url.contains("&expire="), "{url}");
+    let (code, out, _) = run(&["check", "--config", &cfg, url.trim()]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("\nexpire:"), "{out}");
+    assert!(!out.contains("txTime"), "{out}");
+
+    // A forged URL claims an expiry nobody vouches for: no "s left".
+    let mut forged_bytes = url.trim().as_bytes().to_vec();
+    let i = url.find("txSecret=").unwrap() + "txSecret=".len();
+    forged_bytes[i] = if forged_bytes[i] == b'a' { b'b' } else { b'a' };
+    let forged = String::from_utf8(forged_bytes).unwrap();
+    let (code, out, _) = run(&["check", "--config", &cfg, &forged]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("bad_signature"), "{out}");
+    assert!(!out.contains("s left"), "{out}");
+
+    // nginx secure_link hashing $remote_addr: check says to pass --client-ip.
+    let nginx = r#"
+[server]
+listen = ["127.0.0.1:0"]
+[[site]]
+id = "n"
+domains = ["n.example.com"]
+origin = "http://127.0.0.1:1"
+[site.auth]
+scheme = "nginx_secure_link"
+key = "secret"
+template = "$secure_link_expires$uri$remote_addr $key"
+"#;
+    let dir2 = tempfile::tempdir().unwrap();
+    let cfg2 = write_config(&dir2, nginx);
+    let (code, url, err) = run(&[
+        "sign",
+        "--config",
+        &cfg2,
+        "--expires-in",
+        "60",
+        "--client-ip",
+        "192.0.2.7",
+        "http://n.example.com/s/a.ts",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, _) = run(&["check", "--config", &cfg2, url.trim()]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("--client-ip"), "{out}");
+    let (code, out, _) = run(&[
+        "check",
+        "--config",
+        &cfg2,
+        "--client-ip",
+        "192.0.2.7",
+        url.trim(),
+    ]);
+    assert_eq!(code, 0, "{out}");
 }

@@ -518,6 +518,10 @@ impl Verifier for NginxSecureLink {
         verdict
     }
 
+    fn binds_client(&self) -> bool {
+        self.uses(Var::RemoteAddr)
+    }
+
     fn auth_params(&self) -> &[String] {
         &self.params
     }
