@@ -3,18 +3,35 @@
 //!
 //! # Layout
 //!
-//! - [`config`]: the TOML schema, parsed raw then validated, with every problem
-//!   reported at once.
-//! - [`auth`]: the [`auth::Verifier`] trait, verdicts and deny reasons, one file
-//!   per signing scheme (Tencent so far), and the pieces they share.
-//! - [`keys`]: the [`keys::Secret`] type and key sets.
-//! - [`proxy`]: the routing snapshot, the request phases
-//!   ([`proxy::handle`]), listeners, TLS, upstream forwarding, responses.
-//! - [`admin`]: the admin listener (`/metrics`, `/healthz`).
+//! Dependencies point down this list; nothing reaches up.
+//!
+//! Leaves, used by everyone:
+//! - [`problems`]: problems with key paths, and `${ENV}` / secret resolution.
+//! - [`host`]: host normalization and play-domain checks.
+//! - [`time`]: the clock ([`time::unix_now`], read only at request entry and
+//!   by background services) and unix-time formatting.
+//! - [`keys`]: the [`keys::Secret`] type (constant-time, never printed) and key sets.
 //! - [`metrics`]: every metric name and handle.
-//! - [`reload`]: config hot reload (file watch + SIGHUP).
-//! - [`sync`]: vendor key sync (one client file per vendor API), state on disk.
-//! - [`publish`]: the one place snapshots are built from config + synced keys and swapped in.
+//!
+//! The core:
+//! - [`auth`]: the one verdict, [`auth::authenticate`] over an
+//!   [`auth::SiteAuth`] (the site as served), the [`auth::Verifier`] trait,
+//!   one file per signing scheme (settings validated by one constructor), HLS
+//!   session tokens. Knows no config file, proxy or vendor API.
+//! - [`config`]: the TOML file, parsed raw then validated into plain data
+//!   (defaults resolved, CA roots and certificates loaded), every problem
+//!   reported at once.
+//! - [`proxy`]: listeners, TLS, the request phases over one request context
+//!   ([`proxy::handle`]: route → check request → authenticate → forward →
+//!   filter response → log), upstream forwarding, HLS rewriting, responses.
+//!   Receives resolved sites; knows no vendor.
+//! - [`sync`]: vendor Describe API clients, one file per vendor, the state
+//!   directory it owns; answers go out through a [`sync::Sink`].
+//! - [`publish`]: the one place that joins config and vendor answers into
+//!   sites as served ([`publish::site_auths`], also used by `check`/`sign`)
+//!   and swaps snapshots in.
+//! - [`reload`]: config hot reload (file watch + SIGHUP) and restart-needed reporting.
+//! - [`admin`]: the admin listener (`/metrics`, `/healthz`, `/readyz`).
 //! - [`demo`]: the built-in demo origin and config behind `streamguard run`.
 //!
 //! The binary (`src/main.rs`) only parses the CLI and calls into this crate;

@@ -7,6 +7,10 @@
 //! token is a [`Decision`], not an error; the proxy turns it into an HTTP
 //! response in exactly one place (`proxy::respond::denial`).
 //!
+//! Whether a request passes is decided by [`authenticate`] (in `site.rs`),
+//! which every caller uses: the proxy, `streamguard check`, and later the
+//! admin API and media-server hooks.
+//!
 //! Adding a scheme means: a file in this module implementing [`Verifier`] and a
 //! variant of [`RawScheme`].
 

@@ -1,7 +1,8 @@
 //! The proxy: routing snapshot, the request phases, listeners and forwarding.
 //!
-//! [`handle`] is the story of one request:
-//! route → check path → authenticate → forward → filter response → log.
+//! [`handle`] is the story of one request, one named function per phase over
+//! one request context:
+//! route → check request → authenticate → forward → filter response → log.
 
 pub mod body;
 pub mod cors;
@@ -232,7 +233,7 @@ pub fn client_ip(peer: IpAddr, headers: &http::HeaderMap, trusted: &[ipnet::IpNe
 
 /// One request's state through the phases: created at entry, the site
 /// filled by [`route`], the grant by [`authenticate_request`], read by
-/// [`forward`] and [`filter_response`], consumed by [`log`].
+/// [`forward`] and [`filter_response`], consumed by [`log()`].
 struct RequestCtx {
     started: Instant,
     conn: ConnInfo,
@@ -244,6 +245,8 @@ struct RequestCtx {
     site: Option<Arc<Site>>,
     /// The Host (or `:authority`) as sent, once routed.
     host_header: String,
+    /// The same, normalized (lowercase, no port): what routed the request.
+    host: String,
     /// The client's address for IP-bound tokens (after trusted proxies).
     client_ip: IpAddr,
     /// Whether the peer is one of the site's trusted proxies.
@@ -262,8 +265,8 @@ struct RequestCtx {
 /// response in [`respond`], and is logged and counted here.
 ///
 /// The phases, each a function whose result says whether to go on:
-/// [`route`] → [`check_request`] → [`authenticate_request`] → [`forward`] →
-/// [`filter_response`] → [`log`].
+/// `route` → `check_request` → `authenticate_request` → `forward` →
+/// `filter_response` → `log`.
 pub async fn handle(
     shared: Arc<Shared>,
     conn: ConnInfo,
@@ -279,6 +282,7 @@ pub async fn handle(
         uri: req.uri().clone(),
         site: None,
         host_header: String::new(),
+        host: String::new(),
         client_ip: conn.remote.ip().to_canonical(),
         peer_trusted: false,
         grant: None,
@@ -326,6 +330,7 @@ fn route(
         .any(|n| n.contains(&peer));
     ctx.client_ip = client_ip(peer, req.headers(), &site.config.trusted_proxies);
     ctx.host_header = host_header;
+    ctx.host = host;
     ctx.site = Some(site.clone());
     Ok(site)
 }
@@ -367,9 +372,8 @@ fn authenticate_request(
     ctx: &RequestCtx,
     req: &Request<Incoming>,
 ) -> Result<Grant, Stop> {
-    let host = normalize_host(&ctx.host_header).unwrap_or_default();
     let view = RequestView {
-        host: &host,
+        host: &ctx.host,
         path: req.uri().path(),
         query: req.uri().query(),
         client_ip: Some(ctx.client_ip),
