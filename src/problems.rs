@@ -720,6 +720,26 @@ impl Repairs {
                 probing.insert(segs.clone());
                 true
             }
+            // A table read as a sequence: serde lets a struct be given as a
+            // list, so `[[server]]` fails on its first element's first field.
+            DeError::Mismatch { given, expected }
+                if given == "map"
+                    && matches!(segs.last(), Some(Seg::Index(_)))
+                    && !expected.starts_with("struct ")
+                    && !expected.starts_with("a map") =>
+            {
+                segs.pop();
+                let path = join_path(base, &segs);
+                let header = header_of(&path);
+                out.problems.push(Problem {
+                    path: path.clone(),
+                    message: format!(
+                        "write [{header}] once (a single table), not [[{header}]] or a list"
+                    ),
+                });
+                out.repaired.push(path);
+                remove_at(root, &segs).is_some()
+            }
             _ => {
                 out.problems.push(Problem {
                     path: path.clone(),

@@ -300,3 +300,9 @@ pub(super) fn scalars(
     }
     out
 }
+
+/// True when [`check_scheme`] knows scheme `name`.
+#[cfg(test)]
+pub(super) fn check_scheme_for_test(name: &str, table: &mut toml::Table) -> bool {
+    check_scheme(name, table, "t").is_some()
+}
