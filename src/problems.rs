@@ -757,3 +757,68 @@ impl Repairs {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests fail loudly")]
+    use super::*;
+
+    #[test]
+    fn dollar_rules() {
+        let env = |n: &str| (n == "A").then(|| "Q".to_owned());
+        assert_eq!(expand_env("${A}-${A}$$ $1 $", &env).unwrap(), "Q-Q$ $1 $");
+        for bad in ["$A", "${A", "${1A}", "${}", "${B}"] {
+            let e = expand_env(bad, &env).unwrap_err();
+            assert!(!e.join(" ").contains('Q'), "{e:?}");
+        }
+        assert_eq!(secret_source("${A}").unwrap(), SecretSource::Env("A"));
+        assert_eq!(
+            secret_source("a$$b$1").unwrap(),
+            SecretSource::Literal("a$b$1".to_owned())
+        );
+        for bad in ["k-${A}", "${A}${A}", "$A", "${A"] {
+            assert!(secret_source(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn de_errors_are_reworded_without_the_value() {
+        let cases = [
+            (
+                "invalid type: integer `31415926535897`, expected a string",
+                "k",
+                "must be text in quotes",
+            ),
+            (
+                "invalid type: string \"31415926535897\", expected u64",
+                "ttl_secs",
+                "whole number of seconds",
+            ),
+            (
+                "invalid value: integer `-31415926535897`, expected u16",
+                "deny_status",
+                "from 0 to 65535",
+            ),
+            (
+                "unknown variant `31415926535897`, expected `a` or `b`",
+                "k",
+                "must be one of a, b",
+            ),
+            (
+                "invalid type: map, expected a sequence",
+                "site",
+                "write [[site]]",
+            ),
+            (
+                "missing field `origin`",
+                "origin",
+                "required key `origin` is missing",
+            ),
+        ];
+        for (message, key, want) in cases {
+            let got = describe_de_error(message, key, key);
+            assert!(got.contains(want), "{message}: {got}");
+            assert!(!got.contains("31415926535897"), "{got}");
+        }
+    }
+}
