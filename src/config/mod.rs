@@ -24,7 +24,10 @@ use serde::Deserialize;
 use crate::auth::{Common, RawScheme, Verifier};
 pub use crate::host::is_hostname;
 use crate::keys::{KeySet, Secret};
+use crate::problems::is_under;
 pub use crate::problems::{usable_param_name, Ctx, Problem, MAX_SECRET_BYTES};
+
+mod parse;
 
 /// Default plain listener when none is configured.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -536,12 +539,14 @@ pub enum ConfigError {
         /// Cause.
         source: std::io::Error,
     },
-    /// The TOML did not parse or had unknown/mistyped keys.
+    /// The text is not TOML.
     ///
     /// Why not toml's own message: it quotes the offending line, which may
     /// hold a key.
-    #[error("config is not valid TOML for streamguard: line {line}, column {column}: {message}")]
+    #[error("{} is not valid TOML: line {line}, column {column}: {message}", Subject(.file.as_deref()))]
     Parse {
+        /// The file, when loaded from one.
+        file: Option<PathBuf>,
         /// 1-based line.
         line: usize,
         /// 1-based column.
@@ -549,9 +554,30 @@ pub enum ConfigError {
         /// What is wrong.
         message: String,
     },
-    /// Validation found problems; all are listed.
+    /// Unknown or mistyped keys, or validation problems; all are listed.
+    /// Messages name keys, never the values configured.
     #[error("config has {} problem(s):\n{}", .0.len(), ProblemList(.0))]
     Invalid(Vec<Problem>),
+    /// [`ConfigError::Invalid`] for a config read from `path`.
+    #[error("config file {} has {} problem(s):\n{}", .path.display(), .problems.len(), ProblemList(.problems))]
+    InvalidFile {
+        /// The file.
+        path: PathBuf,
+        /// Every problem.
+        problems: Vec<Problem>,
+    },
+}
+
+/// "config" or "config file PATH".
+struct Subject<'a>(Option<&'a Path>);
+
+impl fmt::Display for Subject<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(p) => write!(f, "config file {}", p.display()),
+            None => f.write_str("config"),
+        }
+    }
 }
 
 struct ProblemList<'a>(&'a [Problem]);
@@ -579,26 +605,58 @@ impl Config {
             source,
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
-        Config::from_toml(&text, base, &|name| std::env::var(name).ok())
+        Config::from_toml(&text, base, &|name| std::env::var(name).ok()).map_err(|e| match e {
+            ConfigError::Invalid(problems) => ConfigError::InvalidFile {
+                path: path.to_owned(),
+                problems,
+            },
+            ConfigError::Parse {
+                file: None,
+                line,
+                column,
+                message,
+            } => ConfigError::Parse {
+                file: Some(path.to_owned()),
+                line,
+                column,
+                message,
+            },
+            e => e,
+        })
     }
 
-    /// Parses and validates TOML text. Relative file paths are resolved
-    /// against `base_dir`; `${ENV}` secrets are looked up with `env`.
+    /// Parses and validates TOML text, reporting every structural and
+    /// validation problem together (see [`parse`]). Relative file paths are
+    /// resolved against `base_dir`; `${ENV}` references are looked up with
+    /// `env`. No message quotes a configured value.
     pub fn from_toml(
         text: &str,
         base_dir: &Path,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| {
-            let at = e.span().map_or(0, |s| s.start).min(text.len());
-            let before = &text[..at];
-            ConfigError::Parse {
-                line: before.matches('\n').count() + 1,
-                column: before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1,
-                message: e.message().trim().to_owned(),
-            }
-        })?;
-        Config::validate(&raw, base_dir, env)
+        let parsed = parse::parse(text, env)?;
+        let mut problems = parsed.problems;
+        let Some(raw) = parsed.raw else {
+            return Err(ConfigError::Invalid(problems));
+        };
+        let stage2 = match Config::validate(&raw, base_dir, env) {
+            Ok(config) if problems.is_empty() => return Ok(config),
+            Ok(_) => Vec::new(),
+            Err(ConfigError::Invalid(p)) => p,
+            Err(e) => return Err(e),
+        };
+        let values = parse::scalars(text, env);
+        let stage2: Vec<Problem> = stage2
+            .into_iter()
+            .filter(|p| !parsed.repaired.iter().any(|r| is_under(&p.path, r)))
+            .filter(|p| !problems.contains(p))
+            .map(|p| Problem {
+                message: parse::redact(&p.message, &values),
+                path: p.path,
+            })
+            .collect();
+        problems.extend(stage2);
+        Err(ConfigError::Invalid(problems))
     }
 
     /// Stage 2: turns a raw config into a validated one, reporting every problem.

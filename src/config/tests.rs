@@ -89,37 +89,48 @@ fn env_secrets_are_resolved_and_missing_ones_reported() {
 }
 
 #[test]
-fn unknown_keys_are_parse_errors_naming_the_key() {
+fn unknown_keys_are_problems_naming_the_key() {
     let text = MINIMAL.replace("origin =", "orign = \"x\"\norigin =");
-    match parse(&text) {
-        Err(e @ ConfigError::Parse { line: 5, .. }) => {
-            assert!(e.to_string().contains("orign"), "{e}")
-        }
-        Err(e) => panic!("expected a parse error on line 5, got {e}"),
-        Ok(_) => panic!("accepted"),
-    }
+    let p = problems(&text);
+    assert!(
+        has(
+            &p,
+            "site[0].orign",
+            "unknown key `orign`; known keys here: id, domains, origin"
+        ),
+        "{p:?}"
+    );
     // Inside [site.auth] the problem names the key, and is reported with the others.
     let text = MINIMAL
         .replace("key = \"k1\"", "key = \"k1\"\nauth_dleta_secs = 5")
         .replace("id = \"live\"", "id = \"Live\"");
     let p = problems(&text);
     assert!(
-        has(&p, "site[0].auth", "unknown field `auth_dleta_secs`"),
+        has(
+            &p,
+            "site[0].auth.auth_dleta_secs",
+            "unknown key `auth_dleta_secs`"
+        ),
         "{p:?}"
     );
     assert!(has(&p, "site[0].id", "not a usable site id"), "{p:?}");
     let text = MINIMAL.replace("key = \"k1\"", "key = \"k1\"\nauth_delta_secs = \"300\"");
     assert!(has(
         &problems(&text),
-        "site[0].auth",
-        "in `auth_delta_secs`"
+        "site[0].auth.auth_delta_secs",
+        "must be a whole number of seconds"
     ));
     let text = MINIMAL.replace("scheme = \"tencent\"", "scheme = \"tencnet\"");
-    assert!(has(
-        &problems(&text),
-        "site[0].auth",
-        "unknown scheme `tencnet`"
-    ));
+    let p = problems(&text);
+    assert!(
+        has(
+            &p,
+            "site[0].auth.scheme",
+            "must be one of tencent, volcengine"
+        ),
+        "{p:?}"
+    );
+    assert!(!format!("{p:?}").contains("tencnet"), "{p:?}");
 }
 
 #[test]
@@ -266,4 +277,307 @@ fn example_configs_validate() {
         n += 1;
     }
     assert!(n > 0, "no example configs found in {}", dir.display());
+}
+
+/// Every problem of `text`, rendered as an operator sees it.
+fn rendered(text: &str, env: &dyn Fn(&str) -> Option<String>) -> String {
+    match Config::from_toml(text, Path::new("."), env) {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("config was accepted"),
+    }
+}
+
+#[test]
+fn structural_problems_of_every_site_are_reported_together() {
+    let text = r#"
+state_dir = 5
+[server]
+listen = "127.0.0.1:80"
+bogus = 1
+[[site]]
+id = "a"
+domains = ["a.example.com"]
+origin = 8080
+colour = "blue"
+[site.hls]
+child_auth = "nope"
+[site.auth]
+scheme = "tencent"
+key = "k1"
+auth_delta_secs = "300"
+[[site]]
+id = "b"
+domains = ["b.example.com"]
+origin = "http://127.0.0.1:1"
+strip_auth_params = "yes"
+[site.auth]
+scheme = "wangsu"
+[[vendor]]
+name = "v"
+kind = "tencnet"
+access_key = "a"
+secret_key = "s"
+"#;
+    let p = problems(text);
+    for (path, needle) in [
+        ("state_dir", "must be text in quotes"),
+        ("server.listen", "must be a list"),
+        (
+            "server.bogus",
+            "unknown key `bogus`; known keys here: listen",
+        ),
+        ("site[0].origin", "must be text in quotes"),
+        ("site[0].colour", "unknown key `colour`"),
+        (
+            "site[0].hls.child_auth",
+            "must be one of session, propagate",
+        ),
+        (
+            "site[0].auth.auth_delta_secs",
+            "must be a whole number of seconds",
+        ),
+        ("site[1].strip_auth_params", "must be true or false"),
+        ("site[1].auth.rule", "required key `rule` is missing"),
+        (
+            "vendor[0].kind",
+            "must be one of tencent, volcengine, wangsu, aliyun, aliyun_vod",
+        ),
+    ] {
+        assert!(has(&p, path, needle), "{path}: {needle} not in {p:#?}");
+    }
+    assert_eq!(p.len(), 10, "{p:#?}");
+    let text = format!("{p:?}");
+    assert!(
+        !text.contains("nope") && !text.contains("tencnet"),
+        "{text}"
+    );
+}
+
+#[test]
+fn single_bracket_site_table_gets_the_fix() {
+    let text = MINIMAL.replace("[[site]]", "[site]");
+    let p = problems(&text);
+    assert!(has(&p, "site", "write [[site]]"), "{p:?}");
+    assert_eq!(p.len(), 1, "{p:?}");
+    let text = r#"
+[[server]]
+listen = ["127.0.0.1:80"]
+"#;
+    let p = problems(text);
+    assert!(has(&p, "server", "write [server] once"), "{p:?}");
+}
+
+#[test]
+fn structural_and_validation_problems_are_reported_together() {
+    let text = MINIMAL
+        .replace("id = \"live\"", "id = \"Live\"\ncolour = 1")
+        .replace("key = \"k1\"", "key = \"${NOPE}\"");
+    let p = problems(&text);
+    assert!(has(&p, "site[0].colour", "unknown key"), "{p:?}");
+    assert!(has(&p, "site[0].id", "not a usable site id"), "{p:?}");
+    assert!(has(&p, "site[0].auth.key", "NOPE is not set"), "{p:?}");
+    // A required key with the wrong type is one problem, not two.
+    let p = problems(&MINIMAL.replace("origin = \"http://127.0.0.1:8000\"", "origin = 80"));
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(has(&p, "site[0].origin", "must be text in quotes"), "{p:?}");
+}
+
+#[test]
+fn no_message_quotes_a_configured_value() {
+    let env = |name: &str| (name == "ORIGIN").then(|| "not a url 7777".to_owned());
+    let cases = [
+        MINIMAL.replace("key = \"k1\"", "key = 31415926535897"),
+        MINIMAL.replace(
+            "key = \"k1\"",
+            "key = \"k1\"\nauth_delta_secs = -31415926535897",
+        ),
+        MINIMAL.replace(
+            "[site.auth]",
+            "[site.hls]\nsession_secret = 1.5\n[site.auth]",
+        ),
+        MINIMAL.replace(
+            "[site.auth]",
+            "[site.hls]\nsession_secret = 31415926535897\n[site.auth]",
+        ),
+        MINIMAL.replace(
+            "id = \"live\"",
+            "id = \"live\"\nconnect_timeout_secs = 31415926535897",
+        ),
+        MINIMAL.replace(
+            "id = \"live\"",
+            "id = \"live\"\ndeny_status = 31415926535897",
+        ),
+        MINIMAL.replace(
+            "id = \"live\"",
+            "id = \"31415926535897\"\nvendor = \"31415926535897\"",
+        ),
+        MINIMAL.replace(
+            "[site.auth]",
+            "[site.hls]\nchild_auth = \"31415926535897\"\n[site.auth]",
+        ),
+        MINIMAL.replace("scheme = \"tencent\"", "scheme = \"31415926535897\""),
+        MINIMAL.replace("\"Play.Example.com\"", "\"31415926535897 x\""),
+        MINIMAL.replace("\"http://127.0.0.1:8000\"", "\"${ORIGIN}\""),
+        MINIMAL.replace(
+            "key = \"k1\"",
+            "key = \"k1\"\nbackup_key = [31415926535897]",
+        ),
+    ];
+    for text in cases {
+        let out = rendered(&text, &env);
+        assert!(!out.contains("31415926535897"), "{out}");
+        assert!(!out.contains("7777"), "{out}");
+        assert!(out.contains("site[0]"), "{out}");
+    }
+}
+
+#[test]
+fn toml_syntax_errors_give_the_position_but_not_the_text() {
+    for (text, line) in [
+        (MINIMAL.replace("key = \"k1\"", "key = 31415926535897x"), 8),
+        (MINIMAL.replace("key = \"k1\"", "key = 31415926535897"), 0),
+        (MINIMAL.replace("key = \"k1\"", "key = \"31415926535897"), 8),
+        (MINIMAL.replace("key = \"k1\"", "key = x31415926535897"), 8),
+        (MINIMAL.replace("key = \"k1\"", "31415926535897"), 8),
+        (
+            MINIMAL.replace("key = \"k1\"", "key = 1\nkey = 31415926535897"),
+            9,
+        ),
+    ] {
+        let out = rendered(&text, &|_| None);
+        assert!(!out.contains("31415926535897"), "{out}");
+        if line > 0 {
+            assert!(out.contains(&format!("line {line}")), "{out}");
+        }
+    }
+}
+
+#[test]
+fn malformed_secret_references_are_errors_not_keys() {
+    let env = |name: &str| (name == "VAR").then(|| "from-env".to_owned());
+    for raw in ["$VAR", "k-${VAR}", "${VAR", "${VAR}x", "${1X}", "${}"] {
+        let text = MINIMAL.replace("key = \"k1\"", &format!("key = \"{raw}\""));
+        let p = match Config::from_toml(&text, Path::new("."), &env) {
+            Err(ConfigError::Invalid(p)) => p,
+            Err(e) => panic!("{raw}: {e}"),
+            Ok(_) => panic!("{raw} was accepted as a key"),
+        };
+        assert_eq!(p.len(), 1, "{raw}: {p:?}");
+        assert_eq!(p[0].path, "site[0].auth.key", "{raw}: {p:?}");
+        assert!(!p[0].message.contains("VAR}") || raw == "${VAR", "{p:?}");
+    }
+    // The same rules for vendor secrets and session secrets.
+    let text = format!(
+        "{MINIMAL}[site.hls]\nsession_secret = \"s-${{VAR}}\"\n[[vendor]]\nname = \"v\"\nkind = \"tencent\"\naccess_key = \"$VAR\"\nsecret_key = \"${{VAR\"\n"
+    );
+    let p = match Config::from_toml(&text, Path::new("."), &env) {
+        Err(ConfigError::Invalid(p)) => p,
+        _ => panic!("accepted"),
+    };
+    for path in [
+        "site[0].hls.session_secret",
+        "vendor[0].access_key",
+        "vendor[0].secret_key",
+    ] {
+        assert!(p.iter().any(|x| x.path == path), "{path}: {p:?}");
+    }
+    // `$$` is a literal `$`, and a whole `${VAR}` still works.
+    let c = Config::from_toml(
+        &MINIMAL.replace("key = \"k1\"", "key = \"a$$b\"\nbackup_key = \"${VAR}\""),
+        Path::new("."),
+        &env,
+    )
+    .unwrap();
+    let keys: Vec<&str> = c.sites[0].keys.iter().map(|k| k.expose()).collect();
+    assert_eq!(keys, ["a$b", "from-env"]);
+}
+
+#[test]
+fn env_references_work_in_every_string_value() {
+    let env = |name: &str| match name {
+        "ORIGIN" => Some("http://127.0.0.1:8001".to_owned()),
+        "DOMAIN" => Some("env.example.com".to_owned()),
+        "SITE" => Some("live".to_owned()),
+        _ => None,
+    };
+    let text = MINIMAL
+        .replace("\"http://127.0.0.1:8000\"", "\"${ORIGIN}/base\"")
+        .replace(
+            "[\"Play.Example.com\"]",
+            "[\"${DOMAIN}\", \"cost-$$5.example.com\"]",
+        )
+        .replace("id = \"live\"", "id = \"${SITE}\"");
+    let c = Config::from_toml(&text, Path::new("."), &env);
+    // `$` is not allowed in a host name, so only the domain list complains.
+    let p = match c {
+        Err(ConfigError::Invalid(p)) => p,
+        _ => panic!("expected the $ domain to be rejected"),
+    };
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert_eq!(p[0].path, "site[0].domains[1]");
+    let text = text.replace(", \"cost-$$5.example.com\"", "");
+    let c = Config::from_toml(&text, Path::new("."), &env).unwrap();
+    assert_eq!(c.sites[0].id, "live");
+    assert_eq!(c.sites[0].domains, ["env.example.com"]);
+    assert_eq!(c.sites[0].origin.authority.as_str(), "127.0.0.1:8001");
+    assert_eq!(c.sites[0].origin.base_path, "/base");
+    // Unset, malformed and `$NAME` references name the key, never a value.
+    let text = MINIMAL
+        .replace("\"http://127.0.0.1:8000\"", "\"${NOPE}\"")
+        .replace("[\"Play.Example.com\"]", "[\"$DOMAIN\"]")
+        .replace("id = \"live\"", "id = \"${SITE\"");
+    let p = problems(&text);
+    assert!(
+        has(&p, "site[0].origin", "environment variable NOPE is not set"),
+        "{p:?}"
+    );
+    assert!(has(&p, "site[0].domains[0]", "write ${NAME}"), "{p:?}");
+    assert!(has(&p, "site[0].id", "without its closing"), "{p:?}");
+    assert_eq!(p.len(), 3, "{p:?}");
+}
+
+#[test]
+fn nginx_template_keeps_its_own_dollar_syntax() {
+    let text = MINIMAL.replace(
+        "scheme = \"tencent\"",
+        "scheme = \"nginx_secure_link\"\ntemplate = \"$secure_link_expires${uri} $key\"",
+    );
+    let c = parse(&text).unwrap();
+    assert_eq!(c.sites[0].verifier.scheme(), "nginx_secure_link");
+}
+
+#[test]
+fn every_scheme_is_checked() {
+    for name in crate::auth::SCHEME_NAMES {
+        let mut table = toml::Table::new();
+        assert!(
+            parse::check_scheme_for_test(name, &mut table),
+            "scheme {name} is not structurally checked in config/parse.rs"
+        );
+    }
+}
+
+#[test]
+fn file_name_is_in_the_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.toml");
+    std::fs::write(
+        &file,
+        MINIMAL.replace("id = \"live\"", "colour = 1\nid = \"live\""),
+    )
+    .unwrap();
+    let e = Config::load(&file).err().unwrap().to_string();
+    assert!(
+        e.starts_with(&format!("config file {} has 1 problem(s):", file.display())),
+        "{e}"
+    );
+    std::fs::write(&file, "[[site]\n").unwrap();
+    let e = Config::load(&file).err().unwrap().to_string();
+    assert!(
+        e.starts_with(&format!(
+            "config file {} is not valid TOML: line 1",
+            file.display()
+        )),
+        "{e}"
+    );
 }
