@@ -25,6 +25,14 @@ pub struct Problem {
 }
 
 impl Problem {
+    /// A problem at a full key path (`site[2].auth.scheme`).
+    pub fn at(path: &str, message: impl Into<String>) -> Problem {
+        Problem {
+            path: path.to_owned(),
+            message: message.into(),
+        }
+    }
+
     /// A problem with one settings field, named as the settings type names
     /// it (`valid_duration_secs`); the caller maps it to its own key path
     /// with [`Problem::under`].

@@ -1183,7 +1183,8 @@ mod tests {
             "scheme = \"akamai\"\nkey = \"aabb\"\nalgorithm = \"sha1\"\nmode = \"url\"",
         )
         .unwrap();
-        let Ok(crate::auth::RawScheme::Akamai(r)) = crate::auth::RawScheme::from_table(table)
+        let Ok(crate::auth::RawScheme::Akamai(r)) =
+            crate::auth::RawScheme::from_table(table, "auth")
         else {
             panic!("not parsed as akamai");
         };
@@ -1192,14 +1193,15 @@ mod tests {
             "scheme = \"akamai\"\nkey = \"aabb\"\nsalt = \"${SALT}\"\nescape_early = true",
         )
         .unwrap();
-        let Ok(crate::auth::RawScheme::Akamai(r)) = crate::auth::RawScheme::from_table(table)
+        let Ok(crate::auth::RawScheme::Akamai(r)) =
+            crate::auth::RawScheme::from_table(table, "auth")
         else {
             panic!("not parsed as akamai");
         };
         assert_eq!((r.salt.as_deref(), r.escape_early), (Some("${SALT}"), true));
         let table: toml::Table =
             toml::from_str("scheme = \"akamai\"\nkey = \"aabb\"\npepper = \"x\"").unwrap();
-        assert!(crate::auth::RawScheme::from_table(table).is_err());
+        assert!(crate::auth::RawScheme::from_table(table, "auth").is_err());
     }
 
     #[test]

@@ -22,7 +22,7 @@ use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
 use crate::keys::{KeySet, Secret};
-use crate::problems::Ctx;
+use crate::problems::{Ctx, Problem};
 
 pub use site::{authenticate, AuthMode, Authentication, Grant, KeySource, Sessions, SiteAuth};
 
@@ -262,19 +262,38 @@ macro_rules! schemes {
         pub const SCHEME_NAMES: &[&str] = &[$($name),*];
 
         impl RawScheme {
-            /// Parses a `[site.auth]` table by its `scheme` key. Errors name
-            /// the offending key (`… in `auth_delta_secs``).
-            pub fn from_table(mut table: toml::Table) -> Result<RawScheme, String> {
+            /// Parses a `[site.auth]` table (at key path `path`) by its
+            /// `scheme` key. Every structural problem is returned with its
+            /// key path, in words that never quote a value.
+            pub fn from_table(mut table: toml::Table, path: &str) -> Result<RawScheme, Vec<Problem>> {
                 let name = match table.remove("scheme") {
                     Some(toml::Value::String(s)) => s,
-                    Some(_) => return Err("`scheme` must be a string".to_owned()),
-                    None => return Err(format!("missing `scheme`; one of {}", SCHEME_NAMES.join(", "))),
+                    Some(_) => return Err(vec![Problem::at(&format!("{path}.scheme"), format!("must be text in quotes, one of {}", SCHEME_NAMES.join(", ")))]),
+                    None => return Err(vec![Problem::at(&format!("{path}.scheme"), format!("required key `scheme` is missing; one of {}", SCHEME_NAMES.join(", ")))]),
                 };
-                let value = toml::Value::Table(table);
-                let tidy = |e: toml::de::Error| e.to_string().trim().replace('\n', " ");
                 match name.as_str() {
-                    $($name => <$module::$raw as Deserialize>::deserialize(value).map(RawScheme::$variant).map_err(tidy),)*
-                    other => Err(format!("unknown scheme `{other}`; use one of {}", SCHEME_NAMES.join(", "))),
+                    $($name => {
+                        let checked = crate::problems::deserialize_checked::<$module::$raw>(&mut table, path);
+                        match checked.value {
+                            Some(raw) if checked.problems.is_empty() => Ok(RawScheme::$variant(raw)),
+                            _ => Err(checked.problems),
+                        }
+                    })*
+                    _ => Err(vec![Problem::at(&format!("{path}.scheme"), format!("unknown scheme; use one of {}", SCHEME_NAMES.join(", ")))]),
+                }
+            }
+
+            /// The structural check of a `[site.auth]` table's settings (without
+            /// its `scheme` key) for scheme `name`, repairing `table` as
+            /// [`crate::problems::deserialize_checked`] does; `None` for an
+            /// unknown scheme name.
+            pub fn check(name: &str, table: &mut toml::Table, path: &str) -> Option<crate::problems::Checked<()>> {
+                match name {
+                    $($name => {
+                        let c = crate::problems::deserialize_checked::<$module::$raw>(table, path);
+                        Some(crate::problems::Checked { value: c.value.map(|_| ()), problems: c.problems, repaired: c.repaired })
+                    })*
+                    _ => None,
                 }
             }
 

@@ -964,7 +964,7 @@ mod tests {
             "scheme = \"nginx_secure_link\"\ntemplate = \"$expires$uri $key\"\nkey = \"s\"\nexpires_param = \"e\"",
         )
         .unwrap();
-        let scheme = crate::auth::RawScheme::from_table(table).unwrap();
+        let scheme = crate::auth::RawScheme::from_table(table, "auth").unwrap();
         let env = |_: &str| None;
         let mut ctx = Ctx::new(&env);
         let (v, k) = scheme.build("auth", C, &mut ctx).unwrap();
@@ -975,7 +975,7 @@ mod tests {
             "scheme = \"nginx_secure_link\"\ntemplate = \"$key\"\nkey = \"s\"\nsecret = \"x\"",
         )
         .unwrap();
-        assert!(crate::auth::RawScheme::from_table(bad).is_err());
+        assert!(crate::auth::RawScheme::from_table(bad, "auth").is_err());
     }
 
     proptest! {

@@ -1111,10 +1111,10 @@ fn validate_site(
         clock_skew_secs: raw.clock_skew_secs,
     };
     let built = match (&raw.auth, &raw.vendor) {
-        (Some(table), _) => match RawScheme::from_table(table.clone()) {
+        (Some(table), _) => match RawScheme::from_table(table.clone(), &format!("{path}.auth")) {
             Ok(scheme) => scheme.build(&format!("{path}.auth"), common, ctx),
-            Err(message) => {
-                ctx.problem(&format!("{path}.auth"), message);
+            Err(problems) => {
+                ctx.extend(problems, str::to_owned);
                 None
             }
         },
