@@ -714,17 +714,14 @@ impl Config {
             if let Some(prev) = ids.insert(s.id.as_str(), i) {
                 ctx.problem(
                     &format!("{path}.id"),
-                    format!(
-                        "`{}` is already the id of site[{prev}]; ids must be unique",
-                        s.id
-                    ),
+                    format!("is already the id of site[{prev}]; ids must be unique"),
                 );
             }
             if let Some(v) = &s.vendor {
                 if !raw.vendor.iter().any(|a| &a.name == v) {
                     ctx.problem(
                         &format!("{path}.vendor"),
-                        format!("no [[vendor]] is named `{v}`"),
+                        "no [[vendor]] has this name".to_owned(),
                     );
                 }
             }
@@ -732,11 +729,16 @@ impl Config {
                 let d = d.to_ascii_lowercase();
                 if let Some(prev) = domains.insert(d.clone(), i) {
                     if prev != i {
-                        ctx.problem(&format!("{path}.domains[{j}]"), format!("`{d}` is already a domain of site[{prev}]; a domain belongs to one site"));
+                        ctx.problem(
+                            &format!("{path}.domains[{j}]"),
+                            format!(
+                                "is already a domain of site[{prev}]; a domain belongs to one site"
+                            ),
+                        );
                     } else {
                         ctx.problem(
                             &format!("{path}.domains[{j}]"),
-                            format!("`{d}` is listed twice"),
+                            "is listed twice".to_owned(),
                         );
                     }
                 }
@@ -753,7 +755,7 @@ impl Config {
             if !names.insert(v.name.as_str()) {
                 ctx.problem(
                     &format!("{path}.name"),
-                    format!("`{}` is already the name of another vendor", v.name),
+                    "is already the name of another vendor".to_owned(),
                 );
             }
             if let Some(vc) = validate_vendor(v, &path, &mut ctx) {
@@ -764,7 +766,7 @@ impl Config {
             if let Some((v, _)) = &s.vendor {
                 if let Some(vc) = vendors.iter().find(|vc| &vc.name == v) {
                     if raw.site[i].auth.is_some() && s.verifier.scheme() != vc.kind.scheme() {
-                        ctx.problem(&format!("site[{i}].auth.scheme"), format!("vendor `{v}` supplies {} keys; use that scheme or drop [site.auth]", vc.kind.scheme()));
+                        ctx.problem(&format!("site[{i}].auth.scheme"), format!("the site's vendor supplies {} keys; use that scheme or drop [site.auth]", vc.kind.scheme()));
                     }
                 }
             }
@@ -795,7 +797,7 @@ fn parse_addr(ctx: &mut Ctx<'_>, path: &str, s: &str) -> Option<SocketAddr> {
         Err(_) => {
             ctx.problem(
                 path,
-                format!("`{s}` is not an IP:port address (e.g. 0.0.0.0:8080 or [::]:8443)"),
+                "is not an IP:port address (e.g. 0.0.0.0:8080 or [::]:8443)".to_owned(),
             );
             None
         }
@@ -805,10 +807,7 @@ fn parse_addr(ctx: &mut Ctx<'_>, path: &str, s: &str) -> Option<SocketAddr> {
 fn secs(ctx: &mut Ctx<'_>, path: &str, value: Option<u64>, default: u64, max: u64) -> Duration {
     let v = value.unwrap_or(default);
     if v == 0 || v > max {
-        ctx.problem(
-            path,
-            format!("must be between 1 and {max} seconds, got {v}"),
-        );
+        ctx.problem(path, format!("must be between 1 and {max} seconds"));
     }
     Duration::from_secs(v)
 }
@@ -823,7 +822,7 @@ fn bounded(
 ) -> usize {
     let v = value.unwrap_or(default);
     if v < min || v > max {
-        ctx.problem(path, format!("must be between {min} and {max}, got {v}"));
+        ctx.problem(path, format!("must be between {min} and {max}"));
     }
     v
 }
@@ -953,7 +952,7 @@ fn load_certificate(
         if !is_hostname(bare) {
             ctx.problem(
                 &format!("{path}.server_names[{i}]"),
-                format!("`{n}` is not a host name or *.suffix"),
+                "is not a host name or *.suffix".to_owned(),
             );
         }
         names.push(n);
@@ -1032,10 +1031,7 @@ fn validate_site(
     if !id_ok {
         ctx.problem(
             &format!("{path}.id"),
-            format!(
-                "`{}` is not a usable site id; use 1–64 of a-z 0-9 _ - (not starting with _)",
-                raw.id
-            ),
+            "is not a usable site id; use 1–64 of a-z 0-9 _ - (not starting with _)",
         );
     }
     if raw.domains.is_empty() {
@@ -1048,7 +1044,7 @@ fn validate_site(
         if !is_hostname(&d) {
             ctx.problem(
                 &format!("{path}.domains[{i}]"),
-                format!("`{d}` is not a host name (no scheme, port or path)"),
+                "is not a host name (no scheme, port or path)".to_owned(),
             );
         }
         if seen.insert(d.clone()) {
@@ -1083,7 +1079,7 @@ fn validate_site(
         _ => {
             ctx.problem(
                 &format!("{path}.deny_status"),
-                format!("must be a 4xx status, got {deny}"),
+                "must be a 4xx status".to_owned(),
             );
             StatusCode::FORBIDDEN
         }
@@ -1103,7 +1099,7 @@ fn validate_site(
             Ok(n) => trusted_proxies.push(n),
             Err(_) => ctx.problem(
                 &format!("{path}.trusted_proxies[{i}]"),
-                format!("`{t}` is not an IP address or CIDR (e.g. 10.0.0.0/8)"),
+                "is not an IP address or CIDR (e.g. 10.0.0.0/8)".to_owned(),
             ),
         }
     }
@@ -1205,7 +1201,7 @@ fn validate_vendor(raw: &RawVendor, path: &str, ctx: &mut Ctx<'_>) -> Option<Ven
             _ => {
                 ctx.problem(
                     &format!("{path}.endpoint"),
-                    format!("`{e}` is not an http(s) URL"),
+                    "is not an http(s) URL".to_owned(),
                 );
                 None
             }
@@ -1231,7 +1227,9 @@ fn validate_vendor(raw: &RawVendor, path: &str, ctx: &mut Ctx<'_>) -> Option<Ven
             if !VOLCENGINE_API_VERSIONS.contains(&v) {
                 ctx.problem(
                     &format!("{path}.api_version"),
-                    format!("`{v}` is not a DescribeAuth version; use one of {VOLCENGINE_API_VERSIONS:?}"),
+                    format!(
+                        "is not a DescribeAuth version; use one of {VOLCENGINE_API_VERSIONS:?}"
+                    ),
                 );
             }
             Some(v.to_owned())
@@ -1286,7 +1284,7 @@ fn validate_cors(raw: &RawCors, path: &str, ctx: &mut Ctx<'_>) -> Option<CorsCon
         if ok {
             origins.push(lower);
         } else {
-            ctx.problem(&format!("{path}.cors.allow_origins[{i}]"), format!("`{o}` is not an origin like https://player.example.com (scheme, host, optional port; no path)"));
+            ctx.problem(&format!("{path}.cors.allow_origins[{i}]"), "is not an origin like https://player.example.com (scheme, host, optional port; no path)".to_owned());
         }
     }
     let max_age_secs = raw.max_age_secs.unwrap_or(DEFAULT_CORS_MAX_AGE_SECS);
@@ -1360,7 +1358,7 @@ fn validate_hls(
         } else {
             ctx.problem(
                 &format!("{path}.hls.rewrite_hosts[{i}]"),
-                format!("`{h}` is not a host name"),
+                "is not a host name".to_owned(),
             );
         }
     }
@@ -1388,7 +1386,7 @@ fn validate_origin(
     let uri: Uri = match raw.origin.parse() {
         Ok(u) => u,
         Err(e) => {
-            ctx.problem(&p, format!("`{}` is not a URL: {e}", raw.origin));
+            ctx.problem(&p, format!("is not a URL: {e}"));
             return None;
         }
     };
@@ -1396,15 +1394,12 @@ fn validate_origin(
         Some("http") => false,
         Some("https") => true,
         _ => {
-            ctx.problem(
-                &p,
-                format!("`{}` must start with http:// or https://", raw.origin),
-            );
+            ctx.problem(&p, "must start with http:// or https://".to_owned());
             return None;
         }
     };
     let Some(authority) = uri.authority().cloned() else {
-        ctx.problem(&p, format!("`{}` has no host", raw.origin));
+        ctx.problem(&p, "has no host".to_owned());
         return None;
     };
     if authority.as_str().contains('@') {
