@@ -43,7 +43,7 @@ use base64::Engine as _;
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
-use super::tencent::param_name_problems;
+use super::tencent::{from_config, param_name_problems};
 use super::{
     append_params, conclude, md5_parts, percent_decode, query_param, Common, DenyReason,
     RequestView, SignError, SignOptions, Signed, Verdict, Verifier, Window,
@@ -107,14 +107,7 @@ impl RawNginxSecureLink {
             expires_param: self.expires_param.clone(),
             expires: self.expires.unwrap_or(DEFAULT_EXPIRES),
         };
-        match settings.build(common) {
-            Ok(v) if ctx.problem_count() == before => Some((v, KeySet::new(keys))),
-            Ok(_) => None,
-            Err(problems) => {
-                ctx.extend(problems, |f| format!("{path}.{f}"));
-                None
-            }
-        }
+        from_config(settings.build(common), keys, path, ctx, before)
     }
 }
 

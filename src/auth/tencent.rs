@@ -73,14 +73,7 @@ impl RawTencent {
             auth_delta_secs: self.auth_delta_secs,
             time_format: self.time_format,
         };
-        match settings.build(common) {
-            Ok(v) if ctx.problem_count() == before => Some((v, KeySet::new(keys))),
-            Ok(_) => None,
-            Err(problems) => {
-                ctx.extend(problems, |f| format!("{path}.{f}"));
-                None
-            }
-        }
+        from_config(settings.build(common), keys, path, ctx, before)
     }
 }
 
@@ -116,6 +109,28 @@ impl Settings {
             time_format: self.time_format,
             common,
         })
+    }
+}
+
+/// The end of every scheme's config reader: the verifier and its keys when
+/// neither the reader (problems recorded since `before`) nor the settings
+/// constructor found a problem; the constructor's problems are recorded at
+/// `{path}.` + their field name.
+// Why here: see [`param_name_problems`].
+pub(crate) fn from_config<V>(
+    built: Result<V, Vec<Problem>>,
+    keys: Vec<Secret>,
+    path: &str,
+    ctx: &mut Ctx<'_>,
+    before: usize,
+) -> Option<(V, KeySet)> {
+    match built {
+        Ok(v) if ctx.problem_count() == before => Some((v, KeySet::new(keys))),
+        Ok(_) => None,
+        Err(problems) => {
+            ctx.extend(problems, |f| format!("{path}.{f}"));
+            None
+        }
     }
 }
 

@@ -14,8 +14,9 @@ use serde::Deserialize;
 
 use super::{
     append_params, conclude, hex_digest_matches, is_hex_of_len, last_segment, lower_hex, md5_parts,
-    query_param, segments, stream_name, tencent::param_name_problems, Common, DenyReason,
-    RequestView, SignError, Signed, Verdict, Verifier, Window,
+    query_param, segments, stream_name,
+    tencent::{from_config, param_name_problems},
+    Common, DenyReason, RequestView, SignError, Signed, Verdict, Verifier, Window,
 };
 use crate::keys::{KeySet, Secret};
 use crate::problems::{Ctx, Problem};
@@ -138,7 +139,7 @@ impl RawVolcengine {
             .enumerate()
             .filter_map(|(i, k)| ctx.secret(&format!("{path}.keys[{i}]"), k))
             .collect();
-        let (fields, mut problems) = Field::parse_list(&self.encrypt_fields);
+        let (fields, field_problems) = Field::parse_list(&self.encrypt_fields);
         let settings = Settings {
             algorithm: self.algorithm,
             fields,
@@ -156,18 +157,8 @@ impl RawVolcengine {
                 .unwrap_or(DEFAULT_VALID_DURATION_SECS),
             app: self.app.clone(),
         };
-        let verifier = match settings.build(common) {
-            Ok(v) => Some(v),
-            Err(p) => {
-                problems.extend(p);
-                None
-            }
-        };
-        ctx.extend(problems, |f| format!("{path}.{f}"));
-        match verifier {
-            Some(v) if ctx.problem_count() == before => Some((v, KeySet::new(keys))),
-            _ => None,
-        }
+        ctx.extend(field_problems, |f| format!("{path}.{f}"));
+        from_config(settings.build(common), keys, path, ctx, before)
     }
 }
 

@@ -12,7 +12,7 @@ use std::borrow::Cow;
 
 use serde::Deserialize;
 
-use super::tencent::param_name_problems;
+use super::tencent::{from_config, param_name_problems};
 use super::{
     append_params, hex_digest_matches, is_hex_of_len, key_label, last_segment, lower_hex,
     md5_parts, query_param, stream_name, Common, Decision, DenyReason, RequestView, SignError,
@@ -171,14 +171,7 @@ impl RawWangsu {
                 .collect(),
             path_includes_extension: self.path_includes_extension.unwrap_or(true),
         };
-        match settings.build(common) {
-            Ok(v) if ctx.problem_count() == before => Some((v, KeySet::new(keys))),
-            Ok(_) => None,
-            Err(problems) => {
-                ctx.extend(problems, |f| format!("{path}.{f}"));
-                None
-            }
-        }
+        from_config(settings.build(common), keys, path, ctx, before)
     }
 }
 
