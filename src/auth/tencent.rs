@@ -134,6 +134,18 @@ pub(crate) fn from_config<V>(
     }
 }
 
+/// Longest value a settings problem quotes, in characters.
+const MAX_QUOTED: usize = 64;
+
+/// A settings value for a problem message: quoted, escaped and cut to
+/// [`MAX_QUOTED`] characters. Why: vendor answers are not trusted text, and
+/// the message ends up in a log line. Never used for a key.
+// Why here: see [`param_name_problems`].
+pub(crate) fn quoted(s: &str) -> String {
+    let cut: String = s.chars().take(MAX_QUOTED).collect();
+    format!("{cut:?}")
+}
+
 /// The rule every scheme applies to the query parameter names it reads,
 /// given as (settings field, name): each is usable ([`usable_param_name`])
 /// and differs from every earlier one. Problems are named by the field.
@@ -146,13 +158,17 @@ pub(crate) fn param_name_problems(names: &[(&str, &str)]) -> Vec<Problem> {
             problems.push(Problem::field(
                 field,
                 format!(
-                    "`{name}` is not a usable query parameter name; use 1–64 of A-Z a-z 0-9 _ - ."
+                    "{} is not a usable query parameter name; use 1–64 of A-Z a-z 0-9 _ - .",
+                    quoted(name)
                 ),
             ));
         } else if names.iter().take(i).any(|(_, earlier)| earlier == name) {
             problems.push(Problem::field(
                 field,
-                format!("`{name}` is already another auth parameter's name; the names must differ"),
+                format!(
+                    "{} is already another auth parameter's name; the names must differ",
+                    quoted(name)
+                ),
             ));
         }
     }

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use super::{
     append_params, conclude, hex_digest_matches, is_hex_of_len, last_segment, lower_hex, md5_parts,
     query_param, segments, stream_name,
-    tencent::{from_config, param_name_problems},
+    tencent::{from_config, param_name_problems, quoted},
     Common, DenyReason, RequestView, SignError, Signed, Verdict, Verifier, Window,
 };
 use crate::keys::{KeySet, Secret};
@@ -84,7 +84,7 @@ impl Field {
                 Some(f) => fields.push(f),
                 None => problems.push(Problem::field(
                     &format!("{FIELDS}[{i}]"),
-                    format!("`{name}` is not an EncryptField; use key, volcTime, Domain, AppName or StreamName"),
+                    format!("{} is not an EncryptField; use key, volcTime, Domain, AppName or StreamName", quoted(name)),
                 )),
             }
         }

@@ -12,7 +12,7 @@ use std::borrow::Cow;
 
 use serde::Deserialize;
 
-use super::tencent::{from_config, param_name_problems};
+use super::tencent::{from_config, param_name_problems, quoted};
 use super::{
     append_params, hex_digest_matches, is_hex_of_len, key_label, last_segment, lower_hex,
     md5_parts, query_param, stream_name, Common, Decision, DenyReason, RequestView, SignError,
@@ -241,7 +241,7 @@ impl Settings {
             let at = |field: &str| format!("rule[{i}].{field}");
             let order = parse_combination(&r.combination);
             if order.is_none() {
-                problems.push(Problem::field(&at("cipher_combination"), format!("`{}` is not one of key+path+time, key+time+path, path+key+time, path+time+key, time+path+key, time+key+path", r.combination)));
+                problems.push(Problem::field(&at("cipher_combination"), format!("{} is not one of key+path+time, key+time+path, path+key+time, path+time+key, time+path+key, time+key+path", quoted(&r.combination))));
             }
             problems.extend(
                 param_name_problems(&[

@@ -30,6 +30,7 @@ use serde_json::Value;
 use sha1::Sha1;
 
 use super::{SyncError, SyncedAuth, VendorApi};
+use crate::auth::tencent::quoted;
 use crate::auth::wangsu::{
     EffectiveTimeMode, RuleSettings, Settings, WsTimeFormat, DEFAULT_CIPHER_PARAM,
     DEFAULT_COMBINATION, DEFAULT_TIME_PARAM,
@@ -49,8 +50,6 @@ const PATH: &str = "/api/config/live-timestampvisitcontrol/";
 /// Whether synced rule groups hash the path with its media extension. The
 /// vendor API does not say (SCHEMES.md: OPEN); this is the config's default.
 const PATH_INCLUDES_EXTENSION: bool = true;
-/// Longest vendor-supplied value quoted in an error message.
-const MAX_SHOWN: usize = 64;
 
 /// Indexed by days since 1970-01-01, which was a Thursday.
 const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
@@ -115,7 +114,7 @@ impl WangsuApi {
         {
             return Err(SyncError::Request(format!(
                 "`{}` is not a domain name or domain id",
-                shown(domain)
+                quoted(domain)
             )));
         }
         let authority = super::endpoint_authority(&self.endpoint)?;
@@ -172,13 +171,6 @@ struct VendorRule {
     tolerant_time: Option<Value>,
     #[serde(default)]
     ciphe_combination: Option<String>,
-}
-
-/// A vendor-supplied, non-secret value for an error message: quoted, escaped
-/// and cut to [`MAX_SHOWN`] characters.
-fn shown(s: &str) -> String {
-    let cut: String = s.chars().take(MAX_SHOWN).collect();
-    format!("{cut:?}")
 }
 
 /// A code or id that may be a JSON string or number, as text.
@@ -262,7 +254,7 @@ fn vendor_field(field: &str, raw: &[VendorRule]) -> String {
     };
     match raw.get(i).and_then(|r| r.data_id.as_ref()) {
         Some(id) if !id.is_null() => {
-            format!("{LIST}[{i}].{name} (dataId {})", shown(&text_of(id)))
+            format!("{LIST}[{i}].{name} (dataId {})", quoted(&text_of(id)))
         }
         _ => format!("{LIST}[{i}].{name}"),
     }
@@ -296,7 +288,7 @@ fn read_rule(
         Some(s) => time_format(s).unwrap_or_else(|| {
             problem(
                 "time_format",
-                format!("{} is not UNIX timestamp or hex", shown(s)),
+                format!("{} is not UNIX timestamp or hex", quoted(s)),
             );
             WsTimeFormat::Unix
         }),
@@ -313,7 +305,7 @@ fn read_rule(
         (_, Some(_)) => {}
         (Some(s), None) => problem(
             "effective_time_mode",
-            format!("{} is not duration, abstime or no verification", shown(s)),
+            format!("{} is not duration, abstime or no verification", quoted(s)),
         ),
         (None, None) => problem("effective_time_mode", "is missing".into()),
     }
@@ -417,7 +409,7 @@ impl VendorApi for WangsuApi {
             if !name.eq_ignore_ascii_case(domain) && id.as_deref() != Some(domain) {
                 return Err(SyncError::Malformed(format!(
                     "the answer is for domain {}, not `{domain}`",
-                    shown(name)
+                    quoted(name)
                 )));
             }
         }
