@@ -43,7 +43,7 @@ use base64::Engine as _;
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
-use super::tencent::{from_config, param_name_problems};
+use super::tencent::{from_config, given_or, param_name_problems};
 use super::{
     append_params, conclude, md5_parts, percent_decode, query_param, Common, DenyReason,
     RequestView, SignError, SignOptions, Signed, Verdict, Verifier, Window,
@@ -100,10 +100,7 @@ impl RawNginxSecureLink {
         let keys = ctx.primary_and_backup(path, &self.key, self.backup_key.as_deref());
         let settings = Settings {
             template: self.template.clone(),
-            md5_param: self
-                .md5_param
-                .clone()
-                .unwrap_or_else(|| DEFAULT_MD5_PARAM.to_owned()),
+            md5_param: given_or(self.md5_param.as_deref(), DEFAULT_MD5_PARAM),
             expires_param: self.expires_param.clone(),
             expires: self.expires.unwrap_or(DEFAULT_EXPIRES),
         };

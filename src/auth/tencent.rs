@@ -62,14 +62,8 @@ impl RawTencent {
         let before = ctx.problem_count();
         let keys = ctx.primary_and_backup(path, &self.key, self.backup_key.as_deref());
         let settings = Settings {
-            secret_param: self
-                .secret_param
-                .clone()
-                .unwrap_or_else(|| DEFAULT_SECRET_PARAM.to_owned()),
-            time_param: self
-                .time_param
-                .clone()
-                .unwrap_or_else(|| DEFAULT_TIME_PARAM.to_owned()),
+            secret_param: given_or(self.secret_param.as_deref(), DEFAULT_SECRET_PARAM),
+            time_param: given_or(self.time_param.as_deref(), DEFAULT_TIME_PARAM),
             auth_delta_secs: self.auth_delta_secs,
             time_format: self.time_format,
         };
@@ -132,6 +126,11 @@ pub(crate) fn from_config<V>(
             None
         }
     }
+}
+
+/// A name as given in the config, else the scheme's default.
+pub(crate) fn given_or(given: Option<&str>, default: &str) -> String {
+    given.unwrap_or(default).to_owned()
 }
 
 /// Longest value a settings problem quotes, in characters.

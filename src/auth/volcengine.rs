@@ -15,7 +15,7 @@ use serde::Deserialize;
 use super::{
     append_params, conclude, hex_digest_matches, is_hex_of_len, last_segment, lower_hex, md5_parts,
     query_param, segments, stream_name,
-    tencent::{from_config, param_name_problems, quoted},
+    tencent::{from_config, given_or, param_name_problems, quoted},
     Common, DenyReason, RequestView, SignError, Signed, Verdict, Verifier, Window,
 };
 use crate::keys::{KeySet, Secret};
@@ -143,14 +143,8 @@ impl RawVolcengine {
         let settings = Settings {
             algorithm: self.algorithm,
             fields,
-            secret_param: self
-                .secret_param
-                .clone()
-                .unwrap_or_else(|| DEFAULT_SECRET_PARAM.to_owned()),
-            time_param: self
-                .time_param
-                .clone()
-                .unwrap_or_else(|| DEFAULT_TIME_PARAM.to_owned()),
+            secret_param: given_or(self.secret_param.as_deref(), DEFAULT_SECRET_PARAM),
+            time_param: given_or(self.time_param.as_deref(), DEFAULT_TIME_PARAM),
             timestamp_base: self.timestamp_base.unwrap_or(DEFAULT_TIMESTAMP_BASE),
             valid_duration_secs: self
                 .valid_duration_secs

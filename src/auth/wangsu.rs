@@ -12,7 +12,7 @@ use std::borrow::Cow;
 
 use serde::Deserialize;
 
-use super::tencent::{from_config, param_name_problems, quoted};
+use super::tencent::{from_config, given_or, param_name_problems, quoted};
 use super::{
     append_params, hex_digest_matches, is_hex_of_len, key_label, last_segment, lower_hex,
     md5_parts, query_param, stream_name, Common, Decision, DenyReason, RequestView, SignError,
@@ -151,18 +151,9 @@ impl RawWangsu {
                 .rule
                 .iter()
                 .map(|r| RuleSettings {
-                    cipher_param: r
-                        .cipher_param
-                        .clone()
-                        .unwrap_or_else(|| DEFAULT_CIPHER_PARAM.to_owned()),
-                    time_param: r
-                        .time_param
-                        .clone()
-                        .unwrap_or_else(|| DEFAULT_TIME_PARAM.to_owned()),
-                    combination: r
-                        .cipher_combination
-                        .clone()
-                        .unwrap_or_else(|| DEFAULT_COMBINATION.to_owned()),
+                    cipher_param: given_or(r.cipher_param.as_deref(), DEFAULT_CIPHER_PARAM),
+                    time_param: given_or(r.time_param.as_deref(), DEFAULT_TIME_PARAM),
+                    combination: given_or(r.cipher_combination.as_deref(), DEFAULT_COMBINATION),
                     time_format: r.time_format,
                     mode: r.effective_time_mode,
                     effective_time_secs: r.effective_time_secs,
