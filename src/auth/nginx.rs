@@ -43,12 +43,13 @@ use base64::Engine as _;
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
+use super::tencent::{from_config, given_or, param_name_problems};
 use super::{
     append_params, conclude, md5_parts, percent_decode, query_param, Common, DenyReason,
     RequestView, SignError, SignOptions, Signed, Verdict, Verifier, Window,
 };
 use crate::keys::{KeySet, Secret};
-use crate::problems::Ctx;
+use crate::problems::{Ctx, Problem};
 
 /// Default name of the signature parameter (`$arg_md5`).
 pub const DEFAULT_MD5_PARAM: &str = "md5";
@@ -86,6 +87,9 @@ pub struct RawNginxSecureLink {
 }
 
 impl RawNginxSecureLink {
+    /// The config reader: resolves the keys and defaults into [`Settings`],
+    /// whose one constructor applies every rule; its problems are reported
+    /// under `{path}.` + the field name.
     pub(super) fn build(
         &self,
         path: &str,
@@ -94,69 +98,97 @@ impl RawNginxSecureLink {
     ) -> Option<(NginxSecureLink, KeySet)> {
         let before = ctx.problem_count();
         let keys = ctx.primary_and_backup(path, &self.key, self.backup_key.as_deref());
-        let expires = self.expires.unwrap_or(DEFAULT_EXPIRES);
-        let mut params = vec![ctx.param_name(
-            &format!("{path}.md5_param"),
-            self.md5_param.as_deref().unwrap_or(DEFAULT_MD5_PARAM),
-        )];
-        if expires {
-            let expires_param = ctx.param_name(
-                &format!("{path}.expires_param"),
+        let settings = Settings {
+            template: self.template.clone(),
+            md5_param: given_or(self.md5_param.as_deref(), DEFAULT_MD5_PARAM),
+            expires_param: self.expires_param.clone(),
+            expires: self.expires.unwrap_or(DEFAULT_EXPIRES),
+        };
+        from_config(settings.build(common), keys, path, ctx, before)
+    }
+}
+
+/// The scheme's settings (`[site.auth]`; no vendor reports them). Plain
+/// data: [`Settings::build`] checks it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// The `secure_link_md5` expression, with `$key` where the secret goes.
+    pub template: String,
+    /// Name of the signature parameter, e.g. [`DEFAULT_MD5_PARAM`].
+    pub md5_param: String,
+    /// Name of the expiry parameter as given; `None` means
+    /// [`DEFAULT_EXPIRES_PARAM`] when links expire.
+    pub expires_param: Option<String>,
+    /// Whether links carry an expiry.
+    pub expires: bool,
+}
+
+impl fmt::Debug for Settings {
+    // Why by hand: template literals may hold operator data; only the shape is printed.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Settings")
+            .field("template_bytes", &self.template.len())
+            .field("md5_param", &self.md5_param)
+            .field("expires_param", &self.expires_param)
+            .field("expires", &self.expires)
+            .finish()
+    }
+}
+
+impl Settings {
+    /// The one constructor: applies every rule of the scheme and returns
+    /// every problem, each named by its settings field (`template`,
+    /// `md5_param`, `expires_param`) for the caller to map to its own key
+    /// path.
+    pub fn build(self, common: Common) -> Result<NginxSecureLink, Vec<Problem>> {
+        let mut problems = Vec::new();
+        let mut params = vec![self.md5_param];
+        if self.expires {
+            params.push(
                 self.expires_param
-                    .as_deref()
-                    .unwrap_or(DEFAULT_EXPIRES_PARAM),
+                    .unwrap_or_else(|| DEFAULT_EXPIRES_PARAM.to_owned()),
             );
-            if expires_param == params[0] {
-                ctx.problem(
-                    &format!("{path}.expires_param"),
-                    "must differ from md5_param",
-                );
-            }
-            params.push(expires_param);
         } else if self.expires_param.is_some() {
-            ctx.problem(
-                &format!("{path}.expires_param"),
+            problems.push(Problem::field(
+                "expires_param",
                 "only applies with expires = true",
-            );
+            ));
         }
-        let template_path = format!("{path}.template");
-        let (pieces, problems) = parse_template(&self.template);
-        for p in problems {
-            ctx.problem(&template_path, p);
-        }
+        let named: Vec<(&str, &str)> = ["md5_param", "expires_param"]
+            .into_iter()
+            .zip(params.iter().map(String::as_str))
+            .collect();
+        problems.extend(param_name_problems(&named));
+        let template = |m: &str| Problem::field("template", m);
+        let (pieces, template_problems) = parse_template(&self.template);
+        problems.extend(template_problems.iter().map(|m| template(m)));
         let has = |v: Var| pieces.contains(&Piece::Var(v));
         if !has(Var::Key) {
             // Why: a secret written into the template would escape the key
             // handling (`${ENV}`, redaction, rotation).
-            ctx.problem(
-                &template_path,
+            problems.push(template(
                 "must contain `$key` where the secret goes; put the secret in `key`",
-            );
+            ));
         }
-        if expires && !has(Var::Expires) {
+        if self.expires && !has(Var::Expires) {
             // Why: an expiry outside the hash can be raised by anyone.
-            ctx.problem(
-                &template_path,
+            problems.push(template(
                 "must contain `$secure_link_expires` when links expire (or set expires = false)",
-            );
+            ));
         }
-        if !expires && has(Var::Expires) {
-            ctx.problem(
-                &template_path,
+        if !self.expires && has(Var::Expires) {
+            problems.push(template(
                 "`$secure_link_expires` needs expires = true: without it links carry no expiry",
-            );
+            ));
         }
-        if ctx.problem_count() > before {
-            return None;
+        if !problems.is_empty() {
+            return Err(problems);
         }
-        Some((
-            NginxSecureLink {
-                params,
-                pieces,
-                common,
-            },
-            KeySet::new(keys),
-        ))
+        Ok(NginxSecureLink {
+            params,
+            pieces,
+            common,
+        })
     }
 }
 

@@ -19,7 +19,7 @@ use super::{
     Window,
 };
 use crate::keys::{KeySet, Secret};
-use crate::problems::Ctx;
+use crate::problems::{usable_param_name, Ctx, Problem};
 
 /// Default name of the signature parameter.
 pub const DEFAULT_SECRET_PARAM: &str = "txSecret";
@@ -50,6 +50,9 @@ pub struct RawTencent {
 }
 
 impl RawTencent {
+    /// The config reader: resolves the keys and defaults into [`Settings`],
+    /// whose one constructor applies every rule; its problems are reported
+    /// under `{path}.` + the field name.
     pub(super) fn build(
         &self,
         path: &str,
@@ -58,33 +61,117 @@ impl RawTencent {
     ) -> Option<(Tencent, KeySet)> {
         let before = ctx.problem_count();
         let keys = ctx.primary_and_backup(path, &self.key, self.backup_key.as_deref());
-        let secret_param = ctx.param_name(
-            &format!("{path}.secret_param"),
-            self.secret_param.as_deref().unwrap_or(DEFAULT_SECRET_PARAM),
-        );
-        let time_param = ctx.param_name(
-            &format!("{path}.time_param"),
-            self.time_param.as_deref().unwrap_or(DEFAULT_TIME_PARAM),
-        );
-        if secret_param == time_param {
-            ctx.problem(
-                &format!("{path}.time_param"),
-                "must differ from secret_param",
-            );
-        }
-        if ctx.problem_count() > before {
-            return None;
-        }
-        Some((
-            Tencent {
-                params: vec![secret_param, time_param],
-                auth_delta_secs: self.auth_delta_secs,
-                time_format: self.time_format,
-                common,
-            },
-            KeySet::new(keys),
-        ))
+        let settings = Settings {
+            secret_param: given_or(self.secret_param.as_deref(), DEFAULT_SECRET_PARAM),
+            time_param: given_or(self.time_param.as_deref(), DEFAULT_TIME_PARAM),
+            auth_delta_secs: self.auth_delta_secs,
+            time_format: self.time_format,
+        };
+        from_config(settings.build(common), keys, path, ctx, before)
     }
+}
+
+/// The scheme's settings, whether read from `[site.auth]` or from a vendor
+/// answer (`sync::tencent`). Plain data: [`Settings::build`] checks it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// Name of the signature parameter, e.g. [`DEFAULT_SECRET_PARAM`].
+    pub secret_param: String,
+    /// Name of the time parameter, e.g. [`DEFAULT_TIME_PARAM`].
+    pub time_param: String,
+    /// Seconds a URL stays valid after its txTime (AuthDelta).
+    pub auth_delta_secs: u64,
+    /// How txTime is written.
+    pub time_format: TimeFormat,
+}
+
+impl Settings {
+    /// The one constructor: applies every rule of the scheme and returns
+    /// every problem, each named by its settings field (`secret_param`,
+    /// `time_param`) for the caller to map to its own key path.
+    pub fn build(self, common: Common) -> Result<Tencent, Vec<Problem>> {
+        let problems = param_name_problems(&[
+            ("secret_param", &self.secret_param),
+            ("time_param", &self.time_param),
+        ]);
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        Ok(Tencent {
+            params: vec![self.secret_param, self.time_param],
+            auth_delta_secs: self.auth_delta_secs,
+            time_format: self.time_format,
+            common,
+        })
+    }
+}
+
+/// The end of every scheme's config reader: the verifier and its keys when
+/// neither the reader (problems recorded since `before`) nor the settings
+/// constructor found a problem; the constructor's problems are recorded at
+/// `{path}.` + their field name.
+// Why here: see [`param_name_problems`].
+pub(crate) fn from_config<V>(
+    built: Result<V, Vec<Problem>>,
+    keys: Vec<Secret>,
+    path: &str,
+    ctx: &mut Ctx<'_>,
+    before: usize,
+) -> Option<(V, KeySet)> {
+    match built {
+        Ok(v) if ctx.problem_count() == before => Some((v, KeySet::new(keys))),
+        Ok(_) => None,
+        Err(problems) => {
+            ctx.extend(problems, |f| format!("{path}.{f}"));
+            None
+        }
+    }
+}
+
+/// A name as given in the config, else the scheme's default.
+pub(crate) fn given_or(given: Option<&str>, default: &str) -> String {
+    given.unwrap_or(default).to_owned()
+}
+
+/// Longest value a settings problem quotes, in characters.
+const MAX_QUOTED: usize = 64;
+
+/// A settings value for a problem message: quoted, escaped and cut to
+/// [`MAX_QUOTED`] characters. Why: vendor answers are not trusted text, and
+/// the message ends up in a log line. Never used for a key.
+// Why here: see [`param_name_problems`].
+pub(crate) fn quoted(s: &str) -> String {
+    let cut: String = s.chars().take(MAX_QUOTED).collect();
+    format!("{cut:?}")
+}
+
+/// The rule every scheme applies to the query parameter names it reads,
+/// given as (settings field, name): each is usable ([`usable_param_name`])
+/// and differs from every earlier one. Problems are named by the field.
+// Why here: a leaf helper that belongs in `problems` (or `auth`), which this
+// change may not edit; the schemes share it rather than copy it.
+pub(crate) fn param_name_problems(names: &[(&str, &str)]) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    for (i, (field, name)) in names.iter().enumerate() {
+        if !usable_param_name(name) {
+            problems.push(Problem::field(
+                field,
+                format!(
+                    "{} is not a usable query parameter name; use 1–64 of A-Z a-z 0-9 _ - .",
+                    quoted(name)
+                ),
+            ));
+        } else if names.iter().take(i).any(|(_, earlier)| earlier == name) {
+            problems.push(Problem::field(
+                field,
+                format!(
+                    "{} is already another auth parameter's name; the names must differ",
+                    quoted(name)
+                ),
+            ));
+        }
+    }
+    problems
 }
 
 /// The Tencent verifier for one site.

@@ -14,11 +14,12 @@ use serde::Deserialize;
 
 use super::{
     append_params, conclude, hex_digest_matches, is_hex_of_len, last_segment, lower_hex, md5_parts,
-    query_param, segments, stream_name, Common, DenyReason, RequestView, SignError, Signed,
-    Verdict, Verifier, Window,
+    query_param, segments, stream_name,
+    tencent::{from_config, given_or, param_name_problems, quoted},
+    Common, DenyReason, RequestView, SignError, Signed, Verdict, Verifier, Window,
 };
 use crate::keys::{KeySet, Secret};
-use crate::problems::Ctx;
+use crate::problems::{Ctx, Problem};
 
 /// Default signature param (AuthField can rename it).
 pub const DEFAULT_SECRET_PARAM: &str = "volcSecret";
@@ -71,6 +72,24 @@ impl Field {
             _ => return None,
         })
     }
+
+    /// An EncryptField list, in order. Each unknown name is a problem named
+    /// `encrypt_fields[i]` and is left out of the list.
+    pub fn parse_list<S: AsRef<str>>(names: &[S]) -> (Vec<Field>, Vec<Problem>) {
+        let mut fields = Vec::new();
+        let mut problems = Vec::new();
+        for (i, name) in names.iter().enumerate() {
+            let name = name.as_ref();
+            match Field::parse(name) {
+                Some(f) => fields.push(f),
+                None => problems.push(Problem::field(
+                    &format!("{FIELDS}[{i}]"),
+                    format!("{} is not an EncryptField; use key, volcTime, Domain, AppName or StreamName", quoted(name)),
+                )),
+            }
+        }
+        (fields, problems)
+    }
 }
 
 /// `[site.auth]` with `scheme = "volcengine"`.
@@ -98,6 +117,9 @@ pub struct RawVolcengine {
 }
 
 impl RawVolcengine {
+    /// The config reader: resolves the keys and defaults into [`Settings`],
+    /// whose one constructor applies every rule; its problems are reported
+    /// under `{path}.` + the field name.
     pub(super) fn build(
         &self,
         path: &str,
@@ -117,79 +139,20 @@ impl RawVolcengine {
             .enumerate()
             .filter_map(|(i, k)| ctx.secret(&format!("{path}.keys[{i}]"), k))
             .collect();
-        let mut fields = Vec::new();
-        for (i, f) in self.encrypt_fields.iter().enumerate() {
-            match Field::parse(f) {
-                Some(f) => fields.push(f),
-                None => ctx.problem(
-                    &format!("{path}.encrypt_fields[{i}]"),
-                    format!("`{f}` is not an EncryptField; use key, volcTime, Domain, AppName or StreamName"),
-                ),
-            }
-        }
-        match self.algorithm {
-            Algorithm::Md5 if !self.encrypt_fields.is_empty() => {
-                ctx.problem(
-                    &format!("{path}.encrypt_fields"),
-                    "only applies to algorithm = \"md5_custom\"",
-                );
-            }
-            Algorithm::Md5Custom
-                if !(fields.contains(&Field::Key) && fields.contains(&Field::Time)) =>
-            {
-                // Why: without the key anyone can sign; without the time anyone can extend a URL.
-                ctx.problem(
-                    &format!("{path}.encrypt_fields"),
-                    "must include both `key` and `volcTime`",
-                );
-            }
-            _ => {}
-        }
-        let base = self.timestamp_base.unwrap_or(DEFAULT_TIMESTAMP_BASE);
-        if ![2, 8, 10, 16].contains(&base) {
-            ctx.problem(
-                &format!("{path}.timestamp_base"),
-                format!("must be 2, 8, 10 or 16, got {base}"),
-            );
-        }
-        let secret_param = ctx.param_name(
-            &format!("{path}.secret_param"),
-            self.secret_param.as_deref().unwrap_or(DEFAULT_SECRET_PARAM),
-        );
-        let time_param = ctx.param_name(
-            &format!("{path}.time_param"),
-            self.time_param.as_deref().unwrap_or(DEFAULT_TIME_PARAM),
-        );
-        if secret_param == time_param {
-            ctx.problem(
-                &format!("{path}.time_param"),
-                "must differ from secret_param",
-            );
-        }
-        let valid_duration_secs = self
-            .valid_duration_secs
-            .unwrap_or(DEFAULT_VALID_DURATION_SECS);
-        if valid_duration_secs > 2_592_000 {
-            ctx.problem(
-                &format!("{path}.valid_duration_secs"),
-                "must be at most 2592000 (30 days)",
-            );
-        }
-        if ctx.problem_count() > before {
-            return None;
-        }
-        Some((
-            Volcengine {
-                params: vec![secret_param, time_param],
-                algorithm: self.algorithm,
-                fields,
-                base,
-                valid_duration_secs,
-                app: self.app.clone(),
-                common,
-            },
-            KeySet::new(keys),
-        ))
+        let (fields, field_problems) = Field::parse_list(&self.encrypt_fields);
+        let settings = Settings {
+            algorithm: self.algorithm,
+            fields,
+            secret_param: given_or(self.secret_param.as_deref(), DEFAULT_SECRET_PARAM),
+            time_param: given_or(self.time_param.as_deref(), DEFAULT_TIME_PARAM),
+            timestamp_base: self.timestamp_base.unwrap_or(DEFAULT_TIMESTAMP_BASE),
+            valid_duration_secs: self
+                .valid_duration_secs
+                .unwrap_or(DEFAULT_VALID_DURATION_SECS),
+            app: self.app.clone(),
+        };
+        ctx.extend(field_problems, |f| format!("{path}.{f}"));
+        from_config(settings.build(common), keys, path, ctx, before)
     }
 }
 
@@ -205,13 +168,21 @@ pub struct Volcengine {
     common: Common,
 }
 
-/// A verifier's parameters as a vendor API reports them (key sync builds
-/// one [`Volcengine`] per distinct value, see `sync::volcengine`).
+/// Problem name of [`Settings::fields`]: the config key `encrypt_fields`,
+/// so that the config maps every problem by prefixing its path alone.
+const FIELDS: &str = "encrypt_fields";
+/// Longest [`Settings::valid_duration_secs`]: 30 days, the documented maximum.
+pub const MAX_VALID_DURATION_SECS: u64 = 2_592_000;
+
+/// One parameter set of the scheme, whether read from `[site.auth]` or from
+/// a vendor answer (key sync builds one [`Volcengine`] per distinct value,
+/// see `sync::volcengine`). Plain data: [`Settings::build`] checks it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
     /// EncryptionAlgorithm.
     pub algorithm: Algorithm,
-    /// EncryptField, for `md5_custom` (ignored by `md5`).
+    /// EncryptField, for `md5_custom` (must be empty for `md5`). Problems
+    /// name it `encrypt_fields`.
     pub fields: Vec<Field>,
     /// AuthField rename of `volcSecret`.
     pub secret_param: String,
@@ -219,10 +190,68 @@ pub struct Settings {
     pub time_param: String,
     /// TimeStampBase: 2, 8, 10 or 16.
     pub timestamp_base: u32,
-    /// ValidDuration added to volcTime.
+    /// ValidDuration added to volcTime, at most [`MAX_VALID_DURATION_SECS`].
     pub valid_duration_secs: u64,
     /// Only this AppName is accepted, if set.
     pub app: Option<String>,
+}
+
+impl Settings {
+    /// The one constructor: applies every rule of the scheme and returns
+    /// every problem, each named by its settings field (`timestamp_base`,
+    /// `encrypt_fields`, `time_param`, …) for the caller to map to its own
+    /// key path. Messages quote no key (settings hold none).
+    pub fn build(self, common: Common) -> Result<Volcengine, Vec<Problem>> {
+        let mut problems = param_name_problems(&[
+            ("secret_param", &self.secret_param),
+            ("time_param", &self.time_param),
+        ]);
+        match self.algorithm {
+            Algorithm::Md5 if !self.fields.is_empty() => {
+                problems.push(Problem::field(
+                    FIELDS,
+                    "only applies to the md5_custom algorithm",
+                ));
+            }
+            Algorithm::Md5Custom
+                if !(self.fields.contains(&Field::Key) && self.fields.contains(&Field::Time)) =>
+            {
+                // Why: without the key anyone can sign; without the time anyone can extend a URL.
+                problems.push(Problem::field(
+                    FIELDS,
+                    "must include both `key` and `volcTime`",
+                ));
+            }
+            _ => {}
+        }
+        if ![2, 8, 10, 16].contains(&self.timestamp_base) {
+            problems.push(Problem::field(
+                "timestamp_base",
+                format!("must be 2, 8, 10 or 16, got {}", self.timestamp_base),
+            ));
+        }
+        if self.valid_duration_secs > MAX_VALID_DURATION_SECS {
+            problems.push(Problem::field(
+                "valid_duration_secs",
+                format!(
+                    "must be at most {MAX_VALID_DURATION_SECS} (30 days), got {}",
+                    self.valid_duration_secs
+                ),
+            ));
+        }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        Ok(Volcengine {
+            params: vec![self.secret_param, self.time_param],
+            algorithm: self.algorithm,
+            fields: self.fields,
+            base: self.timestamp_base,
+            valid_duration_secs: self.valid_duration_secs,
+            app: self.app,
+            common,
+        })
+    }
 }
 
 /// The parts of a request the signature covers.
@@ -250,53 +279,15 @@ impl Volcengine {
         }
     }
 
-    /// A verifier from vendor-reported [`Settings`], checked as strictly as
-    /// `[site.auth]`: the error says which setting is unusable (never a key).
+    /// [`Settings::build`] with its problems joined into one message (the
+    /// shape callers had before the settings constructor existed).
     pub fn from_parts(s: Settings, common: Common) -> Result<Self, String> {
-        if ![2, 8, 10, 16].contains(&s.timestamp_base) {
-            return Err(format!(
-                "TimeStampBase must be 2, 8, 10 or 16, got {}",
-                s.timestamp_base
-            ));
-        }
-        for name in [&s.secret_param, &s.time_param] {
-            let ok = !name.is_empty()
-                && name.len() <= 64
-                && name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
-            if !ok {
-                return Err(format!(
-                    "AuthField `{name}` is not a usable query parameter name"
-                ));
-            }
-        }
-        if s.secret_param == s.time_param {
-            return Err("AuthField names volcSecret and volcTime alike".into());
-        }
-        // Why: without the key anyone can sign; without the time anyone can extend a URL.
-        if s.algorithm == Algorithm::Md5Custom
-            && !(s.fields.contains(&Field::Key) && s.fields.contains(&Field::Time))
-        {
-            return Err("md5_custom EncryptField must include both `key` and `volcTime`".into());
-        }
-        if s.valid_duration_secs > 2_592_000 {
-            return Err(format!(
-                "ValidDuration {} is above the documented 2592000",
-                s.valid_duration_secs
-            ));
-        }
-        Ok(Volcengine {
-            params: vec![s.secret_param, s.time_param],
-            fields: match s.algorithm {
-                Algorithm::Md5 => Vec::new(),
-                Algorithm::Md5Custom => s.fields,
-            },
-            algorithm: s.algorithm,
-            base: s.timestamp_base,
-            valid_duration_secs: s.valid_duration_secs,
-            app: s.app,
-            common,
+        s.build(common).map_err(|problems| {
+            problems
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")
         })
     }
 

@@ -12,13 +12,14 @@ use std::borrow::Cow;
 
 use serde::Deserialize;
 
+use super::tencent::{from_config, given_or, param_name_problems, quoted};
 use super::{
     append_params, hex_digest_matches, is_hex_of_len, key_label, last_segment, lower_hex,
     md5_parts, query_param, stream_name, Common, Decision, DenyReason, RequestView, SignError,
     Signed, Verdict, Verifier, Window,
 };
 use crate::keys::{KeySet, Secret};
-use crate::problems::Ctx;
+use crate::problems::{Ctx, Problem};
 
 /// Default signature param (cipherParam).
 pub const DEFAULT_CIPHER_PARAM: &str = "wsSecret";
@@ -128,6 +129,10 @@ fn parse_combination(s: &str) -> Option<[Part; 3]> {
 }
 
 impl RawWangsu {
+    /// The config reader: resolves each group's key (in group order, for the
+    /// site's [`KeySet`]) and defaults into [`Settings`], whose one
+    /// constructor applies every rule; its problems are reported under
+    /// `{path}.` + the field name.
     pub(super) fn build(
         &self,
         path: &str,
@@ -135,80 +140,29 @@ impl RawWangsu {
         ctx: &mut Ctx<'_>,
     ) -> Option<(Wangsu, KeySet)> {
         let before = ctx.problem_count();
-        if self.rule.is_empty() {
-            ctx.problem(
-                &format!("{path}.rule"),
-                "add at least one [[site.auth.rule]] group",
-            );
-        }
-        let mut keys = Vec::new();
-        let mut rules = Vec::new();
-        for (i, r) in self.rule.iter().enumerate() {
-            let p = format!("{path}.rule[{i}]");
-            if let Some(k) = ctx.secret(&format!("{p}.key"), &r.key) {
-                keys.push(k);
-            }
-            let combination = r
-                .cipher_combination
-                .as_deref()
-                .unwrap_or(DEFAULT_COMBINATION);
-            let order = parse_combination(combination);
-            if order.is_none() {
-                ctx.problem(&format!("{p}.cipher_combination"), format!("`{combination}` is not one of key+path+time, key+time+path, path+key+time, path+time+key, time+path+key, time+key+path"));
-            }
-            let cipher_param = ctx.param_name(
-                &format!("{p}.cipher_param"),
-                r.cipher_param.as_deref().unwrap_or(DEFAULT_CIPHER_PARAM),
-            );
-            let time_param = ctx.param_name(
-                &format!("{p}.time_param"),
-                r.time_param.as_deref().unwrap_or(DEFAULT_TIME_PARAM),
-            );
-            if cipher_param == time_param {
-                ctx.problem(&format!("{p}.time_param"), "must differ from cipher_param");
-            }
-            let effective_time_secs = match (r.effective_time_mode, r.effective_time_secs) {
-                (EffectiveTimeMode::Duration, Some(t)) if t >= 1 => t,
-                (EffectiveTimeMode::Duration, _) => {
-                    ctx.problem(
-                        &format!("{p}.effective_time_secs"),
-                        "effective_time_mode = \"duration\" needs effective_time_secs >= 1",
-                    );
-                    0
-                }
-                (_, Some(_)) => {
-                    ctx.problem(
-                        &format!("{p}.effective_time_secs"),
-                        "only applies to effective_time_mode = \"duration\"",
-                    );
-                    0
-                }
-                (_, None) => 0,
-            };
-            if let Some(order) = order {
-                rules.push(Rule {
-                    cipher_param,
-                    time_param,
-                    order,
+        let keys: Vec<Secret> = self
+            .rule
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| ctx.secret(&format!("{path}.rule[{i}].key"), &r.key))
+            .collect();
+        let settings = Settings {
+            rules: self
+                .rule
+                .iter()
+                .map(|r| RuleSettings {
+                    cipher_param: given_or(r.cipher_param.as_deref(), DEFAULT_CIPHER_PARAM),
+                    time_param: given_or(r.time_param.as_deref(), DEFAULT_TIME_PARAM),
+                    combination: given_or(r.cipher_combination.as_deref(), DEFAULT_COMBINATION),
                     time_format: r.time_format,
                     mode: r.effective_time_mode,
-                    effective_time_secs,
+                    effective_time_secs: r.effective_time_secs,
                     tolerant_time_secs: r.tolerant_time_secs,
-                });
-            }
-        }
-        if ctx.problem_count() > before {
-            return None;
-        }
-        Some((
-            Wangsu {
-                params: params_of(&rules),
-                rules,
-                include_extension: self.path_includes_extension.unwrap_or(true),
-                common,
-            },
-            KeySet::new(keys),
-        ))
+                })
+                .collect(),
+            path_includes_extension: self.path_includes_extension.unwrap_or(true),
+        };
+        from_config(settings.build(common), keys, path, ctx, before)
     }
 }
 
@@ -225,82 +179,107 @@ fn params_of(rules: &[Rule]) -> Vec<String> {
     params
 }
 
-/// One rule group's settings as a vendor API reports them (see
-/// [`Wangsu::from_rules`]). The group's key is not here: it lives in the
-/// site's [`KeySet`] at the group's index.
+/// The scheme's settings, whether read from `[site.auth]` or from a vendor
+/// answer (`sync::wangsu`). Plain data: [`Settings::build`] checks it. The
+/// groups' keys are not here: key *i* of the site's [`KeySet`] belongs to
+/// group *i*.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RuleSpec {
+pub struct Settings {
+    /// The rule groups, in order; problems name group *i* `rule[i]`.
+    pub rules: Vec<RuleSettings>,
+    /// Whether the hashed path keeps the media extension.
+    pub path_includes_extension: bool,
+}
+
+/// One rule group of [`Settings`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleSettings {
     /// cipherParam, e.g. [`DEFAULT_CIPHER_PARAM`].
     pub cipher_param: String,
     /// timeParam, e.g. [`DEFAULT_TIME_PARAM`].
     pub time_param: String,
-    /// cipheCombination, e.g. `key+path+time`.
+    /// cipheCombination, e.g. [`DEFAULT_COMBINATION`]. Problems name it
+    /// `cipher_combination`, as the config does.
     pub combination: String,
     /// timeFormat.
     pub time_format: WsTimeFormat,
     /// effectiveTimeMode.
     pub mode: EffectiveTimeMode,
-    /// effectiveTime in seconds: used, and required to be at least 1, only
-    /// with [`EffectiveTimeMode::Duration`]; ignored otherwise.
-    pub effective_time_secs: u64,
+    /// effectiveTime in seconds: required (at least 1) with
+    /// [`EffectiveTimeMode::Duration`], refused otherwise.
+    pub effective_time_secs: Option<u64>,
     /// tolerantTime: clock-skew slack in seconds on both ends.
     pub tolerant_time_secs: u64,
 }
 
-/// Which setting of a [`RuleSpec`] is unusable. Names the setting, never a value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum RuleProblem {
-    /// Not one of the six orders of `key`, `path`, `time`.
-    #[error("the combination is not one of key+path+time, key+time+path, path+key+time, path+time+key, time+path+key, time+key+path")]
-    Combination,
-    /// Not 1–64 of `A-Z a-z 0-9 _ - .`.
-    #[error("the cipher param is not a usable query parameter name")]
-    CipherParam,
-    /// Not a usable name, or the same as the cipher param.
-    #[error("the time param is not a usable query parameter name or equals the cipher param")]
-    TimeParam,
-    /// Duration mode with an effective time of 0.
-    #[error("duration mode needs an effective time of at least 1 s")]
-    EffectiveTime,
-}
-
-/// A [`RuleSpec`] that [`Wangsu::from_rules`] refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("rule group {index}: {problem}")]
-pub struct RuleError {
-    /// The group's index (0-based) in the list given.
-    pub index: usize,
-    /// What is wrong with it.
-    pub problem: RuleProblem,
-}
-
-impl RuleSpec {
-    /// Checks the spec by the same rules as `[[site.auth.rule]]` in the config.
-    fn validate(&self) -> Result<Rule, RuleProblem> {
-        let order = parse_combination(&self.combination).ok_or(RuleProblem::Combination)?;
-        if !crate::problems::usable_param_name(&self.cipher_param) {
-            return Err(RuleProblem::CipherParam);
+impl Settings {
+    /// The one constructor: applies every rule of the scheme and returns
+    /// every problem, each named by its settings field (`rule`,
+    /// `rule[1].cipher_combination`, `rule[0].effective_time_secs`, …) for
+    /// the caller to map to its own key path.
+    pub fn build(self, common: Common) -> Result<Wangsu, Vec<Problem>> {
+        let mut problems = Vec::new();
+        if self.rules.is_empty() {
+            // Why: with no group every request would be denied.
+            problems.push(Problem::field(
+                "rule",
+                "add at least one rule group ([[site.auth.rule]])",
+            ));
         }
-        if !crate::problems::usable_param_name(&self.time_param)
-            || self.time_param == self.cipher_param
-        {
-            return Err(RuleProblem::TimeParam);
-        }
-        let effective_time_secs = match self.mode {
-            EffectiveTimeMode::Duration if self.effective_time_secs == 0 => {
-                return Err(RuleProblem::EffectiveTime)
+        let mut rules = Vec::new();
+        for (i, r) in self.rules.into_iter().enumerate() {
+            let before = problems.len();
+            let at = |field: &str| format!("rule[{i}].{field}");
+            let order = parse_combination(&r.combination);
+            if order.is_none() {
+                problems.push(Problem::field(&at("cipher_combination"), format!("{} is not one of key+path+time, key+time+path, path+key+time, path+time+key, time+path+key, time+key+path", quoted(&r.combination))));
             }
-            EffectiveTimeMode::Duration => self.effective_time_secs,
-            EffectiveTimeMode::AbsTime | EffectiveTimeMode::NoVerification => 0,
-        };
-        Ok(Rule {
-            cipher_param: self.cipher_param.clone(),
-            time_param: self.time_param.clone(),
-            order,
-            time_format: self.time_format,
-            mode: self.mode,
-            effective_time_secs,
-            tolerant_time_secs: self.tolerant_time_secs,
+            problems.extend(
+                param_name_problems(&[
+                    ("cipher_param", &r.cipher_param),
+                    ("time_param", &r.time_param),
+                ])
+                .into_iter()
+                .map(|p| p.under(at)),
+            );
+            let effective_time_secs = match (r.mode, r.effective_time_secs) {
+                (EffectiveTimeMode::Duration, Some(t)) if t >= 1 => t,
+                (EffectiveTimeMode::Duration, _) => {
+                    problems.push(Problem::field(
+                        &at("effective_time_secs"),
+                        "the duration mode needs an effective time of at least 1 s",
+                    ));
+                    0
+                }
+                (_, Some(_)) => {
+                    problems.push(Problem::field(
+                        &at("effective_time_secs"),
+                        "only applies to the duration mode",
+                    ));
+                    0
+                }
+                (_, None) => 0,
+            };
+            if let (Some(order), true) = (order, problems.len() == before) {
+                rules.push(Rule {
+                    cipher_param: r.cipher_param,
+                    time_param: r.time_param,
+                    order,
+                    time_format: r.time_format,
+                    mode: r.mode,
+                    effective_time_secs,
+                    tolerant_time_secs: r.tolerant_time_secs,
+                });
+            }
+        }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        Ok(Wangsu {
+            params: params_of(&rules),
+            rules,
+            include_extension: self.path_includes_extension,
+            common,
         })
     }
 }
@@ -326,7 +305,9 @@ fn rank(d: Decision) -> u8 {
 }
 
 impl Wangsu {
-    /// One group with the given parameters and default names.
+    /// One group with the given parameters and default names (`None` when
+    /// [`Settings::build`] refuses them). `effective_time_secs` is read with
+    /// [`EffectiveTimeMode::Duration`] only.
     pub fn single(
         combination: &str,
         time_format: WsTimeFormat,
@@ -334,48 +315,21 @@ impl Wangsu {
         effective_time_secs: u64,
         common: Common,
     ) -> Option<Self> {
-        Some(Wangsu {
-            rules: vec![Rule {
+        Settings {
+            rules: vec![RuleSettings {
                 cipher_param: DEFAULT_CIPHER_PARAM.to_owned(),
                 time_param: DEFAULT_TIME_PARAM.to_owned(),
-                order: parse_combination(combination)?,
+                combination: combination.to_owned(),
                 time_format,
                 mode,
-                effective_time_secs,
+                effective_time_secs: (mode == EffectiveTimeMode::Duration)
+                    .then_some(effective_time_secs),
                 tolerant_time_secs: 0,
             }],
-            params: vec![
-                DEFAULT_CIPHER_PARAM.to_owned(),
-                DEFAULT_TIME_PARAM.to_owned(),
-            ],
-            include_extension: true,
-            common,
-        })
-    }
-
-    /// A verifier with these rule groups, in order: key *i* of the site's
-    /// [`KeySet`] belongs to group *i*. Used for rule groups that come from a
-    /// vendor API rather than the config. With no groups every request is
-    /// denied (`missing_token`).
-    pub fn from_rules(
-        specs: &[RuleSpec],
-        include_extension: bool,
-        common: Common,
-    ) -> Result<Self, RuleError> {
-        let rules = specs
-            .iter()
-            .enumerate()
-            .map(|(index, spec)| {
-                spec.validate()
-                    .map_err(|problem| RuleError { index, problem })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Wangsu {
-            params: params_of(&rules),
-            rules,
-            include_extension,
-            common,
-        })
+            path_includes_extension: true,
+        }
+        .build(common)
+        .ok()
     }
 
     /// The path as hashed: with or without the last segment's extension.
@@ -750,30 +704,37 @@ mod tests {
         assert_eq!(v.auth_params(), ["wsSecret", "wsTime", "sign", "t"]);
     }
 
-    fn spec() -> RuleSpec {
-        RuleSpec {
+    fn spec() -> RuleSettings {
+        RuleSettings {
             cipher_param: DEFAULT_CIPHER_PARAM.to_owned(),
             time_param: DEFAULT_TIME_PARAM.to_owned(),
             combination: "key+path+time".to_owned(),
             time_format: WsTimeFormat::Hex,
             mode: EffectiveTimeMode::AbsTime,
-            effective_time_secs: 0,
+            effective_time_secs: None,
             tolerant_time_secs: 0,
         }
     }
 
+    fn settings(rules: Vec<RuleSettings>) -> Settings {
+        Settings {
+            rules,
+            path_includes_extension: true,
+        }
+    }
+
     #[test]
-    fn from_rules_builds_the_same_groups_as_the_config() {
-        let second = RuleSpec {
+    fn settings_build_the_same_groups_as_the_config() {
+        let second = RuleSettings {
             cipher_param: "sign".into(),
             time_param: "t".into(),
             combination: "time+key+path".into(),
             time_format: WsTimeFormat::Unix,
             mode: EffectiveTimeMode::Duration,
-            effective_time_secs: 60,
+            effective_time_secs: Some(60),
             tolerant_time_secs: 0,
         };
-        let v = Wangsu::from_rules(&[spec(), second], true, C).unwrap();
+        let v = settings(vec![spec(), second]).build(C).unwrap();
         let k = keys(&["k1", "k2"]);
         let s2 = lower_hex(&md5_parts(&[b"100", b"k2", b"/a/b.flv"]));
         assert!(v
@@ -783,29 +744,48 @@ mod tests {
     }
 
     #[test]
-    fn from_rules_names_the_unusable_setting() {
-        let bad = |f: fn(&mut RuleSpec)| {
+    fn settings_name_every_unusable_field() {
+        let bad = |f: fn(&mut RuleSettings)| {
             let mut s = spec();
             f(&mut s);
-            Wangsu::from_rules(&[spec(), s], true, C).unwrap_err()
+            let problems = settings(vec![spec(), s]).build(C).unwrap_err();
+            problems.into_iter().map(|p| p.path).collect::<Vec<_>>()
         };
-        let at1 = |problem| RuleError { index: 1, problem };
         assert_eq!(
             bad(|s| s.combination = "key+key+time".into()),
-            at1(RuleProblem::Combination)
+            ["rule[1].cipher_combination"]
         );
         assert_eq!(
             bad(|s| s.cipher_param = "a b".into()),
-            at1(RuleProblem::CipherParam)
+            ["rule[1].cipher_param"]
         );
         assert_eq!(
             bad(|s| s.time_param = "wsSecret".into()),
-            at1(RuleProblem::TimeParam)
+            ["rule[1].time_param"]
         );
         assert_eq!(
             bad(|s| s.mode = EffectiveTimeMode::Duration),
-            at1(RuleProblem::EffectiveTime)
+            ["rule[1].effective_time_secs"]
         );
+        assert_eq!(
+            bad(|s| s.effective_time_secs = Some(5)),
+            ["rule[1].effective_time_secs"]
+        );
+        // Every problem at once.
+        assert_eq!(
+            bad(|s| {
+                s.combination = "key".into();
+                s.cipher_param = String::new();
+                s.mode = EffectiveTimeMode::Duration;
+            }),
+            [
+                "rule[1].cipher_combination",
+                "rule[1].cipher_param",
+                "rule[1].effective_time_secs"
+            ]
+        );
+        let none = settings(Vec::new()).build(C).unwrap_err();
+        assert_eq!(none[0].path, "rule");
     }
 
     #[test]

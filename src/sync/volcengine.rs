@@ -49,6 +49,7 @@ use crate::auth::volcengine::{
 use crate::auth::{AnyOf, Common, Verifier};
 use crate::config::VendorConfig;
 use crate::keys::{KeySet, Secret};
+use crate::problems::Problem;
 
 /// The documented endpoint.
 pub const DEFAULT_ENDPOINT: &str = "https://live.volcengineapi.com/";
@@ -269,8 +270,8 @@ enum NumOrStr {
 }
 
 impl NumOrStr {
-    /// The value; `None` for an empty string.
-    fn get(&self, what: &str) -> Result<Option<u64>, SyncError> {
+    /// The value; `None` for an empty string. A problem is named `field`.
+    fn get(&self, field: &str) -> Result<Option<u64>, Problem> {
         match self {
             NumOrStr::Num(n) => Ok(Some(*n)),
             NumOrStr::Str(s) if s.trim().is_empty() => Ok(None),
@@ -278,7 +279,7 @@ impl NumOrStr {
                 .trim()
                 .parse()
                 .map(Some)
-                .map_err(|_| SyncError::Malformed(format!("{what} `{s}` is not a number"))),
+                .map_err(|_| Problem::field(field, format!("`{s}` is not a number"))),
         }
     }
 }
@@ -287,8 +288,30 @@ fn malformed(m: impl Into<String>) -> SyncError {
     SyncError::Malformed(m.into())
 }
 
-/// `AuthField` → (secret param, time param).
-fn auth_field(v: Option<&serde_json::Value>) -> Result<(String, String), SyncError> {
+/// The vendor's name for a [`Settings`] field (or a field the reader names
+/// itself, such as `AuthField`) of detail `detail` of entry `entry`:
+/// `valid_duration_secs` → `AuthList[0].ValidDuration`, `encrypt_fields[1]`
+/// → `AuthList[0].AuthDetailList[2].EncryptField[1]`.
+fn vendor_field(field: &str, entry: usize, detail: usize) -> String {
+    let e = format!("AuthList[{entry}]");
+    let d = format!("{e}.AuthDetailList[{detail}]");
+    match field {
+        "timestamp_base" => format!("{e}.TimeStampBase"),
+        "valid_duration_secs" => format!("{e}.ValidDuration"),
+        "app" => format!("{e}.App"),
+        "algorithm" => format!("{d}.EncryptionAlgorithm"),
+        "secret_param" => format!("{d}.AuthField.{DEFAULT_SECRET_PARAM}"),
+        "time_param" => format!("{d}.AuthField.{DEFAULT_TIME_PARAM}"),
+        f => match f.strip_prefix("encrypt_fields") {
+            Some(index) => format!("{d}.EncryptField{index}"),
+            None => format!("{d}.{f}"),
+        },
+    }
+}
+
+/// `AuthField` → (secret param, time param). Problems are named
+/// `AuthField` (its shape) or by the settings field.
+fn auth_field(v: Option<&serde_json::Value>) -> Result<(String, String), Problem> {
     use serde_json::Value;
     let parsed;
     let map = match v {
@@ -297,62 +320,62 @@ fn auth_field(v: Option<&serde_json::Value>) -> Result<(String, String), SyncErr
         Some(Value::String(s)) if s.trim().is_empty() => None,
         Some(Value::String(s)) => {
             parsed = serde_json::from_str::<serde_json::Map<String, Value>>(s)
-                .map_err(|_| malformed("AuthField string is not a JSON object"))?;
+                .map_err(|_| Problem::field("AuthField", "is a string but not a JSON object"))?;
             Some(&parsed)
         }
-        Some(_) => return Err(malformed("AuthField is neither an object nor a string")),
+        Some(_) => {
+            return Err(Problem::field(
+                "AuthField",
+                "is neither an object nor a string",
+            ))
+        }
     };
-    let name = |field: &str, default: &str| -> Result<String, SyncError> {
-        match map.and_then(|m| m.get(field)) {
-            None | Some(Value::Null) => Ok(default.to_owned()),
-            Some(Value::String(s)) if s.is_empty() => Ok(default.to_owned()),
+    let name = |vendor: &str, field: &str| -> Result<String, Problem> {
+        match map.and_then(|m| m.get(vendor)) {
+            None | Some(Value::Null) => Ok(vendor.to_owned()),
+            Some(Value::String(s)) if s.is_empty() => Ok(vendor.to_owned()),
             Some(Value::String(s)) => Ok(s.clone()),
-            Some(_) => Err(malformed(format!("AuthField {field} is not a string"))),
+            Some(_) => Err(Problem::field(field, "is not a string")),
         }
     };
     Ok((
-        name(DEFAULT_SECRET_PARAM, DEFAULT_SECRET_PARAM)?,
-        name(DEFAULT_TIME_PARAM, DEFAULT_TIME_PARAM)?,
+        name(DEFAULT_SECRET_PARAM, "secret_param")?,
+        name(DEFAULT_TIME_PARAM, "time_param")?,
     ))
 }
 
-/// `EncryptField` → fields in list order.
-fn encrypt_field(v: Option<&serde_json::Value>) -> Result<Vec<Field>, SyncError> {
+/// `EncryptField` → the names in list order (read by [`Field::parse_list`]).
+fn encrypt_field(v: Option<&serde_json::Value>) -> Result<Vec<String>, Problem> {
     use serde_json::Value;
-    let names: Vec<String> = match v {
+    let shape = |m: &str| Problem::field("encrypt_fields", m);
+    Ok(match v {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::Array(a)) => a
             .iter()
             .map(|x| {
                 x.as_str()
                     .map(str::to_owned)
-                    .ok_or_else(|| malformed("EncryptField holds a non-string"))
+                    .ok_or_else(|| shape("holds a non-string"))
             })
             .collect::<Result<_, _>>()?,
-        Some(Value::String(s)) if s.trim_start().starts_with('[') => serde_json::from_str(s)
-            .map_err(|_| malformed("EncryptField string is not a JSON list"))?,
+        Some(Value::String(s)) if s.trim_start().starts_with('[') => {
+            serde_json::from_str(s).map_err(|_| shape("is a string but not a JSON list"))?
+        }
         Some(Value::String(s)) => s
             .split(',')
             .map(str::trim)
             .filter(|f| !f.is_empty())
             .map(str::to_owned)
             .collect(),
-        Some(_) => return Err(malformed("EncryptField is neither a list nor a string")),
-    };
-    names
-        .iter()
-        .map(|n| {
-            Field::parse(n).ok_or_else(|| {
-                malformed(format!(
-                    "EncryptField `{n}` is not key, volcTime, Domain, AppName or StreamName"
-                ))
-            })
-        })
-        .collect()
+        Some(_) => return Err(shape("is neither a list nor a string")),
+    })
 }
 
-/// The verifier settings one key is listed with.
-fn settings(entry: &AuthEntry, detail: &AuthDetail) -> Result<Settings, SyncError> {
+/// The [`Settings`] one key is listed with, as the vendor sends them. Only
+/// reading happens here (shapes, numbers, names, the vendor's defaults);
+/// every rule is [`Settings::build`]'s. Problems are named by settings field.
+fn settings(entry: &AuthEntry, detail: &AuthDetail) -> Result<Settings, Vec<Problem>> {
+    let mut problems = Vec::new();
     let algorithm = match detail
         .encryption_algorithm
         .as_deref()
@@ -364,30 +387,53 @@ fn settings(entry: &AuthEntry, detail: &AuthDetail) -> Result<Settings, SyncErro
         a if a.eq_ignore_ascii_case("md5") => Algorithm::Md5,
         a if a.eq_ignore_ascii_case("md5_custom") => Algorithm::Md5Custom,
         other => {
-            return Err(malformed(format!(
-                "EncryptionAlgorithm `{other}` is not md5 or md5_custom"
-            )))
+            problems.push(Problem::field(
+                "algorithm",
+                format!("`{other}` is not md5 or md5_custom"),
+            ));
+            Algorithm::Md5
         }
     };
+    // EncryptField is read for md5_custom only (md5 ignores it).
     let fields = match algorithm {
         Algorithm::Md5 => Vec::new(),
-        Algorithm::Md5Custom => encrypt_field(detail.encrypt_field.as_ref())?,
-    };
-    let (secret_param, time_param) = auth_field(detail.auth_field.as_ref())?;
-    let timestamp_base = match &entry.time_stamp_base {
-        None => DEFAULT_TIMESTAMP_BASE,
-        Some(b) => match b.get("TimeStampBase")? {
-            None | Some(0) => DEFAULT_TIMESTAMP_BASE,
-            Some(b) => u32::try_from(b).unwrap_or(u32::MAX),
+        Algorithm::Md5Custom => match encrypt_field(detail.encrypt_field.as_ref()) {
+            Ok(names) => {
+                let (fields, p) = Field::parse_list(&names);
+                problems.extend(p);
+                fields
+            }
+            Err(p) => {
+                problems.push(p);
+                Vec::new()
+            }
         },
     };
-    let valid_duration_secs = match &entry.valid_duration {
-        None => DEFAULT_VALID_DURATION_SECS,
-        // Taken as given, 0 included (volcTime is then the hard expiry).
-        Some(d) => d
-            .get("ValidDuration")?
-            .unwrap_or(DEFAULT_VALID_DURATION_SECS),
+    let (secret_param, time_param) = auth_field(detail.auth_field.as_ref()).unwrap_or_else(|p| {
+        problems.push(p);
+        (
+            DEFAULT_SECRET_PARAM.to_owned(),
+            DEFAULT_TIME_PARAM.to_owned(),
+        )
+    });
+    let mut number = |v: &Option<NumOrStr>, field: &str| match v.as_ref().map(|n| n.get(field)) {
+        None => None,
+        Some(Ok(n)) => n,
+        Some(Err(p)) => {
+            problems.push(p);
+            None
+        }
     };
+    let timestamp_base = match number(&entry.time_stamp_base, "timestamp_base") {
+        None | Some(0) => DEFAULT_TIMESTAMP_BASE,
+        Some(b) => u32::try_from(b).unwrap_or(u32::MAX),
+    };
+    // Taken as given, 0 included (volcTime is then the hard expiry).
+    let valid_duration_secs =
+        number(&entry.valid_duration, "valid_duration_secs").unwrap_or(DEFAULT_VALID_DURATION_SECS);
+    if !problems.is_empty() {
+        return Err(problems);
+    }
     Ok(Settings {
         algorithm,
         fields,
@@ -463,15 +509,8 @@ impl VendorApi for VolcengineApi {
         body: &[u8],
         common: Common,
     ) -> Result<SyncedAuth, SyncError> {
-        // Why not serde's message: it may quote a value, and values are keys.
-        let env: Envelope = serde_json::from_slice(body).map_err(|e| {
-            SyncError::Malformed(format!(
-                "http {status}: not the documented JSON ({:?} error at line {} column {})",
-                e.classify(),
-                e.line(),
-                e.column()
-            ))
-        })?;
+        let env: Envelope =
+            serde_json::from_slice(body).map_err(|e| super::malformed(status, &e))?;
         if let Some(e) = env.response_metadata.and_then(|m| m.error) {
             return Err(SyncError::Vendor {
                 status: status.as_u16(),
@@ -492,8 +531,9 @@ impl VendorApi for VolcengineApi {
             },
         };
         let mut any_enabled = false;
-        let mut groups: Vec<(Settings, Vec<Secret>)> = Vec::new();
-        for entry in &list {
+        let mut problems: Vec<Problem> = Vec::new();
+        let mut groups: Vec<(Settings, Volcengine, Vec<Secret>)> = Vec::new();
+        for (i, entry) in list.iter().enumerate() {
             let pull = entry
                 .scene_type
                 .as_deref()
@@ -506,27 +546,44 @@ impl VendorApi for VolcengineApi {
                 continue;
             }
             any_enabled = true;
-            for detail in entry.auth_detail_list.iter().flatten() {
+            for (j, detail) in entry.auth_detail_list.iter().flatten().enumerate() {
                 let Some(key) = detail.secret_key.as_deref().filter(|k| !k.is_empty()) else {
                     continue;
                 };
                 let key = Secret::new(key);
-                let s = settings(entry, detail)?;
-                match groups.iter_mut().find(|(g, _)| *g == s) {
-                    Some((_, keys)) if keys.contains(&key) => {}
-                    Some((_, keys)) => keys.push(key),
-                    None => groups.push((s, vec![key])),
+                // Every problem of every key's settings is reported, each at
+                // its vendor path; equal settings are checked once.
+                let built = settings(entry, detail).and_then(|s| {
+                    match groups.iter().position(|(g, ..)| *g == s) {
+                        Some(at) => Ok((s, None, at)),
+                        None => s.clone().build(common).map(|v| (s, Some(v), groups.len())),
+                    }
+                });
+                match built {
+                    Err(p) => {
+                        problems.extend(p.into_iter().map(|p| p.under(|f| vendor_field(f, i, j))))
+                    }
+                    Ok((s, Some(v), _)) => groups.push((s, v, vec![key])),
+                    Ok((_, None, at)) => {
+                        if let Some((_, _, keys)) = groups.get_mut(at) {
+                            if !keys.contains(&key) {
+                                keys.push(key);
+                            }
+                        }
+                    }
                 }
             }
         }
         if !any_enabled {
             return Ok(SyncedAuth::Disabled);
         }
-        let mut inner: Vec<(Arc<dyn Verifier>, KeySet)> = Vec::new();
-        for (s, keys) in groups {
-            let v = Volcengine::from_parts(s, common).map_err(SyncError::Malformed)?;
-            inner.push((Arc::new(v), KeySet::new(keys)));
+        if !problems.is_empty() {
+            return Err(super::tencent::unusable_settings(problems));
         }
+        let mut inner: Vec<(Arc<dyn Verifier>, KeySet)> = groups
+            .into_iter()
+            .map(|(_, v, keys)| (Arc::new(v) as Arc<dyn Verifier>, KeySet::new(keys)))
+            .collect();
         if inner.len() == 1 {
             if let Some((verifier, keys)) = inner.pop() {
                 return Ok(SyncedAuth::Enabled { verifier, keys });
@@ -931,6 +988,109 @@ mod tests {
                 other => panic!("{body}: {other:?}"),
             }
         }
+    }
+
+    /// The problems of a one-site config whose `[site.auth]` is `auth`.
+    fn config_problems(auth: &str) -> Vec<crate::problems::Problem> {
+        let text = format!(
+            "[[site]]\nid = \"live\"\ndomains = [\"play.example.com\"]\norigin = \"http://127.0.0.1:8000\"\n[site.auth]\nscheme = \"volcengine\"\nkeys = [\"SeCrEtKeY1\"]\n{auth}\n"
+        );
+        match crate::config::Config::from_toml(&text, std::path::Path::new("."), &|_: &str| None) {
+            Err(crate::config::ConfigError::Invalid(p)) => p,
+            Err(e) => panic!("{e}"),
+            Ok(_) => panic!("accepted: {text}"),
+        }
+    }
+
+    /// The Malformed message of a one-entry answer whose only detail is `detail`.
+    fn answer_problem(entry: &str, detail: &str) -> String {
+        let body = format!(
+            r#"{{"ResponseMetadata": {{}}, "Result": {{"AuthList": [
+              {{"AuthStatus": false, "SceneType": "pull", "AuthDetailList": []}},
+              {{"AuthStatus": true, "SceneType": "pull", {entry} "AuthDetailList": [
+                {{"SecretKey": "other", "EncryptionAlgorithm": "md5"}},
+                {{"SecretKey": "SeCrEtKeY1", {detail}}}]}}]}}}}"#
+        );
+        match api(DEFAULT_API_VERSION).parse("play.example.com", StatusCode::OK, body.as_bytes(), C)
+        {
+            Err(SyncError::Malformed(m)) => {
+                assert!(!m.contains("SeCrEtKeY1"), "{m}");
+                m
+            }
+            other => panic!("{body}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn valid_duration_out_of_range_is_named_by_the_vendor_field_never_the_key() {
+        let m = answer_problem(
+            r#""ValidDuration": "2592001","#,
+            r#""EncryptionAlgorithm": "md5""#,
+        );
+        assert!(
+            m.contains("AuthList[1].ValidDuration: must be at most 2592000"),
+            "{m}"
+        );
+        // The same value in the config file, at its key path.
+        let p = config_problems("valid_duration_secs = 2592001");
+        assert!(
+            p.iter()
+                .any(|p| p.path == "site[0].auth.valid_duration_secs"
+                    && p.message.contains("must be at most 2592000")),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn one_rule_judges_config_and_vendor_alike() {
+        // The same unusable values through both readers: the same messages,
+        // each at its own path.
+        let cases = [
+            (
+                r#""AuthField": {"volcSecret": "a b"}"#,
+                "AuthList[1].AuthDetailList[1].AuthField.volcSecret",
+                r#"secret_param = "a b""#,
+                "site[0].auth.secret_param",
+            ),
+            (
+                r#""AuthField": "{\"volcTime\": \"volcSecret\"}""#,
+                "AuthList[1].AuthDetailList[1].AuthField.volcTime",
+                r#"time_param = "volcSecret""#,
+                "site[0].auth.time_param",
+            ),
+            (
+                r#""EncryptionAlgorithm": "md5_custom", "EncryptField": ["StreamName", "Bogus", "volcTime"]"#,
+                "AuthList[1].AuthDetailList[1].EncryptField[1]",
+                r#"algorithm = "md5_custom"
+                   encrypt_fields = ["StreamName", "Bogus", "volcTime"]"#,
+                "site[0].auth.encrypt_fields[1]",
+            ),
+            (
+                r#""EncryptionAlgorithm": "md5_custom", "EncryptField": "StreamName,volcTime""#,
+                "AuthList[1].AuthDetailList[1].EncryptField",
+                r#"algorithm = "md5_custom"
+                   encrypt_fields = ["StreamName", "volcTime"]"#,
+                "site[0].auth.encrypt_fields",
+            ),
+        ];
+        for (detail, vendor_path, toml, config_path) in cases {
+            let from_vendor = answer_problem("", detail);
+            let from_config = config_problems(toml);
+            let p = from_config
+                .iter()
+                .find(|p| p.path == config_path)
+                .unwrap_or_else(|| panic!("{config_path} not in {from_config:?}"));
+            assert!(
+                from_vendor.contains(&format!("{vendor_path}: {}", p.message)),
+                "{from_vendor}\n vs {p}"
+            );
+        }
+        // TimeStampBase is an entry field.
+        let m = answer_problem(r#""TimeStampBase": 7,"#, r#""EncryptionAlgorithm": "md5""#);
+        assert!(
+            m.contains("AuthList[1].TimeStampBase: must be 2, 8, 10 or 16, got 7"),
+            "{m}"
+        );
     }
 
     #[test]

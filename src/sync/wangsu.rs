@@ -30,13 +30,15 @@ use serde_json::Value;
 use sha1::Sha1;
 
 use super::{SyncError, SyncedAuth, VendorApi};
+use crate::auth::tencent::quoted;
 use crate::auth::wangsu::{
-    EffectiveTimeMode, RuleProblem, RuleSpec, Wangsu, WsTimeFormat, DEFAULT_CIPHER_PARAM,
-    DEFAULT_TIME_PARAM,
+    EffectiveTimeMode, RuleSettings, Settings, WsTimeFormat, DEFAULT_CIPHER_PARAM,
+    DEFAULT_COMBINATION, DEFAULT_TIME_PARAM,
 };
 use crate::auth::Common;
 use crate::config::VendorConfig;
 use crate::keys::{KeySet, Secret};
+use crate::problems::Problem;
 
 /// The documented endpoint.
 pub const DEFAULT_ENDPOINT: &str = "https://open.chinanetcenter.com";
@@ -48,8 +50,6 @@ const PATH: &str = "/api/config/live-timestampvisitcontrol/";
 /// Whether synced rule groups hash the path with its media extension. The
 /// vendor API does not say (SCHEMES.md: OPEN); this is the config's default.
 const PATH_INCLUDES_EXTENSION: bool = true;
-/// Longest vendor-supplied value quoted in an error message.
-const MAX_SHOWN: usize = 64;
 
 /// Indexed by days since 1970-01-01, which was a Thursday.
 const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
@@ -114,7 +114,7 @@ impl WangsuApi {
         {
             return Err(SyncError::Request(format!(
                 "`{}` is not a domain name or domain id",
-                shown(domain)
+                quoted(domain)
             )));
         }
         let authority = super::endpoint_authority(&self.endpoint)?;
@@ -173,13 +173,6 @@ struct VendorRule {
     ciphe_combination: Option<String>,
 }
 
-/// A vendor-supplied, non-secret value for an error message: quoted, escaped
-/// and cut to [`MAX_SHOWN`] characters.
-fn shown(s: &str) -> String {
-    let cut: String = s.chars().take(MAX_SHOWN).collect();
-    format!("{cut:?}")
-}
-
 /// A code or id that may be a JSON string or number, as text.
 fn text_of(v: &Value) -> String {
     match v {
@@ -189,8 +182,8 @@ fn text_of(v: &Value) -> String {
 }
 
 /// A non-negative integer sent as a JSON number or a decimal string; absent,
-/// `null` and `""` are `None`.
-fn number(v: Option<&Value>, field: &str, at: &str) -> Result<Option<u64>, SyncError> {
+/// `null` and `""` are `None`. A problem is named `field`.
+fn number(v: Option<&Value>, field: &str) -> Result<Option<u64>, Problem> {
     let parsed = match v {
         None | Some(Value::Null) => return Ok(None),
         Some(Value::String(s)) if s.trim().is_empty() => return Ok(None),
@@ -200,7 +193,7 @@ fn number(v: Option<&Value>, field: &str, at: &str) -> Result<Option<u64>, SyncE
     };
     parsed
         .map(Some)
-        .ok_or_else(|| SyncError::Malformed(format!("{at}: {field} is not a non-negative integer")))
+        .ok_or_else(|| Problem::field(field, "is not a non-negative integer"))
 }
 
 fn time_format(s: &str) -> Option<WsTimeFormat> {
@@ -233,72 +226,121 @@ fn param_or(v: Option<&String>, default: &str) -> String {
         .map_or_else(|| default.to_owned(), Clone::clone)
 }
 
-/// Where rule `i` is, for error messages: its index and, when sent, its dataId.
-fn location(i: usize, r: &VendorRule) -> String {
-    match &r.data_id {
-        Some(id) if !id.is_null() => format!(
-            "timestampVisitControlRules[{i}] (dataId {})",
-            shown(&text_of(id))
-        ),
-        _ => format!("timestampVisitControlRules[{i}]"),
+/// The vendor's name for a [`Settings`] field (`rule[1].cipher_combination`
+/// → `timestampVisitControlRules[1].cipheCombination (dataId "7")`), the
+/// group's dataId added when sent so the operator finds it in the console.
+fn vendor_field(field: &str, raw: &[VendorRule]) -> String {
+    const LIST: &str = "timestampVisitControlRules";
+    let Some((i, name)) = field
+        .strip_prefix("rule[")
+        .and_then(|f| f.split_once("]."))
+        .and_then(|(i, name)| Some((i.parse::<usize>().ok()?, name)))
+    else {
+        return match field {
+            "rule" => LIST.to_owned(),
+            other => format!("{LIST} ({other})"),
+        };
+    };
+    let name = match name {
+        "key" => "secretKey",
+        "cipher_param" => "cipherParam",
+        "time_param" => "timeParam",
+        "cipher_combination" => "cipheCombination",
+        "time_format" => "timeFormat",
+        "effective_time_mode" => "effectiveTimeMode",
+        "effective_time_secs" => "effectiveTime",
+        "tolerant_time_secs" => "tolerantTime",
+        other => other,
+    };
+    match raw.get(i).and_then(|r| r.data_id.as_ref()) {
+        Some(id) if !id.is_null() => {
+            format!("{LIST}[{i}].{name} (dataId {})", quoted(&text_of(id)))
+        }
+        _ => format!("{LIST}[{i}].{name}"),
     }
 }
 
-/// One rule group's settings and key. Errors name the field, never the key.
-fn read_rule(i: usize, r: &VendorRule) -> Result<(RuleSpec, Secret), SyncError> {
-    let at = location(i, r);
-    let malformed = |what: String| SyncError::Malformed(format!("{at}: {what}"));
+/// One rule group's settings and key, as the vendor sends them. Only
+/// reading happens here (shapes, numbers, names, the vendor's defaults);
+/// every rule is [`Settings::build`]'s. Problems are named by settings field
+/// (`rule[i].time_format`); an unreadable field is replaced by a stand-in
+/// that raises no further problem, so that every problem is reported.
+fn read_rule(
+    i: usize,
+    r: &VendorRule,
+    problems: &mut Vec<Problem>,
+) -> (RuleSettings, Option<Secret>) {
+    let mut problem = |field: &str, message: String| {
+        problems.push(Problem::field(&format!("rule[{i}].{field}"), message));
+    };
     let key = match &r.secret_key {
-        Some(Value::String(k)) if !k.is_empty() => Secret::new(k.as_str()),
+        Some(Value::String(k)) if !k.is_empty() => Some(Secret::new(k.as_str())),
         Some(Value::String(_) | Value::Null) | None => {
-            return Err(malformed("secretKey is missing or empty".into()))
+            problem("key", "is missing or empty".into());
+            None
         }
-        Some(_) => return Err(malformed("secretKey is not a string".into())),
+        Some(_) => {
+            problem("key", "is not a string".into());
+            None
+        }
     };
     let time_format = match r.time_format.as_deref() {
-        Some(s) => {
-            time_format(s).ok_or_else(|| malformed(format!("unknown timeFormat {}", shown(s))))?
+        Some(s) => time_format(s).unwrap_or_else(|| {
+            problem(
+                "time_format",
+                format!("{} is not UNIX timestamp or hex", quoted(s)),
+            );
+            WsTimeFormat::Unix
+        }),
+        None => {
+            problem("time_format", "is missing".into());
+            WsTimeFormat::Unix
         }
-        None => return Err(malformed("timeFormat is missing".into())),
     };
     let mode = match r.effective_time_mode.as_deref() {
-        Some(s) => effective_time_mode(s)
-            .ok_or_else(|| malformed(format!("unknown effectiveTimeMode {}", shown(s))))?,
-        None => return Err(malformed("effectiveTimeMode is missing".into())),
+        Some(s) => effective_time_mode(s),
+        None => None,
     };
+    match (&r.effective_time_mode, mode) {
+        (_, Some(_)) => {}
+        (Some(s), None) => problem(
+            "effective_time_mode",
+            format!("{} is not duration, abstime or no verification", quoted(s)),
+        ),
+        (None, None) => problem("effective_time_mode", "is missing".into()),
+    }
     // effectiveTime only means something with `duration` (the vendor clears it
     // for `no verification`), so it is read only then.
     let effective_time_secs = match mode {
-        EffectiveTimeMode::Duration => {
-            number(r.effective_time.as_ref(), "effectiveTime", &at)?.unwrap_or(0)
+        Some(EffectiveTimeMode::Duration) => {
+            number(r.effective_time.as_ref(), "effective_time_secs").unwrap_or_else(|p| {
+                problem("effective_time_secs", p.message);
+                Some(1)
+            })
         }
-        EffectiveTimeMode::AbsTime | EffectiveTimeMode::NoVerification => 0,
+        _ => None,
     };
-    let tolerant_time_secs = number(r.tolerant_time.as_ref(), "tolerantTime", &at)?.unwrap_or(0);
-    let combination = r
-        .ciphe_combination
-        .clone()
-        .ok_or_else(|| malformed("cipheCombination is missing".into()))?;
-    let spec = RuleSpec {
+    let tolerant_time_secs = number(r.tolerant_time.as_ref(), "tolerant_time_secs")
+        .unwrap_or_else(|p| {
+            problem("tolerant_time_secs", p.message);
+            None
+        })
+        .unwrap_or(0);
+    let combination = r.ciphe_combination.clone().unwrap_or_else(|| {
+        problem("cipher_combination", "is missing".into());
+        DEFAULT_COMBINATION.to_owned()
+    });
+    let rule = RuleSettings {
         cipher_param: param_or(r.cipher_param.as_ref(), DEFAULT_CIPHER_PARAM),
         time_param: param_or(r.time_param.as_ref(), DEFAULT_TIME_PARAM),
         combination,
         time_format,
-        mode,
+        // A stand-in for an unreadable mode: it takes no effective time.
+        mode: mode.unwrap_or(EffectiveTimeMode::AbsTime),
         effective_time_secs,
         tolerant_time_secs,
     };
-    Ok((spec, key))
-}
-
-/// The vendor's name for the setting a [`RuleProblem`] is about, and its value.
-fn problem_field(problem: RuleProblem, spec: &RuleSpec) -> (&'static str, String) {
-    match problem {
-        RuleProblem::Combination => ("cipheCombination", shown(&spec.combination)),
-        RuleProblem::CipherParam => ("cipherParam", shown(&spec.cipher_param)),
-        RuleProblem::TimeParam => ("timeParam", shown(&spec.time_param)),
-        RuleProblem::EffectiveTime => ("effectiveTime", spec.effective_time_secs.to_string()),
-    }
+    (rule, key)
 }
 
 impl VendorApi for WangsuApi {
@@ -367,7 +409,7 @@ impl VendorApi for WangsuApi {
             if !name.eq_ignore_ascii_case(domain) && id.as_deref() != Some(domain) {
                 return Err(SyncError::Malformed(format!(
                     "the answer is for domain {}, not `{domain}`",
-                    shown(name)
+                    quoted(name)
                 )));
             }
         }
@@ -376,28 +418,41 @@ impl VendorApi for WangsuApi {
         if raw.is_empty() {
             return Ok(SyncedAuth::Disabled);
         }
-        let (specs, keys): (Vec<RuleSpec>, Vec<Secret>) = raw
-            .iter()
-            .enumerate()
-            .map(|(i, r)| read_rule(i, r))
-            .collect::<Result<Vec<_>, _>>()?
-            .into_iter()
-            .unzip();
-        let verifier =
-            Wangsu::from_rules(&specs, PATH_INCLUDES_EXTENSION, common).map_err(|e| {
-                let (field, value) = specs
-                    .get(e.index)
-                    .map_or(("rule", String::new()), |s| problem_field(e.problem, s));
-                let at = raw
-                    .get(e.index)
-                    .map_or_else(|| e.index.to_string(), |r| location(e.index, r));
-                SyncError::Malformed(format!("{at}: {field} {value}: {}", e.problem))
-            })?;
-        Ok(SyncedAuth::Enabled {
-            verifier: Arc::new(verifier),
-            keys: KeySet::new(keys),
-        })
+        let mut problems = Vec::new();
+        let mut keys = Vec::new();
+        let mut rules = Vec::new();
+        for (i, r) in raw.iter().enumerate() {
+            let (rule, key) = read_rule(i, r, &mut problems);
+            rules.push(rule);
+            keys.extend(key);
+        }
+        let settings = Settings {
+            rules,
+            path_includes_extension: PATH_INCLUDES_EXTENSION,
+        };
+        // Built even when reading failed, so that every problem is reported.
+        let built = settings.build(common);
+        match built {
+            Ok(verifier) if problems.is_empty() => Ok(SyncedAuth::Enabled {
+                verifier: Arc::new(verifier),
+                keys: KeySet::new(keys),
+            }),
+            Ok(_) => Err(unusable(problems, &raw)),
+            Err(p) => {
+                problems.extend(p);
+                Err(unusable(problems, &raw))
+            }
+        }
     }
+}
+
+/// Settings problems as one error, each at its vendor path.
+fn unusable(problems: Vec<Problem>, raw: &[VendorRule]) -> SyncError {
+    super::tencent::unusable_settings(
+        problems
+            .into_iter()
+            .map(|p| p.under(|f| vendor_field(f, raw))),
+    )
 }
 
 #[cfg(test)]
@@ -738,5 +793,88 @@ mod tests {
             r#"{"data":{"domainId":"9","domainName":"other.example.com","timestampVisitControlRules":[]}}"#,
         );
         assert!(m.contains("other.example.com"), "{m}");
+    }
+
+    #[test]
+    fn one_rule_judges_config_and_vendor_alike() {
+        // (vendor field and value, vendor path, config line, config path)
+        let cases = [
+            (
+                ("cipherParam", r#""ws Secret""#),
+                r#"timestampVisitControlRules[1].cipherParam (dataId "7")"#,
+                r#"cipher_param = "ws Secret""#,
+                "site[0].auth.rule[1].cipher_param",
+            ),
+            (
+                ("timeParam", r#""wsSecret""#),
+                r#"timestampVisitControlRules[1].timeParam (dataId "7")"#,
+                r#"time_param = "wsSecret""#,
+                "site[0].auth.rule[1].time_param",
+            ),
+            (
+                ("cipheCombination", r#""key+time""#),
+                r#"timestampVisitControlRules[1].cipheCombination (dataId "7")"#,
+                r#"cipher_combination = "key+time""#,
+                "site[0].auth.rule[1].cipher_combination",
+            ),
+            (
+                ("effectiveTimeMode", r#""duration""#),
+                r#"timestampVisitControlRules[1].effectiveTime (dataId "7")"#,
+                r#"effective_time_mode = "duration""#,
+                "site[0].auth.rule[1].effective_time_secs",
+            ),
+        ];
+        for ((field, value), vendor_path, line, config_path) in cases {
+            let mut rule = serde_json::json!({"dataId": "7", "secretKey": "TOP-SECRET-KEY", "timeFormat": "hex", "effectiveTimeMode": "abstime", "cipheCombination": "key+path+time"});
+            rule[field] = serde_json::from_str(value).unwrap();
+            let good = serde_json::json!({"secretKey": "k0", "timeFormat": "hex", "effectiveTimeMode": "abstime", "cipheCombination": "key+path+time"});
+            let from_vendor = malformed(
+                &serde_json::json!({"data": {"timestampVisitControlRules": [good, rule]}})
+                    .to_string(),
+            );
+            assert!(!from_vendor.contains("TOP-SECRET-KEY"), "{from_vendor}");
+            let toml = format!(
+                r#"
+                [[site]]
+                id = "live"
+                domains = ["www.example.com"]
+                origin = "http://127.0.0.1:8000"
+                [site.auth]
+                scheme = "wangsu"
+                [[site.auth.rule]]
+                key = "k0"
+                time_format = "hex"
+                effective_time_mode = "abstime"
+                [[site.auth.rule]]
+                key = "TOP-SECRET-KEY"
+                time_format = "hex"
+                effective_time_mode = "abstime"
+                {line}
+                "#
+            )
+            // A later key of the same table replaces the one before it.
+            .replace(
+                "effective_time_mode = \"abstime\"\n                effective_time_mode",
+                "effective_time_mode",
+            );
+            let from_config = match crate::config::Config::from_toml(
+                &toml,
+                std::path::Path::new("."),
+                &|_: &str| None,
+            ) {
+                Err(crate::config::ConfigError::Invalid(p)) => p,
+                Err(e) => panic!("{e}"),
+                Ok(_) => panic!("accepted: {toml}"),
+            };
+            let p = from_config
+                .iter()
+                .find(|p| p.path == config_path)
+                .unwrap_or_else(|| panic!("{config_path} not in {from_config:?}"));
+            assert!(!p.message.contains("TOP-SECRET-KEY"), "{p}");
+            assert!(
+                from_vendor.contains(&format!("{vendor_path}: {}", p.message)),
+                "{from_vendor}\n vs {p}"
+            );
+        }
     }
 }
