@@ -164,14 +164,7 @@ impl<'e> Ctx<'e> {
 
     /// Checks a query parameter name (`[A-Za-z0-9_.-]`, 1–64 chars).
     pub fn param_name(&mut self, path: &str, name: &str) -> String {
-        if !usable_param_name(name) {
-            self.problem(
-                path,
-                format!(
-                    "`{name}` is not a usable query parameter name; use 1–64 of A-Z a-z 0-9 _ - ."
-                ),
-            );
-        }
+        self.extend(param_name_problems(&[("", name)]), |_| path.to_owned());
         name.to_owned()
     }
 }
@@ -764,6 +757,44 @@ impl Repairs {
             }
         }
     }
+}
+
+/// A name as given in the config, else the scheme's default.
+pub fn given_or(given: Option<&str>, default: &str) -> String {
+    given.unwrap_or(default).to_owned()
+}
+
+/// Longest value a settings problem quotes, in characters.
+const MAX_QUOTED: usize = 64;
+
+/// A vendor-supplied value for a problem message: quoted, escaped and cut to
+/// [`MAX_QUOTED`] characters. Why: vendor answers are not trusted text, and
+/// the message ends up in a log line. Never used for a key, nor for a value
+/// from the config file (those problems name the key path instead).
+pub fn quoted(s: &str) -> String {
+    let cut: String = s.chars().take(MAX_QUOTED).collect();
+    format!("{cut:?}")
+}
+
+/// The rule every scheme applies to the query parameter names it reads,
+/// given as (settings field, name): each is usable ([`usable_param_name`])
+/// and differs from every earlier one. Problems are named by the field.
+pub fn param_name_problems(names: &[(&str, &str)]) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    for (i, (field, name)) in names.iter().enumerate() {
+        if !usable_param_name(name) {
+            problems.push(Problem::field(
+                field,
+                "is not a usable query parameter name; use 1–64 of A-Z a-z 0-9 _ - .",
+            ));
+        } else if names.iter().take(i).any(|(_, earlier)| earlier == name) {
+            problems.push(Problem::field(
+                field,
+                "is already another auth parameter's name; the names must differ",
+            ));
+        }
+    }
+    problems
 }
 
 #[cfg(test)]

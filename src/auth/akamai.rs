@@ -203,7 +203,7 @@ impl RawAkamai {
                     _ => {
                         ctx.problem(
                             &format!("{path}.field_delimiter"),
-                            format!("`{d}` is not usable; give one ASCII punctuation character other than {UNUSABLE_DELIMITERS} (default ~)"),
+                            format!("is not usable; give one ASCII punctuation character other than {UNUSABLE_DELIMITERS} (default ~)"),
                         );
                         DEFAULT_FIELD_DELIMITER
                     }

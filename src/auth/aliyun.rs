@@ -27,7 +27,7 @@ use super::{
     Signed, Verdict, Verifier, Window,
 };
 use crate::keys::{KeySet, Secret};
-use crate::problems::{usable_param_name, Ctx, Problem};
+use crate::problems::{given_or, param_name_problems, Ctx, Problem};
 use crate::time::{civil, from_civil};
 
 /// Default ali_auth_delta.
@@ -190,29 +190,21 @@ impl Settings<'_> {
                 }
             }
         }
-        let mut name = |field: &str, value: Option<&str>, default: &str| {
-            let value = value.unwrap_or(default);
-            if !usable_param_name(value) {
-                problems.push(Problem::field(
-                    field,
-                    format!(
-                        "`{}` is not a usable query parameter name; use 1–64 of A-Z a-z 0-9 _ - .",
-                        value.escape_default()
-                    ),
-                ));
-            }
-            value.to_owned()
-        };
         let form = match (self.auth_type, self.c_form.unwrap_or_default()) {
-            (AuthType::A, _) => Form::A(name("param", self.param, DEFAULT_A_PARAM)),
+            (AuthType::A, _) => {
+                let p = given_or(self.param, DEFAULT_A_PARAM);
+                problems.extend(param_name_problems(&[("param", &p)]));
+                Form::A(p)
+            }
             (AuthType::B, _) => Form::B,
             (AuthType::C, CForm::Path) => Form::CPath,
             (AuthType::C, CForm::Query) => {
-                let h = name("hash_param", self.hash_param, DEFAULT_C_HASH_PARAM);
-                let t = name("time_param", self.time_param, DEFAULT_C_TIME_PARAM);
-                if h == t {
-                    problems.push(Problem::field("time_param", "must differ from hash_param"));
-                }
+                let h = given_or(self.hash_param, DEFAULT_C_HASH_PARAM);
+                let t = given_or(self.time_param, DEFAULT_C_TIME_PARAM);
+                problems.extend(param_name_problems(&[
+                    ("hash_param", &h),
+                    ("time_param", &t),
+                ]));
                 Form::CQuery([h, t])
             }
         };
@@ -221,7 +213,7 @@ impl Settings<'_> {
             problems.push(Problem::field(
                 "auth_delta_secs",
                 format!(
-                    "{delta} is more than {MAX_AUTH_DELTA_SECS} (one year); give the validity in seconds after the URL's time (default {DEFAULT_AUTH_DELTA_SECS})"
+                    "is more than {MAX_AUTH_DELTA_SECS} (one year); give the validity in seconds after the URL's time (default {DEFAULT_AUTH_DELTA_SECS})"
                 ),
             ));
         }

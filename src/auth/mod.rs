@@ -324,6 +324,27 @@ schemes! {
     NginxSecureLink(nginx::RawNginxSecureLink) = "nginx_secure_link",
 }
 
+/// The end of every scheme's config reader: the verifier and its keys when
+/// neither the reader (problems recorded since `before`) nor the settings
+/// constructor found a problem; the constructor's problems are recorded at
+/// `{path}.` + their field name.
+pub fn from_config<V>(
+    built: Result<V, Vec<Problem>>,
+    keys: Vec<Secret>,
+    path: &str,
+    ctx: &mut Ctx<'_>,
+    before: usize,
+) -> Option<(V, KeySet)> {
+    match built {
+        Ok(v) if ctx.problem_count() == before => Some((v, KeySet::new(keys))),
+        Ok(_) => None,
+        Err(problems) => {
+            ctx.extend(problems, |f| format!("{path}.{f}"));
+            None
+        }
+    }
+}
+
 /// Scheme-independent settings a verifier is built with.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Common {

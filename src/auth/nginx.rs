@@ -43,12 +43,13 @@ use base64::Engine as _;
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
-use super::tencent::{from_config, given_or, param_name_problems};
+use super::from_config;
 use super::{
     append_params, conclude, md5_parts, percent_decode, query_param, Common, DenyReason,
     RequestView, SignError, SignOptions, Signed, Verdict, Verifier, Window,
 };
 use crate::keys::{KeySet, Secret};
+use crate::problems::{given_or, param_name_problems};
 use crate::problems::{Ctx, Problem};
 
 /// Default name of the signature parameter (`$arg_md5`).

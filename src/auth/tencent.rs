@@ -13,13 +13,14 @@ use std::borrow::Cow;
 
 use serde::Deserialize;
 
+use super::from_config;
 use super::{
     append_params, conclude, hex_digest_matches, is_hex_of_len, lower_hex, md5_parts, param_pair,
     stream_name, Common, DenyReason, RequestView, SignError, Signed, TimeFormat, Verdict, Verifier,
     Window,
 };
 use crate::keys::{KeySet, Secret};
-use crate::problems::{usable_param_name, Ctx, Problem};
+use crate::problems::{given_or, param_name_problems, Ctx, Problem};
 
 /// Default name of the signature parameter.
 pub const DEFAULT_SECRET_PARAM: &str = "txSecret";
@@ -104,74 +105,6 @@ impl Settings {
             common,
         })
     }
-}
-
-/// The end of every scheme's config reader: the verifier and its keys when
-/// neither the reader (problems recorded since `before`) nor the settings
-/// constructor found a problem; the constructor's problems are recorded at
-/// `{path}.` + their field name.
-// Why here: see [`param_name_problems`].
-pub(crate) fn from_config<V>(
-    built: Result<V, Vec<Problem>>,
-    keys: Vec<Secret>,
-    path: &str,
-    ctx: &mut Ctx<'_>,
-    before: usize,
-) -> Option<(V, KeySet)> {
-    match built {
-        Ok(v) if ctx.problem_count() == before => Some((v, KeySet::new(keys))),
-        Ok(_) => None,
-        Err(problems) => {
-            ctx.extend(problems, |f| format!("{path}.{f}"));
-            None
-        }
-    }
-}
-
-/// A name as given in the config, else the scheme's default.
-pub(crate) fn given_or(given: Option<&str>, default: &str) -> String {
-    given.unwrap_or(default).to_owned()
-}
-
-/// Longest value a settings problem quotes, in characters.
-const MAX_QUOTED: usize = 64;
-
-/// A settings value for a problem message: quoted, escaped and cut to
-/// [`MAX_QUOTED`] characters. Why: vendor answers are not trusted text, and
-/// the message ends up in a log line. Never used for a key.
-// Why here: see [`param_name_problems`].
-pub(crate) fn quoted(s: &str) -> String {
-    let cut: String = s.chars().take(MAX_QUOTED).collect();
-    format!("{cut:?}")
-}
-
-/// The rule every scheme applies to the query parameter names it reads,
-/// given as (settings field, name): each is usable ([`usable_param_name`])
-/// and differs from every earlier one. Problems are named by the field.
-// Why here: a leaf helper that belongs in `problems` (or `auth`), which this
-// change may not edit; the schemes share it rather than copy it.
-pub(crate) fn param_name_problems(names: &[(&str, &str)]) -> Vec<Problem> {
-    let mut problems = Vec::new();
-    for (i, (field, name)) in names.iter().enumerate() {
-        if !usable_param_name(name) {
-            problems.push(Problem::field(
-                field,
-                format!(
-                    "{} is not a usable query parameter name; use 1–64 of A-Z a-z 0-9 _ - .",
-                    quoted(name)
-                ),
-            ));
-        } else if names.iter().take(i).any(|(_, earlier)| earlier == name) {
-            problems.push(Problem::field(
-                field,
-                format!(
-                    "{} is already another auth parameter's name; the names must differ",
-                    quoted(name)
-                ),
-            ));
-        }
-    }
-    problems
 }
 
 /// The Tencent verifier for one site.

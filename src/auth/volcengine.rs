@@ -13,13 +13,12 @@ use std::borrow::Cow;
 use serde::Deserialize;
 
 use super::{
-    append_params, conclude, hex_digest_matches, is_hex_of_len, last_segment, lower_hex, md5_parts,
-    query_param, segments, stream_name,
-    tencent::{from_config, given_or, param_name_problems, quoted},
-    Common, DenyReason, RequestView, SignError, Signed, Verdict, Verifier, Window,
+    append_params, conclude, from_config, hex_digest_matches, is_hex_of_len, last_segment,
+    lower_hex, md5_parts, query_param, segments, stream_name, Common, DenyReason, RequestView,
+    SignError, Signed, Verdict, Verifier, Window,
 };
 use crate::keys::{KeySet, Secret};
-use crate::problems::{Ctx, Problem};
+use crate::problems::{given_or, param_name_problems, Ctx, Problem};
 
 /// Default signature param (AuthField can rename it).
 pub const DEFAULT_SECRET_PARAM: &str = "volcSecret";
@@ -84,7 +83,8 @@ impl Field {
                 Some(f) => fields.push(f),
                 None => problems.push(Problem::field(
                     &format!("{FIELDS}[{i}]"),
-                    format!("{} is not an EncryptField; use key, volcTime, Domain, AppName or StreamName", quoted(name)),
+                    "is not an EncryptField; use key, volcTime, Domain, AppName or StreamName"
+                        .to_owned(),
                 )),
             }
         }
@@ -217,10 +217,7 @@ impl Settings {
                 if !(self.fields.contains(&Field::Key) && self.fields.contains(&Field::Time)) =>
             {
                 // Why: without the key anyone can sign; without the time anyone can extend a URL.
-                problems.push(Problem::field(
-                    FIELDS,
-                    "must include both `key` and `volcTime`",
-                ));
+                problems.push(Problem::field(FIELDS, "must include both key and volcTime"));
             }
             _ => {}
         }

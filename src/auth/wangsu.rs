@@ -12,13 +12,14 @@ use std::borrow::Cow;
 
 use serde::Deserialize;
 
-use super::tencent::{from_config, given_or, param_name_problems, quoted};
+use super::from_config;
 use super::{
     append_params, hex_digest_matches, is_hex_of_len, key_label, last_segment, lower_hex,
     md5_parts, query_param, stream_name, Common, Decision, DenyReason, RequestView, SignError,
     Signed, Verdict, Verifier, Window,
 };
 use crate::keys::{KeySet, Secret};
+use crate::problems::{given_or, param_name_problems};
 use crate::problems::{Ctx, Problem};
 
 /// Default signature param (cipherParam).
@@ -232,7 +233,7 @@ impl Settings {
             let at = |field: &str| format!("rule[{i}].{field}");
             let order = parse_combination(&r.combination);
             if order.is_none() {
-                problems.push(Problem::field(&at("cipher_combination"), format!("{} is not one of key+path+time, key+time+path, path+key+time, path+time+key, time+path+key, time+key+path", quoted(&r.combination))));
+                problems.push(Problem::field(&at("cipher_combination"), "is not one of key+path+time, key+time+path, path+key+time, path+time+key, time+path+key, time+key+path".to_owned()));
             }
             problems.extend(
                 param_name_problems(&[

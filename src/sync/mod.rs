@@ -138,6 +138,15 @@ pub(crate) fn sha256_hex(data: &[u8]) -> String {
     hex::encode(sha2::Sha256::digest(data))
 }
 
+/// A vendor answer's settings problems, already at their vendor paths, as
+/// one [`SyncError::Malformed`]. No secret can show: settings hold no key.
+pub(crate) fn unusable_settings(
+    problems: impl IntoIterator<Item = crate::problems::Problem>,
+) -> SyncError {
+    let listed: Vec<String> = problems.into_iter().map(|p| p.to_string()).collect();
+    SyncError::Malformed(format!("unusable settings: {}", listed.join("; ")))
+}
+
 /// A JSON failure without its text.
 ///
 /// Why: serde_json messages quote the offending value (`invalid type: integer

@@ -18,7 +18,6 @@ use crate::auth::tencent::{Settings, DEFAULT_SECRET_PARAM, DEFAULT_TIME_PARAM};
 use crate::auth::{Common, TimeFormat};
 use crate::config::VendorConfig;
 use crate::keys::{KeySet, Secret};
-use crate::problems::Problem;
 
 /// The documented endpoint.
 pub const DEFAULT_ENDPOINT: &str = "https://live.tencentcloudapi.com/";
@@ -146,15 +145,6 @@ fn vendor_field(field: &str) -> String {
     }
 }
 
-/// A vendor answer's settings problems, already at their vendor paths, as
-/// one [`SyncError::Malformed`]. No secret can show: settings hold no key.
-// Why here: shared by every vendor module; it belongs in `sync` itself,
-// which this change may not edit.
-pub(super) fn unusable_settings(problems: impl IntoIterator<Item = Problem>) -> SyncError {
-    let listed: Vec<String> = problems.into_iter().map(|p| p.to_string()).collect();
-    SyncError::Malformed(format!("unusable settings: {}", listed.join("; ")))
-}
-
 impl VendorApi for TencentApi {
     fn kind(&self) -> &'static str {
         "tencent"
@@ -242,7 +232,7 @@ impl VendorApi for TencentApi {
         };
         let verifier = settings
             .build(common)
-            .map_err(|p| unusable_settings(p.into_iter().map(|p| p.under(vendor_field))))?;
+            .map_err(|p| super::unusable_settings(p.into_iter().map(|p| p.under(vendor_field))))?;
         Ok(SyncedAuth::Enabled {
             verifier: Arc::new(verifier),
             keys: KeySet::new(keys),

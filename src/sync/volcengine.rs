@@ -578,7 +578,7 @@ impl VendorApi for VolcengineApi {
             return Ok(SyncedAuth::Disabled);
         }
         if !problems.is_empty() {
-            return Err(super::tencent::unusable_settings(problems));
+            return Err(super::unusable_settings(problems));
         }
         let mut inner: Vec<(Arc<dyn Verifier>, KeySet)> = groups
             .into_iter()

@@ -30,7 +30,6 @@ use serde_json::Value;
 use sha1::Sha1;
 
 use super::{SyncError, SyncedAuth, VendorApi};
-use crate::auth::tencent::quoted;
 use crate::auth::wangsu::{
     EffectiveTimeMode, RuleSettings, Settings, WsTimeFormat, DEFAULT_CIPHER_PARAM,
     DEFAULT_COMBINATION, DEFAULT_TIME_PARAM,
@@ -38,6 +37,7 @@ use crate::auth::wangsu::{
 use crate::auth::Common;
 use crate::config::VendorConfig;
 use crate::keys::{KeySet, Secret};
+use crate::problems::quoted;
 use crate::problems::Problem;
 
 /// The documented endpoint.
@@ -448,7 +448,7 @@ impl VendorApi for WangsuApi {
 
 /// Settings problems as one error, each at its vendor path.
 fn unusable(problems: Vec<Problem>, raw: &[VendorRule]) -> SyncError {
-    super::tencent::unusable_settings(
+    super::unusable_settings(
         problems
             .into_iter()
             .map(|p| p.under(|f| vendor_field(f, raw))),
