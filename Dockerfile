@@ -6,6 +6,7 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY benches ./benches
+COPY demo ./demo
 RUN cargo build --release --locked --bin streamguard
 
 FROM debian:bookworm-slim

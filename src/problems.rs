@@ -196,6 +196,7 @@ pub const SECRET_KEYS: &[&str] = &[
     "access_key",
     "secret_key",
     "session_secret",
+    "salt",
 ];
 
 /// Keys whose text has a `$` syntax of its own and is used as written, never
