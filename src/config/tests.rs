@@ -1,4 +1,5 @@
 use super::*;
+use http::StatusCode;
 
 fn env(name: &str) -> Option<String> {
     match name {
