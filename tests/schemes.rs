@@ -385,3 +385,78 @@ async fn aliyun_type_b_playlist_children_work_with_and_without_the_auth_segments
     .await;
     assert_eq!(s, StatusCode::FORBIDDEN);
 }
+
+/// The shipped Akamai example (acl mode, `child_auth = "propagate"`): a
+/// playlist URL that `streamguard sign --acl` made opens its segments through
+/// the proxy; one signed for the exact path does not (`outside_acl`).
+#[tokio::test(flavor = "multi_thread")]
+async fn akamai_acl_signed_by_the_cli_opens_the_playlists_children() {
+    let origin = Origin::start().await;
+    let key = "0a1b2c3d4e5f60718293a4b5c6d7e8f9";
+    let cfg = format!(
+        r#"
+[server]
+listen = ["127.0.0.1:0"]
+[admin]
+listen = "127.0.0.1:0"
+
+[[site]]
+id = "edge"
+domains = ["media.example.com"]
+origin = "http://{}"
+[site.auth]
+scheme = "akamai"
+key = "{key}"
+mode = "acl"
+[site.hls]
+child_auth = "propagate"
+"#,
+        origin.addr
+    );
+    let proxy = Proxy::start(&cfg);
+    let cfg_path = proxy.path("streamguard.toml");
+    let sign = |extra: &[&str]| {
+        let out = std::process::Command::new(BIN)
+            .args(["sign", "--config"])
+            .arg(&cfg_path)
+            .args(["--expires-in", "600"])
+            .args(extra)
+            .arg("http://media.example.com/bigplaylist/index.m3u8")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let url = String::from_utf8(out.stdout).unwrap();
+        url.trim()
+            .strip_prefix("http://media.example.com")
+            .unwrap()
+            .to_owned()
+    };
+    let first_child = async |pq: &str| {
+        let (status, _, body) = get(proxy.http_addr(), "media.example.com", pq).await;
+        assert_eq!(status, StatusCode::OK);
+        let text = String::from_utf8(body.to_vec()).unwrap();
+        let child = text
+            .lines()
+            .find(|l| l.starts_with("segment-"))
+            .unwrap()
+            .to_owned();
+        assert!(child.contains("__token__="), "{child}");
+        format!("/bigplaylist/{child}")
+    };
+
+    let child = first_child(&sign(&["--acl", "/bigplaylist/*"])).await;
+    let (status, headers, _) = get(proxy.http_addr(), "media.example.com", &child).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "{:?}",
+        headers.get("x-streamguard-deny")
+    );
+    assert_eq!(
+        origin.last_seen().path_and_query,
+        "/bigplaylist/segment-00000.ts"
+    );
+
+    let child = first_child(&sign(&[])).await;
+    expect_denied(&proxy, "media.example.com", &child, "outside_acl").await;
+}

@@ -229,14 +229,15 @@ pub trait Verifier: Send + Sync + fmt::Debug {
         expires_at: u64,
     ) -> Result<Signed, SignError> {
         if opts.acl.is_some() {
-            return Err(SignError::Unsupported(
-                "an ACL pattern (--acl) applies only to the akamai scheme",
-            ));
+            return Err(SignError::Unsupported(ACL_UNSUPPORTED));
         }
         // Only schemes that bind to the client read `opts.client_ip`.
         self.sign(host, path, query, key, expires_at)
     }
 }
+
+/// Why a scheme without ACLs refuses [`SignOptions::acl`].
+pub const ACL_UNSUPPORTED: &str = "an ACL pattern (--acl) applies only to the akamai scheme";
 
 /// What [`Verifier::sign_with`] may be asked for beyond path and expiry.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

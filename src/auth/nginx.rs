@@ -581,9 +581,7 @@ impl Verifier for NginxSecureLink {
         expires_at: u64,
     ) -> Result<Signed, SignError> {
         if opts.acl.is_some() {
-            return Err(SignError::Unsupported(
-                "an ACL pattern (--acl) applies only to the akamai scheme",
-            ));
+            return Err(SignError::Unsupported(super::ACL_UNSUPPORTED));
         }
         let addr = match opts.client_ip {
             Some(ip) => remote_addr(ip),
