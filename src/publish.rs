@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use tracing::{info, warn};
 
+use crate::auth::session::Scope as SessionScope;
 use crate::auth::{AuthMode, Common, KeySource, Sessions, SiteAuth, VendorDisabled, Verifier};
 use crate::config::{ChildAuth, Config, OnVendorDisabled, SiteConfig};
 use crate::keys::KeySet;
@@ -70,11 +71,15 @@ fn site_auth(config: &Config, site: &SiteConfig, answers: &Answers) -> SiteAuth 
         keys: site.keys.clone(),
         key_sources: config_keys(),
         mode: AuthMode::Verify,
-        sessions: (site.hls.rewrite && site.hls.child_auth == ChildAuth::Session).then(|| {
-            Sessions {
-                secret: site.hls.session_secret.clone(),
-                ttl_secs: site.hls.session_ttl_secs,
-            }
+        sessions: match (site.hls.rewrite, site.hls.child_auth) {
+            (true, ChildAuth::Session) => Some(SessionScope::Path),
+            (true, ChildAuth::SessionDirectory) => Some(SessionScope::Directory),
+            _ => None,
+        }
+        .map(|scope| Sessions {
+            secret: site.hls.session_secret.clone(),
+            ttl_secs: site.hls.session_ttl_secs,
+            scope,
         }),
         clock_skew_secs: site.clock_skew_secs,
     };

@@ -915,7 +915,7 @@ async fn playlist_over_the_bound_is_502_and_counted() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn session_tokens_open_only_hls_resources_under_their_scope_and_lower_max_age() {
+async fn session_tokens_open_exactly_the_child_they_were_issued_for_and_lower_max_age() {
     let (_origin, proxy) = setup("", "").await;
     let addr = proxy.http_addr();
     let q = tencent_query(KEY, "/bigplaylist/index.m3u8", now() + 120);
@@ -926,20 +926,29 @@ async fn session_tokens_open_only_hls_resources_under_their_scope_and_lower_max_
         Some("private, no-cache")
     );
     let text = String::from_utf8(body.to_vec()).unwrap();
-    let token = text
-        .lines()
-        .find_map(|l| l.split("sg_session=").nth(1))
-        .unwrap()
-        .to_owned();
-    // A segment in scope: allowed.
+    let first = text.lines().find(|l| l.starts_with("segment-")).unwrap();
+    assert!(first.starts_with("segment-00000.ts?sg_session="), "{first}");
+    let token = first.split("sg_session=").nth(1).unwrap().to_owned();
+    // The child it was written for: allowed.
     let (s, _, _) = get(
+        addr,
+        HOST,
+        &format!("/bigplaylist/segment-00000.ts?sg_session={token}"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    // Its sibling, not an HLS resource (an endless FLV next to it), or
+    // elsewhere: denied.
+    let (s, h, _) = get(
         addr,
         HOST,
         &format!("/bigplaylist/segment-00001.ts?sg_session={token}"),
     )
     .await;
-    assert_eq!(s, StatusCode::OK);
-    // Not an HLS resource (an endless FLV next to it), or out of scope: denied.
+    assert_eq!(
+        (s, header_map_get(&h, "x-streamguard-deny")),
+        (StatusCode::FORBIDDEN, Some("bad_signature"))
+    );
     let (s, h, _) = get(
         addr,
         HOST,

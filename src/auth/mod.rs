@@ -887,7 +887,7 @@ mod tests {
                 prop_assert_eq!(Some(t), s.parse::<u64>().ok());
             }
             let _ = stream_name(&s);
-            let _ = crate::proxy::normalize_host(&s);
+            let _ = crate::host::normalize_host(&s);
             let _ = crate::proxy::path::validate(&s);
         }
     }

@@ -1,14 +1,24 @@
 //! The proxy's own short-lived tokens for HLS children (`child_auth = "session"`).
 //!
-//! When a playlist is served, its child URIs get
-//! `sg_session={expires}-{hex(scope)}-{hex(ip)}-{mac}` where `scope` is the
-//! directory the grant covers (`/live/stream/`), `ip` the client address the
-//! playlist's own token was bound to (empty when it was not), and
-//! `mac = hex(HMAC-SHA256(secret, "sg2\n" site "\n" scope "\n" ip "\n" expires))[..32]`.
-//! A child request is accepted when the MAC matches, its path lies under the
-//! scope, it asks for an HLS resource (not, say, an endless `.flv`), it comes
-//! from the bound address if there is one, and `now <= expires`. The expiry
-//! is never later than the token the playlist itself was fetched with.
+//! When a playlist is served, each child URI gets a token of its own:
+//!
+//! - **exact path** (the default): `sg_session={expires}-{hex(ip)}-{mac}`,
+//!   `mac = hex(HMAC-SHA256(secret, "sg3\n" site "\n" path "\n" ip "\n" expires))[..32]`,
+//!   where `path` is the child's origin path exactly as the player will
+//!   request it (the playlist's URI resolved against the playlist's URL). A
+//!   token opens that one path and nothing else, so a playlist can never
+//!   hand out more than it references.
+//! - **directory** (`child_auth = "session_directory"`, opt-in):
+//!   `sg_session={expires}-{hex(scope)}-{hex(ip)}-{mac}` over `"sg2\n"` and
+//!   the playlist's directory, which opens every HLS resource under it.
+//!   Never issued or accepted for `/`.
+//!
+//! `ip` is the client address the playlist's own token was bound to (empty
+//! when it was not). A child request is accepted when the MAC matches its
+//! path (or the path lies under the scope), it asks for an HLS resource (not,
+//! say, an endless `.flv`), it comes from the bound address if there is one,
+//! and `now <= expires`. The expiry is never later than the token the
+//! playlist itself was fetched with.
 
 use std::net::IpAddr;
 
@@ -23,11 +33,22 @@ pub const SESSION_PARAM: &str = "sg_session";
 /// Longest scope accepted in a token, in bytes.
 const MAX_SCOPE_BYTES: usize = 1024;
 
+/// Which children a session token opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Exactly the path it was issued for.
+    Path,
+    /// Every HLS resource under the directory it was issued for (never `/`);
+    /// exact-path tokens are accepted too.
+    Directory,
+}
+
 /// What a valid session token grants.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionGrant {
-    /// Directory prefix the token covers, with trailing `/`.
-    pub scope: String,
+    /// The directory a directory token covers (with trailing `/`); `None`
+    /// for an exact-path token.
+    pub directory: Option<String>,
     /// Unix seconds after which it is refused.
     pub expires_at: u64,
     /// The client address it is bound to, if any.
@@ -53,12 +74,12 @@ pub fn is_hls_child(path: &str) -> bool {
     }
 }
 
-fn mac(secret: &Secret, site: &str, scope: &str, ip: &str, expires: &str) -> [u8; 16] {
+fn mac(secret: &Secret, parts: &[&str]) -> [u8; 16] {
     // A key of any length is accepted by HMAC, so this cannot fail.
     let Ok(mut m) = Hmac::<Sha256>::new_from_slice(secret.expose().as_bytes()) else {
         return [0; 16];
     };
-    for part in ["sg2\n", site, "\n", scope, "\n", ip, "\n", expires] {
+    for part in parts {
         m.update(part.as_bytes());
     }
     let full = m.finalize().into_bytes();
@@ -67,21 +88,59 @@ fn mac(secret: &Secret, site: &str, scope: &str, ip: &str, expires: &str) -> [u8
     out
 }
 
-/// Issues a token for `scope` on `site` until `expires_at`, bound to
-/// `bound_ip` when given. `None` when the scope is too long to carry.
-pub fn issue(
+fn path_mac(secret: &Secret, site: &str, path: &str, ip: &str, expires: &str) -> [u8; 16] {
+    mac(
+        secret,
+        &["sg3\n", site, "\n", path, "\n", ip, "\n", expires],
+    )
+}
+
+fn directory_mac(secret: &Secret, site: &str, scope: &str, ip: &str, expires: &str) -> [u8; 16] {
+    mac(
+        secret,
+        &["sg2\n", site, "\n", scope, "\n", ip, "\n", expires],
+    )
+}
+
+/// Issues a token for exactly `path` (an origin path) on `site` until
+/// `expires_at`, bound to `bound_ip` when given. `None` when the path is too
+/// long to carry.
+pub fn issue_for_path(
+    secret: &Secret,
+    site: &str,
+    path: &str,
+    bound_ip: Option<IpAddr>,
+    expires_at: u64,
+) -> Option<String> {
+    if path.len() > MAX_SCOPE_BYTES || !path.starts_with('/') {
+        return None;
+    }
+    let exp = format!("{expires_at:x}");
+    let ip = bound_ip.map(|i| i.to_string()).unwrap_or_default();
+    let tag = hex::encode(path_mac(secret, site, path, &ip, &exp));
+    Some(format!("{exp}-{}-{tag}", hex::encode(&ip)))
+}
+
+/// Issues a token for every HLS resource under directory `scope` (with
+/// trailing `/`). `None` for `/` (a token must never open a whole site) and
+/// for a scope too long to carry.
+pub fn issue_for_directory(
     secret: &Secret,
     site: &str,
     scope: &str,
     bound_ip: Option<IpAddr>,
     expires_at: u64,
 ) -> Option<String> {
-    if scope.len() > MAX_SCOPE_BYTES {
+    if scope.len() > MAX_SCOPE_BYTES
+        || scope == "/"
+        || !scope.starts_with('/')
+        || !scope.ends_with('/')
+    {
         return None;
     }
     let exp = format!("{expires_at:x}");
     let ip = bound_ip.map(|i| i.to_string()).unwrap_or_default();
-    let tag = hex::encode(mac(secret, site, scope, &ip, &exp));
+    let tag = hex::encode(directory_mac(secret, site, scope, &ip, &exp));
     Some(format!(
         "{exp}-{}-{}-{tag}",
         hex::encode(scope),
@@ -89,29 +148,39 @@ pub fn issue(
     ))
 }
 
-/// Checks a token for a request to `path` on `site` from `client_ip`.
+fn hex_text(h: &str, max: usize) -> Result<String, DenyReason> {
+    if h.len() > 2 * max {
+        return Err(DenyReason::MalformedToken);
+    }
+    hex::decode(h)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or(DenyReason::MalformedToken)
+}
+
+/// Checks a token for a request to `path` (its origin path) on `site` from
+/// `client_ip`. A site with [`Scope::Path`] accepts exact-path tokens only.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "each is one input of the decision"
+)]
 pub fn verify(
     secret: &Secret,
     site: &str,
+    scope: Scope,
     token: &str,
     path: &str,
     client_ip: Option<IpAddr>,
     now: u64,
     leeway: u64,
 ) -> Result<SessionGrant, DenyReason> {
-    let mut parts = token.splitn(4, '-');
-    let (Some(exp), Some(scope_hex), Some(ip_hex), Some(tag)) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(DenyReason::MalformedToken);
+    let parts: Vec<&str> = token.splitn(5, '-').collect();
+    let (exp, scope_hex, ip_hex, tag) = match parts.as_slice() {
+        [exp, ip, tag] => (*exp, None, *ip, *tag),
+        [exp, sc, ip, tag] => (*exp, Some(*sc), *ip, *tag),
+        _ => return Err(DenyReason::MalformedToken),
     };
-    if ip_hex.len() > 2 * 45 {
-        return Err(DenyReason::MalformedToken);
-    }
-    let ip = hex::decode(ip_hex)
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok())
-        .ok_or(DenyReason::MalformedToken)?;
+    let ip = hex_text(ip_hex, 45)?;
     let bound_ip = if ip.is_empty() {
         None
     } else {
@@ -121,18 +190,34 @@ pub fn verify(
         )
     };
     let expires_at = parse_hex_time(exp).ok_or(DenyReason::MalformedToken)?;
-    if scope_hex.len() > 2 * MAX_SCOPE_BYTES || !is_hex_of_len(tag, 32) {
+    if !is_hex_of_len(tag, 32) {
         return Err(DenyReason::MalformedToken);
     }
-    let scope = hex::decode(scope_hex)
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok())
-        .filter(|s| s.starts_with('/') && s.ends_with('/'))
-        .ok_or(DenyReason::MalformedToken)?;
-    if !hex_digest_matches(&mac(secret, site, &scope, &ip, exp), tag)
-        || !path.starts_with(&scope)
-        || !is_hls_child(path)
-    {
+    let directory = match scope_hex {
+        None => {
+            if !hex_digest_matches(&path_mac(secret, site, path, &ip, exp), tag) {
+                return Err(DenyReason::BadSignature);
+            }
+            None
+        }
+        Some(h) => {
+            let dir = hex_text(h, MAX_SCOPE_BYTES)?;
+            if !dir.starts_with('/') || !dir.ends_with('/') {
+                return Err(DenyReason::MalformedToken);
+            }
+            // Directory tokens are honoured only where the site opted in,
+            // and never for the whole site.
+            if scope != Scope::Directory
+                || dir == "/"
+                || !hex_digest_matches(&directory_mac(secret, site, &dir, &ip, exp), tag)
+                || !path.starts_with(&dir)
+            {
+                return Err(DenyReason::BadSignature);
+            }
+            Some(dir)
+        }
+    };
+    if !is_hls_child(path) {
         return Err(DenyReason::BadSignature);
     }
     if bound_ip.is_some() && bound_ip != client_ip.map(|c| c.to_canonical()) {
@@ -140,7 +225,7 @@ pub fn verify(
     }
     match super::check_expiry(expires_at, now, leeway) {
         Decision::Allow => Ok(SessionGrant {
-            scope,
+            directory,
             expires_at,
             bound_ip,
         }),
@@ -160,39 +245,81 @@ pub fn scope_of(path: &str) -> &str {
 mod tests {
     use super::*;
 
-    fn tok(s: &Secret, scope: &str, ip: Option<IpAddr>, exp: u64) -> String {
-        issue(s, "live", scope, ip, exp).unwrap_or_default()
+    fn ok(t: &str, path: &str) -> Result<SessionGrant, DenyReason> {
+        verify(
+            &Secret::new("session-secret"),
+            "live",
+            Scope::Path,
+            t,
+            path,
+            None,
+            10,
+            0,
+        )
     }
 
     #[test]
-    fn issued_tokens_verify_within_scope_and_time() {
+    fn a_path_token_opens_exactly_its_path() {
         let s = Secret::new("session-secret");
-        let t = tok(&s, "/live/s/", None, 1000);
-        let grant = SessionGrant {
-            scope: "/live/s/".into(),
-            expires_at: 1000,
-            bound_ip: None,
-        };
+        let t = issue_for_path(&s, "live", "/live/s/seg1.ts", None, 1000).unwrap();
         assert_eq!(
-            verify(&s, "live", &t, "/live/s/v0/seg1.ts", None, 1000, 0),
-            Ok(grant)
+            verify(
+                &s,
+                "live",
+                Scope::Path,
+                &t,
+                "/live/s/seg1.ts",
+                None,
+                1000,
+                0
+            ),
+            Ok(SessionGrant {
+                directory: None,
+                expires_at: 1000,
+                bound_ip: None
+            })
         );
         assert_eq!(
-            verify(&s, "live", &t, "/live/s/seg1.ts", None, 1001, 0),
+            verify(
+                &s,
+                "live",
+                Scope::Path,
+                &t,
+                "/live/s/seg1.ts",
+                None,
+                1001,
+                0
+            ),
             Err(DenyReason::Expired)
         );
+        for other in [
+            "/live/s/seg2.ts",
+            "/live/s/seg1.ts/",
+            "/live/s/Seg1.ts",
+            "/live/s/",
+            "/",
+            "/secret/aes.key",
+        ] {
+            assert_eq!(ok(&t, other), Err(DenyReason::BadSignature), "{other}");
+        }
         assert_eq!(
-            verify(&s, "live", &t, "/live/other/seg1.ts", None, 10, 0),
-            Err(DenyReason::BadSignature)
-        );
-        assert_eq!(
-            verify(&s, "other-site", &t, "/live/s/seg1.ts", None, 10, 0),
+            verify(
+                &s,
+                "other-site",
+                Scope::Path,
+                &t,
+                "/live/s/seg1.ts",
+                None,
+                10,
+                0
+            ),
             Err(DenyReason::BadSignature)
         );
         assert_eq!(
             verify(
                 &Secret::new("x"),
                 "live",
+                Scope::Path,
                 &t,
                 "/live/s/seg1.ts",
                 None,
@@ -204,10 +331,34 @@ mod tests {
     }
 
     #[test]
+    fn directory_tokens_need_the_opt_in_and_never_cover_the_root() {
+        let s = Secret::new("session-secret");
+        let t = issue_for_directory(&s, "live", "/live/s/", None, 1000).unwrap();
+        assert_eq!(ok(&t, "/live/s/seg1.ts"), Err(DenyReason::BadSignature));
+        let dir = |path| verify(&s, "live", Scope::Directory, &t, path, None, 10, 0);
+        assert_eq!(
+            dir("/live/s/v0/seg1.ts").map(|g| g.directory),
+            Ok(Some("/live/s/".to_owned()))
+        );
+        assert_eq!(dir("/live/other/seg1.ts"), Err(DenyReason::BadSignature));
+        assert!(issue_for_directory(&s, "live", "/", None, 1000).is_none());
+        // A forged root token (the MAC would be right with the secret) is refused.
+        let exp = "3e8";
+        let tag = hex::encode(directory_mac(&s, "live", "/", "", exp));
+        let root = format!("{exp}-{}--{tag}", hex::encode("/"));
+        assert_eq!(
+            verify(&s, "live", Scope::Directory, &root, "/a.ts", None, 10, 0),
+            Err(DenyReason::BadSignature)
+        );
+        // Path tokens work on directory sites too.
+        let p = issue_for_path(&s, "live", "/x/a.ts", None, 1000).unwrap();
+        assert!(verify(&s, "live", Scope::Directory, &p, "/x/a.ts", None, 10, 0).is_ok());
+    }
+
+    #[test]
     fn session_tokens_open_hls_resources_only() {
         let s = Secret::new("session-secret");
-        let t = tok(&s, "/live/", None, 1000);
-        for ok in [
+        for good in [
             "/live/a.m3u8",
             "/live/a-1.ts",
             "/live/v0/init.mp4",
@@ -215,14 +366,12 @@ mod tests {
             "/live/keys/k1",
             "/live/k.key",
         ] {
-            assert!(verify(&s, "live", &t, ok, None, 10, 0).is_ok(), "{ok}");
+            let t = issue_for_path(&s, "live", good, None, 1000).unwrap();
+            assert!(ok(&t, good).is_ok(), "{good}");
         }
         for no in ["/live/other.flv", "/live/x.php", "/live/a.mkv"] {
-            assert_eq!(
-                verify(&s, "live", &t, no, None, 10, 0),
-                Err(DenyReason::BadSignature),
-                "{no}"
-            );
+            let t = issue_for_path(&s, "live", no, None, 1000).unwrap();
+            assert_eq!(ok(&t, no), Err(DenyReason::BadSignature), "{no}");
         }
     }
 
@@ -230,62 +379,38 @@ mod tests {
     fn a_bound_address_stays_bound() {
         let s = Secret::new("session-secret");
         let ip: IpAddr = "203.0.113.7".parse().unwrap();
-        let t = tok(&s, "/live/", Some(ip), 1000);
-        assert!(verify(&s, "live", &t, "/live/a.ts", Some(ip), 10, 0).is_ok());
+        let t = issue_for_path(&s, "live", "/live/a.ts", Some(ip), 1000).unwrap();
+        let at = |client| verify(&s, "live", Scope::Path, &t, "/live/a.ts", client, 10, 0);
+        assert!(at(Some(ip)).is_ok());
         assert_eq!(
-            verify(
-                &s,
-                "live",
-                &t,
-                "/live/a.ts",
-                Some("198.51.100.1".parse().unwrap()),
-                10,
-                0
-            ),
+            at(Some("198.51.100.1".parse().unwrap())),
             Err(DenyReason::WrongClient)
         );
-        assert_eq!(
-            verify(&s, "live", &t, "/live/a.ts", None, 10, 0),
-            Err(DenyReason::WrongClient)
-        );
+        assert_eq!(at(None), Err(DenyReason::WrongClient));
         // Dropping the binding breaks the MAC.
         let unbound = t.replacen(&format!("-{}-", hex::encode("203.0.113.7")), "--", 1);
-        assert_eq!(
-            verify(&s, "live", &unbound, "/live/a.ts", None, 10, 0),
-            Err(DenyReason::BadSignature)
-        );
+        assert_eq!(ok(&unbound, "/live/a.ts"), Err(DenyReason::BadSignature));
     }
 
     #[test]
     fn tampered_tokens_are_refused() {
         let s = Secret::new("session-secret");
-        let t = tok(&s, "/live/s/", None, 1000);
-        let widened = t.replacen(&hex::encode("/live/s/"), &hex::encode("/live/"), 1);
-        assert_eq!(
-            verify(&s, "live", &widened, "/live/x.ts", None, 10, 0),
-            Err(DenyReason::BadSignature)
-        );
+        let t = issue_for_path(&s, "live", "/live/s/x.ts", None, 1000).unwrap();
         let later = t.replacen("3e8", "3e9", 1);
-        assert_eq!(
-            verify(&s, "live", &later, "/live/s/x.ts", None, 10, 0),
-            Err(DenyReason::BadSignature)
-        );
+        assert_eq!(ok(&later, "/live/s/x.ts"), Err(DenyReason::BadSignature));
         for bad in [
             "",
             "3e8",
-            "3e8-zz--00",
-            "3e8-2f6c2f-",
-            "zz-2f6c2f--00000000000000000000000000000000",
-            "3e8-6c2f--00000000000000000000000000000000",
+            "3e8-zz-00",
+            "zz--00000000000000000000000000000000",
+            "3e8-7a7a-00000000000000000000000000000000",
             "3e8-2f6c2f-7a7a-00000000000000000000000000000000",
+            "3e8-6c2f--00000000000000000000000000000000",
+            "3e8-a-b-c-d",
         ] {
-            assert_eq!(
-                verify(&s, "live", bad, "/l/x.ts", None, 0, 0),
-                Err(DenyReason::MalformedToken),
-                "{bad}"
-            );
+            assert_eq!(ok(bad, "/l/x.ts"), Err(DenyReason::MalformedToken), "{bad}");
         }
-        assert!(issue(&s, "live", &format!("/{}/", "a".repeat(2000)), None, 1).is_none());
+        assert!(issue_for_path(&s, "live", &format!("/{}", "a".repeat(2000)), None, 1).is_none());
     }
 
     #[test]

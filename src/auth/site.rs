@@ -77,6 +77,8 @@ pub struct Sessions {
     pub secret: Secret,
     /// Longest lifetime of a token issued for a playlist.
     pub ttl_secs: u64,
+    /// What one token opens: exactly one path, or (opted in) a directory.
+    pub scope: session::Scope,
 }
 
 /// A site as served: what [`authenticate`] needs to decide its requests.
@@ -105,6 +107,60 @@ impl SiteAuth {
     /// answered "auth disabled".
     pub fn ready(&self) -> bool {
         !self.keys.is_empty() || matches!(self.mode, AuthMode::VendorDisabled { .. })
+    }
+
+    /// The `sg_session=…` param for a child of a playlist: `child_path` is
+    /// the path the player will request (the playlist's URI resolved
+    /// against `playlist_path`), `grant` what authorized the playlist, and
+    /// the token works until `expires_at`. `None` when the site issues no
+    /// session tokens or the path cannot carry one.
+    ///
+    /// Exact-path sites bind the token to the child's origin path. Sites
+    /// that opted into directory scope bind it to the playlist's directory
+    /// (the one a directory token already covers), except for children
+    /// outside it and when that directory is `/`.
+    pub fn child_session(
+        &self,
+        grant: &Grant,
+        playlist_path: &str,
+        child_path: &str,
+        expires_at: u64,
+    ) -> Option<String> {
+        let sessions = self.sessions.as_ref()?;
+        let (directory, bound_ip) = match grant {
+            Grant::Session(g) => (g.directory.as_deref(), g.bound_ip),
+            Grant::Scheme { bound_ip, .. } => (None, *bound_ip),
+        };
+        let child = self.origin_path(child_path);
+        let token = match sessions.scope {
+            session::Scope::Directory => {
+                let dir =
+                    directory.unwrap_or_else(|| session::scope_of(self.origin_path(playlist_path)));
+                if dir != "/" && child.starts_with(dir) {
+                    session::issue_for_directory(
+                        &sessions.secret,
+                        &self.site_id,
+                        dir,
+                        bound_ip,
+                        expires_at,
+                    )
+                } else {
+                    None
+                }
+            }
+            session::Scope::Path => None,
+        };
+        let token = match token {
+            Some(t) => t,
+            None => session::issue_for_path(
+                &sessions.secret,
+                &self.site_id,
+                child,
+                bound_ip,
+                expires_at,
+            )?,
+        };
+        Some(format!("{SESSION_PARAM}={token}"))
     }
 
     /// The origin path of a request path: schemes with auth in the path
@@ -236,6 +292,7 @@ fn by_session<'a>(
     let result = session::verify(
         &sessions.secret,
         &site.site_id,
+        sessions.scope,
         token,
         site.origin_path(req.path),
         req.client_ip,

@@ -137,9 +137,13 @@ pub struct RawHls {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ChildAuth {
-    /// The proxy's own short token, scoped to the playlist's directory.
+    /// The proxy's own short tokens, one per child, each opening exactly the
+    /// path the playlist referenced.
     #[default]
     Session,
+    /// The proxy's own short tokens scoped to the playlist's directory
+    /// (opt-in: one token opens every HLS file there; never `/`).
+    SessionDirectory,
     /// The playlist request's own auth params, copied.
     Propagate,
 }

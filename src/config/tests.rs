@@ -331,7 +331,7 @@ secret_key = "s"
         ("site[0].colour", "unknown key `colour`"),
         (
             "site[0].hls.child_auth",
-            "must be one of session, propagate",
+            "must be one of session, session_directory, propagate",
         ),
         (
             "site[0].auth.auth_delta_secs",

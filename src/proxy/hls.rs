@@ -5,8 +5,10 @@
 //! The rewriter is a pure function over the playlist text: URI lines and the
 //! `URI="…"` attribute of EXT-X-KEY, EXT-X-MAP, EXT-X-MEDIA,
 //! EXT-X-I-FRAME-STREAM-INF, EXT-X-PART, EXT-X-PRELOAD-HINT,
-//! EXT-X-RENDITION-REPORT and EXT-X-SESSION-KEY get `params` appended to
-//! their query. Comments, other tags, blank lines and line endings (LF or
+//! EXT-X-RENDITION-REPORT and EXT-X-SESSION-KEY get params appended to
+//! their query: for each, the caller is given the path the player will
+//! request (the URI resolved against the playlist's path, RFC 3986 §5.2,
+//! dot segments removed) and answers with that child's params. Comments, other tags, blank lines and line endings (LF or
 //! CRLF) are kept byte for byte. URIs on other hosts, and non-HTTP URIs
 //! (`skd://`, `data:`), are left alone unless the host is listed.
 
@@ -51,27 +53,84 @@ pub struct Scope<'a> {
 }
 
 impl Scope<'_> {
-    /// True for a relative reference, an absolute path, or an http(s) URL on
-    /// one of the hosts.
-    fn covers(&self, uri: &str) -> bool {
+    /// The path a player requests for `uri` found in a playlist served at
+    /// `base` (a path): for a relative reference, an absolute path, or an
+    /// http(s) URL on one of the hosts; `None` for anything else (other
+    /// hosts, other schemes), which is left alone.
+    pub fn target_path(&self, base: &str, uri: &str) -> Option<String> {
+        let uri = uri.split('#').next().unwrap_or("");
         let lower = uri.to_ascii_lowercase();
-        let rest = if let Some(r) = lower.strip_prefix("http://") {
-            r
-        } else if let Some(r) = lower.strip_prefix("https://") {
-            r
-        } else if let Some(r) = lower.strip_prefix("//") {
-            r
+        let rest = if lower.starts_with("http://") {
+            Some(&uri[7..])
+        } else if lower.starts_with("https://") {
+            Some(&uri[8..])
+        } else if lower.starts_with("//") {
+            Some(&uri[2..])
         } else {
-            // A relative reference has no scheme: nothing before a ':' that
-            // precedes any '/', '?' or '#'.
-            let head = lower.split(['/', '?', '#']).next().unwrap_or("");
-            return !head.contains(':');
+            None
         };
-        let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-        let host =
-            crate::proxy::normalize_host(authority.rsplit_once('@').map_or(authority, |(_, h)| h));
-        host.is_some_and(|h| self.hosts.contains(&h))
+        let path = match rest {
+            Some(rest) => {
+                let end = rest.find(['/', '?']).unwrap_or(rest.len());
+                let authority = &rest[..end];
+                let host = crate::host::normalize_host(
+                    authority.rsplit_once('@').map_or(authority, |(_, h)| h),
+                )?;
+                if !self.hosts.contains(&host) {
+                    return None;
+                }
+                let p = rest[end..].split('?').next().unwrap_or("");
+                if p.is_empty() {
+                    "/".to_owned()
+                } else {
+                    p.to_owned()
+                }
+            }
+            None => {
+                // A relative reference has no scheme: nothing before a ':'
+                // that precedes any '/', '?' or '#'.
+                let head = uri.split(['/', '?']).next().unwrap_or("");
+                if head.contains(':') {
+                    return None;
+                }
+                let reference = uri.split('?').next().unwrap_or("");
+                if reference.starts_with('/') {
+                    reference.to_owned()
+                } else if reference.is_empty() {
+                    base.to_owned()
+                } else {
+                    let dir = base.rfind('/').map_or("/", |i| &base[..=i]);
+                    format!("{dir}{reference}")
+                }
+            }
+        };
+        Some(remove_dot_segments(&path))
     }
+}
+
+/// RFC 3986 §5.2.4 for an absolute path: `.` and `..` segments resolved the
+/// way a player resolves them (never above the root).
+pub fn remove_dot_segments(path: &str) -> String {
+    let segs: Vec<&str> = path.split('/').collect();
+    let last = segs.len().saturating_sub(1);
+    let mut out: Vec<&str> = Vec::with_capacity(segs.len());
+    for (i, seg) in segs.iter().enumerate().skip(1) {
+        match *seg {
+            "." => {
+                if i == last {
+                    out.push("");
+                }
+            }
+            ".." => {
+                out.pop();
+                if i == last {
+                    out.push("");
+                }
+            }
+            s => out.push(s),
+        }
+    }
+    format!("/{}", out.join("/"))
 }
 
 /// `uri` with `params` (`a=1&b=2`) appended to its query, before any fragment.
@@ -92,8 +151,15 @@ pub fn add_params(uri: &str, params: &str) -> String {
     format!("{base}{sep}{params}{frag}")
 }
 
-/// Rewrites a playlist; see the module docs.
-pub fn rewrite(playlist: &str, scope: Scope<'_>, params: &str) -> String {
+/// Rewrites a playlist served at `base` (its request path); see the module
+/// docs. `params` gives each child's params from the path the player will
+/// request; `None` leaves that URI as it is.
+pub fn rewrite(
+    playlist: &str,
+    scope: Scope<'_>,
+    base: &str,
+    params: &mut dyn FnMut(&str) -> Option<String>,
+) -> String {
     let mut out = String::with_capacity(playlist.len() + playlist.len() / 4);
     for line in playlist.split_inclusive('\n') {
         let (body, ending) = match line.strip_suffix("\r\n") {
@@ -108,16 +174,19 @@ pub fn rewrite(playlist: &str, scope: Scope<'_>, params: &str) -> String {
             out.push_str(line);
         } else if trimmed.starts_with('#') {
             if URI_TAGS.iter().any(|t| trimmed.starts_with(t)) {
-                out.push_str(&rewrite_uri_attribute(body, scope, params));
+                out.push_str(&rewrite_uri_attribute(body, scope, base, params));
                 out.push_str(ending);
             } else {
                 out.push_str(line);
             }
-        } else if scope.covers(trimmed) {
+        } else if let Some(p) = scope
+            .target_path(base, trimmed)
+            .and_then(|target| params(&target))
+        {
             // Keep surrounding whitespace as it was.
             let start = body.len() - body.trim_start().len();
             out.push_str(&body[..start]);
-            out.push_str(&add_params(trimmed, params));
+            out.push_str(&add_params(trimmed, &p));
             out.push_str(&body[start + trimmed.len()..]);
             out.push_str(ending);
         } else {
@@ -129,7 +198,12 @@ pub fn rewrite(playlist: &str, scope: Scope<'_>, params: &str) -> String {
 
 /// Rewrites the `URI="…"` attribute of a tag line, scanning the attribute
 /// list properly so a `URI=` inside another quoted value is not touched.
-fn rewrite_uri_attribute(line: &str, scope: Scope<'_>, params: &str) -> String {
+fn rewrite_uri_attribute(
+    line: &str,
+    scope: Scope<'_>,
+    base: &str,
+    params: &mut dyn FnMut(&str) -> Option<String>,
+) -> String {
     let Some(colon) = line.find(':') else {
         return line.to_owned();
     };
@@ -155,13 +229,16 @@ fn rewrite_uri_attribute(line: &str, scope: Scope<'_>, params: &str) -> String {
             let value_end = value_start + len;
             if name == "URI" {
                 let value = &line[value_start..value_end];
-                if !scope.covers(value) {
+                let Some(p) = scope
+                    .target_path(base, value)
+                    .and_then(|target| params(&target))
+                else {
                     return line.to_owned();
-                }
+                };
                 return format!(
                     "{}{}{}",
                     &line[..value_start],
-                    add_params(value, params),
+                    add_params(value, &p),
                     &line[value_end..]
                 );
             }
@@ -191,7 +268,57 @@ mod tests {
 
     fn rw(text: &str) -> String {
         let h = hosts();
-        rewrite(text, Scope { hosts: &h }, P)
+        rewrite(text, Scope { hosts: &h }, "/live/s/index.m3u8", &mut |_| {
+            Some(P.to_owned())
+        })
+    }
+
+    #[test]
+    fn children_resolve_to_the_path_the_player_requests() {
+        let h = hosts();
+        let scope = Scope { hosts: &h };
+        let t = |uri| scope.target_path("/live/master/index.m3u8", uri);
+        assert_eq!(t("seg0.ts").as_deref(), Some("/live/master/seg0.ts"));
+        assert_eq!(
+            t("v0/index.m3u8?x=1#f").as_deref(),
+            Some("/live/master/v0/index.m3u8")
+        );
+        assert_eq!(t("../a/index.m3u8").as_deref(), Some("/live/a/index.m3u8"));
+        assert_eq!(t("./b/../c.ts").as_deref(), Some("/live/master/c.ts"));
+        assert_eq!(t("../../../../x.ts").as_deref(), Some("/x.ts"));
+        assert_eq!(t("/abs/seg.ts").as_deref(), Some("/abs/seg.ts"));
+        assert_eq!(t("?only=query").as_deref(), Some("/live/master/index.m3u8"));
+        assert_eq!(
+            t("HTTPS://Play.Example.com:443/k/key?id=1").as_deref(),
+            Some("/k/key")
+        );
+        assert_eq!(t("//play.example.com").as_deref(), Some("/"));
+        assert_eq!(t("https://cdn.other.com/a.ts"), None);
+        assert_eq!(t("skd://key-id"), None);
+        assert_eq!(t("data:text/plain;base64,AAAA"), None);
+    }
+
+    #[test]
+    fn each_child_gets_the_params_for_its_own_path() {
+        let h = hosts();
+        let src = "#EXTM3U\n#EXT-X-MAP:URI=\"init.mp4\"\nseg0.ts\n../v1/index.m3u8\nhttps://cdn.other.com/x.ts\n";
+        let mut seen = Vec::new();
+        let out = rewrite(src, Scope { hosts: &h }, "/live/v0/index.m3u8", &mut |p| {
+            seen.push(p.to_owned());
+            Some(format!("for={}", p.len()))
+        });
+        assert_eq!(
+            seen,
+            [
+                "/live/v0/init.mp4",
+                "/live/v0/seg0.ts",
+                "/live/v1/index.m3u8"
+            ]
+        );
+        assert!(out.contains("URI=\"init.mp4?for=17\""), "{out}");
+        assert!(out.contains("\nseg0.ts?for=16\n"), "{out}");
+        assert!(out.contains("\n../v1/index.m3u8?for=19\n"), "{out}");
+        assert!(out.contains("\nhttps://cdn.other.com/x.ts\n"), "{out}");
     }
 
     #[test]
@@ -251,7 +378,9 @@ mod tests {
         let src = "#EXT-X-KEY:METHOD=SAMPLE-AES,URI=\"skd://key-id\",KEYFORMAT=\"com.apple.streamingkeydelivery\"\n#EXT-X-KEY:METHOD=AES-128,URI=\"data:text/plain;base64,AAAA\"\nhttps://cdn.other.com/a.ts\n";
         assert_eq!(rw(src), src);
         let h = vec!["play.example.com".to_owned(), "cdn.other.com".to_owned()];
-        let out = rewrite(src, Scope { hosts: &h }, P);
+        let out = rewrite(src, Scope { hosts: &h }, "/live/s/index.m3u8", &mut |_| {
+            Some(P.to_owned())
+        });
         assert!(out.contains("https://cdn.other.com/a.ts?tok=1"));
         assert!(out.contains("skd://key-id\""));
     }

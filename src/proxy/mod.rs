@@ -28,7 +28,7 @@ use hyper::body::Incoming;
 use prometheus::IntCounter;
 use tracing::{info, warn};
 
-use crate::auth::session::{self, SESSION_PARAM};
+use crate::auth::session::SESSION_PARAM;
 use crate::auth::{authenticate, strip_params, Grant, RequestView, SiteAuth};
 use crate::config::{Config, Limits, SiteConfig};
 use crate::metrics::{self, Metrics};
@@ -476,13 +476,49 @@ async fn filter_response(
         .headers()
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
+    // `propagate` with nothing to propagate: children stay as they are.
+    let nothing_to_add =
+        site.auth.sessions.is_none() && propagated_params(site, &ctx.uri).is_empty();
     if cfg.hls.rewrite
         && ctx.is_get
+        && !nothing_to_add
         && resp.status() == StatusCode::OK
         && hls::is_playlist(content_type, ctx.uri.path())
     {
-        let (params, expires_at) = child_auth(site, grant, &ctx.uri, now)?;
-        return rewrite_playlist(shared, site, resp, &params, expires_at, now).await;
+        let expires_at = children_expiry(site, grant, now);
+        let playlist_path = ctx.uri.path();
+        return match site.auth.sessions {
+            Some(_) => {
+                let mut params = |child: &str| {
+                    site.auth
+                        .child_session(grant, playlist_path, child, expires_at)
+                };
+                rewrite_playlist(
+                    shared,
+                    site,
+                    resp,
+                    playlist_path,
+                    &mut params,
+                    expires_at,
+                    now,
+                )
+                .await
+            }
+            None => {
+                let copied = propagated_params(site, &ctx.uri);
+                let mut params = |_: &str| Some(copied.clone());
+                rewrite_playlist(
+                    shared,
+                    site,
+                    resp,
+                    playlist_path,
+                    &mut params,
+                    expires_at,
+                    now,
+                )
+                .await
+            }
+        };
     }
     let active = shared.metrics.active_streams.clone();
     let errors = site.stream_errors.clone();
@@ -582,57 +618,29 @@ fn log(
     }
 }
 
-/// The query params children of a playlist get, and until when they work:
-/// never later than the playlist's own token, and at most
-/// `session_ttl_secs` from now.
-fn child_auth(
-    site: &Site,
-    grant: &Grant,
-    uri: &http::Uri,
-    now: u64,
-) -> Result<(String, u64), Stop> {
-    let hls = &site.config.hls;
-    let cap = now.saturating_add(hls.session_ttl_secs);
-    let expires_at = match grant {
+/// Until when the children of a playlist work: never later than the
+/// playlist's own grant, and at most `session_ttl_secs` from now.
+fn children_expiry(site: &Site, grant: &Grant, now: u64) -> u64 {
+    let cap = now.saturating_add(site.config.hls.session_ttl_secs);
+    match grant {
         Grant::Session(g) => g.expires_at,
         Grant::Scheme { expires_at, .. } => expires_at.map_or(cap, |e| e.min(cap)),
-    };
-    let params = match site.auth.sessions {
-        Some(ref sessions) => {
-            let (scope, bound_ip) = match grant {
-                Grant::Session(g) => (g.scope.clone(), g.bound_ip),
-                Grant::Scheme { bound_ip, .. } => (
-                    session::scope_of(site.auth.origin_path(uri.path())).to_owned(),
-                    *bound_ip,
-                ),
-            };
-            let token = session::issue(
-                &sessions.secret,
-                &site.config.id,
-                &scope,
-                bound_ip,
-                expires_at,
-            )
-            .ok_or(Stop::PlaylistUnreadable(
-                "directory too long for a session token",
-            ))?;
-            format!("{SESSION_PARAM}={token}")
-        }
-        None => {
-            let names = site.auth.verifier.auth_params();
-            uri.query()
-                .unwrap_or("")
-                .split('&')
-                .filter(|pair| {
-                    names
-                        .iter()
-                        .any(|n| pair.split('=').next() == Some(n.as_str()))
-                })
-                .collect::<Vec<_>>()
-                .join("&")
-        }
-    };
-    Ok((params, expires_at))
+    }
+}
+
+/// `child_auth = "propagate"`: the playlist request's own auth params.
+fn propagated_params(site: &Site, uri: &http::Uri) -> String {
+    let names = site.auth.verifier.auth_params();
+    uri.query()
+        .unwrap_or("")
+        .split('&')
+        .filter(|pair| {
+            names
+                .iter()
+                .any(|n| pair.split('=').next() == Some(n.as_str()))
+        })
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 /// Reads a playlist (bounded), rewrites its child URIs and answers with the
@@ -642,7 +650,8 @@ async fn rewrite_playlist(
     shared: &Shared,
     site: &Site,
     resp: Response<Incoming>,
-    params: &str,
+    playlist_path: &str,
+    params: &mut (dyn FnMut(&str) -> Option<String> + Send),
     expires_at: u64,
     now: u64,
 ) -> Result<Response<ProxyBody>, Stop> {
@@ -670,16 +679,12 @@ async fn rewrite_playlist(
         site.bytes.inc_by(bytes.len() as u64);
         return Ok(Response::from_parts(parts, body::full(bytes)));
     }
-    if params.is_empty() {
-        // `propagate` with nothing to propagate: children stay as they are.
-        site.bytes.inc_by(bytes.len() as u64);
-        return Ok(Response::from_parts(parts, body::full(bytes)));
-    }
     let out = hls::rewrite(
         text,
         hls::Scope {
             hosts: &cfg.hls.hosts,
         },
+        playlist_path,
         params,
     );
     // Why a bound: every URI line grows by the params; a playlist of very
