@@ -3,7 +3,8 @@
 //!
 //! # Layout
 //!
-//! Dependencies point down this list; nothing reaches up.
+//! Leaves first, then the core from the bottom up: a module uses only
+//! modules listed before it (`python3`-checkable: no import cycle).
 //!
 //! Leaves, used by everyone:
 //! - [`problems`]: problems with key paths, and `${ENV}` / secret resolution.
@@ -126,7 +127,6 @@ impl Server {
             config.clone(),
             answers,
         ));
-        let state = sync::state::StateDir::new(config.state_dir.clone());
         let syncs = config
             .vendors
             .iter()
@@ -134,7 +134,7 @@ impl Server {
                 sync::SyncService::new(
                     v.clone(),
                     shared.metrics.clone(),
-                    state.clone(),
+                    config.state_dir.clone(),
                     publisher.clone() as Arc<dyn sync::Sink>,
                 )
             })

@@ -7,7 +7,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::{Parser, Subcommand};
 use tokio::sync::watch;
 
-use streamguard::auth::{authenticate, DenyReason, RequestView, SignOptions, SiteAuth};
+use streamguard::auth::{authenticate, AuthMode, DenyReason, RequestView, SignOptions, SiteAuth};
 use streamguard::config::{Config, SiteConfig};
 use streamguard::host::normalize_host;
 use streamguard::proxy::path;
@@ -457,10 +457,19 @@ fn check(config: &std::path::Path, q: &CheckRequest) -> Result<ExitCode> {
         format!("{} (scheme {})", site.id, auth.verifier.scheme()),
     );
     out.line("path", &t.path);
-    if let Err(e) = path::validate(&t.path) {
+    let pq = match &t.query {
+        Some(q) => format!("{}?{q}", t.path),
+        None => t.path.clone(),
+    };
+    if let Err(stop) = streamguard::proxy::check_target(&config.server.limits, &pq, &t.path) {
+        let (_, reason) = stop.labels();
+        let status = stop.into_response(site.deny_status).status();
         out.line(
             "verdict",
-            format!("deny (bad_path: {e}; the proxy answers 400)"),
+            format!(
+                "deny ({reason}: {stop}; the proxy answers {})",
+                status.as_u16()
+            ),
         );
         out.print();
         return Ok(ExitCode::from(1));
@@ -594,12 +603,23 @@ fn sign(
         (Some(secs), None) => now.saturating_add(secs),
         (None, None) => bail!("give --expires-in or --expires-at"),
     };
+    if let AuthMode::VendorDisabled { allow } = auth.mode {
+        bail!(
+            "site {}: the vendor reports auth disabled, so there is no key to sign with (on_vendor_disabled = {} applies)",
+            site.id,
+            if allow { "allow" } else { "deny" }
+        );
+    }
     let key = auth.keys.primary().ok_or_else(|| {
         anyhow!(
             "site {} has no key to sign with (no key in [site.auth], and no vendor answer saved in the state directory)",
             site.id
         )
     })?;
+    match auth.key_sources.first() {
+        Some(source) => eprintln!("signed with the primary key ({source})"),
+        None => eprintln!("signed with the primary key"),
+    }
     let signed =
         auth.verifier
             .sign_with(&t.host, &t.path, t.query.as_deref(), &opts, key, expires)?;

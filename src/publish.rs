@@ -19,7 +19,6 @@ use crate::config::{ChildAuth, Config, OnVendorDisabled, SiteConfig};
 use crate::keys::KeySet;
 use crate::metrics::Metrics;
 use crate::proxy::{Shared, Snapshot, SnapshotError};
-use crate::sync::state::StateDir;
 use crate::sync::{Answer, Sink, SyncedAuth};
 
 /// The last good vendor answers by (vendor account, domain).
@@ -28,8 +27,15 @@ pub type Answers = HashMap<(String, String), Answer>;
 /// The answers saved in the config's state directory for every vendor
 /// site, as a start (or `check`) finds them.
 pub fn restore_answers(config: &Config) -> Answers {
-    let state = StateDir::new(config.state_dir.clone());
     let mut answers = Answers::new();
+    restore_missing(config, &mut answers);
+    answers
+}
+
+/// Adds to `answers` the saved answer of every vendor site of `config` that
+/// has none yet (a vendor site a reload adds starts from the saved state,
+/// as it would after a restart).
+fn restore_missing(config: &Config, answers: &mut Answers) {
     for site in &config.sites {
         let Some((vendor, domain)) = &site.vendor else {
             continue;
@@ -41,12 +47,11 @@ pub fn restore_answers(config: &Config) -> Answers {
         let Some(account) = config.vendors.iter().find(|v| &v.name == vendor) else {
             continue;
         };
-        if let Some(answer) = crate::sync::restore(account, domain, &state) {
+        if let Some(answer) = crate::sync::restore(account, domain, config.state_dir.as_deref()) {
             info!(vendor = %vendor, %domain, "restored synced keys from the state directory");
             answers.insert(key, answer);
         }
     }
-    answers
 }
 
 /// Every site of `config` as served with `answers`: the join of config keys
@@ -162,10 +167,13 @@ impl Publisher {
     /// Publishes a new config with the vendor answers kept. On error nothing changes.
     pub fn publish_config(&self, config: Config) -> Result<(), SnapshotError> {
         let mut cur = self.lock();
-        let auths = site_auths(&config, &cur.answers);
+        let mut answers = cur.answers.clone();
+        restore_missing(&config, &mut answers);
+        let auths = site_auths(&config, &answers);
         let snapshot = Snapshot::build(&config, &self.shared.metrics, auths, None)?;
         self.shared.snapshot.store(Arc::new(snapshot));
         cur.config = config;
+        cur.answers = answers;
         Ok(())
     }
 }

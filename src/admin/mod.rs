@@ -1,4 +1,4 @@
-//! The admin listener: `/metrics` (Prometheus text) and `/healthz`.
+//! The admin listener: `/metrics` (Prometheus text), `/healthz` and `/readyz`.
 //!
 //! Separate from the proxy listeners so it can be bound to a private address.
 

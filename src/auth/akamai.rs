@@ -777,9 +777,9 @@ mod tests {
             vec![
                 ("exp", Cow::Borrowed("1700000000")),
                 ("acl", Cow::Borrowed("/live/*")),
-                ("key", Cow::Borrowed("primary")),
             ]
         );
+        assert_eq!(verdict.matched_key, Some(0));
     }
 
     #[test]
@@ -1108,7 +1108,7 @@ mod tests {
             EXP,
         );
         assert_eq!(verdict.decision, Decision::Allow);
-        assert!(verdict.derived.contains(&("key", Cow::Borrowed("backup"))));
+        assert_eq!(verdict.matched_key, Some(1));
     }
 
     #[test]

@@ -125,6 +125,9 @@ pub struct Verdict<'a> {
     /// The client address the token is bound to (Akamai `ip=`, nginx
     /// `$remote_addr`), so HLS session tokens issued from it stay bound.
     pub bound_ip: Option<IpAddr>,
+    /// Index into the keys passed to `verify` of the key that signed the
+    /// token, when one did (also for an expired token).
+    pub matched_key: Option<usize>,
 }
 
 impl<'a> Verdict<'a> {
@@ -136,6 +139,7 @@ impl<'a> Verdict<'a> {
             derived: Vec::new(),
             forward_path: None,
             bound_ip: None,
+            matched_key: None,
         }
     }
 
@@ -407,6 +411,7 @@ impl Verifier for VendorDisabled {
                 )],
                 forward_path: None,
                 bound_ip: None,
+                matched_key: None,
             }
         } else {
             Verdict::deny(DenyReason::AuthDisabled)
@@ -512,12 +517,18 @@ impl Verifier for AnyOf {
             .collect();
         let mut best: Option<Verdict<'a>> = None;
         for (v, own) in &self.inner {
-            let verdict = if extra.is_empty() {
-                v.verify(req, own, now)
+            let tried: KeySet = if extra.is_empty() {
+                own.clone()
             } else {
-                let all = own.iter().chain(&extra).cloned().collect();
-                v.verify(req, &KeySet::new(all), now)
+                KeySet::new(own.iter().chain(&extra).cloned().collect())
             };
+            let mut verdict = v.verify(req, &tried, now);
+            // The index is into the keys this verifier was given: report it
+            // as an index into the site's keys.
+            verdict.matched_key = verdict
+                .matched_key
+                .and_then(|i| tried.iter().nth(i))
+                .and_then(|k| keys.iter().position(|s| s == k));
             if verdict.is_allowed() {
                 return verdict;
             }
@@ -718,21 +729,18 @@ pub fn decide(matched: Option<usize>, window: Window, now: u64, leeway: u64) -> 
 /// The common end of every scheme's `verify`: with the token parsed and its
 /// window known, try every key with `matches` and decide.
 pub fn conclude<'a>(
-    mut derived: Vec<(&'static str, Cow<'a, str>)>,
+    derived: Vec<(&'static str, Cow<'a, str>)>,
     keys: &KeySet,
     window: Window,
     now: u64,
     leeway: u64,
     matches: impl FnMut(&Secret) -> bool,
 ) -> Verdict<'a> {
-    let decision = if keys.is_empty() {
-        Decision::Deny(DenyReason::NoKeys)
+    let (decision, matched) = if keys.is_empty() {
+        (Decision::Deny(DenyReason::NoKeys), None)
     } else {
         let matched = matching_key(keys, matches);
-        if let Some(i) = matched {
-            derived.push(("key", Cow::Owned(key_label(i))));
-        }
-        decide(matched, window, now, leeway)
+        (decide(matched, window, now, leeway), matched)
     };
     Verdict {
         decision,
@@ -740,6 +748,7 @@ pub fn conclude<'a>(
         derived,
         forward_path: None,
         bound_ip: None,
+        matched_key: matched,
     }
 }
 
@@ -763,19 +772,6 @@ pub fn key_label(i: usize) -> String {
         0 => "primary".to_owned(),
         1 => "backup".to_owned(),
         n => format!("key#{}", n + 1),
-    }
-}
-
-/// The key index a [`key_label`] names (`primary` → 0, `key#3` → 2).
-pub fn key_index(label: &str) -> Option<usize> {
-    match label {
-        "primary" => Some(0),
-        "backup" => Some(1),
-        other => other
-            .strip_prefix("key#")?
-            .parse::<usize>()
-            .ok()?
-            .checked_sub(1),
     }
 }
 

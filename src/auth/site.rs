@@ -247,11 +247,7 @@ pub fn authenticate<'a>(site: &SiteAuth, req: &RequestView<'a>, now: u64) -> Aut
         }
     }
     let verdict = site.verifier.verify(req, &site.keys, now);
-    let matched_key = verdict
-        .derived
-        .iter()
-        .find(|(k, _)| *k == "key")
-        .and_then(|(_, label)| super::key_index(label));
+    let matched_key = verdict.matched_key;
     Authentication {
         result: match verdict.decision {
             Decision::Allow => Ok(Grant::Scheme {

@@ -294,7 +294,7 @@ mod tests {
         );
         let verdict = v.verify(&req, &keys(&["newprimary", VECTOR_KEY]), 0);
         assert_eq!(verdict.decision, Decision::Allow);
-        assert!(verdict.derived.contains(&("key", Cow::Borrowed("backup"))));
+        assert_eq!(verdict.matched_key, Some(1));
     }
 
     #[test]

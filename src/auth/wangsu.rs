@@ -14,9 +14,9 @@ use serde::Deserialize;
 
 use super::from_config;
 use super::{
-    append_params, hex_digest_matches, is_hex_of_len, key_label, last_segment, lower_hex,
-    md5_parts, query_param, stream_name, Common, Decision, DenyReason, RequestView, SignError,
-    Signed, Verdict, Verifier, Window,
+    append_params, hex_digest_matches, is_hex_of_len, last_segment, lower_hex, md5_parts,
+    query_param, stream_name, Common, Decision, DenyReason, RequestView, SignError, Signed,
+    Verdict, Verifier, Window,
 };
 use crate::keys::{KeySet, Secret};
 use crate::problems::{given_or, param_name_problems};
@@ -411,16 +411,13 @@ impl Wangsu {
         };
         let window = Self::window(rule, t);
         let matched = hex_digest_matches(&Self::digest(rule, key, path, time), secret).then_some(i);
-        let mut derived = derived;
-        if let Some(i) = matched {
-            derived.push(("key", Cow::Owned(key_label(i))));
-        }
         Some(Verdict {
             decision: super::decide(matched, window, now, self.common.clock_skew_secs),
             expires_at: window.expires_at,
             derived,
             forward_path: None,
             bound_ip: None,
+            matched_key: matched,
         })
     }
 }

@@ -59,6 +59,7 @@ pub(super) fn parse(
         repaired: Vec::new(),
     };
     for (k, v) in tree.iter_mut() {
+        reject_datetimes(v, k, &mut parsed);
         expand(v, k, k, env, &mut parsed);
     }
     let Checked {
@@ -80,6 +81,33 @@ pub(super) fn parse(
     parsed.raw = Some(raw);
     parsed.problems.sort_by_cached_key(|p| path_order(&p.path));
     Ok(parsed)
+}
+
+/// Reports every unquoted date or time in `value` (no setting takes one;
+/// toml would otherwise hand it on as text, so `key = 1979-05-27` became a
+/// key) and puts an empty placeholder in its place.
+fn reject_datetimes(value: &mut toml::Value, path: &str, parsed: &mut Parsed) {
+    match value {
+        toml::Value::Datetime(_) => {
+            parsed.problems.push(Problem {
+                path: path.to_owned(),
+                message: "must be text in quotes (an unquoted date or time is not a value any setting takes)".to_owned(),
+            });
+            parsed.repaired.push(path.to_owned());
+            *value = toml::Value::String(String::new());
+        }
+        toml::Value::Array(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                reject_datetimes(item, &format!("{path}[{i}]"), parsed);
+            }
+        }
+        toml::Value::Table(t) => {
+            for (k, v) in t.iter_mut() {
+                reject_datetimes(v, &format!("{path}.{k}"), parsed);
+            }
+        }
+        _ => {}
+    }
 }
 
 /// Expands `${NAME}` in `value` at `path`, whose nearest key is `key`.

@@ -582,3 +582,18 @@ fn file_name_is_in_the_error() {
         "{e}"
     );
 }
+
+#[test]
+fn unquoted_dates_are_type_errors_not_keys() {
+    let text = MINIMAL.replace(
+        "id = \"live\"",
+        "id = \"live\"\nvendor_domain = 1979-05-27T07:32:00Z",
+    );
+    let problems = problems(&text);
+    let p = problems
+        .iter()
+        .find(|p| p.path == "site[0].vendor_domain")
+        .unwrap_or_else(|| panic!("{problems:?}"));
+    assert!(p.message.contains("must be text in quotes"), "{p}");
+    assert!(!p.message.contains("1979"), "{p}");
+}

@@ -186,8 +186,8 @@ pub struct ConnInfo {
     pub tls: bool,
 }
 
-pub use crate::host::normalize_host;
-pub use crate::time::unix_now;
+use crate::host::normalize_host;
+use crate::time::unix_now;
 
 /// The host a request is for: HTTP/2 `:authority` or absolute-form URI
 /// first, else the Host header. Returns (as sent, normalized: lowercase, no port).
@@ -356,12 +356,19 @@ fn check_request(
     if !matches!(*req.method(), Method::GET | Method::HEAD) {
         return Err(Stop::MethodNotAllowed);
     }
-    let pq_len = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
-    if pq_len > limits.max_uri_bytes {
+    let pq = req.uri().path_and_query().map_or("", |pq| pq.as_str());
+    check_target(limits, pq, req.uri().path())?;
+    Ok(None)
+}
+
+/// The request-target rules of [`check_request`] (also applied by
+/// `streamguard check`): bounded length, unambiguous path.
+pub fn check_target(limits: &Limits, path_and_query: &str, path: &str) -> Result<(), Stop> {
+    if path_and_query.len() > limits.max_uri_bytes {
         return Err(Stop::UriTooLong);
     }
-    path::validate(req.uri().path())?;
-    Ok(None)
+    path::validate(path)?;
+    Ok(())
 }
 
 /// Phase 3, authenticate: the one verdict ([`crate::auth::authenticate`])

@@ -143,7 +143,14 @@ pub(crate) fn sha256_hex(data: &[u8]) -> String {
 pub(crate) fn unusable_settings(
     problems: impl IntoIterator<Item = crate::problems::Problem>,
 ) -> SyncError {
-    let listed: Vec<String> = problems.into_iter().map(|p| p.to_string()).collect();
+    let mut listed: Vec<String> = Vec::new();
+    for p in problems {
+        // Entries that share a setting report it once.
+        let line = p.to_string();
+        if !listed.contains(&line) {
+            listed.push(line);
+        }
+    }
     SyncError::Malformed(format!("unusable settings: {}", listed.join("; ")))
 }
 
@@ -253,18 +260,19 @@ pub struct SyncService {
 }
 
 impl SyncService {
-    /// A service for `account`, saving answers in `state` and sending them to `sink`.
+    /// A service for `account`, saving answers in `state_dir` (if any) and
+    /// sending them to `sink`.
     pub fn new(
         account: VendorConfig,
         metrics: Metrics,
-        state: state::StateDir,
+        state_dir: Option<std::path::PathBuf>,
         sink: Arc<dyn Sink>,
     ) -> Self {
         SyncService {
             api: api_for(&account),
             account,
             metrics,
-            state,
+            state: state::StateDir::new(state_dir),
             sink,
         }
     }
@@ -385,7 +393,12 @@ fn jitter(d: Duration) -> Duration {
 /// The answer for (`account`, `domain`) saved in the state directory, if
 /// any and if it still reads as the API documents (else it is ignored, with
 /// a warning naming the file).
-pub fn restore(account: &VendorConfig, domain: &str, state: &state::StateDir) -> Option<Answer> {
+pub fn restore(
+    account: &VendorConfig,
+    domain: &str,
+    state_dir: Option<&std::path::Path>,
+) -> Option<Answer> {
+    let state = state::StateDir::new(state_dir.map(std::path::Path::to_path_buf));
     let (body, saved) = state.load(&account.name, domain)?;
     let vendor = account.name.as_str();
     match api_for(account).parse(domain, StatusCode::OK, &body, Common::default()) {
