@@ -461,7 +461,7 @@ fn check(config: &std::path::Path, q: &CheckRequest) -> Result<ExitCode> {
         Some(q) => format!("{}?{q}", t.path),
         None => t.path.clone(),
     };
-    if let Err(stop) = streamguard::proxy::check_target(&config.server.limits, &pq, &t.path) {
+    if let Err(stop) = streamguard::proxy::check_target(&config.server.limits, site, &pq, &t.path) {
         let (_, reason) = stop.labels();
         let status = stop.into_response(site.deny_status).status();
         out.line(
@@ -590,7 +590,7 @@ fn sign(
     let t = parse_url(url)?;
     let (site, auth) = served_site(&config, &t.host)
         .ok_or_else(|| anyhow!("no site lists the domain `{}`", t.host))?;
-    path::validate(&t.path)
+    path::validate_with(&t.path, site.allow_path_params)
         .with_context(|| format!("the proxy would reject the path {}", t.path))?;
     let now = at.unwrap_or_else(unix_now);
     let expires = match (expires_in, expires_at) {

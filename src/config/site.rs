@@ -74,6 +74,10 @@ pub struct RawSite {
     /// Proxies (IPs or CIDRs) whose `X-Forwarded-For` is believed for IP-bound tokens.
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
+    /// Accept `;` path parameters (only for an origin that does not strip
+    /// them). Default false: `bad_path`.
+    #[serde(default)]
+    pub allow_path_params: bool,
     /// `[site.hls]`: playlist rewriting and child auth.
     #[serde(default)]
     pub hls: RawHls,
@@ -220,6 +224,8 @@ pub struct SiteConfig {
     pub deny_status: StatusCode,
     /// Proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// `;` path parameters accepted.
+    pub allow_path_params: bool,
     /// Leeway on every validity window.
     pub clock_skew_secs: u64,
     /// The scheme, configured.
@@ -404,6 +410,7 @@ pub(super) fn validate_site(
         strip_auth_params: raw.strip_auth_params.unwrap_or(true),
         deny_status,
         trusted_proxies,
+        allow_path_params: raw.allow_path_params,
         clock_skew_secs: raw.clock_skew_secs,
         verifier: Arc::from(verifier),
         keys,

@@ -357,17 +357,23 @@ fn check_request(
         return Err(Stop::MethodNotAllowed);
     }
     let pq = req.uri().path_and_query().map_or("", |pq| pq.as_str());
-    check_target(limits, pq, req.uri().path())?;
+    check_target(limits, cfg, pq, req.uri().path())?;
     Ok(None)
 }
 
 /// The request-target rules of [`check_request`] (also applied by
-/// `streamguard check`): bounded length, unambiguous path.
-pub fn check_target(limits: &Limits, path_and_query: &str, path: &str) -> Result<(), Stop> {
+/// `streamguard check`): bounded length, unambiguous path (no `;`
+/// parameters unless the site allows them).
+pub fn check_target(
+    limits: &Limits,
+    site: &SiteConfig,
+    path_and_query: &str,
+    path: &str,
+) -> Result<(), Stop> {
     if path_and_query.len() > limits.max_uri_bytes {
         return Err(Stop::UriTooLong);
     }
-    path::validate(path)?;
+    path::validate_with(path, site.allow_path_params)?;
     Ok(())
 }
 
@@ -415,7 +421,7 @@ async fn forward(
             ..
         } => {
             // A scheme-derived path obeys the same rules as a client's.
-            path::validate(p)?;
+            path::validate_with(p, cfg.allow_path_params)?;
             p.as_str()
         }
         Grant::Scheme {
@@ -423,7 +429,7 @@ async fn forward(
         } => uri.path(),
         Grant::Session(_) => {
             let p = site.auth.origin_path(uri.path());
-            path::validate(p)?;
+            path::validate_with(p, cfg.allow_path_params)?;
             p
         }
     };

@@ -23,10 +23,23 @@ pub enum PathError {
     /// A backslash, which some origins treat as `/`.
     #[error("path has a backslash")]
     Backslash,
+    /// A `;` path parameter, which servlet containers strip (so
+    /// `/a.flv;x.ts` would be judged as a `.ts` but served as the `.flv`).
+    #[error("path has a ; parameter")]
+    Params,
 }
 
 /// Accepts a path whose meaning is the same to every reasonable origin.
 pub fn validate(path: &str) -> Result<(), PathError> {
+    validate_with(path, false)
+}
+
+/// [`validate`], with `;` path parameters allowed when `allow_params` (a
+/// site that opted in: its origin does not strip them).
+pub fn validate_with(path: &str, allow_params: bool) -> Result<(), PathError> {
+    if !allow_params && path.contains(';') {
+        return Err(PathError::Params);
+    }
     let Some(rest) = path.strip_prefix('/') else {
         return Err(PathError::NotAbsolute);
     };
@@ -89,7 +102,8 @@ mod tests {
         /// segment and no escape that decodes to a separator, whatever the input.
         #[test]
         fn accepted_paths_are_unambiguous(p in "/[a-zA-Z0-9./%;\\\\-]{0,24}") {
-            if validate(&p).is_ok() {
+            prop_assert!(validate(&p).is_err() || !p.contains(';'));
+            if validate_with(&p, true).is_ok() {
                 let decoded = crate::auth::percent_decode(&p).unwrap_or_default();
                 let decoded = String::from_utf8_lossy(&decoded);
                 for seg in decoded[1..].split('/') {
@@ -137,7 +151,20 @@ mod tests {
             ("/live\\x", PathError::Backslash),
         ];
         for (p, e) in cases {
-            assert_eq!(validate(p), Err(e), "{p}");
+            assert_eq!(validate_with(p, true), Err(e), "{p}");
+        }
+    }
+
+    #[test]
+    fn path_parameters_are_refused_unless_the_site_allows_them() {
+        for p in [
+            "/live/a/stream.flv;x.ts",
+            "/live/a.m3u8;jsessionid=1",
+            "/live/a;b/c.ts",
+            "/;",
+        ] {
+            assert_eq!(validate(p), Err(PathError::Params), "{p}");
+            assert_eq!(validate_with(p, true), Ok(()), "{p}");
         }
     }
 }
