@@ -58,3 +58,96 @@ async fn path_parameters_are_refused_unless_the_site_opts_in() {
     assert_eq!(s, StatusCode::OK);
     assert_eq!(origin.last_seen().path_and_query, "/live/a/stream;v=1");
 }
+
+fn md5_hex(s: &str) -> String {
+    use md5::{Digest, Md5};
+    hex::encode(Md5::digest(s.as_bytes()))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_signature_or_key_reaches_any_log_line() {
+    let origin = Origin::start().await;
+    let cfg = format!(
+        r#"
+[server]
+listen = ["127.0.0.1:0"]
+[admin]
+listen = "127.0.0.1:0"
+
+[[site]]
+id = "live"
+domains = ["play.example.com"]
+origin = "http://{o}"
+[site.auth]
+scheme = "tencent"
+key = "{KEY}"
+
+[[site]]
+id = "ali-b"
+domains = ["b.example.com"]
+origin = "http://{o}"
+[site.auth]
+scheme = "aliyun"
+type = "b"
+key = "ali-b-key-secret"
+
+[[site]]
+id = "ali-c"
+domains = ["c.example.com"]
+origin = "http://{o}"
+[site.auth]
+scheme = "aliyun"
+type = "c"
+key = "ali-c-key-secret"
+"#,
+        o = origin.addr
+    );
+    let proxy = Proxy::start_logged(&cfg);
+    let addr = proxy.http_addr();
+    let exp = now() + 600;
+    let (y, mo, d, hh, mi, _) = streamguard::time::civil(now() + 8 * 3600);
+    let tb = format!("{y:04}{mo:02}{d:02}{hh:02}{mi:02}");
+    let hb = md5_hex(&format!("ali-b-key-secret{tb}/live/b.flv"));
+    let forged_b = md5_hex(&format!("nope{tb}/live/b.flv"));
+    let hexts = format!("{exp:X}");
+    let hc = md5_hex(&format!("ali-c-key-secret/live/c.flv{hexts}"));
+    let q = tencent_query(KEY, "/live/t.flv", exp);
+    let tx = q
+        .split('&')
+        .next()
+        .unwrap()
+        .trim_start_matches("txSecret=")
+        .to_owned();
+    let requests = [
+        ("b.example.com", format!("/{tb}/{hb}/live/b.flv")),
+        ("b.example.com", format!("/{tb}/{forged_b}/live/b.flv")),
+        ("b.example.com", format!("/prefix/{tb}/{hb}/live/b.flv")),
+        ("b.example.com", format!("/{tb}/{hb}/{tb}/{hb}/live/b.flv")),
+        ("c.example.com", format!("/{hc}/{hexts}/live/c.flv")),
+        ("unknown.example.com", format!("/{tb}/{hb}/live/b.flv")),
+        ("unknown.example.com", format!("/{hc}/{hexts}/live/c.flv")),
+        ("play.example.com", format!("/live/t.flv?{q}")),
+        ("play.example.com", format!("/live/t.flv;txSecret={tx}")),
+        ("unknown.example.com", format!("/live/t.flv;txSecret={tx}")),
+    ];
+    for (host, pq) in &requests {
+        let _ = get(addr, host, pq).await;
+    }
+    let mut log = String::new();
+    wait_for("every access log line", async || {
+        log = proxy.log();
+        log.matches("streamguard::access").count() >= requests.len()
+    })
+    .await;
+    for secret in [
+        hb.as_str(),
+        forged_b.as_str(),
+        hc.as_str(),
+        tx.as_str(),
+        KEY,
+        "ali-b-key-secret",
+        "ali-c-key-secret",
+    ] {
+        assert!(!log.contains(secret), "{secret} logged:\n{log}");
+    }
+}

@@ -621,8 +621,9 @@ fn log(
             site = site_id,
             client = %ctx.conn.remote.ip(),
             %method,
-            // Schemes with auth in the path (Alibaba Cloud B/C) log it without.
-            path = %ctx.site.as_ref().map_or(path.as_str(), |s| s.auth.origin_path(path)),
+            // Schemes with auth in the path (Alibaba Cloud B/C) log it
+            // without; anything else signature-like is hidden too.
+            path = %path::for_log(ctx.site.as_ref().map_or(path.as_str(), |s| s.auth.origin_path(path))),
             status = response.status().as_u16(),
             outcome,
             reason,
