@@ -151,3 +151,68 @@ key = "ali-c-key-secret"
         assert!(!log.contains(secret), "{secret} logged:\n{log}");
     }
 }
+
+/// An origin that redirects to itself and opens CORS to everyone.
+async fn leaky_origin() -> std::net::SocketAddr {
+    use bytes::Bytes;
+    use http_body_util::Full;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    serve_fake(listener, move |req: http::Request<hyper::body::Incoming>| async move {
+        let mut r = http::Response::new(Full::new(Bytes::from_static(b"moved")));
+        *r.status_mut() = StatusCode::MOVED_PERMANENTLY;
+        let path = req.uri().path().to_owned();
+        let h = r.headers_mut();
+        h.insert(
+            "location",
+            format!("http://{addr}{path}.d/").parse().unwrap(),
+        );
+        h.insert(
+            "content-location",
+            format!("HTTP://{addr}/elsewhere").parse().unwrap(),
+        );
+        h.insert("access-control-allow-origin", "*".parse().unwrap());
+        h.insert("access-control-allow-credentials", "true".parse().unwrap());
+        r
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_origin_address_and_its_cors_headers_never_reach_the_client() {
+    let origin = leaky_origin().await;
+    for (origin_url, cors, prefix) in [
+        (format!("http://{origin}"), "", ""),
+        (
+            format!("http://{origin}/base"),
+            "[site.cors]\nallow_origins = [\"https://player.example.com\"]",
+            "/base",
+        ),
+    ] {
+        let proxy = Proxy::start(&site_config(&origin_url, cors, ""));
+        let q = tencent_query(KEY, "/live/test", now() + 600);
+        let resp = send_with(
+            proxy.http_addr(),
+            "play.example.com",
+            &format!("/live/test?{q}"),
+            http::Method::GET,
+            &[("origin", "https://evil.example.com")],
+        )
+        .await;
+        assert_eq!(resp.status(), StatusCode::MOVED_PERMANENTLY);
+        let h = resp.headers();
+        let loc = header_map_get(h, "location").unwrap();
+        assert_eq!(loc, "http://play.example.com/live/test.d/", "{prefix}");
+        let cl = header_map_get(h, "content-location").unwrap();
+        if prefix.is_empty() {
+            assert_eq!(cl, "http://play.example.com/elsewhere");
+        }
+        assert!(!cl.contains(&origin.to_string()), "{cl}");
+        for (name, _) in h {
+            assert!(
+                !name.as_str().starts_with("access-control-"),
+                "{name} reached a page the site does not allow"
+            );
+        }
+    }
+}

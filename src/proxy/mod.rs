@@ -484,7 +484,7 @@ async fn filter_response(
 ) -> Result<Response<ProxyBody>, Stop> {
     let cfg = &site.config;
     let now = ctx.now;
-    upstream::filter_response(&mut resp);
+    upstream::filter_response(&mut resp, cfg, ctx.conn.tls, &ctx.host_header);
     let content_type = resp
         .headers()
         .get(CONTENT_TYPE)

@@ -205,7 +205,71 @@ pub fn prepare(
     Ok(req)
 }
 
-/// Cleans an origin response for the client.
-pub fn filter_response<B>(resp: &mut Response<B>) {
-    remove_hop_by_hop(resp.headers_mut());
+/// Cleans an origin response for the client: hop-by-hop headers go; the
+/// origin's own `Access-Control-*` headers go (the site's CORS policy alone
+/// speaks to browsers); a `Location` or `Content-Location` pointing at the
+/// origin is rewritten to the address the client used (`tls`, and the Host
+/// it sent), like nginx's default `proxy_redirect`, so the origin's address
+/// never reaches the client.
+pub fn filter_response<B>(resp: &mut Response<B>, site: &SiteConfig, tls: bool, host: &str) {
+    let h = resp.headers_mut();
+    remove_hop_by_hop(h);
+    let cors: Vec<HeaderName> = h
+        .keys()
+        .filter(|n| n.as_str().starts_with("access-control-"))
+        .cloned()
+        .collect();
+    for n in cors {
+        h.remove(n);
+    }
+    for name in [header::LOCATION, header::CONTENT_LOCATION] {
+        let Some(v) = h.get(&name).and_then(|v| v.to_str().ok()) else {
+            continue;
+        };
+        if let Some(rewritten) = unproxied(v, &site.origin, tls, host) {
+            if let Ok(v) = HeaderValue::from_str(&rewritten) {
+                h.insert(name, v);
+            }
+        }
+    }
+}
+
+/// `location` with the origin's `scheme://authority/base_path` prefix
+/// replaced by the client's `scheme://host`; `None` when it does not point
+/// at the origin.
+fn unproxied(
+    location: &str,
+    origin: &crate::config::Origin,
+    tls: bool,
+    host: &str,
+) -> Option<String> {
+    let scheme = if origin.tls { "https://" } else { "http://" };
+    let rest = strip_prefix_ignore_case(location, scheme)?;
+    let authority = origin.authority.as_str();
+    let rest = strip_prefix_ignore_case(rest, authority)?;
+    // The authority must end here (not `origin:80xyz`).
+    if !(rest.is_empty() || rest.starts_with(['/', '?', '#'])) {
+        return None;
+    }
+    let rest = match rest.strip_prefix(origin.base_path.as_str()) {
+        Some(r)
+            if !origin.base_path.is_empty() && (r.is_empty() || r.starts_with(['/', '?', '#'])) =>
+        {
+            r
+        }
+        _ => rest,
+    };
+    let rest = if rest.starts_with('/') {
+        rest.to_owned()
+    } else {
+        format!("/{rest}")
+    };
+    let scheme = if tls { "https" } else { "http" };
+    Some(format!("{scheme}://{host}{rest}"))
+}
+
+fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = s.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &s[prefix.len()..])
 }
