@@ -213,10 +213,14 @@ impl Server {
         if let Ok(addr) = self.admin.local_addr() {
             info!(%addr, "admin listening");
         }
-        tasks.spawn(admin::serve(
+        // The admin listener outlives the drain: it stops after every other
+        // task has.
+        let (admin_stop, admin_stopped) = watch::channel(false);
+        let admin_task = tokio::spawn(admin::serve(
             self.admin,
             self.shared.clone(),
             shutdown.clone(),
+            admin_stopped,
         ));
         for svc in self.syncs {
             tasks.spawn(svc.run(shutdown.clone()));
@@ -228,6 +232,10 @@ impl Server {
             if let Err(error) = done {
                 tracing::error!(%error, "a background task failed");
             }
+        }
+        admin_stop.send_replace(true);
+        if let Err(error) = admin_task.await {
+            tracing::error!(%error, "the admin listener failed");
         }
         info!("stopped");
         Ok(())

@@ -116,7 +116,13 @@ fn site_auth(config: &Config, site: &SiteConfig, answers: &Answers) -> SiteAuth 
         }
         Ok(SyncedAuth::Disabled) => {
             let allow = site.on_vendor_disabled == OnVendorDisabled::Allow;
-            auth.verifier = Arc::new(VendorDisabled { allow }) as Arc<dyn Verifier>;
+            // The site's own params when it names them, else the vendor
+            // scheme's defaults: stripped before forwarding all the same.
+            let mut params = site.verifier.auth_params().to_vec();
+            if params.is_empty() {
+                params = crate::auth::default_params(account.kind.scheme());
+            }
+            auth.verifier = Arc::new(VendorDisabled { allow, params }) as Arc<dyn Verifier>;
             auth.keys = KeySet::default();
             auth.key_sources = Vec::new();
             auth.mode = AuthMode::VendorDisabled { allow };

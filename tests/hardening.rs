@@ -158,23 +158,26 @@ async fn leaky_origin() -> std::net::SocketAddr {
     use http_body_util::Full;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    serve_fake(listener, move |req: http::Request<hyper::body::Incoming>| async move {
-        let mut r = http::Response::new(Full::new(Bytes::from_static(b"moved")));
-        *r.status_mut() = StatusCode::MOVED_PERMANENTLY;
-        let path = req.uri().path().to_owned();
-        let h = r.headers_mut();
-        h.insert(
-            "location",
-            format!("http://{addr}{path}.d/").parse().unwrap(),
-        );
-        h.insert(
-            "content-location",
-            format!("HTTP://{addr}/elsewhere").parse().unwrap(),
-        );
-        h.insert("access-control-allow-origin", "*".parse().unwrap());
-        h.insert("access-control-allow-credentials", "true".parse().unwrap());
-        r
-    });
+    serve_fake(
+        listener,
+        move |req: http::Request<hyper::body::Incoming>| async move {
+            let mut r = http::Response::new(Full::new(Bytes::from_static(b"moved")));
+            *r.status_mut() = StatusCode::MOVED_PERMANENTLY;
+            let path = req.uri().path().to_owned();
+            let h = r.headers_mut();
+            h.insert(
+                "location",
+                format!("http://{addr}{path}.d/").parse().unwrap(),
+            );
+            h.insert(
+                "content-location",
+                format!("HTTP://{addr}/elsewhere").parse().unwrap(),
+            );
+            h.insert("access-control-allow-origin", "*".parse().unwrap());
+            h.insert("access-control-allow-credentials", "true".parse().unwrap());
+            r
+        },
+    );
     addr
 }
 
@@ -215,4 +218,62 @@ async fn the_origin_address_and_its_cors_headers_never_reach_the_client() {
             );
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn viewers_who_leave_are_client_aborts_and_the_drain_keeps_metrics_up() {
+    use http_body_util::BodyExt;
+    let origin = Origin::start().await;
+    let mut proxy = Proxy::start(
+        &site_config(&format!("http://{}", origin.addr), "", "")
+            .replace("[server]\n", "[server]\nshutdown_grace_secs = 3\n"),
+    );
+    let q = tencent_query(KEY, "/endless/a.flv", now() + 600);
+    // A viewer watches a little, then leaves.
+    for _ in 0..3 {
+        let resp = send(
+            proxy.http_addr(),
+            "play.example.com",
+            &format!("/endless/a.flv?{q}"),
+        )
+        .await;
+        let mut body = resp.into_body();
+        let _ = body.frame().await.unwrap().unwrap();
+        drop(body);
+    }
+    let m = |text: &str, kind: &str| {
+        metric(
+            text,
+            &format!("streamguard_connection_errors_total{{kind=\"{kind}\"}}"),
+        )
+    };
+    wait_for("the aborts to be counted", async || {
+        m(&proxy.metrics().await, "client_abort") >= 3.0
+    })
+    .await;
+    assert_eq!(m(&proxy.metrics().await, "http"), 0.0);
+
+    // Draining with a stream open: not ready, but still observable.
+    let qb = tencent_query(KEY, "/endless/b.flv", now() + 600);
+    let resp = send(
+        proxy.http_addr(),
+        "play.example.com",
+        &format!("/endless/b.flv?{qb}"),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let mut body = resp.into_body();
+    let _ = body.frame().await.unwrap().unwrap();
+    assert_eq!(get(proxy.admin, "admin", "/readyz").await.0, StatusCode::OK);
+    proxy.sigterm();
+    wait_for("/readyz to answer 503", async || {
+        get(proxy.admin, "admin", "/readyz").await.0 == StatusCode::SERVICE_UNAVAILABLE
+    })
+    .await;
+    let (s, _, text) = get(proxy.admin, "admin", "/metrics").await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(String::from_utf8_lossy(&text).contains("streamguard_active_streams"));
+    drop(body);
+    let status = proxy.wait_exit(std::time::Duration::from_secs(10));
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
 }

@@ -12,6 +12,7 @@ mod common;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 use common::*;
@@ -416,4 +417,51 @@ async fn vendor_disabled_denies_by_default_and_allows_when_configured() {
             == StatusCode::OK
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn vendor_disabled_allow_still_strips_the_auth_params() {
+    let vendor = FakeTencent::start("key-one").await;
+    vendor.set(|s| s.enable = 0);
+    let origin = Origin::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let allow = start(&config(
+        &vendor,
+        state.path(),
+        origin.addr,
+        "on_vendor_disabled = \"allow\"",
+    ));
+    let q = tencent_query("key-one", "/live/s.flv", now() + 60);
+    let pq = format!("/live/s.flv?a=1&{q}");
+    wait_for("the allow", async || {
+        get(allow.http_addr(), "play.example.com", &pq).await.0 == StatusCode::OK
+    })
+    .await;
+    assert_eq!(origin.last_seen().path_and_query, "/live/s.flv?a=1");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_during_a_hanging_vendor_request_exits_within_the_grace_period() {
+    let vendor = FakeTencent::start("key-one").await;
+    vendor.set(|s| s.mode = Mode::Hang);
+    let origin = Origin::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let cfg = config(&vendor, state.path(), origin.addr, "")
+        .replace("request_timeout_secs = 1", "request_timeout_secs = 300")
+        .replace("[server]\n", "[server]\nshutdown_grace_secs = 2\n");
+    assert!(cfg.contains("request_timeout_secs = 300") && cfg.contains("shutdown_grace_secs = 2"));
+    let mut proxy = start(&cfg);
+    wait_for("the hanging vendor request", async || {
+        vendor.state.lock().unwrap().requests >= 1
+    })
+    .await;
+    let started = std::time::Instant::now();
+    proxy.sigterm();
+    let status = proxy.wait_exit(Duration::from_secs(10));
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
 }

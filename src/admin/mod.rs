@@ -22,11 +22,15 @@ use crate::proxy::Shared;
 /// Seconds an admin client has to send its request head.
 pub const ADMIN_HEADER_READ_TIMEOUT_SECS: u64 = 10;
 
-/// Serves admin requests until `shutdown` flips.
+/// Serves admin requests until `stop` flips. Once `draining` flips (the
+/// proxy stopped accepting and drains), `/readyz` answers 503 so a load
+/// balancer takes the instance out, while `/metrics` and `/healthz` keep
+/// answering until the drain is over and `stop` flips.
 pub async fn serve(
     listener: TcpListener,
     shared: Arc<Shared>,
-    mut shutdown: watch::Receiver<bool>,
+    draining: watch::Receiver<bool>,
+    mut stop: watch::Receiver<bool>,
 ) {
     loop {
         let (stream, remote) = tokio::select! {
@@ -38,13 +42,15 @@ pub async fn serve(
                     continue;
                 }
             },
-            _ = shutdown.changed() => return,
+            _ = stop.changed() => return,
         };
         let shared = shared.clone();
+        let draining = draining.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |req| {
                 let shared = shared.clone();
-                async move { Ok::<_, Infallible>(route(&shared, &req)) }
+                let draining = *draining.borrow();
+                async move { Ok::<_, Infallible>(route(&shared, &req, draining)) }
             });
             let conn = http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -57,7 +63,7 @@ pub async fn serve(
     }
 }
 
-fn route(shared: &Shared, req: &Request<Incoming>) -> Response<ProxyBody> {
+fn route(shared: &Shared, req: &Request<Incoming>, draining: bool) -> Response<ProxyBody> {
     let (status, content_type, body) = match (req.method(), req.uri().path()) {
         (&Method::GET, "/metrics") => (
             StatusCode::OK,
@@ -65,6 +71,11 @@ fn route(shared: &Shared, req: &Request<Incoming>) -> Response<ProxyBody> {
             shared.metrics.render(),
         ),
         (&Method::GET, "/healthz") => (StatusCode::OK, "text/plain", b"ok\n".to_vec()),
+        (&Method::GET, "/readyz") if draining => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain",
+            b"shutting down\n".to_vec(),
+        ),
         (&Method::GET, "/readyz") => {
             // Ready once every site can verify: it has keys, or its vendor answered.
             let snap = shared.snapshot.load();

@@ -368,10 +368,35 @@ pub struct Pending;
 
 /// The verifier of a site whose vendor reports auth switched off: allows
 /// everything (`on_vendor_disabled = "allow"`) or denies with `auth_disabled`.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct VendorDisabled {
     /// Let requests through.
     pub allow: bool,
+    /// The scheme's auth params: still stripped before forwarding, so a
+    /// signed URL's signature never reaches the origin.
+    pub params: Vec<String>,
+}
+
+/// The query params scheme `scheme` reads under its default names (what a
+/// vendor-synced site's URLs carry when the vendor names none).
+pub fn default_params(scheme: &str) -> Vec<String> {
+    let names: &[&str] = match scheme {
+        "tencent" => &[tencent::DEFAULT_SECRET_PARAM, tencent::DEFAULT_TIME_PARAM],
+        "volcengine" => &[
+            volcengine::DEFAULT_SECRET_PARAM,
+            volcengine::DEFAULT_TIME_PARAM,
+        ],
+        "wangsu" => &[wangsu::DEFAULT_CIPHER_PARAM, wangsu::DEFAULT_TIME_PARAM],
+        "aliyun" => &[
+            aliyun::DEFAULT_A_PARAM,
+            aliyun::DEFAULT_C_HASH_PARAM,
+            aliyun::DEFAULT_C_TIME_PARAM,
+        ],
+        "nginx_secure_link" => &[nginx::DEFAULT_MD5_PARAM, nginx::DEFAULT_EXPIRES_PARAM],
+        "akamai" => &[akamai::DEFAULT_TOKEN_NAME],
+        _ => &[],
+    };
+    names.iter().map(|n| (*n).to_owned()).collect()
 }
 
 impl Verifier for Pending {
@@ -418,7 +443,7 @@ impl Verifier for VendorDisabled {
         }
     }
     fn auth_params(&self) -> &[String] {
-        &[]
+        &self.params
     }
     fn sign(
         &self,

@@ -206,6 +206,32 @@ pub async fn serve(
     while connections.join_next().await.is_some() {}
 }
 
+/// True when a connection error only says the client hung up (reset, broken
+/// pipe, closed mid-message).
+fn client_went_away(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(error);
+    while let Some(e) = cur {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if matches!(
+                io.kind(),
+                std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::UnexpectedEof
+            ) {
+                return true;
+            }
+        }
+        if let Some(h) = e.downcast_ref::<hyper::Error>() {
+            if h.is_incomplete_message() || h.is_canceled() {
+                return true;
+            }
+        }
+        cur = e.source();
+    }
+    false
+}
+
 async fn serve_io<I>(
     io: I,
     conn: ConnInfo,
@@ -233,8 +259,10 @@ async fn serve_io<I>(
     tokio::select! {
         result = connection => {
             if let Err(error) = result {
-                debug!(%error, client = %conn.remote, "connection ended with an error");
-                shared.metrics.connection_errors.with_label_values(&["http"]).inc();
+                // A viewer leaving a stream is not a protocol error.
+                let kind = if client_went_away(error.as_ref()) { "client_abort" } else { "http" };
+                debug!(%error, client = %conn.remote, kind, "connection ended with an error");
+                shared.metrics.connection_errors.with_label_values(&[kind]).inc();
             }
         }
         () = idle_watchdog(activity, started, limits) => {
