@@ -281,3 +281,60 @@ async fn restart_required_tracks_what_the_process_bound() {
     reload_applied(&proxy, applied).await;
     assert_eq!(flag().await, 0.0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fifty_reloads_valid_and_invalid_alternating_fail_no_request() {
+    let origin = Origin::start().await;
+    let base = site_config(&format!("http://{}", origin.addr), "", "");
+    let proxy = Proxy::start(&base);
+    let cfg_path = proxy.path("streamguard.toml");
+    let addr = proxy.http_addr();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let mut traffic = Vec::new();
+    for _ in 0..4 {
+        let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
+        traffic.push(tokio::spawn(async move {
+            while !stop.load(Ordering::SeqCst) {
+                let q = tencent_query(KEY, "/live/a.flv", now() + 60);
+                let (s, _, _) = get(addr, "play.example.com", &format!("/live/a.flv?{q}")).await;
+                if s == StatusCode::OK { &ok } else { &failed }.fetch_add(1, Ordering::SeqCst);
+            }
+        }));
+    }
+    let count = |m: &str, outcome: &str| {
+        metric(
+            m,
+            &format!("streamguard_config_reloads_total{{outcome=\"{outcome}\"}}"),
+        )
+    };
+    for i in 0..50 {
+        let valid = i % 2 == 0;
+        // Each valid version differs (a new backup key), so it is a change.
+        let text = if valid {
+            base.replace(BACKUP, &format!("backup-{i}"))
+        } else {
+            format!("{base}\n[[site]]\nid = 7\n")
+        };
+        let outcome = if valid { "applied" } else { "rejected" };
+        let before = count(&proxy.metrics().await, outcome);
+        save(&cfg_path, &text);
+        wait_for("the reload", async || {
+            count(&proxy.metrics().await, outcome) > before
+        })
+        .await;
+    }
+    stop.store(true, Ordering::SeqCst);
+    for t in traffic {
+        t.await.unwrap();
+    }
+    let m = proxy.metrics().await;
+    assert_eq!(count(&m, "applied"), 25.0);
+    assert_eq!(count(&m, "rejected"), 25.0);
+    assert!(ok.load(Ordering::SeqCst) > 100, "too little traffic");
+    assert_eq!(
+        failed.load(Ordering::SeqCst),
+        0,
+        "requests failed during reloads"
+    );
+}
