@@ -233,6 +233,7 @@ impl Bound {
                 a.shutdown_grace != b.shutdown_grace,
             ),
             ("server.idle_timeout_secs", a.idle_timeout != b.idle_timeout),
+            ("server.send_timeout_secs", a.send_timeout != b.send_timeout),
         ] {
             if differs {
                 changed.push(name.to_owned());

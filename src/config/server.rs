@@ -30,6 +30,11 @@ pub const DEFAULT_MAX_URI_BYTES: usize = 8 * 1024;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 /// Seconds a client connection may sit with no request in flight.
 pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 60;
+/// Seconds a response write may make no progress before the connection is
+/// closed (nginx's `send_timeout`): a client that stopped reading cannot
+/// hold its buffers and origin connection for ever. A slow client that
+/// keeps reading is never cut.
+pub const DEFAULT_SEND_TIMEOUT_SECS: u64 = 60;
 /// Seconds in-flight requests get to finish on shutdown.
 pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 10;
 
@@ -59,6 +64,8 @@ pub struct RawServer {
     pub shutdown_grace_secs: Option<u64>,
     /// See [`DEFAULT_IDLE_TIMEOUT_SECS`].
     pub idle_timeout_secs: Option<u64>,
+    /// See [`DEFAULT_SEND_TIMEOUT_SECS`].
+    pub send_timeout_secs: Option<u64>,
 }
 
 impl RawServer {
@@ -132,6 +139,9 @@ pub struct Limits {
     pub shutdown_grace: Duration,
     /// Longest time a connection may have no request in flight.
     pub idle_timeout: Duration,
+    /// Longest time a response write may make no progress (a client that
+    /// stopped reading) before the connection is closed.
+    pub send_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -144,6 +154,7 @@ impl Default for Limits {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             shutdown_grace: Duration::from_secs(DEFAULT_SHUTDOWN_GRACE_SECS),
             idle_timeout: Duration::from_secs(DEFAULT_IDLE_TIMEOUT_SECS),
+            send_timeout: Duration::from_secs(DEFAULT_SEND_TIMEOUT_SECS),
         }
     }
 }
@@ -236,6 +247,13 @@ pub(super) fn validate_server(
             "server.idle_timeout_secs",
             raw.idle_timeout_secs,
             DEFAULT_IDLE_TIMEOUT_SECS,
+            86_400,
+        ),
+        send_timeout: secs(
+            ctx,
+            "server.send_timeout_secs",
+            raw.send_timeout_secs,
+            DEFAULT_SEND_TIMEOUT_SECS,
             86_400,
         ),
     };

@@ -42,11 +42,15 @@ fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
         .max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS)
+        // Bytes queued per stream for a client that does not read.
+        .max_send_buf_size(H2_MAX_SEND_BUF_BYTES)
         .keep_alive_interval(Some(H2_KEEPALIVE_INTERVAL))
         .keep_alive_timeout(H2_KEEPALIVE_INTERVAL);
     b
 }
 
+/// Largest response data queued per HTTP/2 stream ahead of the client.
+const H2_MAX_SEND_BUF_BYTES: usize = 64 * 1024;
 /// Most concurrent HTTP/2 streams per client connection.
 const H2_MAX_CONCURRENT_STREAMS: u32 = 256;
 /// HTTP/2 ping interval (and ping answer timeout) to detect dead peers.
@@ -65,6 +69,97 @@ struct Activity {
     requests: AtomicUsize,
     /// Milliseconds since the connection started when the last request ended.
     last_end_ms: AtomicU64,
+    /// Milliseconds since the connection started (plus one; 0 = none) when a
+    /// write began to wait for the client to read: the send timeout runs
+    /// from here and any write progress clears it.
+    write_blocked_ms: AtomicU64,
+}
+
+/// The client's socket, noting in [`Activity`] when writes stall.
+///
+/// Why at the socket: a client that stops reading stops hyper polling the
+/// response body too, so nothing above the socket can see the stall.
+struct WriteWatch<I> {
+    io: I,
+    activity: Arc<Activity>,
+    started: Instant,
+}
+
+impl<I> WriteWatch<I> {
+    fn note<T>(&self, r: &std::task::Poll<std::io::Result<T>>) {
+        match r {
+            std::task::Poll::Pending => {
+                let now = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+                // Only the first stall counts: keep the earliest time.
+                let _ = self.activity.write_blocked_ms.compare_exchange(
+                    0,
+                    now.saturating_add(1),
+                    Ordering::SeqCst,
+                    Ordering::SeqCst,
+                );
+            }
+            std::task::Poll::Ready(_) => self.activity.write_blocked_ms.store(0, Ordering::SeqCst),
+        }
+    }
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for WriteWatch<I> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for WriteWatch<I> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let r = std::pin::Pin::new(&mut self.io).poll_write(cx, buf);
+        self.note(&r);
+        r
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let r = std::pin::Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        self.note(&r);
+        r
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+/// Why a watchdog closed a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Watchdog {
+    /// No request in flight for too long.
+    Idle,
+    /// A write made no progress for `send_timeout`.
+    SendTimeout,
 }
 
 /// Held by a request (and its response body) while it is in flight.
@@ -89,11 +184,24 @@ impl Drop for InFlight {
     }
 }
 
-/// Resolves when the connection has been idle past its limit.
-async fn idle_watchdog(activity: Arc<Activity>, started: Instant, limits: Limits) {
-    let tick = Duration::from_millis(250).min(limits.header_read_timeout);
+/// Resolves when the connection has been idle past its limit, or a write
+/// to the client has made no progress for `send_timeout` (streams included:
+/// a viewer who reads slowly makes progress and is never cut).
+async fn watchdog(activity: Arc<Activity>, started: Instant, limits: Limits) -> Watchdog {
+    let tick = Duration::from_millis(250)
+        .min(limits.header_read_timeout)
+        .min(limits.send_timeout);
     loop {
         tokio::time::sleep(tick).await;
+        let blocked = activity.write_blocked_ms.load(Ordering::SeqCst);
+        if blocked > 0
+            && started
+                .elapsed()
+                .saturating_sub(Duration::from_millis(blocked - 1))
+                >= limits.send_timeout
+        {
+            return Watchdog::SendTimeout;
+        }
         if activity.in_flight.load(Ordering::SeqCst) > 0 {
             continue;
         }
@@ -106,7 +214,7 @@ async fn idle_watchdog(activity: Arc<Activity>, started: Instant, limits: Limits
             )
         };
         if started.elapsed().saturating_sub(since) >= limit {
-            return;
+            return Watchdog::Idle;
         }
     }
 }
@@ -163,8 +271,17 @@ pub async fn serve(
                 remote,
                 tls: tls.is_some(),
             };
+            let watched = Watched {
+                activity: Arc::new(Activity::default()),
+                started: Instant::now(),
+            };
+            let stream = WriteWatch {
+                io: stream,
+                activity: watched.activity.clone(),
+                started: watched.started,
+            };
             match tls {
-                None => serve_io(stream, conn, shared, builder, watcher, limits).await,
+                None => serve_io(stream, conn, shared, builder, watcher, limits, watched).await,
                 Some(acceptor) => {
                     match tokio::time::timeout(
                         limits.tls_handshake_timeout,
@@ -172,7 +289,9 @@ pub async fn serve(
                     )
                     .await
                     {
-                        Ok(Ok(s)) => serve_io(s, conn, shared, builder, watcher, limits).await,
+                        Ok(Ok(s)) => {
+                            serve_io(s, conn, shared, builder, watcher, limits, watched).await;
+                        }
                         Ok(Err(error)) => {
                             debug!(%error, client = %remote, "tls handshake failed");
                             shared
@@ -232,6 +351,13 @@ fn client_went_away(error: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
+/// A connection's activity record, shared by its socket wrapper, its
+/// requests and its watchdog.
+struct Watched {
+    activity: Arc<Activity>,
+    started: Instant,
+}
+
 async fn serve_io<I>(
     io: I,
     conn: ConnInfo,
@@ -239,11 +365,11 @@ async fn serve_io<I>(
     builder: auto::Builder<TokioExecutor>,
     watcher: Watcher,
     limits: Limits,
+    watched: Watched,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let started = Instant::now();
-    let activity = Arc::new(Activity::default());
+    let Watched { activity, started } = watched;
     let svc_shared = shared.clone();
     let svc_activity = activity.clone();
     let svc = service_fn(move |req| {
@@ -265,9 +391,13 @@ async fn serve_io<I>(
                 shared.metrics.connection_errors.with_label_values(&[kind]).inc();
             }
         }
-        () = idle_watchdog(activity, started, limits) => {
-            debug!(client = %conn.remote, "closing idle connection");
-            shared.metrics.connection_errors.with_label_values(&["idle_timeout"]).inc();
+        why = watchdog(activity, started, limits) => {
+            let kind = match why {
+                Watchdog::Idle => "idle_timeout",
+                Watchdog::SendTimeout => "send_timeout",
+            };
+            debug!(client = %conn.remote, kind, "closing connection");
+            shared.metrics.connection_errors.with_label_values(&[kind]).inc();
         }
     }
 }

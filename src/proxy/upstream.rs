@@ -28,6 +28,11 @@ pub enum ClientBuildError {
     Tls(#[from] rustls::Error),
 }
 
+/// Largest buffer of origin bytes read ahead of the client, per connection
+/// (hyper's minimum). A stalled reader holds about three such buffers (this
+/// one, the chunk handed over, the chunk queued for the client socket).
+pub const ORIGIN_MAX_BUF_BYTES: usize = 8 * 1024;
+
 /// Builds the site's client: TCP connect timeout, TLS verified against the
 /// webpki roots or the site's CA file, HTTP/1.1 (and h2 via ALPN on https).
 pub fn build_client(site: &SiteConfig) -> Result<OriginClient, ClientBuildError> {
@@ -58,6 +63,11 @@ pub fn build_client(site: &SiteConfig) -> Result<OriginClient, ClientBuildError>
         OriginHost::Client => builder.enable_http1().wrap_connector(http),
     };
     Ok(Client::builder(TokioExecutor::new())
+        // Why a small read buffer: a client that stops reading leaves what
+        // the origin sent in this buffer; bounded, a stalled reader costs
+        // little memory (hyper's default grows to ~400 KiB).
+        .http1_max_buf_size(ORIGIN_MAX_BUF_BYTES)
+        .http2_max_send_buf_size(ORIGIN_MAX_BUF_BYTES)
         .pool_idle_timeout(site.pool_idle_timeout)
         .pool_timer(TokioTimer::new())
         .timer(TokioTimer::new())
