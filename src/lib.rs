@@ -9,6 +9,7 @@
 //! Leaves, used by everyone:
 //! - [`problems`]: problems with key paths, and `${ENV}` / secret resolution.
 //! - [`host`]: host normalization and play-domain checks.
+//! - [`fds`]: the open file limit, raised at start, and the connection cap it allows.
 //! - [`time`]: the clock ([`time::unix_now`], read only at request entry and
 //!   by background services) and unix-time formatting.
 //! - [`keys`]: the [`keys::Secret`] type (constant-time, never printed) and key sets.
@@ -42,6 +43,7 @@ pub mod admin;
 pub mod auth;
 pub mod config;
 pub mod demo;
+pub mod fds;
 pub mod host;
 pub mod keys;
 pub mod metrics;
@@ -191,7 +193,9 @@ impl Server {
         shutdown: watch::Receiver<bool>,
         reloader: Option<reload::Reloader>,
     ) -> Result<(), StartError> {
-        let limits = self.shared.snapshot.load().limits;
+        let mut limits = self.shared.snapshot.load().limits;
+        limits.max_connections =
+            fds::clamp_connections(limits.max_connections, fds::raise_nofile_limit());
         let permits = Arc::new(Semaphore::new(limits.max_connections));
         let tls_acceptor = TlsAcceptor::from(Arc::new(proxy::tls::server_config(
             self.shared.snapshot.clone(),

@@ -383,3 +383,73 @@ async fn stalled_readers_cost_bounded_memory() {
     );
     drop(stalled);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_connections_cannot_exhaust_descriptors_under_ulimit_1024() {
+    // This test itself holds 1,100 sockets.
+    {
+        use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+        let l = getrlimit(Resource::Nofile);
+        let _ = setrlimit(
+            Resource::Nofile,
+            Rlimit {
+                current: l.maximum,
+                maximum: l.maximum,
+            },
+        );
+        if getrlimit(Resource::Nofile)
+            .current
+            .is_some_and(|c| c < 2500)
+        {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "the test needs 2,500 descriptors"
+            );
+            eprintln!("skipped: the test process cannot open 2,500 descriptors");
+            return;
+        }
+    }
+    let origin = Origin::start().await;
+    let proxy = Proxy::start_logged_with_nofile(
+        &site_config(&format!("http://{}", origin.addr), "", "")
+            .replace("[server]\n", "[server]\nheader_read_timeout_secs = 2\n"),
+        1024,
+    );
+    // 1,100 idle connections from one address.
+    let mut idle = Vec::new();
+    for _ in 0..1100 {
+        match tokio::net::TcpStream::connect(proxy.http_addr()).await {
+            Ok(s) => idle.push(s),
+            Err(e) => panic!("connect failed after {}: {e}", idle.len()),
+        }
+    }
+    // Valid viewers still get through (after the idle ones time out).
+    let mut ok = 0;
+    for i in 0..20 {
+        let path = format!("/live/v{i}.flv");
+        let q = tencent_query(KEY, &path, now() + 600);
+        let resp = tokio::time::timeout(
+            std::time::Duration::from_secs(15),
+            get(
+                proxy.http_addr(),
+                "play.example.com",
+                &format!("{path}?{q}"),
+            ),
+        )
+        .await;
+        if matches!(resp, Ok((StatusCode::OK, _, _))) {
+            ok += 1;
+        }
+    }
+    drop(idle);
+    let log = proxy.log();
+    assert_eq!(ok, 20, "valid requests failed; log:\n{log}");
+    assert!(
+        !log.contains("Too many open files"),
+        "descriptors ran out:\n{log}"
+    );
+    assert!(
+        log.contains("max_connections=10000") && log.contains("open_file_limit=1024"),
+        "no warning about the clamped connection cap:\n{log}"
+    );
+}

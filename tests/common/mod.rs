@@ -109,11 +109,35 @@ impl Proxy {
         Proxy::spawn_with(dir, args, false, env)
     }
 
+    /// Like [`Proxy::start_logged`], under `ulimit -n nofile` (soft and
+    /// hard), as a service manager would start it.
+    pub fn start_logged_with_nofile(config: &str, nofile: u64) -> Proxy {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("streamguard.toml");
+        std::fs::write(&path, config).unwrap();
+        let args = vec![
+            "run".to_owned(),
+            "--config".to_owned(),
+            path.display().to_string(),
+        ];
+        Proxy::spawn_full(dir, &args, true, &[], Some(nofile))
+    }
+
     fn spawn_with(
         dir: tempfile::TempDir,
         args: &[String],
         log_to_file: bool,
         env: &[(&str, &str)],
+    ) -> Proxy {
+        Proxy::spawn_full(dir, args, log_to_file, env, None)
+    }
+
+    fn spawn_full(
+        dir: tempfile::TempDir,
+        args: &[String],
+        log_to_file: bool,
+        env: &[(&str, &str)],
+        nofile: Option<u64>,
     ) -> Proxy {
         let (level, stderr) = if log_to_file {
             let f = std::fs::File::create(dir.path().join("stderr.log")).unwrap();
@@ -121,7 +145,15 @@ impl Proxy {
         } else {
             ("warn", Stdio::inherit())
         };
-        let mut child = Command::new(BIN)
+        let mut command = match nofile {
+            None => Command::new(BIN),
+            Some(n) => {
+                let mut c = Command::new("sh");
+                c.args(["-c", &format!("ulimit -n {n} && exec \"$0\" \"$@\""), BIN]);
+                c
+            }
+        };
+        let mut child = command
             .args(args)
             .envs(env.iter().copied())
             .env("RUST_LOG", level)
