@@ -123,6 +123,9 @@ impl Server {
         let shared = Arc::new(Shared {
             snapshot: Arc::new(ArcSwap::from_pointee(snapshot)),
             metrics,
+            throttle: proxy::throttle::Throttle::new(
+                config.server.limits.max_auth_failures_per_minute,
+            ),
         });
         let publisher = Arc::new(publish::Publisher::new(
             shared.clone(),

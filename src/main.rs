@@ -554,12 +554,14 @@ fn check(config: &std::path::Path, q: &CheckRequest) -> Result<ExitCode> {
             ExitCode::SUCCESS
         }
         Err(reason) => {
+            let status = if *reason == DenyReason::Expired {
+                site.expired_status
+            } else {
+                site.deny_status
+            };
             out.line(
                 "verdict",
-                format!(
-                    "deny ({reason}; the proxy answers {})",
-                    site.deny_status.as_u16()
-                ),
+                format!("deny ({reason}; the proxy answers {})", status.as_u16()),
             );
             ExitCode::from(1)
         }

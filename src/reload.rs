@@ -234,6 +234,10 @@ impl Bound {
             ),
             ("server.idle_timeout_secs", a.idle_timeout != b.idle_timeout),
             ("server.send_timeout_secs", a.send_timeout != b.send_timeout),
+            (
+                "server.max_auth_failures_per_minute",
+                a.max_auth_failures_per_minute != b.max_auth_failures_per_minute,
+            ),
         ] {
             if differs {
                 changed.push(name.to_owned());

@@ -453,3 +453,79 @@ async fn idle_connections_cannot_exhaust_descriptors_under_ulimit_1024() {
         "no warning about the clamped connection cap:\n{log}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failed_guessing_is_throttled_per_address_and_expired_can_have_its_own_status() {
+    let origin = Origin::start().await;
+    let proxy = Proxy::start(
+        &site_config(
+            &format!("http://{}", origin.addr),
+            "expired_status = 410",
+            "",
+        )
+        .replace(
+            "[server]\n",
+            "[server]\nmax_auth_failures_per_minute = 10\n",
+        ),
+    );
+    let valid = format!(
+        "/live/a.flv?{}",
+        tencent_query(KEY, "/live/a.flv", now() + 600)
+    );
+    let expired = format!(
+        "/live/a.flv?{}",
+        tencent_query(KEY, "/live/a.flv", now() - 600)
+    );
+    // Expired and unsigned requests are not guesses: never throttled.
+    for _ in 0..15 {
+        assert_eq!(deny_of(&proxy, &expired).await.0, StatusCode::GONE);
+        assert_eq!(
+            deny_of(&proxy, "/live/a.flv").await.0,
+            StatusCode::FORBIDDEN
+        );
+    }
+    // A few forgeries: denied as such, valid viewers unaffected.
+    for i in 0..9 {
+        let forged = format!(
+            "/live/a.flv?{}",
+            tencent_query(&format!("guess{i}"), "/live/a.flv", now() + 600)
+        );
+        assert_eq!(
+            deny_of(&proxy, &forged).await,
+            (StatusCode::FORBIDDEN, Some("bad_signature".to_owned()))
+        );
+    }
+    assert_eq!(deny_of(&proxy, &valid).await, (StatusCode::OK, None));
+    // The tenth spends the budget...
+    let tenth = format!(
+        "/live/a.flv?{}",
+        tencent_query("guess-9", "/live/a.flv", now() + 600)
+    );
+    assert_eq!(deny_of(&proxy, &tenth).await.0, StatusCode::FORBIDDEN);
+    // ...beyond it: 429 with Retry-After, before any verification.
+    let forged = format!(
+        "/live/a.flv?{}",
+        tencent_query("guess-more", "/live/a.flv", now() + 600)
+    );
+    let (s, h, _) = get(proxy.http_addr(), "play.example.com", &forged).await;
+    assert_eq!(s, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(header_map_get(&h, "x-streamguard-error"), Some("throttled"));
+    assert!(header_map_get(&h, "retry-after").is_some());
+    assert_eq!(
+        deny_of(&proxy, &valid).await.0,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    let m = proxy.metrics().await;
+    assert!(
+        metric(
+            &m,
+            r#"streamguard_requests_total{outcome="rejected",reason="throttled",site="live"}"#
+        ) >= 2.0,
+        "{m}"
+    );
+    // The budget refills (10 a minute: one every 6 s).
+    wait_for("the budget to refill", async || {
+        deny_of(&proxy, &valid).await.0 == StatusCode::OK
+    })
+    .await;
+}

@@ -35,6 +35,10 @@ pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 60;
 /// hold its buffers and origin connection for ever. A slow client that
 /// keeps reading is never cut.
 pub const DEFAULT_SEND_TIMEOUT_SECS: u64 = 60;
+/// Failed verifications (bad signature, malformed token, wrong client,
+/// outside ACL) a client address may cause per minute before its requests
+/// are answered 429 until the budget refills; 0 turns throttling off.
+pub const DEFAULT_MAX_AUTH_FAILURES_PER_MINUTE: u32 = 300;
 /// Seconds in-flight requests get to finish on shutdown.
 pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 10;
 
@@ -66,6 +70,8 @@ pub struct RawServer {
     pub idle_timeout_secs: Option<u64>,
     /// See [`DEFAULT_SEND_TIMEOUT_SECS`].
     pub send_timeout_secs: Option<u64>,
+    /// See [`DEFAULT_MAX_AUTH_FAILURES_PER_MINUTE`].
+    pub max_auth_failures_per_minute: Option<u32>,
 }
 
 impl RawServer {
@@ -142,6 +148,9 @@ pub struct Limits {
     /// Longest time a response write may make no progress (a client that
     /// stopped reading) before the connection is closed.
     pub send_timeout: Duration,
+    /// Failed verifications per client address and minute before it is
+    /// answered 429 (0: off).
+    pub max_auth_failures_per_minute: u32,
 }
 
 impl Default for Limits {
@@ -155,6 +164,7 @@ impl Default for Limits {
             shutdown_grace: Duration::from_secs(DEFAULT_SHUTDOWN_GRACE_SECS),
             idle_timeout: Duration::from_secs(DEFAULT_IDLE_TIMEOUT_SECS),
             send_timeout: Duration::from_secs(DEFAULT_SEND_TIMEOUT_SECS),
+            max_auth_failures_per_minute: DEFAULT_MAX_AUTH_FAILURES_PER_MINUTE,
         }
     }
 }
@@ -256,6 +266,9 @@ pub(super) fn validate_server(
             DEFAULT_SEND_TIMEOUT_SECS,
             86_400,
         ),
+        max_auth_failures_per_minute: raw
+            .max_auth_failures_per_minute
+            .unwrap_or(DEFAULT_MAX_AUTH_FAILURES_PER_MINUTE),
     };
     if ctx.problem_count() > before {
         return None;

@@ -68,6 +68,9 @@ pub struct RawSite {
     pub cors: Option<RawCors>,
     /// Status for denied requests, 400–499. Default 403.
     pub deny_status: Option<u16>,
+    /// Status for genuine but expired URLs, 400–499 (nginx setups answer
+    /// 410). Default: `deny_status`.
+    pub expired_status: Option<u16>,
     /// Seconds of clock skew tolerated past a URL's expiry. Default 0.
     #[serde(default)]
     pub clock_skew_secs: u64,
@@ -222,6 +225,8 @@ pub struct SiteConfig {
     pub strip_auth_params: bool,
     /// Status for denials.
     pub deny_status: StatusCode,
+    /// Status for `expired` denials.
+    pub expired_status: StatusCode,
     /// Proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// `;` path parameters accepted.
@@ -318,16 +323,21 @@ pub(super) fn validate_site(
         DEFAULT_POOL_IDLE_TIMEOUT_SECS,
         3600,
     );
-    let deny = raw.deny_status.unwrap_or(DEFAULT_DENY_STATUS);
-    let deny_status = match StatusCode::from_u16(deny) {
+    let status_4xx = |ctx: &mut Ctx<'_>, field: &str, code: u16| match StatusCode::from_u16(code) {
         Ok(s) if s.is_client_error() => s,
         _ => {
-            ctx.problem(
-                &format!("{path}.deny_status"),
-                "must be a 4xx status".to_owned(),
-            );
+            ctx.problem(&format!("{path}.{field}"), "must be a 4xx status");
             StatusCode::FORBIDDEN
         }
+    };
+    let deny_status = status_4xx(
+        ctx,
+        "deny_status",
+        raw.deny_status.unwrap_or(DEFAULT_DENY_STATUS),
+    );
+    let expired_status = match raw.expired_status {
+        Some(code) => status_4xx(ctx, "expired_status", code),
+        None => deny_status,
     };
     if raw.clock_skew_secs > 3600 {
         ctx.problem(
@@ -409,6 +419,7 @@ pub(super) fn validate_site(
         pool_idle_timeout,
         strip_auth_params: raw.strip_auth_params.unwrap_or(true),
         deny_status,
+        expired_status,
         trusted_proxies,
         allow_path_params: raw.allow_path_params,
         clock_skew_secs: raw.clock_skew_secs,

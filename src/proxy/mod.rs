@@ -10,6 +10,7 @@ pub mod hls;
 pub mod listener;
 pub mod path;
 pub mod respond;
+pub mod throttle;
 pub mod tls;
 pub mod upstream;
 
@@ -175,6 +176,8 @@ pub struct Shared {
     pub snapshot: Arc<ArcSwap<Snapshot>>,
     /// Metrics registry and handles.
     pub metrics: Metrics,
+    /// Failed-verification budgets by client address (`None`: off).
+    pub throttle: Option<throttle::Throttle>,
 }
 
 /// Per-connection facts.
@@ -306,7 +309,7 @@ async fn phases(
     if let Some(preflight) = check_request(&site, &snapshot.limits, &req)? {
         return Ok(preflight);
     }
-    let grant = authenticate_request(&site, ctx, &req)?;
+    let grant = authenticate_request(shared, &site, ctx, &req)?;
     let resp = forward(&site, ctx, &grant, req).await?;
     let resp = filter_response(shared, &site, ctx, &grant, resp).await;
     ctx.grant = Some(grant);
@@ -380,11 +383,22 @@ pub fn check_target(
 /// Phase 3, authenticate: the one verdict ([`crate::auth::authenticate`])
 /// over the site as served. `Ok` carries what authorized the request;
 /// `Err` a denial with its reason.
+///
+/// An address that spent its failed-verification budget is answered 429
+/// without being verified; each guess-like denial spends from it.
 fn authenticate_request(
+    shared: &Shared,
     site: &Site,
     ctx: &RequestCtx,
     req: &Request<Incoming>,
 ) -> Result<Grant, Stop> {
+    if let Some(t) = &shared.throttle {
+        if !t.allows(ctx.client_ip, ctx.started) {
+            return Err(Stop::Throttled {
+                retry_after_secs: t.retry_after_secs(),
+            });
+        }
+    }
     let view = RequestView {
         host: &ctx.host,
         path: req.uri().path(),
@@ -394,7 +408,16 @@ fn authenticate_request(
     };
     authenticate(&site.auth, &view, ctx.now)
         .result
-        .map_err(Stop::Denied)
+        .map_err(|reason| {
+            if let Some(t) = shared
+                .throttle
+                .as_ref()
+                .filter(|_| throttle::is_guess(reason))
+            {
+                t.failed(ctx.client_ip, ctx.started);
+            }
+            Stop::Denied(reason)
+        })
 }
 
 /// Phase 4, forward: exactly the verified path (minus in-path auth for
@@ -575,7 +598,10 @@ fn respond(
             let deny_status = ctx
                 .site
                 .as_ref()
-                .map_or(StatusCode::FORBIDDEN, |s| s.config.deny_status);
+                .map_or(StatusCode::FORBIDDEN, |s| match stop {
+                    Stop::Denied(crate::auth::DenyReason::Expired) => s.config.expired_status,
+                    _ => s.config.deny_status,
+                });
             (stop.into_response(deny_status), outcome, reason)
         }
     };

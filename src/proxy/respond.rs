@@ -36,6 +36,12 @@ pub enum Stop {
     /// The URI exceeds `server.max_uri_bytes`.
     #[error("uri too long")]
     UriTooLong,
+    /// The client address spent its failed-verification budget.
+    #[error("too many failed verifications from this address")]
+    Throttled {
+        /// Seconds until it may try again.
+        retry_after_secs: u64,
+    },
     /// The path is ambiguous (see `proxy::path`).
     #[error("bad path: {0}")]
     BadPath(#[from] PathError),
@@ -62,6 +68,7 @@ impl Stop {
             Stop::MissingHost => (outcome::REJECTED, "missing_host"),
             Stop::MethodNotAllowed => (outcome::REJECTED, "method_not_allowed"),
             Stop::UriTooLong => (outcome::REJECTED, "uri_too_long"),
+            Stop::Throttled { .. } => (outcome::REJECTED, "throttled"),
             Stop::BadPath(_) => (outcome::REJECTED, "bad_path"),
             Stop::Upstream(UpstreamError::Connect(_)) => (outcome::ERROR, "origin_unreachable"),
             Stop::Upstream(UpstreamError::Timeout(_)) => (outcome::ERROR, "origin_timeout"),
@@ -80,6 +87,7 @@ impl Stop {
             Stop::NoSiteForHost => (StatusCode::NOT_FOUND, ERROR_HEADER),
             Stop::MissingHost | Stop::BadPath(_) => (StatusCode::BAD_REQUEST, ERROR_HEADER),
             Stop::UriTooLong => (StatusCode::URI_TOO_LONG, ERROR_HEADER),
+            Stop::Throttled { .. } => (StatusCode::TOO_MANY_REQUESTS, ERROR_HEADER),
             Stop::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, ERROR_HEADER),
             Stop::Upstream(UpstreamError::Timeout(_)) => {
                 (StatusCode::GATEWAY_TIMEOUT, ERROR_HEADER)
@@ -99,8 +107,17 @@ impl Stop {
         );
         h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
         h.insert(header, HeaderValue::from_static(reason));
-        if let Stop::MethodNotAllowed = self {
-            h.insert(http::header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        match self {
+            Stop::MethodNotAllowed => {
+                h.insert(http::header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+            }
+            Stop::Throttled { retry_after_secs } => {
+                h.insert(
+                    http::header::RETRY_AFTER,
+                    HeaderValue::from(*retry_after_secs),
+                );
+            }
+            _ => {}
         }
         resp
     }
