@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use tokio::sync::watch;
 
 use streamguard::auth::{authenticate, AuthMode, DenyReason, RequestView, SignOptions, SiteAuth};
-use streamguard::config::{Config, SiteConfig};
+use streamguard::config::{Config, LogFormat, SiteConfig};
 use streamguard::host::normalize_host;
 use streamguard::proxy::path;
 use streamguard::time::unix_now;
@@ -33,8 +33,9 @@ enum Command {
         /// Replace the configured plain listeners with this address (repeatable).
         #[arg(long)]
         listen: Vec<String>,
-        /// Replace the configured admin listener address.
-        #[arg(long)]
+        /// Replace the configured admin listener address (e.g. 0.0.0.0:9090
+        /// in a container).
+        #[arg(long, env = "STREAMGUARD_ADMIN_LISTEN")]
         admin_listen: Option<String>,
     },
     /// Validate a config file; exits non-zero and lists every problem when invalid.
@@ -149,16 +150,43 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+/// The log format: `STREAMGUARD_LOG_FORMAT` (`text` or `json`), else the
+/// config's `[log] format`, else text.
+fn log_format(config: Option<&Config>) -> Result<LogFormat> {
+    match std::env::var("STREAMGUARD_LOG_FORMAT") {
+        Ok(v) if !v.trim().is_empty() => LogFormat::parse(&v)
+            .ok_or_else(|| anyhow!("STREAMGUARD_LOG_FORMAT={v}: give text or json")),
+        _ => Ok(config.map_or(LogFormat::Text, |c| c.log_format)),
+    }
+}
+
+fn init_tracing(format: LogFormat) {
     use std::io::IsTerminal as _;
-    tracing_subscriber::fmt()
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(v) if !v.trim().is_empty() => {
+            match tracing_subscriber::EnvFilter::try_new(&v) {
+                Ok(f) => f,
+                Err(e) => {
+                    // Said, not swallowed: a typo must not silence every log line.
+                    eprintln!("streamguard: RUST_LOG={v:?} is not a valid log filter ({e}); logging at info");
+                    tracing_subscriber::EnvFilter::new("info")
+                }
+            }
+        }
+        _ => tracing_subscriber::EnvFilter::new("info"),
+    };
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init(),
         // Colour only for a person at a terminal, never in shipped logs.
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+    }
 }
 
 /// `STREAMGUARD_WORKER_THREADS`: runtime worker threads (default: one per core).
@@ -174,7 +202,8 @@ fn worker_threads() -> Result<Option<usize>> {
 }
 
 fn run(config: Option<PathBuf>, listen: Vec<String>, admin_listen: Option<String>) -> Result<()> {
-    init_tracing();
+    let loaded = config.as_deref().map(Config::load).transpose()?;
+    init_tracing(log_format(loaded.as_ref())?);
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if let Some(n) = worker_threads()? {
         builder.worker_threads(n);
@@ -183,8 +212,8 @@ fn run(config: Option<PathBuf>, listen: Vec<String>, admin_listen: Option<String
     rt.block_on(async move {
         let mut demo_key = None;
         let config_path = config.clone();
-        let mut config = match config {
-            Some(path) => Config::load(&path)?,
+        let mut config = match loaded {
+            Some(c) => c,
             None => {
                 let origin = demo::start_origin()
                     .await

@@ -111,6 +111,8 @@ impl Reloader {
                 }
             }
             ReloadOutcome::Rejected { reason } => {
+                // One line per event: the problem list joined.
+                let reason = reason.replace("\n  - ", "; ").replace('\n', "; ");
                 error!(path = %self.path.display(), %reason, "config reload rejected; the previous config keeps serving");
             }
         }
@@ -185,6 +187,7 @@ struct Bound {
     limits: crate::config::Limits,
     vendors: Vec<crate::config::VendorConfig>,
     state_dir: Option<PathBuf>,
+    log_format: crate::config::LogFormat,
 }
 
 impl Bound {
@@ -196,6 +199,7 @@ impl Bound {
             limits: c.server.limits,
             vendors: c.vendors.clone(),
             state_dir: c.state_dir.clone(),
+            log_format: c.log_format,
         }
     }
 
@@ -212,6 +216,7 @@ impl Bound {
             ("admin.listen", self.admin_listen != new.admin_listen),
             ("vendor", self.vendors != new.vendors),
             ("state_dir", self.state_dir != new.state_dir),
+            ("log.format", self.log_format != new.log_format),
             (
                 "server.header_read_timeout_secs",
                 a.header_read_timeout != b.header_read_timeout,

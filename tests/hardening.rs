@@ -529,3 +529,108 @@ async fn failed_guessing_is_throttled_per_address_and_expired_can_have_its_own_s
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn json_logs_one_object_per_line_with_stream_bytes_at_the_end() {
+    use http_body_util::BodyExt;
+    let origin = Origin::start().await;
+    let cfg = site_config(&format!("http://{}", origin.addr), "", "");
+    let proxy = Proxy::start_logged_env(&cfg, &[("STREAMGUARD_LOG_FORMAT", "json")]);
+    let q = tencent_query(KEY, "/endless/s.flv", now() + 600);
+    let resp = send(
+        proxy.http_addr(),
+        "play.example.com",
+        &format!("/endless/s.flv?{q}"),
+    )
+    .await;
+    let mut body = resp.into_body();
+    let mut got = 0;
+    while got < 20_000 {
+        got += body
+            .frame()
+            .await
+            .unwrap()
+            .unwrap()
+            .into_data()
+            .unwrap()
+            .len();
+    }
+    // No access line while the stream runs; one with its bytes once it ends.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        !proxy.log().contains("streamguard::access"),
+        "{}",
+        proxy.log()
+    );
+    drop(body);
+    // A rejected reload is one line too.
+    std::fs::write(
+        proxy.path("streamguard.toml"),
+        format!("{cfg}\nbogus = 1\nmore = 2\n"),
+    )
+    .unwrap();
+    let mut lines: Vec<serde_json::Value> = Vec::new();
+    wait_for(
+        "the stream's access line and the rejected reload",
+        async || {
+            let log = proxy.log();
+            lines = log
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+                .collect();
+            lines.iter().any(|v| v["target"] == "streamguard::access")
+                && lines.iter().any(|v| {
+                    v["message"]
+                        .as_str()
+                        .is_some_and(|m| m.contains("rejected"))
+                })
+        },
+    )
+    .await;
+    let access = lines
+        .iter()
+        .find(|v| v["target"] == "streamguard::access")
+        .unwrap();
+    assert_eq!(access["path"], "/endless/s.flv");
+    assert_eq!(access["status"], 200);
+    assert!(access["bytes"].as_u64().unwrap() >= 20_000, "{access}");
+    assert_eq!(access["complete"], false);
+    let rejected = lines
+        .iter()
+        .find(|v| {
+            v["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("rejected"))
+        })
+        .unwrap();
+    let reason = rejected["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("bogus") && reason.contains("more"),
+        "{reason}"
+    );
+}
+
+#[test]
+fn a_bad_rust_log_is_reported_not_silent() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(&cfg, site_config("http://127.0.0.1:9", "", "")).unwrap();
+    let mut child = std::process::Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .env("RUST_LOG", "streamguard=loud")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    child.kill().unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("RUST_LOG") && err.contains("not a valid log filter"),
+        "{err}"
+    );
+    // ...and logging goes on at info rather than being silenced.
+    assert!(err.contains("proxy listening"), "{err}");
+}

@@ -53,6 +53,39 @@ pub struct RawConfig {
     pub vendor: Vec<RawVendor>,
     /// Where the last good synced keys are kept (mode 0600 files).
     pub state_dir: Option<PathBuf>,
+    /// `[log]`.
+    #[serde(default)]
+    pub log: RawLog,
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    /// `text` (default) or `json`; `STREAMGUARD_LOG_FORMAT` overrides it.
+    pub format: Option<LogFormat>,
+}
+
+/// How log lines are written to stderr.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    #[default]
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+impl LogFormat {
+    /// Parses `text` or `json` (as `STREAMGUARD_LOG_FORMAT` is written).
+    pub fn parse(s: &str) -> Option<LogFormat> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "text" => Some(LogFormat::Text),
+            "json" => Some(LogFormat::Json),
+            _ => None,
+        }
+    }
 }
 
 /// A validated configuration.
@@ -68,6 +101,8 @@ pub struct Config {
     pub vendors: Vec<VendorConfig>,
     /// State directory for synced keys.
     pub state_dir: Option<PathBuf>,
+    /// Log line format (fixed at start).
+    pub log_format: LogFormat,
 }
 
 /// Why a config could not be loaded.
@@ -317,6 +352,7 @@ impl Config {
                 sites,
                 vendors,
                 state_dir: raw.state_dir.as_ref().map(|d| resolve(base_dir, d)),
+                log_format: raw.log.format.unwrap_or_default(),
             }),
             _ => Err(ConfigError::Invalid(ctx.into_problems())),
         }

@@ -104,6 +104,109 @@ where
     }
 }
 
+/// The fields of one access log line, known when the response head is sent.
+#[derive(Debug)]
+pub struct AccessEntry {
+    /// Site id (or `unknown`).
+    pub site: String,
+    /// The peer address.
+    pub client: std::net::IpAddr,
+    /// Request method.
+    pub method: http::Method,
+    /// Request path, already redacted for logging.
+    pub path: String,
+    /// Response status.
+    pub status: u16,
+    /// Outcome label.
+    pub outcome: &'static str,
+    /// Reason label.
+    pub reason: &'static str,
+    /// When the request arrived.
+    pub started: std::time::Instant,
+    /// Milliseconds until the response head was ready.
+    pub head_ms: f64,
+}
+
+pin_project_lite::pin_project! {
+    /// Writes the access log line when the response body ends or is dropped,
+    /// so a stream's line carries the bytes it sent and how long it ran.
+    pub struct AccessLogged<B> {
+        #[pin]
+        inner: B,
+        entry: Option<AccessEntry>,
+        bytes: u64,
+        complete: bool,
+    }
+
+    impl<B> PinnedDrop for AccessLogged<B> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if let Some(e) = this.entry.take() {
+                tracing::info!(
+                    target: "streamguard::access",
+                    site = %e.site,
+                    client = %e.client,
+                    method = %e.method,
+                    path = %e.path,
+                    status = e.status,
+                    outcome = e.outcome,
+                    reason = e.reason,
+                    bytes = *this.bytes,
+                    complete = *this.complete,
+                    head_ms = e.head_ms,
+                    ms = e.started.elapsed().as_secs_f64() * 1000.0,
+                );
+            }
+        }
+    }
+}
+
+impl<B> AccessLogged<B> {
+    /// Wraps `inner`; the line is written when this body is dropped.
+    pub fn new(inner: B, entry: AccessEntry) -> Self {
+        AccessLogged {
+            inner,
+            entry: Some(entry),
+            bytes: 0,
+            complete: false,
+        }
+    }
+}
+
+impl<B> Body for AccessLogged<B>
+where
+    B: Body<Data = Bytes, Error = BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.project();
+        let r = this.inner.poll_frame(cx);
+        match &r {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    *this.bytes += data.len() as u64;
+                }
+            }
+            Poll::Ready(None) => *this.complete = true,
+            _ => {}
+        }
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 /// A body fed from a channel: each `Bytes` sent becomes one frame; the body
 /// ends when every sender is dropped. Used by the demo origin.
 pub struct ChannelBody {

@@ -27,7 +27,7 @@ use http::header::{
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use prometheus::IntCounter;
-use tracing::{info, warn};
+use tracing::warn;
 
 use crate::auth::session::SESSION_PARAM;
 use crate::auth::{authenticate, strip_params, Grant, RequestView, SiteAuth};
@@ -277,7 +277,7 @@ pub async fn handle(
 ) -> Response<ProxyBody> {
     let snapshot = shared.snapshot.load_full();
     // Only kept when the access log is on: no per-request copies otherwise.
-    let access_log = tracing::enabled!(target: "streamguard::access", tracing::Level::INFO);
+    let access_log_on = tracing::enabled!(target: "streamguard::access", tracing::Level::INFO);
     let mut ctx = RequestCtx {
         started: Instant::now(),
         conn,
@@ -291,12 +291,12 @@ pub async fn handle(
         grant: None,
         cors_origin: req.headers().get(http::header::ORIGIN).cloned(),
         is_get: req.method() == Method::GET,
-        logged: access_log.then(|| (req.method().clone(), req.uri().path().to_owned())),
+        logged: access_log_on.then(|| (req.method().clone(), req.uri().path().to_owned())),
     };
     let result = phases(&shared, &snapshot, &mut ctx, req).await;
     let (response, outcome, reason) = respond(&shared, &ctx, result);
-    log(&shared, &ctx, &response, outcome, reason);
-    response
+    count(&shared, &ctx, outcome, reason);
+    access_log(&ctx, response, outcome, reason)
 }
 
 async fn phases(
@@ -611,15 +611,8 @@ fn respond(
     (response, outcome, reason)
 }
 
-/// Phase 6, log and count: the request's outcome in the metrics and, when
-/// enabled, one access log line (path only: the query carries signatures).
-fn log(
-    shared: &Shared,
-    ctx: &RequestCtx,
-    response: &Response<ProxyBody>,
-    outcome: &'static str,
-    reason: &'static str,
-) {
+/// Phase 6, count: the request's outcome in the metrics.
+fn count(shared: &Shared, ctx: &RequestCtx, outcome: &'static str, reason: &'static str) {
     let elapsed = ctx.started.elapsed();
     let site_id = ctx
         .site
@@ -641,21 +634,38 @@ fn log(
                 .observe(elapsed.as_secs_f64());
         }
     }
-    if let Some((method, path)) = &ctx.logged {
-        info!(
-            target: "streamguard::access",
-            site = site_id,
-            client = %ctx.conn.remote.ip(),
-            %method,
-            // Schemes with auth in the path (Alibaba Cloud B/C) log it
-            // without; anything else signature-like is hidden too.
-            path = %path::for_log(ctx.site.as_ref().map_or(path.as_str(), |s| s.auth.origin_path(path))),
-            status = response.status().as_u16(),
-            outcome,
-            reason,
-            ms = elapsed.as_secs_f64() * 1000.0,
-        );
-    }
+}
+
+/// Phase 6, log: when the access log is on, the response body carries the
+/// request's line and writes it when the body ends or is dropped, with the
+/// bytes sent and the duration (a stream is logged when it ends). Path only:
+/// the query carries signatures, and anything signature-like in the path is
+/// hidden too.
+fn access_log(
+    ctx: &RequestCtx,
+    response: Response<ProxyBody>,
+    outcome: &'static str,
+    reason: &'static str,
+) -> Response<ProxyBody> {
+    let Some((method, path)) = &ctx.logged else {
+        return response;
+    };
+    let site = ctx.site.as_ref();
+    let entry = body::AccessEntry {
+        site: site
+            .map_or(metrics::UNKNOWN_SITE, |s| s.config.id.as_str())
+            .to_owned(),
+        client: ctx.conn.remote.ip(),
+        method: method.clone(),
+        // Schemes with auth in the path (Alibaba Cloud B/C) log it without.
+        path: path::for_log(site.map_or(path.as_str(), |s| s.auth.origin_path(path))).into_owned(),
+        status: response.status().as_u16(),
+        outcome,
+        reason,
+        started: ctx.started,
+        head_ms: ctx.started.elapsed().as_secs_f64() * 1000.0,
+    };
+    response.map(|b| body::AccessLogged::new(b, entry).boxed_unsync())
 }
 
 /// Until when the children of a playlist work: never later than the

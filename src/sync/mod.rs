@@ -313,7 +313,12 @@ impl SyncService {
                         SyncedAuth::Enabled { keys, .. } => info!(vendor = name, domain, keys = keys.len(), "key sync succeeded"),
                     }
                     if let Err(error) = self.state.save(name, domain, &body) {
-                        warn!(vendor = name, domain, %error, "cannot save synced keys to the state directory");
+                        let file = self
+                            .state
+                            .path(name, domain)
+                            .map(|p| p.display().to_string())
+                            .unwrap_or_default();
+                        warn!(vendor = name, domain, file, %error, "cannot save synced keys to the state directory");
                     }
                     self.sink.accept(
                         name,

@@ -109,6 +109,19 @@ impl Proxy {
         Proxy::spawn_with(dir, args, false, env)
     }
 
+    /// Like [`Proxy::start_logged`], with extra environment variables.
+    pub fn start_logged_env(config: &str, env: &[(&str, &str)]) -> Proxy {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("streamguard.toml");
+        std::fs::write(&path, config).unwrap();
+        let args = vec![
+            "run".to_owned(),
+            "--config".to_owned(),
+            path.display().to_string(),
+        ];
+        Proxy::spawn_full(dir, &args, true, env, None)
+    }
+
     /// Like [`Proxy::start_logged`], under `ulimit -n nofile` (soft and
     /// hard), as a service manager would start it.
     pub fn start_logged_with_nofile(config: &str, nofile: u64) -> Proxy {
