@@ -38,6 +38,16 @@ enum Command {
         #[arg(long, env = "STREAMGUARD_ADMIN_LISTEN")]
         admin_listen: Option<String>,
     },
+    /// Probe a running instance's admin `/healthz` (for container health
+    /// checks): exit 0 healthy, 1 not.
+    Healthcheck {
+        /// Config file whose `admin.listen` to probe.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Admin address to probe (wins over the config).
+        #[arg(long, env = "STREAMGUARD_ADMIN_LISTEN")]
+        admin_listen: Option<String>,
+    },
     /// Validate a config file; exits non-zero and lists every problem when invalid.
     CheckConfig {
         /// Config file (TOML).
@@ -108,6 +118,10 @@ fn main() -> ExitCode {
             admin_listen,
         } => run(config, listen, admin_listen).map(|()| ExitCode::SUCCESS),
         Command::CheckConfig { file } => check_config(&file),
+        Command::Healthcheck {
+            config,
+            admin_listen,
+        } => healthcheck(config.as_deref(), admin_listen.as_deref()),
         Command::Check {
             config,
             at,
@@ -358,6 +372,53 @@ fn print_demo_urls(config: &Config, server: &Server) -> Result<()> {
     }
     println!();
     Ok(())
+}
+
+/// GET `/healthz` on the admin listener with a plain HTTP/1.0 request.
+fn healthcheck(config: Option<&std::path::Path>, admin: Option<&str>) -> Result<ExitCode> {
+    use std::io::{Read as _, Write as _};
+    let mut addr: std::net::SocketAddr = match (admin, config) {
+        (Some(a), _) => a
+            .parse()
+            .with_context(|| format!("--admin-listen {a}: not an IP:port address"))?,
+        (None, Some(c)) => Config::load(c)?.admin_listen,
+        (None, None) => streamguard::config::DEFAULT_ADMIN_LISTEN.parse()?,
+    };
+    // A wildcard bind is reached on loopback.
+    if addr.ip().is_unspecified() {
+        addr.set_ip(if addr.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
+    }
+    let timeout = std::time::Duration::from_secs(3);
+    let probe = || -> std::io::Result<String> {
+        let mut s = std::net::TcpStream::connect_timeout(&addr, timeout)?;
+        s.set_read_timeout(Some(timeout))?;
+        s.set_write_timeout(Some(timeout))?;
+        s.write_all(b"GET /healthz HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+        let mut head = Vec::new();
+        s.take(4096).read_to_end(&mut head)?;
+        Ok(String::from_utf8_lossy(&head).into_owned())
+    };
+    match probe() {
+        Ok(answer) if answer.starts_with("HTTP/1.1 200") || answer.starts_with("HTTP/1.0 200") => {
+            println!("healthy ({addr})");
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(answer) => {
+            println!(
+                "unhealthy ({addr}): {}",
+                answer.lines().next().unwrap_or("no answer")
+            );
+            Ok(ExitCode::from(1))
+        }
+        Err(error) => {
+            println!("unhealthy ({addr}): {error}");
+            Ok(ExitCode::from(1))
+        }
+    }
 }
 
 fn check_config(file: &std::path::Path) -> Result<ExitCode> {

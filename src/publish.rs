@@ -205,8 +205,14 @@ impl Sink for Publisher {
             .insert((account.to_owned(), domain.to_owned()), answer.clone());
         match previous {
             Some(p) if p.body == answer.body && !p.restored => return, // nothing changed
-            Some(_) => info!(vendor = account, domain, "vendor keys changed (rotation); the new set is in force"),
-            None => info!(vendor = account, domain, "first vendor keys for this domain"),
+            Some(_) => info!(
+                vendor = account,
+                domain, "vendor keys changed (rotation); the new set is in force"
+            ),
+            None => info!(
+                vendor = account,
+                domain, "first vendor keys for this domain"
+            ),
         }
         let current = self.shared.snapshot.load_full();
         let auths = site_auths(&cur.config, &cur.answers);

@@ -349,3 +349,22 @@ template = "$secure_link_expires$uri$remote_addr $key"
     ]);
     assert_eq!(code, 0, "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn healthcheck_probes_the_admin_listener() {
+    let proxy = Proxy::start(&site_config("http://127.0.0.1:1", "", ""));
+    let admin = proxy.admin.to_string();
+    let (code, out, _) = run(&["healthcheck", "--admin-listen", &admin]);
+    assert_eq!(code, 0, "{out}");
+    let wildcard = format!("0.0.0.0:{}", proxy.admin.port());
+    let out = Command::new(BIN)
+        .arg("healthcheck")
+        .env("STREAMGUARD_ADMIN_LISTEN", &wildcard)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    drop(proxy);
+    let (code, out, _) = run(&["healthcheck", "--admin-listen", &admin]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("unhealthy"), "{out}");
+}
