@@ -445,7 +445,7 @@ origin = "http://127.0.0.1:9"
 scheme = "akamai"
 key = "fedcba9876543210"
 algorithm = "md5"
-field_delimiter = "!"
+field_delimiter = ","
 salt = "pepper"
 escape_early = true
 "#;
