@@ -118,6 +118,18 @@ impl Server {
     pub async fn bind(config: Config) -> Result<Server, StartError> {
         let metrics = Metrics::new()?;
         let answers = publish::restore_answers(&config);
+        let restored_at = |vendor: &str| {
+            answers
+                .iter()
+                .filter(|((account, _), _)| account == vendor)
+                .filter_map(|(_, a)| a.at)
+                .max()
+        };
+        let restored: Vec<Option<u64>> = config
+            .vendors
+            .iter()
+            .map(|v| restored_at(&v.name))
+            .collect();
         let auths = publish::site_auths(&config, &answers);
         let snapshot = Snapshot::build(&config, &metrics, auths, None)?;
         let shared = Arc::new(Shared {
@@ -135,13 +147,16 @@ impl Server {
         let syncs = config
             .vendors
             .iter()
-            .map(|v| {
-                sync::SyncService::new(
+            .zip(restored)
+            .map(|(v, restored)| {
+                let svc = sync::SyncService::new(
                     v.clone(),
                     shared.metrics.clone(),
                     config.state_dir.clone(),
                     publisher.clone() as Arc<dyn sync::Sink>,
-                )
+                );
+                svc.init_metrics(restored);
+                svc
             })
             .collect();
         let mut listeners = Vec::new();

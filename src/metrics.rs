@@ -41,6 +41,11 @@ pub const SITE_KEYS: &str = "streamguard_site_keys";
 /// Client connections that ended with an error (TLS handshake, header timeout, protocol).
 pub const CONNECTION_ERRORS_TOTAL: &str = "streamguard_connection_errors_total";
 
+/// Always 1, labelled with the version: which build is running.
+pub const BUILD_INFO: &str = "streamguard_build_info";
+/// Unix time the process started serving.
+pub const START_TIME: &str = "streamguard_start_time_seconds";
+
 /// Site label for requests that matched no site.
 pub const UNKNOWN_SITE: &str = "_unknown";
 
@@ -210,6 +215,41 @@ impl Metrics {
         registry.register(Box::new(active_connections.clone()))?;
         registry.register(Box::new(active_streams.clone()))?;
         registry.register(Box::new(connection_errors.clone()))?;
+        // Series of fixed label sets exist from the start, at 0.
+        for kind in [
+            "tls_handshake",
+            "tls_handshake_timeout",
+            "http",
+            "client_abort",
+            "idle_timeout",
+            "send_timeout",
+            "accept",
+        ] {
+            connection_errors.with_label_values(&[kind]);
+        }
+        for outcome in ["applied", "rejected"] {
+            config_reloads.with_label_values(&[outcome]);
+        }
+        let build_info = prometheus::IntGaugeVec::new(
+            Opts::new(BUILD_INFO, "Always 1: the running build's version."),
+            &["version"],
+        )?;
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        registry.register(Box::new(build_info))?;
+        let started = i64::try_from(crate::time::unix_now()).unwrap_or(i64::MAX);
+        let start_time = IntGauge::new(START_TIME, "Unix time the process started.")?;
+        start_time.set(started);
+        // The config in force was loaded at start: not "never" (0).
+        config_last_reload_success.set(started);
+        registry.register(Box::new(start_time))?;
+        // CPU seconds, resident memory, open descriptors and their limit,
+        // start time: the `process_*` metrics every exporter has.
+        #[cfg(target_os = "linux")]
+        registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
         Ok(Metrics {
             registry,
             requests,

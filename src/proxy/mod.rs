@@ -121,6 +121,11 @@ impl Snapshot {
                 .site_keys
                 .with_label_values(&[&sc.id])
                 .set(auth.keys.len() as i64);
+            // Every series a dashboard or alert reads exists from the start
+            // (at 0), not only after the first error.
+            for kind in ["connect", "timeout", "protocol", "stream"] {
+                metrics.upstream_errors.with_label_values(&[&sc.id, kind]);
+            }
             let site = Arc::new(Site {
                 allowed: metrics.requests.with_label_values(&[
                     &sc.id,

@@ -277,6 +277,24 @@ impl SyncService {
         }
     }
 
+    /// Creates the account's series at 0, so dashboards and alerts see them
+    /// before the first sync ends; `last_success` is the time of the answer
+    /// restored from the state directory, if any.
+    pub fn init_metrics(&self, last_success: Option<u64>) {
+        let name = self.account.name.as_str();
+        for result in ["ok", "transport", "vendor_error", "malformed", "request"] {
+            self.metrics
+                .sync_attempts
+                .with_label_values(&[name, result]);
+        }
+        if let Some(t) = last_success {
+            self.metrics
+                .sync_last_success
+                .with_label_values(&[name])
+                .set(i64::try_from(t).unwrap_or(i64::MAX));
+        }
+    }
+
     /// Syncs every domain once; true when all succeeded.
     pub async fn sync_once(&self, client: &HttpsClient) -> bool {
         let metrics = &self.metrics;
