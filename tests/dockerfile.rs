@@ -56,7 +56,10 @@ fn the_crate_builds_from_the_dockerfiles_copy_set() {
     let dockerfile = std::fs::read_to_string(Path::new(ROOT).join("Dockerfile")).unwrap();
     let copies = build_stage_copies(&dockerfile);
     for needed in ["Cargo.toml", "Cargo.lock", "src"] {
-        assert!(copies.iter().any(|c| c == needed), "{needed} not copied: {copies:?}");
+        assert!(
+            copies.iter().any(|c| c == needed),
+            "{needed} not copied: {copies:?}"
+        );
     }
     let dir = tempfile::tempdir().unwrap();
     for c in &copies {
