@@ -176,3 +176,79 @@ vendor = "tencent-main"
         promtool_ok(&["check", "metrics"], Some(&metrics));
     }
 }
+
+const KUBERNETES: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/deploy/kubernetes/streamguard.yaml"
+);
+
+/// The number after `key:` / `key =` on its first line in `text`.
+fn number_after(text: &str, key: &str) -> u64 {
+    text.lines()
+        .find_map(|l| {
+            let rest = l.trim().strip_prefix(key)?;
+            rest.trim_start_matches([':', '=', ' ']).trim().parse().ok()
+        })
+        .unwrap_or_else(|| panic!("no {key} in the manifest"))
+}
+
+#[test]
+fn kubernetes_manifests_pass_the_schema_and_their_config_validates() {
+    let manifest = std::fs::read_to_string(KUBERNETES).unwrap();
+    let has_validator = Command::new("python3")
+        .args(["-c", "import kubernetes_validate"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if has_validator {
+        let out = Command::new("python3")
+            .args(["-m", "kubernetes_validate", "--strict", KUBERNETES])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    } else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "kubernetes-validate is missing (pip install kubernetes-validate)"
+        );
+        eprintln!("skipped the schema check: kubernetes-validate is not installed");
+    }
+    // The ConfigMap's config is valid with the Secret's variables set.
+    let toml: String = manifest
+        .split("streamguard.toml: |\n")
+        .nth(1)
+        .unwrap()
+        .lines()
+        .take_while(|l| l.starts_with("    ") || l.is_empty())
+        .map(|l| format!("{}\n", l.strip_prefix("    ").unwrap_or(l)))
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("streamguard.toml");
+    std::fs::write(&file, &toml).unwrap();
+    let out = Command::new(BIN)
+        .arg("check-config")
+        .arg(&file)
+        .envs([
+            ("PLAY_KEY", "k1"),
+            ("PLAY_BACKUP_KEY", "k2"),
+            ("SESSION_SECRET", "s3"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The pod outlives the drain: grace > shutdown_grace_secs + preStop.
+    let grace = number_after(&manifest, "terminationGracePeriodSeconds");
+    let drain = number_after(&toml, "shutdown_grace_secs");
+    assert!(
+        grace > drain + 5,
+        "terminationGracePeriodSeconds {grace} vs drain {drain} + 5"
+    );
+}
