@@ -38,6 +38,14 @@ pub const SYNC_ATTEMPTS_TOTAL: &str = "streamguard_key_sync_attempts_total";
 pub const SYNC_LAST_SUCCESS: &str = "streamguard_key_sync_last_success_timestamp_seconds";
 /// Keys each site verifies with now.
 pub const SITE_KEYS: &str = "streamguard_site_keys";
+/// Keys each site verifies with now, by where they came from (`config`,
+/// `vendor`, `restored`: a vendor answer read back from the state directory).
+pub const SITE_KEYS_BY_SOURCE: &str = "streamguard_site_keys_by_source";
+/// Unix time the newest of a site's keys was obtained (config load, vendor
+/// answer, or the saved answer's time when restored): its age is `time() - …`.
+pub const SITE_KEYS_UPDATED: &str = "streamguard_site_keys_updated_timestamp_seconds";
+/// Response bodies currently streaming to clients, by site.
+pub const SITE_ACTIVE_STREAMS: &str = "streamguard_site_active_streams";
 /// Client connections that ended with an error (TLS handshake, header timeout, protocol).
 pub const CONNECTION_ERRORS_TOTAL: &str = "streamguard_connection_errors_total";
 
@@ -95,6 +103,12 @@ pub struct Metrics {
     pub sync_last_success: prometheus::IntGaugeVec,
     /// See [`SITE_KEYS`].
     pub site_keys: prometheus::IntGaugeVec,
+    /// See [`SITE_KEYS_BY_SOURCE`].
+    pub site_keys_by_source: prometheus::IntGaugeVec,
+    /// See [`SITE_KEYS_UPDATED`].
+    pub site_keys_updated: prometheus::IntGaugeVec,
+    /// See [`SITE_ACTIVE_STREAMS`].
+    pub site_active_streams: prometheus::IntGaugeVec,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -208,6 +222,30 @@ impl Metrics {
         registry.register(Box::new(sync_attempts.clone()))?;
         registry.register(Box::new(sync_last_success.clone()))?;
         registry.register(Box::new(site_keys.clone()))?;
+        let site_keys_by_source = prometheus::IntGaugeVec::new(
+            Opts::new(
+                SITE_KEYS_BY_SOURCE,
+                "Keys each site verifies with now, by source.",
+            ),
+            &["site", "source"],
+        )?;
+        let site_keys_updated = prometheus::IntGaugeVec::new(
+            Opts::new(
+                SITE_KEYS_UPDATED,
+                "Unix time the newest of a site's keys was obtained.",
+            ),
+            &["site"],
+        )?;
+        let site_active_streams = prometheus::IntGaugeVec::new(
+            Opts::new(
+                SITE_ACTIVE_STREAMS,
+                "Response bodies streaming to clients, by site.",
+            ),
+            &["site"],
+        )?;
+        registry.register(Box::new(site_keys_by_source.clone()))?;
+        registry.register(Box::new(site_keys_updated.clone()))?;
+        registry.register(Box::new(site_active_streams.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(request_duration.clone()))?;
         registry.register(Box::new(upstream_errors.clone()))?;
@@ -267,6 +305,9 @@ impl Metrics {
             sync_attempts,
             sync_last_success,
             site_keys,
+            site_keys_by_source,
+            site_keys_updated,
+            site_active_streams,
         })
     }
 
@@ -274,6 +315,43 @@ impl Metrics {
     /// path does not hash label values.
     pub fn site_bytes(&self, site: &str) -> IntCounter {
         self.response_bytes.with_label_values(&[site])
+    }
+
+    /// Deletes every series labelled `site = id` (a site a reload removed),
+    /// so dashboards do not show it frozen at its last value.
+    pub fn forget_site(&self, id: &str) {
+        fn forget<
+            M: prometheus::core::Metric + Clone,
+            B: prometheus::core::MetricVecBuilder<M = M>,
+        >(
+            vec: &prometheus::core::MetricVec<B>,
+            id: &str,
+        ) {
+            use prometheus::core::Collector as _;
+            for family in vec.collect() {
+                for m in family.get_metric() {
+                    let labels: std::collections::HashMap<&str, &str> = m
+                        .get_label()
+                        .iter()
+                        .map(|l| (l.get_name(), l.get_value()))
+                        .collect();
+                    if labels.get("site") == Some(&id) {
+                        // Gone already is fine: the goal is its absence.
+                        let _ = vec.remove(&labels);
+                    }
+                }
+            }
+        }
+        forget(&self.requests, id);
+        forget(&self.request_duration, id);
+        forget(&self.upstream_errors, id);
+        forget(&self.response_bytes, id);
+        forget(&self.playlists_rewritten, id);
+        forget(&self.streams_cut, id);
+        forget(&self.site_keys, id);
+        forget(&self.site_keys_by_source, id);
+        forget(&self.site_keys_updated, id);
+        forget(&self.site_active_streams, id);
     }
 
     /// Prometheus text exposition of every metric.

@@ -178,6 +178,14 @@ impl Publisher {
         let auths = site_auths(&config, &answers);
         let snapshot = Snapshot::build(&config, &self.shared.metrics, auths, None)?;
         self.shared.snapshot.store(Arc::new(snapshot));
+        for gone in cur
+            .config
+            .sites
+            .iter()
+            .filter(|old| !config.sites.iter().any(|s| s.id == old.id))
+        {
+            self.shared.metrics.forget_site(&gone.id);
+        }
         cur.config = config;
         cur.answers = answers;
         Ok(())

@@ -338,3 +338,46 @@ async fn fifty_reloads_valid_and_invalid_alternating_fail_no_request() {
         "requests failed during reloads"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_removed_site_leaves_no_series_behind() {
+    let origin = Origin::start().await;
+    let base = site_config(&format!("http://{}", origin.addr), "", "");
+    let with_b = format!(
+        "{base}{}",
+        SITE_B.replace("ORIGIN", &format!("http://{}", origin.addr))
+    );
+    let proxy = Proxy::start(&with_b);
+    let b_url = format!(
+        "/live/b.flv?{}",
+        tencent_query("key-b", "/live/b.flv", now() + 600)
+    );
+    assert_eq!(
+        get(proxy.http_addr(), "b.example.com", &b_url).await.0,
+        StatusCode::OK
+    );
+    let _ = get(proxy.http_addr(), "b.example.com", "/live/b.flv").await;
+    let m = proxy.metrics().await;
+    assert!(m.contains("site=\"b\""), "{m}");
+    assert_eq!(
+        metric(
+            &m,
+            r#"streamguard_site_keys_by_source{site="b",source="config"}"#
+        ),
+        1.0
+    );
+    assert!(
+        metric(
+            &m,
+            r#"streamguard_site_keys_updated_timestamp_seconds{site="b"}"#
+        ) > 0.0
+    );
+    save(&proxy.path("streamguard.toml"), &base);
+    wait_for("site b to go", async || {
+        get(proxy.http_addr(), "b.example.com", &b_url).await.0 == StatusCode::NOT_FOUND
+    })
+    .await;
+    let m = proxy.metrics().await;
+    assert!(!m.contains("site=\"b\""), "{m}");
+    assert!(m.contains("site=\"live\""));
+}

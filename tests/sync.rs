@@ -352,7 +352,7 @@ async fn vendor_failures_keep_the_last_good_keys_and_are_counted() {
         );
     }
     let m = proxy.metrics().await;
-    for result in ["transport", "malformed", "vendor_error"] {
+    for result in ["transport", "http_5xx", "malformed", "vendor_error"] {
         assert!(
             metric(
                 &m,

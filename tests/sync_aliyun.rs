@@ -467,7 +467,7 @@ async fn aliyun_failures_keep_the_last_good_keys_and_are_counted() {
         ),
         (
             "502 without an envelope",
-            "malformed",
+            "http_5xx",
             Box::new(|s: &mut VendorState| s.mode = Mode::BadGateway) as Change,
         ),
         (

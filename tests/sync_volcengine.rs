@@ -476,7 +476,7 @@ async fn volcengine_failures_keep_the_last_good_keys_and_are_counted() {
         );
     }
     let m = proxy.metrics().await;
-    for result in ["vendor_error", "malformed"] {
+    for result in ["vendor_error", "http_5xx"] {
         assert!(
             metric(
                 &m,

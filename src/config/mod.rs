@@ -103,6 +103,8 @@ pub struct Config {
     pub state_dir: Option<PathBuf>,
     /// Log line format (fixed at start).
     pub log_format: LogFormat,
+    /// Unix time this config was validated (the age of its keys).
+    pub loaded_at: u64,
 }
 
 /// Why a config could not be loaded.
@@ -353,6 +355,7 @@ impl Config {
                 vendors,
                 state_dir: raw.state_dir.as_ref().map(|d| resolve(base_dir, d)),
                 log_format: raw.log.format.unwrap_or_default(),
+                loaded_at: crate::time::unix_now(),
             }),
             _ => Err(ConfigError::Invalid(ctx.into_problems())),
         }

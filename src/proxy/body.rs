@@ -42,21 +42,26 @@ pin_project_lite::pin_project! {
         inner: B,
         bytes: IntCounter,
         errors: IntCounter,
-        active: IntGauge,
+        active: [IntGauge; 2],
     }
 
     impl<B> PinnedDrop for Counted<B> {
         fn drop(this: Pin<&mut Self>) {
-            this.active.dec();
+            for g in this.active.iter() {
+                g.dec();
+            }
         }
     }
 }
 
 impl<B> Counted<B> {
-    /// Wraps `inner`, incrementing `active` now and decrementing it on drop;
-    /// `errors` counts an origin body that fails mid-stream.
-    pub fn new(inner: B, bytes: IntCounter, errors: IntCounter, active: IntGauge) -> Self {
-        active.inc();
+    /// Wraps `inner`, incrementing the `active` gauges (all streams, the
+    /// site's) now and decrementing them on drop; `errors` counts an origin
+    /// body that fails mid-stream.
+    pub fn new(inner: B, bytes: IntCounter, errors: IntCounter, active: [IntGauge; 2]) -> Self {
+        for g in &active {
+            g.inc();
+        }
         Counted {
             inner,
             bytes,

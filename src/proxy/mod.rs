@@ -53,6 +53,7 @@ pub struct Site {
     bytes: IntCounter,
     stream_errors: IntCounter,
     streams_cut: IntCounter,
+    active_streams: prometheus::IntGauge,
     /// Query params removed before forwarding: the scheme's and the session token.
     strip_params: Vec<String>,
 }
@@ -121,6 +122,45 @@ impl Snapshot {
                 .site_keys
                 .with_label_values(&[&sc.id])
                 .set(auth.keys.len() as i64);
+            let (mut from_config, mut from_vendor, mut restored) = (0, 0, 0);
+            let mut newest: Option<u64> = None;
+            for source in &auth.key_sources {
+                match source {
+                    crate::auth::KeySource::Config => from_config += 1,
+                    crate::auth::KeySource::Vendor {
+                        at, restored: r, ..
+                    } => {
+                        if *r {
+                            restored += 1;
+                        } else {
+                            from_vendor += 1;
+                        }
+                        newest = newest.max(*at);
+                    }
+                }
+            }
+            for (source, n) in [
+                ("config", from_config),
+                ("vendor", from_vendor),
+                ("restored", restored),
+            ] {
+                metrics
+                    .site_keys_by_source
+                    .with_label_values(&[&sc.id, source])
+                    .set(n);
+            }
+            // Config keys are as old as the config in force.
+            let updated = match newest {
+                Some(t) => Some(t),
+                None if from_config > 0 => Some(config.loaded_at),
+                None => None,
+            };
+            if let Some(t) = updated {
+                metrics
+                    .site_keys_updated
+                    .with_label_values(&[&sc.id])
+                    .set(i64::try_from(t).unwrap_or(i64::MAX));
+            }
             // Every series a dashboard or alert reads exists from the start
             // (at 0), not only after the first error.
             for kind in ["connect", "timeout", "protocol", "stream"] {
@@ -149,6 +189,7 @@ impl Snapshot {
                     .upstream_errors
                     .with_label_values(&[&sc.id, "stream"]),
                 streams_cut: metrics.streams_cut.with_label_values(&[&sc.id]),
+                active_streams: metrics.site_active_streams.with_label_values(&[&sc.id]),
                 config: sc.clone(),
             });
             for d in &sc.domains {
@@ -561,7 +602,10 @@ async fn filter_response(
             }
         };
     }
-    let active = shared.metrics.active_streams.clone();
+    let active = [
+        shared.metrics.active_streams.clone(),
+        site.active_streams.clone(),
+    ];
     let errors = site.stream_errors.clone();
     let resp = resp.map(|b| Counted::new(b, site.bytes.clone(), errors, active).boxed_unsync());
     match (cfg.cut_at_expiry, grant.expires_at()) {

@@ -282,7 +282,14 @@ impl SyncService {
     /// restored from the state directory, if any.
     pub fn init_metrics(&self, last_success: Option<u64>) {
         let name = self.account.name.as_str();
-        for result in ["ok", "transport", "vendor_error", "malformed", "request"] {
+        for result in [
+            "ok",
+            "transport",
+            "vendor_error",
+            "http_5xx",
+            "malformed",
+            "request",
+        ] {
             self.metrics
                 .sync_attempts
                 .with_label_values(&[name, result]);
@@ -306,14 +313,17 @@ impl SyncService {
                 // Never more requests than the vendor's documented rate limit.
                 tokio::time::sleep(pace).await;
             }
+            let mut status_seen = None;
             let result = match self.api.request(domain, crate::time::unix_now()) {
                 Ok(req) => match exchange(client, req, self.account.request_timeout).await {
                     // Read once here so a bad answer is never saved or
                     // published; sites read it again with their own settings.
-                    Ok((status, body)) => self
-                        .api
-                        .parse(domain, status, &body, Common::default())
-                        .map(|auth| (auth, body)),
+                    Ok((status, body)) => {
+                        status_seen = Some(status);
+                        self.api
+                            .parse(domain, status, &body, Common::default())
+                            .map(|auth| (auth, body))
+                    }
                     Err(e) => Err(e),
                 },
                 Err(e) => Err(e),
@@ -350,10 +360,14 @@ impl SyncService {
                 }
                 Err(error) => {
                     all_ok = false;
-                    metrics
-                        .sync_attempts
-                        .with_label_values(&[name, error.kind()])
-                        .inc();
+                    // A 5xx without the vendor's error envelope is the
+                    // vendor (or a gateway) failing, not an answer we could
+                    // not read: told apart for alerts.
+                    let kind = match (&error, status_seen) {
+                        (SyncError::Malformed(_), Some(s)) if s.is_server_error() => "http_5xx",
+                        _ => error.kind(),
+                    };
+                    metrics.sync_attempts.with_label_values(&[name, kind]).inc();
                     warn!(vendor = name, domain, %error, "key sync failed; keeping the last good keys");
                 }
             }
