@@ -46,6 +46,8 @@ pub const SITE_KEYS_BY_SOURCE: &str = "streamguard_site_keys_by_source";
 pub const SITE_KEYS_UPDATED: &str = "streamguard_site_keys_updated_timestamp_seconds";
 /// Response bodies currently streaming to clients, by site.
 pub const SITE_ACTIVE_STREAMS: &str = "streamguard_site_active_streams";
+/// Unix time each served TLS certificate expires, by its first server name.
+pub const TLS_CERT_EXPIRY: &str = "streamguard_tls_certificate_expiry_timestamp_seconds";
 /// Client connections that ended with an error (TLS handshake, header timeout, protocol).
 pub const CONNECTION_ERRORS_TOTAL: &str = "streamguard_connection_errors_total";
 
@@ -109,6 +111,8 @@ pub struct Metrics {
     pub site_keys_updated: prometheus::IntGaugeVec,
     /// See [`SITE_ACTIVE_STREAMS`].
     pub site_active_streams: prometheus::IntGaugeVec,
+    /// See [`TLS_CERT_EXPIRY`].
+    pub tls_cert_expiry: prometheus::IntGaugeVec,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -246,6 +250,14 @@ impl Metrics {
         registry.register(Box::new(site_keys_by_source.clone()))?;
         registry.register(Box::new(site_keys_updated.clone()))?;
         registry.register(Box::new(site_active_streams.clone()))?;
+        let tls_cert_expiry = prometheus::IntGaugeVec::new(
+            Opts::new(
+                TLS_CERT_EXPIRY,
+                "Unix time each served TLS certificate expires.",
+            ),
+            &["certificate"],
+        )?;
+        registry.register(Box::new(tls_cert_expiry.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(request_duration.clone()))?;
         registry.register(Box::new(upstream_errors.clone()))?;
@@ -308,6 +320,7 @@ impl Metrics {
             site_keys_by_source,
             site_keys_updated,
             site_active_streams,
+            tls_cert_expiry,
         })
     }
 

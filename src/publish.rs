@@ -157,6 +157,11 @@ impl Publisher {
         }
     }
 
+    /// The config in force.
+    pub fn current_config(&self) -> Config {
+        self.lock().config.clone()
+    }
+
     /// The metrics.
     pub fn metrics(&self) -> &Metrics {
         &self.shared.metrics

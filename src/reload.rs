@@ -63,8 +63,38 @@ pub struct Reloader {
     bound: Bound,
     /// Command-line overrides applied to every loaded config.
     adjust: Box<dyn Fn(&mut Config) + Send + Sync>,
-    /// SHA-256 of the file as last read, so unrelated events are ignored.
+    /// SHA-256 of the config and the certificate files as last read, so
+    /// unrelated events are ignored.
     last_seen: Option<Vec<u8>>,
+    /// The certificate and key files of the config in force: watched too, so
+    /// a renewal (certbot) reloads them like a config edit.
+    cert_files: Vec<PathBuf>,
+}
+
+/// SHA-256 over the bytes of `files` in order (`None` if the first, the
+/// config, cannot be read).
+fn digest(files: &[&Path]) -> Option<Vec<u8>> {
+    let mut h = Sha256::new();
+    for (i, f) in files.iter().enumerate() {
+        match std::fs::read(f) {
+            Ok(b) => {
+                h.update((b.len() as u64).to_le_bytes());
+                h.update(&b);
+            }
+            Err(_) if i == 0 => return None,
+            Err(_) => h.update(u64::MAX.to_le_bytes()),
+        }
+    }
+    Some(h.finalize().to_vec())
+}
+
+fn cert_files(config: &Config) -> Vec<PathBuf> {
+    config
+        .server
+        .certificates
+        .iter()
+        .flat_map(|c| c.files.iter().cloned())
+        .collect()
 }
 
 impl Reloader {
@@ -76,14 +106,16 @@ impl Reloader {
         running: Config,
         adjust: Box<dyn Fn(&mut Config) + Send + Sync>,
     ) -> Self {
+        let cert_files = cert_files(&running);
+        let mut files: Vec<&Path> = vec![path.as_path()];
+        files.extend(cert_files.iter().map(PathBuf::as_path));
         Reloader {
             publisher,
-            last_seen: std::fs::read(&path)
-                .ok()
-                .map(|b| Sha256::digest(&b).to_vec()),
-            path,
+            last_seen: digest(&files),
             bound: Bound::of(&running),
             adjust,
+            cert_files,
+            path,
         }
     }
 
@@ -137,13 +169,31 @@ impl Reloader {
     /// Watches the config file and listens for SIGHUP until `shutdown` flips.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         let (tx, mut rx) = mpsc::unbounded_channel::<Trigger>();
-        let _watcher = match watch_file(&self.path, tx.clone()) {
+        let mut watcher = match watch_file(&self.path, tx.clone()) {
             Ok(w) => Some(w),
             Err(e) => {
                 warn!(path = %self.path.display(), error = %e, "cannot watch the config file; reload with SIGHUP");
                 None
             }
         };
+        let mut watched_dirs: Vec<PathBuf> = vec![folder_of(&self.path)];
+        let mut watch_certs =
+            |files: &[PathBuf], watcher: &mut Option<notify::RecommendedWatcher>| {
+                let Some(w) = watcher.as_mut() else { return };
+                for f in files {
+                    let dir = folder_of(f);
+                    if watched_dirs.contains(&dir) {
+                        continue;
+                    }
+                    match w.watch(&dir, RecursiveMode::NonRecursive) {
+                        Ok(()) => watched_dirs.push(dir),
+                        Err(error) => {
+                            warn!(path = %dir.display(), %error, "cannot watch a certificate folder; renewals apply on SIGHUP")
+                        }
+                    }
+                }
+            };
+        watch_certs(&self.cert_files, &mut watcher);
         spawn_sighup(tx);
         loop {
             tokio::select! {
@@ -160,12 +210,21 @@ impl Reloader {
                     }
                     // A file event reloads only when the file's bytes changed
                     // (the folder may hold other files); SIGHUP always reloads.
-                    let current = std::fs::read(&self.path).ok().map(|b| Sha256::digest(&b).to_vec());
+                    let mut files: Vec<&Path> = vec![self.path.as_path()];
+                    files.extend(self.cert_files.iter().map(PathBuf::as_path));
+                    let current = digest(&files);
                     if trigger == Trigger::File && current.is_some() && current == self.last_seen {
                         continue;
                     }
                     self.last_seen = current;
-                    self.reload();
+                    if let ReloadOutcome::Applied { .. } = self.reload() {
+                        // The new config may name other certificate files.
+                        self.cert_files = cert_files(&self.publisher.current_config());
+                        watch_certs(&self.cert_files, &mut watcher);
+                        let mut files: Vec<&Path> = vec![self.path.as_path()];
+                        files.extend(self.cert_files.iter().map(PathBuf::as_path));
+                        self.last_seen = digest(&files);
+                    }
                 }
                 _ = shutdown.changed() => return,
             }
@@ -266,15 +325,19 @@ enum Trigger {
 /// inode, and Kubernetes ConfigMaps swap a `..data` symlink, so the event
 /// names another file. Every change in the folder is reported; `run`
 /// reloads only when the config's bytes changed.
+/// The folder holding `path` (`.` for a bare file name).
+fn folder_of(path: &Path) -> PathBuf {
+    path.parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_owned()
+}
+
 fn watch_file(
     path: &Path,
     tx: mpsc::UnboundedSender<Trigger>,
 ) -> notify::Result<notify::RecommendedWatcher> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."))
-        .to_owned();
+    let dir = folder_of(path);
     let mut watcher =
         notify::recommended_watcher(move |res: notify::Result<notify::Event>| match res {
             Ok(event) => {

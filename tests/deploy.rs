@@ -135,6 +135,17 @@ vendor = "tencent-main"
         state.display(),
         cfg.replace(&format!("state_dir = \"{}\"\n", state.display()), "")
     );
+    // A TLS listener, so certificate expiry is exported too.
+    let (crt, key, _) = write_cert(dir.path(), "tls", &["play.example.com"]);
+    let cfg = cfg.replacen(
+        "listen = [\"127.0.0.1:0\"]\n",
+        &format!(
+            "listen = [\"127.0.0.1:0\"]\ntls_listen = [\"127.0.0.1:0\"]\n[[server.certificate]]\ncert_file = \"{}\"\nkey_file = \"{}\"\nserver_names = [\"play.example.com\"]\n",
+            crt.display(),
+            key.display()
+        ),
+        1,
+    );
     let proxy = Proxy::start_in(dir, &cfg, &[]);
     // A request of each kind.
     let q = tencent_query(KEY, "/live/a.flv", now() + 600);

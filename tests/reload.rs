@@ -381,3 +381,46 @@ async fn a_removed_site_leaves_no_series_behind() {
     assert!(!m.contains("site=\"b\""), "{m}");
     assert!(m.contains("site=\"live\""));
 }
+
+/// A self-signed certificate for `name` valid until `year`-01-01.
+fn cert_until(dir: &std::path::Path, name: &str, year: i32) {
+    let mut params = rcgen::CertificateParams::new(vec![name.to_owned()]).unwrap();
+    params.not_after = rcgen::date_time_ymd(year, 1, 1);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    save(&dir.join("tls.crt"), &cert.pem());
+    save(&dir.join("tls.key"), &key.serialize_pem());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_renewed_certificate_is_picked_up_and_its_expiry_exported() {
+    let origin = Origin::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    std::fs::create_dir(&certs).unwrap();
+    cert_until(&certs, "play.example.com", 2030);
+    let cfg = site_config(&format!("http://{}", origin.addr), "", "").replace(
+        "[server]\n",
+        &format!(
+            "[server]\ntls_listen = [\"127.0.0.1:0\"]\n[[server.certificate]]\ncert_file = \"{c}/tls.crt\"\nkey_file = \"{c}/tls.key\"\nserver_names = [\"play.example.com\"]\n",
+            c = certs.display()
+        ),
+    );
+    // The [[server.certificate]] table must not swallow the listen key.
+    let cfg = cfg.replace("listen = [\"127.0.0.1:0\"]\n\n[admin]", "\n[admin]");
+    let cfg = cfg.replacen("[server]\n", "[server]\nlisten = [\"127.0.0.1:0\"]\n", 1);
+    let proxy = Proxy::start_in(dir, &cfg, &[]);
+    let expiry = async || {
+        metric(
+            &proxy.metrics().await,
+            r#"streamguard_tls_certificate_expiry_timestamp_seconds{certificate="play.example.com"}"#,
+        )
+    };
+    assert_eq!(expiry().await, 1_893_456_000.0); // 2030-01-01
+                                                 // certbot renews: new files in the certificate folder, config untouched.
+    cert_until(&certs, "play.example.com", 2031);
+    wait_for("the renewed certificate", async || {
+        expiry().await == 1_924_992_000.0 // 2031-01-01
+    })
+    .await;
+}

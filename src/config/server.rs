@@ -126,6 +126,10 @@ pub struct Certificate {
     pub server_names: Vec<String>,
     /// Chain and signing key.
     pub key: Arc<CertifiedKey>,
+    /// The leaf certificate's `notAfter`, unix seconds.
+    pub not_after: Option<i64>,
+    /// The certificate and key files (watched: a renewal reloads them).
+    pub files: Vec<PathBuf>,
 }
 
 /// Limits applied to client connections.
@@ -351,12 +355,20 @@ fn load_certificate(
             None
         }
     };
-    let certified = CertifiedKey::new(chain?, key?);
+    let chain = chain?;
+    let not_after = chain.first().and_then(|leaf| {
+        x509_parser::parse_x509_certificate(leaf.as_ref())
+            .ok()
+            .map(|(_, c)| c.validity().not_after.timestamp())
+    });
+    let certified = CertifiedKey::new(chain, key?);
     if let Err(e) = certified.keys_match() {
         ctx.problem(path, format!("the key does not match the certificate: {e}"));
         return None;
     }
     Some(Certificate {
+        not_after,
+        files: vec![cert_file, key_file],
         server_names: names,
         key: Arc::new(certified),
     })

@@ -197,6 +197,13 @@ impl Snapshot {
             }
             sites.push(site);
         }
+        // The certificates served now, and no others.
+        metrics.tls_cert_expiry.reset();
+        for c in &config.server.certificates {
+            if let (Some(name), Some(t)) = (c.server_names.first(), c.not_after) {
+                metrics.tls_cert_expiry.with_label_values(&[name]).set(t);
+            }
+        }
         Ok(Snapshot {
             by_host,
             sites,
