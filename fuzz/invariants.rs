@@ -54,6 +54,21 @@ impl<'a> Input<'a> {
     }
 }
 
+/// True when `finding`, a reported and not yet fixed invariant violation, is
+/// named in `STREAMGUARD_FUZZ_SKIP` (comma-separated), so that a long
+/// campaign explores past it instead of stopping at it again. Unset (CI, the
+/// corpus replay, a plain `cargo fuzz run`), nothing is skipped.
+fn skipped(finding: &str) -> bool {
+    static SKIP: OnceLock<Vec<String>> = OnceLock::new();
+    SKIP.get_or_init(|| {
+        std::env::var("STREAMGUARD_FUZZ_SKIP")
+            .map(|v| v.split(',').map(str::to_owned).collect())
+            .unwrap_or_default()
+    })
+    .iter()
+    .any(|s| s == finding)
+}
+
 /// True when `s` holds a run of at least `n` ASCII hex digits.
 fn has_hex_run(s: &str, n: usize) -> bool {
     let mut run = 0;
@@ -70,8 +85,14 @@ fn has_hex_run(s: &str, n: usize) -> bool {
     false
 }
 
-/// True when some `/`-separated segment of `p` (before any `;`) is `.` or `..`.
+/// True when some `/`-separated segment of `p` is `.` or `..`.
 fn has_dot_segment(p: &str) -> bool {
+    p.split('/').any(|seg| seg == "." || seg == "..")
+}
+
+/// [`has_dot_segment`] as servlet containers see it: a segment's `;`
+/// parameters do not count (`..;x=1` is `..`).
+fn has_servlet_dot_segment(p: &str) -> bool {
     p.split('/').any(|seg| {
         let bare = seg.split(';').next().unwrap_or(seg);
         bare == "." || bare == ".."
@@ -147,7 +168,11 @@ fn check_validate(p: &str, allow_params: bool) {
     );
     assert!(!p.contains('\\'), "{}", why("a backslash"));
     assert!(allow_params || !p.contains(';'), "{}", why("a ;"));
-    assert!(!has_dot_segment(&p[1..]), "{}", why("a dot segment"));
+    assert!(
+        !has_servlet_dot_segment(&p[1..]),
+        "{}",
+        why("a dot segment")
+    );
     let bytes = p.as_bytes();
     let mut i = 0;
     let mut decoded = Vec::with_capacity(bytes.len());
@@ -198,7 +223,7 @@ fn check_for_log(p: &str) {
         "for_log({p:?}) = {logged:?} shows a ="
     );
     assert!(
-        !has_hex_run(&logged, 16),
+        !has_hex_run(&logged, 16) || skipped("for_log_hex_run"),
         "for_log({p:?}) = {logged:?} shows a run of 16+ hex digits"
     );
     if let Cow::Borrowed(s) = logged {
@@ -584,6 +609,12 @@ pub fn verifiers(data: &[u8]) {
     let Ok(signed) = site.verifier.sign(host, &path, None, key, expires) else {
         return;
     };
+    if path == "/" && skipped("sign_root_path") {
+        return;
+    }
+    if scheme == "akamai" && signed.query.len() > 4096 && skipped("akamai_long_token") {
+        return;
+    }
     let pq = if signed.query.is_empty() {
         signed.path.clone()
     } else {
@@ -601,12 +632,14 @@ pub fn verifiers(data: &[u8]) {
         "site {}: signed URL {pq:?} (expires {expires}) denied at {now}",
         site.id
     );
-    let never_expires = site.id == "nginx-noexp";
-    if !never_expires {
+    // wangsu-dur's tolerant_time_secs is clock-skew slack, like
+    // clock_skew_secs: added to the window, not subtracted by `sign`.
+    let leeway = if site.id == "wangsu-dur" { 30 } else { 0 };
+    if site.id != "nginx-noexp" {
         assert_ne!(
-            verify_pq(site, host, &pq, None, expires + 1),
+            verify_pq(site, host, &pq, None, expires + leeway + 1),
             Decision::Allow,
-            "site {}: signed URL {pq:?} (expires {expires}) allowed after its expiry",
+            "site {}: signed URL {pq:?} (expires {expires}) allowed after its expiry (+{leeway} s)",
             site.id
         );
     }
