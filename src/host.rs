@@ -38,9 +38,50 @@ pub fn is_hostname(s: &str) -> bool {
         })
 }
 
+/// A web origin (`scheme://host[:port]`) in the form browsers send it:
+/// lowercase, default port dropped (`https://x:443` → `https://x`). `None`
+/// for anything that is not an http(s) origin (a path, no host).
+pub fn canonical_origin(origin: &str) -> Option<String> {
+    let lower = origin.trim().to_ascii_lowercase();
+    let (scheme, rest) = lower.split_once("://")?;
+    let default_port = match scheme {
+        "https" => ":443",
+        "http" => ":80",
+        _ => return None,
+    };
+    if rest.is_empty() || rest.contains(['/', '?', '#', '@']) {
+        return None;
+    }
+    let host = normalize_host(rest)?;
+    if !is_hostname(&host) {
+        return None;
+    }
+    let rest = rest.strip_suffix(default_port).unwrap_or(rest);
+    Some(format!("{scheme}://{rest}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn origins_compare_as_browsers_send_them() {
+        assert_eq!(
+            canonical_origin("HTTPS://Player.Example.com:443").as_deref(),
+            Some("https://player.example.com")
+        );
+        assert_eq!(
+            canonical_origin("http://x.example:80").as_deref(),
+            Some("http://x.example")
+        );
+        assert_eq!(
+            canonical_origin("https://x.example:8443").as_deref(),
+            Some("https://x.example:8443")
+        );
+        assert_eq!(canonical_origin("https://x.example/path"), None);
+        assert_eq!(canonical_origin("ftp://x.example"), None);
+        assert_eq!(canonical_origin("https://"), None);
+    }
 
     #[test]
     fn hosts_normalize_without_port_and_case() {

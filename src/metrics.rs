@@ -46,6 +46,8 @@ pub const SITE_KEYS_BY_SOURCE: &str = "streamguard_site_keys_by_source";
 pub const SITE_KEYS_UPDATED: &str = "streamguard_site_keys_updated_timestamp_seconds";
 /// Response bodies currently streaming to clients, by site.
 pub const SITE_ACTIVE_STREAMS: &str = "streamguard_site_active_streams";
+/// Requests whose `Origin` the site's CORS policy does not allow, by site.
+pub const CORS_REFUSED_TOTAL: &str = "streamguard_cors_refused_total";
 /// Unix time each served TLS certificate expires, by its first server name.
 pub const TLS_CERT_EXPIRY: &str = "streamguard_tls_certificate_expiry_timestamp_seconds";
 /// Client connections that ended with an error (TLS handshake, header timeout, protocol).
@@ -113,6 +115,8 @@ pub struct Metrics {
     pub site_active_streams: prometheus::IntGaugeVec,
     /// See [`TLS_CERT_EXPIRY`].
     pub tls_cert_expiry: prometheus::IntGaugeVec,
+    /// See [`CORS_REFUSED_TOTAL`].
+    pub cors_refused: IntCounterVec,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -258,6 +262,14 @@ impl Metrics {
             &["certificate"],
         )?;
         registry.register(Box::new(tls_cert_expiry.clone()))?;
+        let cors_refused = IntCounterVec::new(
+            Opts::new(
+                CORS_REFUSED_TOTAL,
+                "Requests whose Origin the site's CORS policy does not allow.",
+            ),
+            &["site"],
+        )?;
+        registry.register(Box::new(cors_refused.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(request_duration.clone()))?;
         registry.register(Box::new(upstream_errors.clone()))?;
@@ -321,6 +333,7 @@ impl Metrics {
             site_keys_updated,
             site_active_streams,
             tls_cert_expiry,
+            cors_refused,
         })
     }
 
@@ -365,6 +378,7 @@ impl Metrics {
         forget(&self.site_keys_by_source, id);
         forget(&self.site_keys_updated, id);
         forget(&self.site_active_streams, id);
+        forget(&self.cors_refused, id);
     }
 
     /// Prometheus text exposition of every metric.

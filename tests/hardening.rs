@@ -634,3 +634,93 @@ fn a_bad_rust_log_is_reported_not_silent() {
     // ...and logging goes on at info rather than being silenced.
     assert!(err.contains("proxy listening"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cors_credentials_headers_default_ports_and_refusals_counted() {
+    let origin = Origin::start().await;
+    let proxy = Proxy::start_logged(&site_config(
+        &format!("http://{}", origin.addr),
+        "[site.cors]\nallow_origins = [\"https://player.example.com:443\"]\nallow_credentials = true\nallow_headers = [\"Range\", \"X-Player\"]",
+        "",
+    ));
+    let q = tencent_query(KEY, "/live/a.flv", now() + 600);
+    let pq = format!("/live/a.flv?{q}");
+    // The browser sends the origin without its default port.
+    let resp = send_with(
+        proxy.http_addr(),
+        "play.example.com",
+        &pq,
+        http::Method::GET,
+        &[("origin", "https://player.example.com")],
+    )
+    .await;
+    let h = resp.headers();
+    assert_eq!(
+        header_map_get(h, "access-control-allow-origin"),
+        Some("https://player.example.com")
+    );
+    assert_eq!(
+        header_map_get(h, "access-control-allow-credentials"),
+        Some("true")
+    );
+    let pre = send_with(
+        proxy.http_addr(),
+        "play.example.com",
+        "/live/a.flv",
+        http::Method::OPTIONS,
+        &[
+            ("origin", "https://player.example.com"),
+            ("access-control-request-method", "GET"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        header_map_get(pre.headers(), "access-control-allow-headers"),
+        Some("Range, X-Player")
+    );
+    // Another page: no CORS headers, counted and logged with its Origin.
+    let resp = send_with(
+        proxy.http_addr(),
+        "play.example.com",
+        &pq,
+        http::Method::GET,
+        &[("origin", "https://evil.example.com")],
+    )
+    .await;
+    assert!(resp.headers().get("access-control-allow-origin").is_none());
+    let m = proxy.metrics().await;
+    assert_eq!(
+        metric(&m, r#"streamguard_cors_refused_total{site="live"}"#),
+        1.0,
+        "{m}"
+    );
+    wait_for("the refusal log line", async || {
+        proxy.log().contains("evil.example.com")
+    })
+    .await;
+}
+
+#[test]
+fn cors_credentials_with_any_origin_is_a_config_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        site_config(
+            "http://127.0.0.1:9",
+            "[site.cors]\nallow_origins = [\"*\"]\nallow_credentials = true",
+            "",
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(BIN)
+        .arg("check-config")
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("site[0].cors.allow_credentials"),
+        "{out:?}"
+    );
+}

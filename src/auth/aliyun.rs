@@ -447,6 +447,13 @@ impl Verifier for Aliyun {
     ) -> Result<Signed, SignError> {
         let ts = expires_at.saturating_sub(self.auth_delta_secs);
         let k = key.expose().as_bytes();
+        // In-path auth needs a path after its segments: `/` alone would sign
+        // a URL the verifier reads as having no token.
+        if matches!(self.form, Form::B | Form::CPath) && path.len() <= 1 {
+            return Err(SignError::BadPath(
+                "in-path auth (types B and C) needs a path below /".into(),
+            ));
+        }
         Ok(match &self.form {
             Form::A(param) => {
                 let t = ts.to_string();

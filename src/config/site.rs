@@ -105,7 +105,16 @@ pub struct RawCors {
     pub allow_origins: Vec<String>,
     /// Preflight cache time. Default 600.
     pub max_age_secs: Option<u64>,
+    /// Let pages send credentials (cookies carrying tokens). Not with `*`.
+    #[serde(default)]
+    pub allow_credentials: bool,
+    /// Request headers pages may send (preflight answer). Default: `Range`,
+    /// `If-None-Match`, `If-Modified-Since`.
+    pub allow_headers: Option<Vec<String>>,
 }
+
+/// Request headers a page may send by default.
+pub const DEFAULT_CORS_ALLOW_HEADERS: &[&str] = &["Range", "If-None-Match", "If-Modified-Since"];
 
 /// Default preflight cache time.
 pub const DEFAULT_CORS_MAX_AGE_SECS: u64 = 600;
@@ -115,10 +124,14 @@ pub const DEFAULT_CORS_MAX_AGE_SECS: u64 = 600;
 pub struct CorsConfig {
     /// `*` was given.
     pub any: bool,
-    /// Allowed origins, lowercase.
+    /// Allowed origins, canonical (lowercase, default port dropped).
     pub origins: Vec<String>,
     /// Preflight cache time.
     pub max_age_secs: u64,
+    /// `Access-Control-Allow-Credentials: true`.
+    pub allow_credentials: bool,
+    /// The preflight's `Access-Control-Allow-Headers`.
+    pub allow_headers: String,
 }
 
 /// `[site.hls]`.
@@ -450,19 +463,36 @@ fn validate_cors(raw: &RawCors, path: &str, ctx: &mut Ctx<'_>) -> Option<CorsCon
             any = true;
             continue;
         }
-        let lower = o.to_ascii_lowercase();
-        let ok = lower
-            .strip_prefix("https://")
-            .or_else(|| lower.strip_prefix("http://"))
-            .is_some_and(|rest| {
-                !rest.is_empty() && !rest.contains('/') && normalize_authority(rest)
-            });
-        if ok {
-            origins.push(lower);
-        } else {
-            ctx.problem(&format!("{path}.cors.allow_origins[{i}]"), "is not an origin like https://player.example.com (scheme, host, optional port; no path)".to_owned());
+        match crate::host::canonical_origin(o) {
+            Some(c) => origins.push(c),
+            None => ctx.problem(
+                &format!("{path}.cors.allow_origins[{i}]"),
+                "is not an origin like https://player.example.com (scheme, host, optional port; no path)",
+            ),
         }
     }
+    if any && raw.allow_credentials {
+        ctx.problem(
+            &format!("{path}.cors.allow_credentials"),
+            "cannot be used with \"*\" (browsers refuse it); list the origins",
+        );
+    }
+    let mut allow_headers = Vec::new();
+    for (i, h) in raw.allow_headers.iter().flatten().enumerate() {
+        if http::HeaderName::from_bytes(h.as_bytes()).is_ok() {
+            allow_headers.push(h.clone());
+        } else {
+            ctx.problem(
+                &format!("{path}.cors.allow_headers[{i}]"),
+                "is not a header name",
+            );
+        }
+    }
+    let allow_headers = if raw.allow_headers.is_some() {
+        allow_headers.join(", ")
+    } else {
+        DEFAULT_CORS_ALLOW_HEADERS.join(", ")
+    };
     let max_age_secs = raw.max_age_secs.unwrap_or(DEFAULT_CORS_MAX_AGE_SECS);
     if max_age_secs > 86_400 {
         ctx.problem(
@@ -474,12 +504,9 @@ fn validate_cors(raw: &RawCors, path: &str, ctx: &mut Ctx<'_>) -> Option<CorsCon
         any,
         origins,
         max_age_secs,
+        allow_credentials: raw.allow_credentials,
+        allow_headers,
     })
-}
-
-/// True for `host[:port]` with a valid host.
-fn normalize_authority(a: &str) -> bool {
-    crate::host::normalize_host(a).is_some_and(|h| is_hostname(&h))
 }
 
 fn validate_hls(

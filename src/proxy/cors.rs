@@ -13,12 +13,19 @@ use super::respond::{DENY_HEADER, ERROR_HEADER};
 use crate::config::CorsConfig;
 
 /// The allowed value for an `Origin` request header, if it is allowed.
+/// Origins compare as browsers send them (`https://x:443` is `https://x`).
 fn allowed(cors: &CorsConfig, origin: &HeaderValue) -> Option<HeaderValue> {
-    let o = origin.to_str().ok()?.to_ascii_lowercase();
     if cors.any {
         return Some(HeaderValue::from_static("*"));
     }
+    let o = crate::host::canonical_origin(origin.to_str().ok()?)?;
     cors.origins.contains(&o).then(|| origin.clone())
+}
+
+/// True when a request carries an `Origin` the site does not allow (its
+/// response will carry no CORS headers, so the page cannot read it).
+pub fn refuses(cors: &CorsConfig, origin: &HeaderValue) -> bool {
+    allowed(cors, origin).is_none()
 }
 
 /// True for a CORS preflight: `OPTIONS` with `Origin` and
@@ -41,11 +48,16 @@ pub fn preflight(cors: &CorsConfig, headers: &HeaderMap) -> Response<ProxyBody> 
             ACCESS_CONTROL_ALLOW_METHODS,
             HeaderValue::from_static("GET, HEAD, OPTIONS"),
         );
-        h.insert(
-            ACCESS_CONTROL_ALLOW_HEADERS,
-            HeaderValue::from_static("Range, If-None-Match, If-Modified-Since"),
-        );
+        if let Ok(v) = HeaderValue::from_str(&cors.allow_headers) {
+            h.insert(ACCESS_CONTROL_ALLOW_HEADERS, v);
+        }
         h.insert(ACCESS_CONTROL_MAX_AGE, HeaderValue::from(cors.max_age_secs));
+        if cors.allow_credentials {
+            h.insert(
+                http::header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+                HeaderValue::from_static("true"),
+            );
+        }
     }
     resp
 }
@@ -64,6 +76,12 @@ pub fn decorate(cors: &CorsConfig, origin: Option<&HeaderValue>, resp: &mut Resp
     };
     let h = resp.headers_mut();
     h.insert(ACCESS_CONTROL_ALLOW_ORIGIN, v);
+    if cors.allow_credentials {
+        h.insert(
+            http::header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+            HeaderValue::from_static("true"),
+        );
+    }
     let expose = format!("Content-Length, Content-Range, {DENY_HEADER}, {ERROR_HEADER}");
     if let Ok(e) = HeaderValue::from_str(&expose) {
         h.insert(ACCESS_CONTROL_EXPOSE_HEADERS, e);

@@ -661,7 +661,21 @@ fn respond(
             (stop.into_response(deny_status), outcome, reason)
         }
     };
-    if let Some(c) = ctx.site.as_ref().and_then(|s| s.config.cors.as_ref()) {
+    if let Some((site, c)) = ctx
+        .site
+        .as_ref()
+        .and_then(|s| s.config.cors.as_ref().map(|c| (s, c)))
+    {
+        if let Some(o) = ctx.cors_origin.as_ref() {
+            if cors::refuses(c, o) {
+                shared
+                    .metrics
+                    .cors_refused
+                    .with_label_values(&[&site.config.id])
+                    .inc();
+                tracing::info!(site = %site.config.id, origin = ?o, "CORS request from an origin the site does not allow");
+            }
+        }
         cors::decorate(c, ctx.cors_origin.as_ref(), &mut response);
     }
     (response, outcome, reason)

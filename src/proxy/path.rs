@@ -83,15 +83,29 @@ pub fn validate_with(path: &str, allow_params: bool) -> Result<(), PathError> {
     Ok(())
 }
 
+/// Shortest run of hex digits treated as a possible signature (an MD5 is
+/// 32; 16 leaves room for truncated MACs).
+const LOGGED_HEX_RUN: usize = 16;
+
+/// True when `s` holds a run of [`LOGGED_HEX_RUN`] or more hex digits.
+fn has_hex_run(s: &str) -> bool {
+    let mut run = 0;
+    for b in s.bytes() {
+        run = if b.is_ascii_hexdigit() { run + 1 } else { 0 };
+        if run >= LOGGED_HEX_RUN {
+            return true;
+        }
+    }
+    false
+}
+
 /// `path` as it may be logged: anything that could be a signature is
 /// replaced by `…` — `;` parameters, segments holding `=`, and runs of 16 or
-/// more hex digits (the MD5 of Alibaba Cloud B/C in-path auth) — whatever
-/// the host or verdict. Borrowed when there is nothing to hide.
+/// more hex digits (the MD5 of Alibaba Cloud B/C in-path auth, wherever it
+/// sits) — whatever the host or verdict. Borrowed when there is nothing to
+/// hide.
 pub fn for_log(path: &str) -> std::borrow::Cow<'_, str> {
-    let suspicious = |seg: &str| {
-        seg.contains('=') || (seg.len() >= 16 && seg.bytes().all(|b| b.is_ascii_hexdigit()))
-    };
-    if !path.contains(';') && !path.split('/').any(suspicious) {
+    if !path.contains(['=', ';']) && !has_hex_run(path) {
         return std::borrow::Cow::Borrowed(path);
     }
     let mut out = String::with_capacity(path.len());
@@ -103,7 +117,27 @@ pub fn for_log(path: &str) -> std::borrow::Cow<'_, str> {
             Some((b, _)) => (b, true),
             None => (seg, false),
         };
-        out.push_str(if suspicious(bare) { "…" } else { bare });
+        if bare.contains('=') {
+            out.push('…');
+        } else {
+            // Keep what surrounds a hex run (`seg-…​.ts`), hide the run.
+            let bytes = bare.as_bytes();
+            let mut i = 0;
+            while i < bytes.len() {
+                let run = bytes[i..].iter().take_while(|b| b.is_ascii_hexdigit()).count();
+                if run >= LOGGED_HEX_RUN {
+                    out.push('…');
+                    i += run;
+                } else if run > 0 {
+                    out.push_str(&bare[i..i + run]);
+                    i += run;
+                } else {
+                    let ch = bare[i..].chars().next().map_or(1, char::len_utf8);
+                    out.push_str(&bare[i..i + ch]);
+                    i += ch;
+                }
+            }
+        }
         if params {
             out.push_str(";…");
         }
@@ -200,6 +234,11 @@ mod tests {
             "/live/a.flv;…"
         );
         assert_eq!(for_log("/live/__token__=exp=1~hmac=ab/x"), "/live/…/x");
+        assert_eq!(
+            for_log(&format!("/live/seg-{h}.ts")),
+            "/live/seg-….ts"
+        );
+        assert_eq!(for_log("/live/cafe-0123.ts"), "/live/cafe-0123.ts");
     }
 
     #[test]
