@@ -18,7 +18,11 @@ use common::*;
 const COMPOSE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/compose");
 
 fn promtool() -> bool {
-    if have("promtool") {
+    let present = Command::new("promtool")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if present {
         return true;
     }
     assert!(

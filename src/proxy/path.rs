@@ -124,7 +124,10 @@ pub fn for_log(path: &str) -> std::borrow::Cow<'_, str> {
             let bytes = bare.as_bytes();
             let mut i = 0;
             while i < bytes.len() {
-                let run = bytes[i..].iter().take_while(|b| b.is_ascii_hexdigit()).count();
+                let run = bytes[i..]
+                    .iter()
+                    .take_while(|b| b.is_ascii_hexdigit())
+                    .count();
                 if run >= LOGGED_HEX_RUN {
                     out.push('…');
                     i += run;
@@ -234,10 +237,7 @@ mod tests {
             "/live/a.flv;…"
         );
         assert_eq!(for_log("/live/__token__=exp=1~hmac=ab/x"), "/live/…/x");
-        assert_eq!(
-            for_log(&format!("/live/seg-{h}.ts")),
-            "/live/seg-….ts"
-        );
+        assert_eq!(for_log(&format!("/live/seg-{h}.ts")), "/live/seg-….ts");
         assert_eq!(for_log("/live/cafe-0123.ts"), "/live/cafe-0123.ts");
     }
 
