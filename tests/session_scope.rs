@@ -36,6 +36,9 @@ async fn origin() -> std::net::SocketAddr {
             };
             match path.as_str() {
             "/index.m3u8" => playlist("#EXTM3U\n#EXTINF:2,\nlive/a/seg0.ts\n"),
+            "/live/q/index.m3u8" => playlist(
+                "#EXTM3U\n#EXT-X-KEY:METHOD=AES-128,URI=\"keys/k?id=1\"\n#EXTINF:2,\nseg0.ts\n",
+            ),
             "/live/master/index.m3u8" => playlist(
                 "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\n../a/index.m3u8\n#EXT-X-STREAM-INF:BANDWIDTH=2\n../b/index.m3u8\n",
             ),
@@ -183,4 +186,25 @@ fn hls_resolve(base: &str, name: &str) -> String {
         rest = r;
     }
     format!("{}/{rest}", dir.join("/"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_child_token_opens_its_query_and_no_other() {
+    let origin = origin().await;
+    let proxy = Proxy::start(&config(origin, "session"));
+    let q = tencent_query(KEY, "/live/q/index.m3u8", now() + 600);
+    let kids = children(&proxy, &format!("/live/q/index.m3u8?{q}")).await;
+    let key = kids.iter().find(|k| k.starts_with("keys/k?id=1&")).unwrap();
+    let t = token(key);
+    assert_eq!(
+        status(&proxy, &format!("/live/q/keys/k?id=1&sg_session={t}")).await,
+        (StatusCode::OK, None)
+    );
+    for other in ["id=2", "id=1&more=1"] {
+        assert_eq!(
+            status(&proxy, &format!("/live/q/keys/k?{other}&sg_session={t}")).await,
+            (StatusCode::FORBIDDEN, Some("bad_signature".to_owned())),
+            "{other}"
+        );
+    }
 }

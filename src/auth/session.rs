@@ -3,11 +3,12 @@
 //! When a playlist is served, each child URI gets a token of its own:
 //!
 //! - **exact path** (the default): `sg_session={expires}-{hex(ip)}-{mac}`,
-//!   `mac = hex(HMAC-SHA256(secret, "sg3\n" site "\n" path "\n" ip "\n" expires))[..32]`,
+//!   `mac = hex(HMAC-SHA256(secret, "sg4\n" site "\n" path "\n" query "\n" ip "\n" expires))[..32]`,
 //!   where `path` is the child's origin path exactly as the player will
-//!   request it (the playlist's URI resolved against the playlist's URL). A
-//!   token opens that one path and nothing else, so a playlist can never
-//!   hand out more than it references.
+//!   request it (the playlist's URI resolved against the playlist's URL) and
+//!   `query` the URI's own query (without `sg_session`). A token opens that
+//!   one URL and nothing else — not the same path with another query — so a
+//!   playlist can never hand out more than it references.
 //! - **directory** (`child_auth = "session_directory"`, opt-in):
 //!   `sg_session={expires}-{hex(scope)}-{hex(ip)}-{mac}` over `"sg2\n"` and
 //!   the playlist's directory, which opens every HLS resource under it.
@@ -88,11 +89,29 @@ fn mac(secret: &Secret, parts: &[&str]) -> [u8; 16] {
     out
 }
 
-fn path_mac(secret: &Secret, site: &str, path: &str, ip: &str, expires: &str) -> [u8; 16] {
+fn path_mac(
+    secret: &Secret,
+    site: &str,
+    path: &str,
+    query: &str,
+    ip: &str,
+    expires: &str,
+) -> [u8; 16] {
     mac(
         secret,
-        &["sg3\n", site, "\n", path, "\n", ip, "\n", expires],
+        &[
+            "sg4\n", site, "\n", path, "\n", query, "\n", ip, "\n", expires,
+        ],
     )
+}
+
+/// The part of a query a path token covers: everything but `sg_session`,
+/// in order (`""` for none). The same function reads the playlist's URI at
+/// issue and the request at verification, so both sides agree.
+pub fn covered_query(query: Option<&str>) -> String {
+    query
+        .and_then(|q| super::strip_params(q, &[SESSION_PARAM]))
+        .unwrap_or_default()
 }
 
 fn directory_mac(secret: &Secret, site: &str, scope: &str, ip: &str, expires: &str) -> [u8; 16] {
@@ -102,13 +121,14 @@ fn directory_mac(secret: &Secret, site: &str, scope: &str, ip: &str, expires: &s
     )
 }
 
-/// Issues a token for exactly `path` (an origin path) on `site` until
-/// `expires_at`, bound to `bound_ip` when given. `None` when the path is too
-/// long to carry.
+/// Issues a token for exactly `path` (an origin path) with `query` (see
+/// [`covered_query`]) on `site` until `expires_at`, bound to `bound_ip`
+/// when given. `None` when the path is too long to carry.
 pub fn issue_for_path(
     secret: &Secret,
     site: &str,
     path: &str,
+    query: &str,
     bound_ip: Option<IpAddr>,
     expires_at: u64,
 ) -> Option<String> {
@@ -117,7 +137,7 @@ pub fn issue_for_path(
     }
     let exp = format!("{expires_at:x}");
     let ip = bound_ip.map(|i| i.to_string()).unwrap_or_default();
-    let tag = hex::encode(path_mac(secret, site, path, &ip, &exp));
+    let tag = hex::encode(path_mac(secret, site, path, query, &ip, &exp));
     Some(format!("{exp}-{}-{tag}", hex::encode(&ip)))
 }
 
@@ -170,6 +190,7 @@ pub fn verify(
     scope: Scope,
     token: &str,
     path: &str,
+    query: &str,
     client_ip: Option<IpAddr>,
     now: u64,
     leeway: u64,
@@ -195,7 +216,7 @@ pub fn verify(
     }
     let directory = match scope_hex {
         None => {
-            if !hex_digest_matches(&path_mac(secret, site, path, &ip, exp), tag) {
+            if !hex_digest_matches(&path_mac(secret, site, path, query, &ip, exp), tag) {
                 return Err(DenyReason::BadSignature);
             }
             None
@@ -252,6 +273,7 @@ mod tests {
             Scope::Path,
             t,
             path,
+            "",
             None,
             10,
             0,
@@ -261,7 +283,7 @@ mod tests {
     #[test]
     fn a_path_token_opens_exactly_its_path() {
         let s = Secret::new("session-secret");
-        let t = issue_for_path(&s, "live", "/live/s/seg1.ts", None, 1000).unwrap();
+        let t = issue_for_path(&s, "live", "/live/s/seg1.ts", "", None, 1000).unwrap();
         assert_eq!(
             verify(
                 &s,
@@ -269,6 +291,7 @@ mod tests {
                 Scope::Path,
                 &t,
                 "/live/s/seg1.ts",
+                "",
                 None,
                 1000,
                 0
@@ -286,6 +309,7 @@ mod tests {
                 Scope::Path,
                 &t,
                 "/live/s/seg1.ts",
+                "",
                 None,
                 1001,
                 0
@@ -309,6 +333,7 @@ mod tests {
                 Scope::Path,
                 &t,
                 "/live/s/seg1.ts",
+                "",
                 None,
                 10,
                 0
@@ -322,6 +347,7 @@ mod tests {
                 Scope::Path,
                 &t,
                 "/live/s/seg1.ts",
+                "",
                 None,
                 10,
                 0
@@ -331,11 +357,25 @@ mod tests {
     }
 
     #[test]
+    fn a_path_token_opens_only_its_own_query() {
+        let s = Secret::new("session-secret");
+        let t = issue_for_path(&s, "live", "/keys/k", "id=1", None, 1000).unwrap();
+        let at = |q: &str| verify(&s, "live", Scope::Path, &t, "/keys/k", q, None, 10, 0);
+        assert!(at("id=1").is_ok());
+        for other in ["id=2", "", "id=1&x=1", "x=1&id=1"] {
+            assert_eq!(at(other), Err(DenyReason::BadSignature), "{other}");
+        }
+        assert_eq!(covered_query(Some("id=1&sg_session=abc")), "id=1");
+        assert_eq!(covered_query(Some("sg_session=abc")), "");
+        assert_eq!(covered_query(None), "");
+    }
+
+    #[test]
     fn directory_tokens_need_the_opt_in_and_never_cover_the_root() {
         let s = Secret::new("session-secret");
         let t = issue_for_directory(&s, "live", "/live/s/", None, 1000).unwrap();
         assert_eq!(ok(&t, "/live/s/seg1.ts"), Err(DenyReason::BadSignature));
-        let dir = |path| verify(&s, "live", Scope::Directory, &t, path, None, 10, 0);
+        let dir = |path| verify(&s, "live", Scope::Directory, &t, path, "", None, 10, 0);
         assert_eq!(
             dir("/live/s/v0/seg1.ts").map(|g| g.directory),
             Ok(Some("/live/s/".to_owned()))
@@ -347,12 +387,22 @@ mod tests {
         let tag = hex::encode(directory_mac(&s, "live", "/", "", exp));
         let root = format!("{exp}-{}--{tag}", hex::encode("/"));
         assert_eq!(
-            verify(&s, "live", Scope::Directory, &root, "/a.ts", None, 10, 0),
+            verify(
+                &s,
+                "live",
+                Scope::Directory,
+                &root,
+                "/a.ts",
+                "",
+                None,
+                10,
+                0
+            ),
             Err(DenyReason::BadSignature)
         );
         // Path tokens work on directory sites too.
-        let p = issue_for_path(&s, "live", "/x/a.ts", None, 1000).unwrap();
-        assert!(verify(&s, "live", Scope::Directory, &p, "/x/a.ts", None, 10, 0).is_ok());
+        let p = issue_for_path(&s, "live", "/x/a.ts", "", None, 1000).unwrap();
+        assert!(verify(&s, "live", Scope::Directory, &p, "/x/a.ts", "", None, 10, 0).is_ok());
     }
 
     #[test]
@@ -366,11 +416,11 @@ mod tests {
             "/live/keys/k1",
             "/live/k.key",
         ] {
-            let t = issue_for_path(&s, "live", good, None, 1000).unwrap();
+            let t = issue_for_path(&s, "live", good, "", None, 1000).unwrap();
             assert!(ok(&t, good).is_ok(), "{good}");
         }
         for no in ["/live/other.flv", "/live/x.php", "/live/a.mkv"] {
-            let t = issue_for_path(&s, "live", no, None, 1000).unwrap();
+            let t = issue_for_path(&s, "live", no, "", None, 1000).unwrap();
             assert_eq!(ok(&t, no), Err(DenyReason::BadSignature), "{no}");
         }
     }
@@ -379,8 +429,8 @@ mod tests {
     fn a_bound_address_stays_bound() {
         let s = Secret::new("session-secret");
         let ip: IpAddr = "203.0.113.7".parse().unwrap();
-        let t = issue_for_path(&s, "live", "/live/a.ts", Some(ip), 1000).unwrap();
-        let at = |client| verify(&s, "live", Scope::Path, &t, "/live/a.ts", client, 10, 0);
+        let t = issue_for_path(&s, "live", "/live/a.ts", "", Some(ip), 1000).unwrap();
+        let at = |client| verify(&s, "live", Scope::Path, &t, "/live/a.ts", "", client, 10, 0);
         assert!(at(Some(ip)).is_ok());
         assert_eq!(
             at(Some("198.51.100.1".parse().unwrap())),
@@ -395,7 +445,7 @@ mod tests {
     #[test]
     fn tampered_tokens_are_refused() {
         let s = Secret::new("session-secret");
-        let t = issue_for_path(&s, "live", "/live/s/x.ts", None, 1000).unwrap();
+        let t = issue_for_path(&s, "live", "/live/s/x.ts", "", None, 1000).unwrap();
         let later = t.replacen("3e8", "3e9", 1);
         assert_eq!(ok(&later, "/live/s/x.ts"), Err(DenyReason::BadSignature));
         for bad in [
@@ -410,7 +460,9 @@ mod tests {
         ] {
             assert_eq!(ok(bad, "/l/x.ts"), Err(DenyReason::MalformedToken), "{bad}");
         }
-        assert!(issue_for_path(&s, "live", &format!("/{}", "a".repeat(2000)), None, 1).is_none());
+        assert!(
+            issue_for_path(&s, "live", &format!("/{}", "a".repeat(2000)), "", None, 1).is_none()
+        );
     }
 
     #[test]

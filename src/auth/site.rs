@@ -131,6 +131,11 @@ impl SiteAuth {
             Grant::Session(g) => (g.directory.as_deref(), g.bound_ip),
             Grant::Scheme { bound_ip, .. } => (None, *bound_ip),
         };
+        // `child_path` may carry the URI's own query after `?`.
+        let (child_path, child_query) = match child_path.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (child_path, None),
+        };
         let child = self.origin_path(child_path);
         let token = match sessions.scope {
             session::Scope::Directory => {
@@ -156,6 +161,7 @@ impl SiteAuth {
                 &sessions.secret,
                 &self.site_id,
                 child,
+                &session::covered_query(child_query),
                 bound_ip,
                 expires_at,
             )?,
@@ -291,6 +297,7 @@ fn by_session<'a>(
         sessions.scope,
         token,
         site.origin_path(req.path),
+        &session::covered_query(req.query),
         req.client_ip,
         now,
         site.clock_skew_secs,

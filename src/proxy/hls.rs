@@ -108,6 +108,25 @@ impl Scope<'_> {
     }
 }
 
+impl Scope<'_> {
+    /// What a player requests for `uri`: [`Scope::target_path`], with the
+    /// URI's own query (if any) after a `?`. The query is part of what a
+    /// child token opens: an origin may pick the resource by it (`key?id=1`).
+    pub fn target(&self, base: &str, uri: &str) -> Option<String> {
+        let path = self.target_path(base, uri)?;
+        let query = uri
+            .split('#')
+            .next()
+            .and_then(|u| u.split_once('?'))
+            .map_or("", |(_, q)| q);
+        Some(if query.is_empty() {
+            path
+        } else {
+            format!("{path}?{query}")
+        })
+    }
+}
+
 /// RFC 3986 §5.2.4 for an absolute path: `.` and `..` segments resolved the
 /// way a player resolves them (never above the root).
 pub fn remove_dot_segments(path: &str) -> String {
@@ -152,8 +171,9 @@ pub fn add_params(uri: &str, params: &str) -> String {
 }
 
 /// Rewrites a playlist served at `base` (its request path); see the module
-/// docs. `params` gives each child's params from the path the player will
-/// request; `None` leaves that URI as it is.
+/// docs. `params` gives each child's params from what the player will
+/// request ([`Scope::target`]: the path, and `?query` when the URI has one);
+/// `None` leaves that URI as it is.
 pub fn rewrite(
     playlist: &str,
     scope: Scope<'_>,
@@ -180,7 +200,7 @@ pub fn rewrite(
                 out.push_str(line);
             }
         } else if let Some(p) = scope
-            .target_path(base, trimmed)
+            .target(base, trimmed)
             .and_then(|target| params(&target))
         {
             // Keep surrounding whitespace as it was.
@@ -229,10 +249,7 @@ fn rewrite_uri_attribute(
             let value_end = value_start + len;
             if name == "URI" {
                 let value = &line[value_start..value_end];
-                let Some(p) = scope
-                    .target_path(base, value)
-                    .and_then(|target| params(&target))
-                else {
+                let Some(p) = scope.target(base, value).and_then(|target| params(&target)) else {
                     return line.to_owned();
                 };
                 return format!(
