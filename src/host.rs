@@ -4,7 +4,16 @@
 /// Lowercases a `host[:port]` and drops the port (IPv6 brackets kept off).
 pub fn normalize_host(raw: &str) -> Option<String> {
     let host = if let Some(rest) = raw.strip_prefix('[') {
-        rest.split_once(']')?.0
+        let (inside, after) = rest.split_once(']')?;
+        // Nothing but a port may follow the brackets.
+        let port_ok = after.is_empty()
+            || after
+                .strip_prefix(':')
+                .is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+        if !port_ok {
+            return None;
+        }
+        inside
     } else {
         raw.rsplit_once(':').map_or(raw, |(h, port)| {
             if port.bytes().all(|b| b.is_ascii_digit()) {
@@ -97,5 +106,7 @@ mod tests {
         assert_eq!(normalize_host("127.0.0.1").as_deref(), Some("127.0.0.1"));
         assert_eq!(normalize_host(""), None);
         assert_eq!(normalize_host(":80"), None);
+        assert_eq!(normalize_host("[::1]@evil.com"), None);
+        assert_eq!(normalize_host("[play.example.com]x"), None);
     }
 }

@@ -73,6 +73,10 @@ impl Scope<'_> {
             Some(rest) => {
                 let end = rest.find(['/', '?']).unwrap_or(rest.len());
                 let authority = &rest[..end];
+                // Browsers read a backslash as `/`: `evil\@host` is on `evil`.
+                if authority.contains('\\') {
+                    return None;
+                }
                 let host = crate::host::normalize_host(
                     authority.rsplit_once('@').map_or(authority, |(_, h)| h),
                 )?;

@@ -459,18 +459,21 @@ fn authenticate_request(
         client_ip: Some(ctx.client_ip),
         headers: Some(req.headers()),
     };
-    authenticate(&site.auth, &view, ctx.now)
-        .result
-        .map_err(|reason| {
-            if let Some(t) = shared
-                .throttle
-                .as_ref()
-                .filter(|_| throttle::is_guess(reason))
-            {
-                t.failed(ctx.client_ip, ctx.started);
-            }
-            Stop::Denied(reason)
-        })
+    let verdict = authenticate(&site.auth, &view, ctx.now);
+    // Session tokens are the proxy's own (128-bit MACs, not guessable);
+    // their failures come from honest players (a restart, another replica)
+    // and must not lock a NAT out.
+    let by_session = verdict.by_session;
+    verdict.result.map_err(|reason| {
+        if let Some(t) = shared
+            .throttle
+            .as_ref()
+            .filter(|_| !by_session && throttle::is_guess(reason))
+        {
+            t.failed(ctx.client_ip, ctx.started);
+        }
+        Stop::Denied(reason)
+    })
 }
 
 /// Phase 4, forward: exactly the verified path (minus in-path auth for
@@ -725,7 +728,8 @@ fn access_log(
         site: site
             .map_or(metrics::UNKNOWN_SITE, |s| s.config.id.as_str())
             .to_owned(),
-        client: ctx.conn.remote.ip(),
+        // The address tokens bind to (trusted proxies resolved).
+        client: ctx.client_ip,
         method: method.clone(),
         // Schemes with auth in the path (Alibaba Cloud B/C) log it without.
         path: path::for_log(site.map_or(path.as_str(), |s| s.auth.origin_path(path))).into_owned(),

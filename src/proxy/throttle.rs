@@ -22,8 +22,21 @@ use std::time::Instant;
 use crate::auth::DenyReason;
 
 /// Most addresses tracked at once; past it, addresses whose budget is full
-/// again are forgotten, and if that is not enough, all are.
+/// again are forgotten, and if that is not enough new addresses are not
+/// tracked (never forgetting a spent budget: that would reset an attacker).
 pub const MAX_TRACKED: usize = 100_000;
+
+/// The key of an address: IPv4 as is, IPv6 by its /64 (one subscriber's
+/// prefix; a single host can use every address in it).
+fn key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+        }
+        v4 => v4,
+    }
+}
 
 struct Bucket {
     tokens: f64,
@@ -87,18 +100,27 @@ impl Throttle {
         if self.tracked.load(Ordering::Relaxed) == 0 {
             return true;
         }
+        let ip = key(ip);
         let mut table = self.lock();
-        match table.get_mut(&ip) {
-            None => true,
+        let allowed = match table.get_mut(&ip) {
+            None => return true,
             Some(b) => {
                 self.refill(b, now);
                 b.tokens >= 1.0
             }
+        };
+        // A budget that refilled completely is forgotten, so the table (and
+        // this lock on every request) goes away once guessing stops.
+        if table.get(&ip).is_some_and(|b| b.tokens >= self.per_minute) {
+            table.remove(&ip);
+            self.tracked.store(table.len(), Ordering::Relaxed);
         }
+        allowed
     }
 
     /// Spends one failure of `ip`'s budget.
     pub fn failed(&self, ip: IpAddr, now: Instant) {
+        let ip = key(ip);
         let mut table = self.lock();
         if table.len() >= MAX_TRACKED && !table.contains_key(&ip) {
             let per_minute = self.per_minute;
@@ -107,7 +129,8 @@ impl Throttle {
                 b.tokens + secs * per_minute / 60.0 < per_minute
             });
             if table.len() >= MAX_TRACKED {
-                table.clear();
+                // Full of spent budgets: keep them, track no newcomer.
+                return;
             }
         }
         let b = table.entry(ip).or_insert(Bucket {
