@@ -724,3 +724,38 @@ fn cors_credentials_with_any_origin_is_a_config_error() {
         "{out:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_http2_stream_whose_window_stays_shut_is_cut_by_the_send_timeout() {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let origin = Origin::start().await;
+    let proxy = Proxy::start(
+        &site_config(&format!("http://{}", origin.addr), "", "")
+            .replace("[server]\n", "[server]\nsend_timeout_secs = 1\n"),
+    );
+    // The client reads the socket (the connection task runs, pings are
+    // answered) but never reads the body, so the stream's window stays shut
+    // after 64 KiB: no socket write ever blocks.
+    let tcp = tokio::net::TcpStream::connect(proxy.http_addr())
+        .await
+        .unwrap();
+    let (mut send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let q = tencent_query(KEY, "/fast/h2.flv", now() + 600);
+    let req = http::Request::get(format!("http://play.example.com/fast/h2.flv?{q}"))
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let resp = send.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    wait_for("the send timeout", async || {
+        metric(
+            &proxy.metrics().await,
+            "streamguard_connection_errors_total{kind=\"send_timeout\"}",
+        ) >= 1.0
+    })
+    .await;
+    drop(resp);
+}

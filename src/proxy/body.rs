@@ -261,7 +261,17 @@ impl<B, G> WithGuard<B, G> {
     }
 }
 
-impl<B: Body, G> Body for WithGuard<B, G> {
+/// Told how a response body is being consumed: when a frame was handed to
+/// the connection (from then on the client has to take it), and when the
+/// body is waiting on its source instead.
+pub trait Progress {
+    /// A frame was handed over; the next poll shows the client took it.
+    fn handed_frame(&self);
+    /// The body was polled and waits for (or finished with) its source.
+    fn waiting_on_source(&self);
+}
+
+impl<B: Body, G: Progress> Body for WithGuard<B, G> {
     type Data = B::Data;
     type Error = B::Error;
 
@@ -271,6 +281,12 @@ impl<B: Body, G> Body for WithGuard<B, G> {
     ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
         let this = self.project();
         let polled = this.inner.poll_frame(cx);
+        if let Some(g) = this.guard.as_ref() {
+            match &polled {
+                Poll::Ready(Some(Ok(_))) => g.handed_frame(),
+                _ => g.waiting_on_source(),
+            }
+        }
         if let Poll::Ready(None) = polled {
             // Finished: release the guard now rather than when hyper drops us.
             this.guard.take();

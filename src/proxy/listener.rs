@@ -51,8 +51,10 @@ fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
 
 /// Largest response data queued per HTTP/2 stream ahead of the client.
 const H2_MAX_SEND_BUF_BYTES: usize = 64 * 1024;
-/// Most concurrent HTTP/2 streams per client connection.
-const H2_MAX_CONCURRENT_STREAMS: u32 = 256;
+/// Most concurrent HTTP/2 streams per client connection. Why not more: each
+/// stream may hold an origin connection and its buffers; a player needs a
+/// handful.
+const H2_MAX_CONCURRENT_STREAMS: u32 = 32;
 /// HTTP/2 ping interval (and ping answer timeout) to detect dead peers.
 const H2_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
 
@@ -73,6 +75,30 @@ struct Activity {
     /// write began to wait for the client to read: the send timeout runs
     /// from here and any write progress clears it.
     write_blocked_ms: AtomicU64,
+    /// Per response in flight: when (ms since start, plus one; 0 = not
+    /// waiting on the client) it handed a frame that the connection has not
+    /// come back for. Catches what the socket cannot show: an HTTP/2 client
+    /// that reads the socket but keeps a stream's window at zero.
+    responses: std::sync::Mutex<Vec<Arc<AtomicU64>>>,
+}
+
+impl Activity {
+    fn responses(&self) -> std::sync::MutexGuard<'_, Vec<Arc<AtomicU64>>> {
+        // Only timestamps inside: a poisoned list is still usable.
+        self.responses
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The oldest frame still waiting for the client, in ms since start.
+    fn oldest_unconsumed_ms(&self) -> Option<u64> {
+        self.responses()
+            .iter()
+            .map(|r| r.load(Ordering::SeqCst))
+            .filter(|&t| t > 0)
+            .min()
+            .map(|t| t - 1)
+    }
 }
 
 /// The client's socket, noting in [`Activity`] when writes stall.
@@ -166,13 +192,32 @@ enum Watchdog {
 struct InFlight {
     activity: Arc<Activity>,
     started: Instant,
+    /// This response's entry in `Activity::responses`.
+    handed: Arc<AtomicU64>,
 }
 
 impl InFlight {
     fn new(activity: Arc<Activity>, started: Instant) -> Self {
         activity.in_flight.fetch_add(1, Ordering::SeqCst);
         activity.requests.fetch_add(1, Ordering::SeqCst);
-        InFlight { activity, started }
+        let handed = Arc::new(AtomicU64::new(0));
+        activity.responses().push(handed.clone());
+        InFlight {
+            activity,
+            started,
+            handed,
+        }
+    }
+}
+
+impl super::body::Progress for InFlight {
+    fn handed_frame(&self) {
+        let now = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.handed.store(now.saturating_add(1), Ordering::SeqCst);
+    }
+
+    fn waiting_on_source(&self) {
+        self.handed.store(0, Ordering::SeqCst);
     }
 }
 
@@ -181,6 +226,9 @@ impl Drop for InFlight {
         let ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.activity.last_end_ms.store(ms, Ordering::SeqCst);
         self.activity.in_flight.fetch_sub(1, Ordering::SeqCst);
+        self.activity
+            .responses()
+            .retain(|r| !Arc::ptr_eq(r, &self.handed));
     }
 }
 
@@ -194,13 +242,21 @@ async fn watchdog(activity: Arc<Activity>, started: Instant, limits: Limits) -> 
     loop {
         tokio::time::sleep(tick).await;
         let blocked = activity.write_blocked_ms.load(Ordering::SeqCst);
-        if blocked > 0
-            && started
+        let stalled_since = [
+            (blocked > 0).then(|| blocked - 1),
+            activity.oldest_unconsumed_ms(),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        if let Some(since) = stalled_since {
+            if started
                 .elapsed()
-                .saturating_sub(Duration::from_millis(blocked - 1))
+                .saturating_sub(Duration::from_millis(since))
                 >= limits.send_timeout
-        {
-            return Watchdog::SendTimeout;
+            {
+                return Watchdog::SendTimeout;
+            }
         }
         if activity.in_flight.load(Ordering::SeqCst) > 0 {
             continue;
