@@ -58,7 +58,12 @@ impl Scope<'_> {
     /// http(s) URL on one of the hosts; `None` for anything else (other
     /// hosts, other schemes), which is left alone.
     pub fn target_path(&self, base: &str, uri: &str) -> Option<String> {
-        let uri = uri.split('#').next().unwrap_or("");
+        // As a browser reads a URL: tabs and newlines are dropped.
+        let cleaned: String = uri
+            .chars()
+            .filter(|c| !matches!(c, '\t' | '\n' | '\r'))
+            .collect();
+        let uri = cleaned.split('#').next().unwrap_or("");
         let lower = uri.to_ascii_lowercase();
         let rest = if lower.starts_with("http://") {
             Some(&uri[7..])
@@ -108,8 +113,34 @@ impl Scope<'_> {
                 }
             }
         };
-        Some(remove_dot_segments(&path))
+        Some(percent_encode(&remove_dot_segments(&path), PATH_SET))
     }
+}
+
+/// Bytes a browser percent-encodes in a URL path (WHATWG URL "path
+/// percent-encode set"), besides controls and non-ASCII.
+const PATH_SET: &[u8] = b" \"#<>?`{}";
+/// The same for a query of an http(s) URL ("special-query percent-encode set").
+const QUERY_SET: &[u8] = b" \"#<>'";
+
+/// `s` with what a browser would percent-encode encoded, so a token is
+/// issued for the bytes the player will send (`seg 1.ts` → `seg%201.ts`,
+/// `é` → `%C3%A9`); existing escapes are kept.
+fn percent_encode(s: &str, set: &[u8]) -> String {
+    if s.bytes()
+        .all(|b| (0x21..0x7f).contains(&b) && !set.contains(&b))
+    {
+        return s.to_owned();
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for b in s.bytes() {
+        if (0x21..0x7f).contains(&b) && !set.contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 impl Scope<'_> {
@@ -118,11 +149,15 @@ impl Scope<'_> {
     /// child token opens: an origin may pick the resource by it (`key?id=1`).
     pub fn target(&self, base: &str, uri: &str) -> Option<String> {
         let path = self.target_path(base, uri)?;
-        let query = uri
+        let cleaned: String = uri
+            .chars()
+            .filter(|c| !matches!(c, '\t' | '\n' | '\r'))
+            .collect();
+        let query = cleaned
             .split('#')
             .next()
             .and_then(|u| u.split_once('?'))
-            .map_or("", |(_, q)| q);
+            .map_or(String::new(), |(_, q)| percent_encode(q, QUERY_SET));
         Some(if query.is_empty() {
             path
         } else {
@@ -317,6 +352,17 @@ mod tests {
         assert_eq!(t("https://cdn.other.com/a.ts"), None);
         assert_eq!(t("skd://key-id"), None);
         assert_eq!(t("data:text/plain;base64,AAAA"), None);
+        // Encoded the way a browser sends it.
+        assert_eq!(t("seg 1.ts").as_deref(), Some("/live/master/seg%201.ts"));
+        assert_eq!(t("é.ts").as_deref(), Some("/live/master/%C3%A9.ts"));
+        assert_eq!(t("a%20b.ts").as_deref(), Some("/live/master/a%20b.ts"));
+        assert_eq!(t("https://evil\\@play.example.com/x.ts"), None);
+        assert_eq!(
+            scope
+                .target("/live/master/index.m3u8", "k?id=a b")
+                .as_deref(),
+            Some("/live/master/k?id=a%20b")
+        );
     }
 
     #[test]
