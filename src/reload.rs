@@ -218,12 +218,19 @@ impl Reloader {
                     }
                     self.last_seen = current;
                     if let ReloadOutcome::Applied { .. } = self.reload() {
-                        // The new config may name other certificate files.
-                        self.cert_files = cert_files(&self.publisher.current_config());
-                        watch_certs(&self.cert_files, &mut watcher);
-                        let mut files: Vec<&Path> = vec![self.path.as_path()];
-                        files.extend(self.cert_files.iter().map(PathBuf::as_path));
-                        self.last_seen = digest(&files);
+                        // The new config may name other certificate files:
+                        // watch them, and include them in the digest. Only
+                        // then is the digest recomputed (not for an
+                        // unchanged set: a write that landed during this
+                        // reload must still look new).
+                        let now_files = cert_files(&self.publisher.current_config());
+                        if now_files != self.cert_files {
+                            self.cert_files = now_files;
+                            watch_certs(&self.cert_files, &mut watcher);
+                            let mut files: Vec<&Path> = vec![self.path.as_path()];
+                            files.extend(self.cert_files.iter().map(PathBuf::as_path));
+                            self.last_seen = digest(&files);
+                        }
                     }
                 }
                 _ = shutdown.changed() => return,
