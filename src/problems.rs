@@ -769,7 +769,7 @@ pub fn given_or(given: Option<&str>, default: &str) -> String {
 const MAX_QUOTED: usize = 64;
 
 /// A vendor-supplied value for a problem message: quoted, escaped and cut to
-/// [`MAX_QUOTED`] characters. Why: vendor answers are not trusted text, and
+/// `MAX_QUOTED` (64) characters. Why: vendor answers are not trusted text, and
 /// the message ends up in a log line. Never used for a key, nor for a value
 /// from the config file (those problems name the key path instead).
 pub fn quoted(s: &str) -> String {

@@ -202,7 +202,7 @@ impl Config {
     }
 
     /// Parses and validates TOML text, reporting every structural and
-    /// validation problem together (see [`parse`]). Relative file paths are
+    /// validation problem together (see the `parse` module). Relative file paths are
     /// resolved against `base_dir`; `${ENV}` references are looked up with
     /// `env`. No message quotes a configured value.
     pub fn from_toml(

@@ -417,7 +417,7 @@ fn check_request(
     Ok(None)
 }
 
-/// The request-target rules of [`check_request`] (also applied by
+/// The request-target rules of `check_request` (also applied by
 /// `streamguard check`): bounded length, unambiguous path (no `;`
 /// parameters unless the site allows them).
 pub fn check_target(
