@@ -54,21 +54,6 @@ impl<'a> Input<'a> {
     }
 }
 
-/// True when `finding`, a reported and not yet fixed invariant violation, is
-/// named in `STREAMGUARD_FUZZ_SKIP` (comma-separated), so that a long
-/// campaign explores past it instead of stopping at it again. Unset (CI, the
-/// corpus replay, a plain `cargo fuzz run`), nothing is skipped.
-fn skipped(finding: &str) -> bool {
-    static SKIP: OnceLock<Vec<String>> = OnceLock::new();
-    SKIP.get_or_init(|| {
-        std::env::var("STREAMGUARD_FUZZ_SKIP")
-            .map(|v| v.split(',').map(str::to_owned).collect())
-            .unwrap_or_default()
-    })
-    .iter()
-    .any(|s| s == finding)
-}
-
 /// True when `s` holds a run of at least `n` ASCII hex digits.
 fn has_hex_run(s: &str, n: usize) -> bool {
     let mut run = 0;
@@ -609,9 +594,6 @@ pub fn verifiers(data: &[u8]) {
     let Ok(signed) = site.verifier.sign(host, &path, None, key, expires) else {
         return;
     };
-    if scheme == "akamai" && signed.query.len() > 4096 && skipped("akamai_long_token") {
-        return;
-    }
     let pq = if signed.query.is_empty() {
         signed.path.clone()
     } else {

@@ -601,6 +601,13 @@ impl Verifier for Akamai {
         }
         let mac = self.digest(&key, &fields, path).ok_or(SignError::NoKey)?;
         let token = format!("{fields}{d}hmac={}", lower_hex(&mac));
+        // The verifier refuses longer tokens (it bounds the work of an
+        // unauthenticated request): never sign one it would refuse.
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(SignError::BadPath(format!(
+                "the token would be longer than {MAX_TOKEN_BYTES} bytes; sign a shorter path or an ACL pattern"
+            )));
+        }
         Ok(Signed {
             path: path.to_owned(),
             query: append_params(query, &[(self.token_name(), &encode_query_value(&token))]),
