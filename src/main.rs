@@ -342,7 +342,7 @@ fn print_demo_urls(config: &Config, server: &Server) -> Result<()> {
         bail!("the demo has no listener");
     };
     // A wildcard bind (0.0.0.0, e.g. in Docker) is reached as 127.0.0.1, one
-    // of the demo site's domains.
+    // of the demo site's domains (also for `[::]`: the demo lists no IPv6).
     if addr.ip().is_unspecified() {
         addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
     }
@@ -374,6 +374,18 @@ fn print_demo_urls(config: &Config, server: &Server) -> Result<()> {
     Ok(())
 }
 
+/// A wildcard bind address (`0.0.0.0`, `[::]`) as a client reaches it: on
+/// loopback of the same family.
+fn reach_on_loopback(addr: &mut std::net::SocketAddr) {
+    if addr.ip().is_unspecified() {
+        addr.set_ip(if addr.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
+    }
+}
+
 /// GET `/healthz` on the admin listener with a plain HTTP/1.0 request.
 fn healthcheck(config: Option<&std::path::Path>, admin: Option<&str>) -> Result<ExitCode> {
     use std::io::{Read as _, Write as _};
@@ -384,14 +396,7 @@ fn healthcheck(config: Option<&std::path::Path>, admin: Option<&str>) -> Result<
         (None, Some(c)) => Config::load(c)?.admin_listen,
         (None, None) => streamguard::config::DEFAULT_ADMIN_LISTEN.parse()?,
     };
-    // A wildcard bind is reached on loopback.
-    if addr.ip().is_unspecified() {
-        addr.set_ip(if addr.is_ipv4() {
-            std::net::Ipv4Addr::LOCALHOST.into()
-        } else {
-            std::net::Ipv6Addr::LOCALHOST.into()
-        });
-    }
+    reach_on_loopback(&mut addr);
     let timeout = std::time::Duration::from_secs(3);
     let probe = || -> std::io::Result<String> {
         let mut s = std::net::TcpStream::connect_timeout(&addr, timeout)?;

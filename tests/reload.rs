@@ -33,6 +33,36 @@ fn save(path: &std::path::Path, text: &str) {
     std::fs::rename(&tmp, path).unwrap();
 }
 
+/// Requests to site A (`/live/a.flv`) from `loops` concurrent loops until
+/// `stop`: (ok, failed) counters and the tasks to await.
+fn steady_traffic(
+    addr: std::net::SocketAddr,
+    loops: usize,
+    pause: Duration,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> (
+    Arc<AtomicUsize>,
+    Arc<AtomicUsize>,
+    Vec<tokio::task::JoinHandle<()>>,
+) {
+    let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let tasks = (0..loops)
+        .map(|_| {
+            let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
+            tokio::spawn(async move {
+                while !stop.load(Ordering::SeqCst) {
+                    let q = tencent_query(KEY, "/live/a.flv", now() + 60);
+                    let (s, _, _) =
+                        get(addr, "play.example.com", &format!("/live/a.flv?{q}")).await;
+                    if s == StatusCode::OK { &ok } else { &failed }.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(pause).await;
+                }
+            })
+        })
+        .collect();
+    (ok, failed, tasks)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn edits_on_disk_and_sighup_reload_without_dropping_requests() {
     let origin = Origin::start().await;
@@ -43,18 +73,9 @@ async fn edits_on_disk_and_sighup_reload_without_dropping_requests() {
 
     // Requests to site A keep flowing through every reload below.
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-    let traffic = {
-        let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
-        tokio::spawn(async move {
-            while !stop.load(Ordering::SeqCst) {
-                let q = tencent_query(KEY, "/live/a.flv", now() + 60);
-                let (s, _, _) = get(addr, "play.example.com", &format!("/live/a.flv?{q}")).await;
-                if s == StatusCode::OK { &ok } else { &failed }.fetch_add(1, Ordering::SeqCst);
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        })
-    };
+    let (ok, failed, mut traffic) =
+        steady_traffic(addr, 1, Duration::from_millis(10), stop.clone());
+    let traffic = traffic.remove(0);
     let b_url = format!(
         "/live/b.flv?{}",
         tencent_query("key-b", "/live/b.flv", now() + 600)
@@ -290,18 +311,7 @@ async fn fifty_reloads_valid_and_invalid_alternating_fail_no_request() {
     let cfg_path = proxy.path("streamguard.toml");
     let addr = proxy.http_addr();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-    let mut traffic = Vec::new();
-    for _ in 0..4 {
-        let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
-        traffic.push(tokio::spawn(async move {
-            while !stop.load(Ordering::SeqCst) {
-                let q = tencent_query(KEY, "/live/a.flv", now() + 60);
-                let (s, _, _) = get(addr, "play.example.com", &format!("/live/a.flv?{q}")).await;
-                if s == StatusCode::OK { &ok } else { &failed }.fetch_add(1, Ordering::SeqCst);
-            }
-        }));
-    }
+    let (ok, failed, traffic) = steady_traffic(addr, 4, Duration::ZERO, stop.clone());
     let count = |m: &str, outcome: &str| {
         metric(
             m,

@@ -58,12 +58,12 @@ impl Scope<'_> {
     /// http(s) URL on one of the hosts; `None` for anything else (other
     /// hosts, other schemes), which is left alone.
     pub fn target_path(&self, base: &str, uri: &str) -> Option<String> {
-        // As a browser reads a URL: tabs and newlines are dropped.
-        let cleaned: String = uri
-            .chars()
-            .filter(|c| !matches!(c, '\t' | '\n' | '\r'))
-            .collect();
-        let uri = cleaned.split('#').next().unwrap_or("");
+        self.resolve(base, &as_browser_reads(uri))
+    }
+
+    /// [`Scope::target_path`] for a URI already cleaned by [`as_browser_reads`].
+    fn resolve(&self, base: &str, uri: &str) -> Option<String> {
+        let uri = uri.split('#').next().unwrap_or("");
         let lower = uri.to_ascii_lowercase();
         let rest = if lower.starts_with("http://") {
             Some(&uri[7..])
@@ -117,6 +117,20 @@ impl Scope<'_> {
     }
 }
 
+/// `uri` as a browser reads a URL: tabs and newlines dropped (borrowed when
+/// there are none).
+fn as_browser_reads(uri: &str) -> std::borrow::Cow<'_, str> {
+    if uri.contains(['\t', '\n', '\r']) {
+        std::borrow::Cow::Owned(
+            uri.chars()
+                .filter(|c| !matches!(c, '\t' | '\n' | '\r'))
+                .collect(),
+        )
+    } else {
+        std::borrow::Cow::Borrowed(uri)
+    }
+}
+
 /// Bytes a browser percent-encodes in a URL path (WHATWG URL "path
 /// percent-encode set"), besides controls and non-ASCII.
 const PATH_SET: &[u8] = b" \"#<>?`{}";
@@ -148,11 +162,8 @@ impl Scope<'_> {
     /// URI's own query (if any) after a `?`. The query is part of what a
     /// child token opens: an origin may pick the resource by it (`key?id=1`).
     pub fn target(&self, base: &str, uri: &str) -> Option<String> {
-        let path = self.target_path(base, uri)?;
-        let cleaned: String = uri
-            .chars()
-            .filter(|c| !matches!(c, '\t' | '\n' | '\r'))
-            .collect();
+        let cleaned = as_browser_reads(uri);
+        let path = self.resolve(base, &cleaned)?;
         let query = cleaned
             .split('#')
             .next()

@@ -568,14 +568,13 @@ async fn filter_response(
         .headers()
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
-    // `propagate` with nothing to propagate: children stay as they are.
-    let nothing_to_add =
-        site.auth.sessions.is_none() && propagated_params(site, &ctx.uri).is_empty();
+    // Only playlists are read; `propagate` with nothing to propagate leaves
+    // them as they are (checked last: it allocates).
     if cfg.hls.rewrite
         && ctx.is_get
-        && !nothing_to_add
         && resp.status() == StatusCode::OK
         && hls::is_playlist(content_type, ctx.uri.path())
+        && (site.auth.sessions.is_some() || !propagated_params(site, &ctx.uri).is_empty())
     {
         let expires_at = children_expiry(site, grant, now);
         let playlist_path = ctx.uri.path();
