@@ -240,7 +240,10 @@ impl Server {
         let (admin_stop, admin_stopped) = watch::channel(false);
         let admin_task = tokio::spawn(admin::serve(
             self.admin,
-            self.shared.clone(),
+            admin::AdminState {
+                shared: self.shared.clone(),
+                publisher: self.publisher.clone(),
+            },
             shutdown.clone(),
             admin_stopped,
         ));

@@ -1,13 +1,19 @@
-//! The admin listener: `/metrics` (Prometheus text), `/healthz` and `/readyz`.
+//! The admin listener: `/metrics` (Prometheus text), `/healthz`, `/readyz`,
+//! the operator API under `/v1/` ([`api`]) and the media-server hooks under
+//! `/hooks/`.
 //!
 //! Separate from the proxy listeners so it can be bound to a private address.
+
+pub mod api;
 
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::header::{HeaderValue, CONTENT_TYPE};
 use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -18,9 +24,23 @@ use tracing::{debug, warn};
 
 use crate::proxy::body::{full, ProxyBody};
 use crate::proxy::Shared;
+use crate::publish::Publisher;
 
 /// Seconds an admin client has to send its request head.
 pub const ADMIN_HEADER_READ_TIMEOUT_SECS: u64 = 10;
+/// Largest admin request body (API JSON, hook forms).
+pub const ADMIN_MAX_BODY_BYTES: usize = 256 * 1024;
+/// Seconds an admin client has to send its request body.
+pub const ADMIN_BODY_READ_TIMEOUT_SECS: u64 = 10;
+
+/// What admin requests are answered from.
+#[derive(Clone)]
+pub struct AdminState {
+    /// Snapshot and metrics.
+    pub shared: Arc<Shared>,
+    /// The config in force and the snapshot swap (operator keys go through it).
+    pub publisher: Arc<Publisher>,
+}
 
 /// Serves admin requests until `stop` flips. Once `draining` flips (the
 /// proxy stopped accepting and drains), `/readyz` answers 503 so a load
@@ -28,7 +48,7 @@ pub const ADMIN_HEADER_READ_TIMEOUT_SECS: u64 = 10;
 /// answering until the drain is over and `stop` flips.
 pub async fn serve(
     listener: TcpListener,
-    shared: Arc<Shared>,
+    state: AdminState,
     draining: watch::Receiver<bool>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -44,13 +64,13 @@ pub async fn serve(
             },
             _ = stop.changed() => return,
         };
-        let shared = shared.clone();
+        let state = state.clone();
         let draining = draining.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |req| {
-                let shared = shared.clone();
+                let state = state.clone();
                 let draining = *draining.borrow();
-                async move { Ok::<_, Infallible>(route(&shared, &req, draining)) }
+                async move { Ok::<_, Infallible>(route(&state, req, draining, remote).await) }
             });
             let conn = http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -63,7 +83,21 @@ pub async fn serve(
     }
 }
 
-fn route(shared: &Shared, req: &Request<Incoming>, draining: bool) -> Response<ProxyBody> {
+async fn route(
+    state: &AdminState,
+    req: Request<Incoming>,
+    draining: bool,
+    remote: std::net::SocketAddr,
+) -> Response<ProxyBody> {
+    let path = req.uri().path();
+    if path == "/v1" || path.starts_with("/v1/") {
+        return api::handle(state, req, remote).await;
+    }
+    basic(state, &req, draining)
+}
+
+fn basic(state: &AdminState, req: &Request<Incoming>, draining: bool) -> Response<ProxyBody> {
+    let shared = &state.shared;
     let (status, content_type, body) = match (req.method(), req.uri().path()) {
         (&Method::GET, "/metrics") => (
             StatusCode::OK,
@@ -102,9 +136,52 @@ fn route(shared: &Shared, req: &Request<Incoming>, draining: bool) -> Response<P
             b"method not allowed\n".to_vec(),
         ),
     };
+    respond(status, content_type, body)
+}
+
+/// A response with a body and its content type.
+pub fn respond(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<ProxyBody> {
     let mut resp = Response::new(full(body));
     *resp.status_mut() = status;
     resp.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp.headers_mut().insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    );
     resp
+}
+
+/// Why a request body could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    /// Larger than [`ADMIN_MAX_BODY_BYTES`].
+    #[error("the request body is larger than {ADMIN_MAX_BODY_BYTES} bytes")]
+    TooLarge,
+    /// Not complete within [`ADMIN_BODY_READ_TIMEOUT_SECS`].
+    #[error("the request body did not arrive within {ADMIN_BODY_READ_TIMEOUT_SECS} s")]
+    Timeout,
+    /// The connection failed while reading it.
+    #[error("the request body could not be read")]
+    Read,
+}
+
+/// Reads a whole request body, bounded in size and time.
+pub async fn read_body(body: Incoming) -> Result<Bytes, BodyError> {
+    let limited = Limited::new(body, ADMIN_MAX_BODY_BYTES);
+    let collected = tokio::time::timeout(
+        Duration::from_secs(ADMIN_BODY_READ_TIMEOUT_SECS),
+        limited.collect(),
+    )
+    .await
+    .map_err(|_| BodyError::Timeout)?;
+    match collected {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(BodyError::TooLarge),
+        Err(_) => Err(BodyError::Read),
+    }
 }
