@@ -15,6 +15,9 @@
 //! - [`keys`]: the [`keys::Secret`] type (constant-time, never printed) and key sets.
 //! - [`metrics`]: every metric name and handle.
 //!
+//! - [`operator`]: keys set through the operator API (`PUT /v1/auth-keys`),
+//!   validated and kept in the state directory.
+//!
 //! The core:
 //! - [`auth`]: the one verdict, [`auth::authenticate`] over an
 //!   [`auth::SiteAuth`] (the site as served), the [`auth::Verifier`] trait,
@@ -32,12 +35,16 @@
 //! - [`publish`]: the one place that joins config and vendor answers into
 //!   sites as served ([`publish::site_auths`], also used by `check`/`sign`)
 //!   and swaps snapshots in.
+//! - [`signing`]: signing a play URL with its site's key (`streamguard sign`,
+//!   the operator API).
 //! - [`reload`]: config hot reload (file watch + SIGHUP) and restart-needed reporting.
 //! - [`admin`]: the admin listener (`/metrics`, `/healthz`, `/readyz`).
 //! - [`demo`]: the built-in demo origin and config behind `streamguard run`.
 //!
 //! The binary (`src/main.rs`) only parses the CLI and calls into this crate;
 //! [`Server::bind`] + [`Server::run`] start a whole proxy, in-process if needed.
+
+#![recursion_limit = "512"]
 
 pub mod admin;
 pub mod auth;
@@ -47,10 +54,12 @@ pub mod fds;
 pub mod host;
 pub mod keys;
 pub mod metrics;
+pub mod operator;
 pub mod problems;
 pub mod proxy;
 pub mod publish;
 pub mod reload;
+pub mod signing;
 pub mod sync;
 pub mod time;
 
@@ -117,9 +126,10 @@ impl Server {
     /// directory, so a restart while a vendor is unreachable still serves.
     pub async fn bind(config: Config) -> Result<Server, StartError> {
         let metrics = Metrics::new()?;
-        let answers = publish::restore_answers(&config);
+        let sources = publish::restore(&config);
         let restored_at = |vendor: &str| {
-            answers
+            sources
+                .answers
                 .iter()
                 .filter(|((account, _), _)| account == vendor)
                 .filter_map(|(_, a)| a.at)
@@ -130,7 +140,7 @@ impl Server {
             .iter()
             .map(|v| restored_at(&v.name))
             .collect();
-        let auths = publish::site_auths(&config, &answers);
+        let auths = publish::site_auths(&config, &sources);
         let snapshot = Snapshot::build(&config, &metrics, auths, None)?;
         let shared = Arc::new(Shared {
             snapshot: Arc::new(ArcSwap::from_pointee(snapshot)),
@@ -142,7 +152,7 @@ impl Server {
         let publisher = Arc::new(publish::Publisher::new(
             shared.clone(),
             config.clone(),
-            answers,
+            sources,
         ));
         let syncs = config
             .vendors

@@ -9,8 +9,6 @@ use tokio::sync::watch;
 
 use streamguard::auth::{authenticate, AuthMode, DenyReason, RequestView, SignOptions, SiteAuth};
 use streamguard::config::{Config, LogFormat, SiteConfig};
-use streamguard::host::normalize_host;
-use streamguard::proxy::path;
 use streamguard::time::unix_now;
 use streamguard::{demo, publish, time, Server};
 
@@ -438,32 +436,9 @@ fn check_config(file: &std::path::Path) -> Result<ExitCode> {
 }
 
 /// A URL split into what the proxy would see.
-struct Target {
-    scheme: String,
-    authority: String,
-    host: String,
-    path: String,
-    query: Option<String>,
-}
-
-fn parse_url(url: &str) -> Result<Target> {
-    let uri: http::Uri = url
-        .parse()
-        .with_context(|| format!("`{url}` is not a URL"))?;
-    let authority = uri
-        .authority()
-        .ok_or_else(|| {
-            anyhow!("`{url}` needs scheme and host, e.g. http://play.example.com/live/s.flv")
-        })?
-        .as_str()
-        .to_owned();
-    let host = normalize_host(&authority).ok_or_else(|| anyhow!("`{url}` has an empty host"))?;
-    Ok(Target {
-        scheme: uri.scheme_str().unwrap_or("http").to_owned(),
-        authority,
-        host,
-        path: uri.path().to_owned(),
-        query: uri.query().map(str::to_owned),
+fn parse_url(url: &str) -> Result<streamguard::signing::Target> {
+    streamguard::signing::Target::parse(url).map_err(|_| {
+        anyhow!("`{url}` needs scheme and host, e.g. http://play.example.com/live/s.flv")
     })
 }
 
@@ -483,8 +458,8 @@ fn served_site<'c>(config: &'c Config, host: &str) -> Option<(&'c SiteConfig, Si
         .sites
         .iter()
         .position(|s| s.domains.iter().any(|d| d == host))?;
-    let answers = publish::restore_answers(config);
-    let auth = publish::site_auths(config, &answers).into_iter().nth(i)?;
+    let sources = publish::restore(config);
+    let auth = publish::site_auths(config, &sources).into_iter().nth(i)?;
     Some((&config.sites[i], auth))
 }
 
@@ -592,7 +567,8 @@ fn check(config: &std::path::Path, q: &CheckRequest) -> Result<ExitCode> {
     }
     if let Some(i) = verdict.matched_key {
         let name = streamguard::auth::key_label(i);
-        match auth.key_sources.get(i) {
+        let (_, sources) = auth.keys_for(auth.origin_path(&t.path));
+        match sources.get(i) {
             Some(source) => out.line("key", format!("{name} ({source})")),
             None => out.line("key", name),
         }
@@ -686,50 +662,40 @@ fn sign(
     opts: SignOptions,
     url: &str,
 ) -> Result<()> {
+    use streamguard::signing::{self, Expiry, SignError};
     let config = Config::load(config)?;
     let t = parse_url(url)?;
     let (site, auth) = served_site(&config, &t.host)
         .ok_or_else(|| anyhow!("no site lists the domain `{}`", t.host))?;
-    path::validate_with(&t.path, site.allow_path_params)
-        .with_context(|| format!("the proxy would reject the path {}", t.path))?;
     let now = at.unwrap_or_else(unix_now);
-    let expires = match (expires_in, expires_at) {
-        (_, Some(at)) if at <= now => bail!(
+    let expiry = match (expires_in, expires_at) {
+        (_, Some(at)) => Expiry::At(at),
+        (Some(secs), None) => Expiry::In(secs),
+        (None, None) => bail!("give --expires-in or --expires-at"),
+    };
+    let signed = match signing::sign(site, &auth, &t, expiry, now, &opts) {
+        Ok(s) => s,
+        Err(SignError::PastExpiry { at, now }) => bail!(
             "--expires-at {at} is in the past ({}; now {now}): the URL would be denied as expired",
             time::rfc3339(at)
         ),
-        (_, Some(at)) => at,
-        (Some(0), None) => bail!("--expires-in must be at least 1 second"),
-        (Some(secs), None) => now.saturating_add(secs),
-        (None, None) => bail!("give --expires-in or --expires-at"),
+        Err(SignError::ZeroLifetime) => bail!("--expires-in must be at least 1 second"),
+        Err(SignError::VendorDisabled { site: id }) => bail!(
+            "site {id}: the vendor reports auth disabled, so there is no key to sign with (on_vendor_disabled = {} applies)",
+            match auth.mode {
+                AuthMode::VendorDisabled { allow: true } => "allow",
+                _ => "deny",
+            }
+        ),
+        Err(SignError::NoKey { site: id }) => bail!(
+            "site {id} has no key to sign with (no key in [site.auth], and no vendor answer saved in the state directory)"
+        ),
+        Err(e) => return Err(e).with_context(|| format!("cannot sign {}", t.path)),
     };
-    if let AuthMode::VendorDisabled { allow } = auth.mode {
-        bail!(
-            "site {}: the vendor reports auth disabled, so there is no key to sign with (on_vendor_disabled = {} applies)",
-            site.id,
-            if allow { "allow" } else { "deny" }
-        );
-    }
-    let key = auth.keys.primary().ok_or_else(|| {
-        anyhow!(
-            "site {} has no key to sign with (no key in [site.auth], and no vendor answer saved in the state directory)",
-            site.id
-        )
-    })?;
-    match auth.key_sources.first() {
+    match &signed.key_source {
         Some(source) => eprintln!("signed with the primary key ({source})"),
         None => eprintln!("signed with the primary key"),
     }
-    let signed =
-        auth.verifier
-            .sign_with(&t.host, &t.path, t.query.as_deref(), &opts, key, expires)?;
-    if signed.query.is_empty() {
-        println!("{}://{}{}", t.scheme, t.authority, signed.path);
-    } else {
-        println!(
-            "{}://{}{}?{}",
-            t.scheme, t.authority, signed.path, signed.query
-        );
-    }
+    println!("{}", signed.url);
     Ok(())
 }

@@ -39,7 +39,8 @@ pub const SYNC_LAST_SUCCESS: &str = "streamguard_key_sync_last_success_timestamp
 /// Keys each site verifies with now.
 pub const SITE_KEYS: &str = "streamguard_site_keys";
 /// Keys each site verifies with now, by where they came from (`config`,
-/// `vendor`, `restored`: a vendor answer read back from the state directory).
+/// `vendor`, `restored`: a vendor answer read back from the state directory,
+/// `operator`: set through the operator API).
 pub const SITE_KEYS_BY_SOURCE: &str = "streamguard_site_keys_by_source";
 /// Unix time the newest of a site's keys was obtained (config load, vendor
 /// answer, or the saved answer's time when restored): its age is `time() - …`.
@@ -48,6 +49,8 @@ pub const SITE_KEYS_UPDATED: &str = "streamguard_site_keys_updated_timestamp_sec
 pub const SITE_ACTIVE_STREAMS: &str = "streamguard_site_active_streams";
 /// Requests whose `Origin` the site's CORS policy does not allow, by site.
 pub const CORS_REFUSED_TOTAL: &str = "streamguard_cors_refused_total";
+/// Operator API requests by path and status code.
+pub const API_REQUESTS_TOTAL: &str = "streamguard_api_requests_total";
 /// Unix time each served TLS certificate expires, by its first server name.
 pub const TLS_CERT_EXPIRY: &str = "streamguard_tls_certificate_expiry_timestamp_seconds";
 /// Client connections that ended with an error (TLS handshake, header timeout, protocol).
@@ -117,6 +120,8 @@ pub struct Metrics {
     pub tls_cert_expiry: prometheus::IntGaugeVec,
     /// See [`CORS_REFUSED_TOTAL`].
     pub cors_refused: IntCounterVec,
+    /// See [`API_REQUESTS_TOTAL`].
+    pub api_requests: IntCounterVec,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -270,6 +275,14 @@ impl Metrics {
             &["site"],
         )?;
         registry.register(Box::new(cors_refused.clone()))?;
+        let api_requests = IntCounterVec::new(
+            Opts::new(
+                API_REQUESTS_TOTAL,
+                "Operator API requests by path and status code.",
+            ),
+            &["path", "status"],
+        )?;
+        registry.register(Box::new(api_requests.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(request_duration.clone()))?;
         registry.register(Box::new(upstream_errors.clone()))?;
@@ -334,6 +347,7 @@ impl Metrics {
             site_active_streams,
             tls_cert_expiry,
             cors_refused,
+            api_requests,
         })
     }
 

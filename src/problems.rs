@@ -196,6 +196,7 @@ pub const SECRET_KEYS: &[&str] = &[
     "access_key",
     "secret_key",
     "session_secret",
+    "api_token",
     "salt",
 ];
 

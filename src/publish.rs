@@ -1,7 +1,7 @@
 //! The one place that joins config and key sources into what is served.
 //!
-//! [`site_auths`] turns a config and the vendors' last good answers into one
-//! [`SiteAuth`] per site: the proxy serves with it, and `streamguard check`
+//! [`site_auths`] turns a config, the vendors' last good answers and the
+//! operator API's keys into one [`SiteAuth`] per site: the proxy serves with it, and `streamguard check`
 //! and `sign` decide with it, so they cannot disagree. The [`Publisher`]
 //! keeps the current config and answers, and on a config reload or a vendor
 //! answer builds a complete snapshot and publishes it with one
@@ -14,22 +14,51 @@ use std::sync::{Arc, Mutex};
 use tracing::{info, warn};
 
 use crate::auth::session::Scope as SessionScope;
-use crate::auth::{AuthMode, Common, KeySource, Sessions, SiteAuth, VendorDisabled, Verifier};
+use crate::auth::{
+    AppKeys, AuthMode, Common, KeySource, Sessions, SiteAuth, VendorDisabled, Verifier,
+};
 use crate::config::{ChildAuth, Config, OnVendorDisabled, SiteConfig};
 use crate::keys::KeySet;
 use crate::metrics::Metrics;
+use crate::operator::{self, OperatorKeys, Scene, ScopeKeys};
 use crate::proxy::{Shared, Snapshot, SnapshotError};
 use crate::sync::{Answer, Sink, SyncedAuth};
 
 /// The last good vendor answers by (vendor account, domain).
 pub type Answers = HashMap<(String, String), Answer>;
 
-/// The answers saved in the config's state directory for every vendor
-/// site, as a start (or `check`) finds them.
-pub fn restore_answers(config: &Config) -> Answers {
+/// Every key source besides the config file.
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    /// The vendors' last good answers.
+    pub answers: Answers,
+    /// Keys set through the operator API.
+    pub operator: OperatorKeys,
+}
+
+/// The key sources saved in the config's state directory, as a start (or
+/// `check`/`sign`) finds them: every vendor site's last answer and the
+/// operator keys. An unreadable operator file is logged and ignored.
+pub fn restore(config: &Config) -> Sources {
     let mut answers = Answers::new();
     restore_missing(config, &mut answers);
-    answers
+    let operator = match config.state_dir.as_deref().map(OperatorKeys::load) {
+        None => OperatorKeys::default(),
+        Some(Ok(k)) => {
+            if !k.scopes.is_empty() {
+                info!(
+                    scopes = k.scopes.len(),
+                    "restored operator keys from the state directory"
+                );
+            }
+            k
+        }
+        Some(Err(error)) => {
+            warn!(%error, "ignoring the saved operator keys");
+            OperatorKeys::default()
+        }
+    };
+    Sources { answers, operator }
 }
 
 /// Adds to `answers` the saved answer of every vendor site of `config` that
@@ -60,12 +89,58 @@ fn restore_missing(config: &Config, answers: &mut Answers) {
 /// A vendor site uses its vendor's answer (its keys first, then any keys of
 /// its own `[site.auth]`); before the first answer it verifies with its
 /// config keys, or denies with `no_keys`.
-pub fn site_auths(config: &Config, answers: &Answers) -> Vec<SiteAuth> {
+///
+/// Operator keys (`pull` scene) come first: site-wide ones verify every
+/// path, and the first of them signs; app-limited ones verify (before the
+/// site's keys) only paths under their app.
+pub fn site_auths(config: &Config, sources: &Sources) -> Vec<SiteAuth> {
     config
         .sites
         .iter()
-        .map(|site| site_auth(config, site, answers))
+        .map(|site| {
+            let mut auth = site_auth(config, site, &sources.answers);
+            add_operator_keys(&mut auth, &sources.operator);
+            auth
+        })
         .collect()
+}
+
+fn add_operator_keys(auth: &mut SiteAuth, operator: &OperatorKeys) {
+    if matches!(auth.mode, AuthMode::VendorDisabled { .. }) {
+        return;
+    }
+    let source = |s: &ScopeKeys| KeySource::Operator {
+        at: s.updated_at,
+        app: s.app.clone(),
+    };
+    let mut keys = Vec::new();
+    let mut sources = Vec::new();
+    for scope in operator
+        .for_site(&auth.site_id, Scene::Pull)
+        .filter(|s| s.app.is_none())
+    {
+        let secrets = scope.secrets();
+        sources.extend(std::iter::repeat_n(source(scope), secrets.len()));
+        keys.extend(secrets);
+    }
+    if !keys.is_empty() {
+        keys.extend(auth.keys.iter().cloned());
+        sources.append(&mut auth.key_sources);
+        auth.keys = KeySet::new(keys);
+        auth.key_sources = sources;
+    }
+    for scope in operator.for_site(&auth.site_id, Scene::Pull) {
+        let Some(app) = &scope.app else { continue };
+        let mut keys = scope.secrets();
+        let mut sources = vec![source(scope); keys.len()];
+        keys.extend(auth.keys.iter().cloned());
+        sources.extend(auth.key_sources.iter().cloned());
+        auth.app_keys.push(AppKeys {
+            app: app.clone(),
+            keys: KeySet::new(keys),
+            key_sources: sources,
+        });
+    }
 }
 
 fn site_auth(config: &Config, site: &SiteConfig, answers: &Answers) -> SiteAuth {
@@ -87,6 +162,7 @@ fn site_auth(config: &Config, site: &SiteConfig, answers: &Answers) -> SiteAuth 
             scope,
         }),
         clock_skew_secs: site.clock_skew_secs,
+        app_keys: Vec::new(),
     };
     let Some((vendor, domain)) = &site.vendor else {
         return auth;
@@ -139,7 +215,33 @@ fn site_auth(config: &Config, site: &SiteConfig, answers: &Answers) -> SiteAuth 
 
 struct Current {
     config: Config,
-    answers: Answers,
+    sources: Sources,
+    syncs: HashMap<(String, String), SyncStatus>,
+}
+
+/// The last sync of one (vendor account, domain), as this process saw it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncStatus {
+    /// Unix time of the last attempt.
+    pub last_attempt_at: Option<u64>,
+    /// `ok` or the failure kind (`transport`, `http_5xx`, `vendor_error`, …).
+    pub last_outcome: Option<&'static str>,
+    /// Unix time of the last success.
+    pub last_success_at: Option<u64>,
+}
+
+/// Why operator keys could not be set.
+#[derive(Debug, thiserror::Error)]
+pub enum PutKeysError {
+    /// No site has that id or domain.
+    #[error("no site is named by this {0}")]
+    NoSuchSite(&'static str),
+    /// The keys could not be kept; nothing changed.
+    #[error(transparent)]
+    Store(#[from] operator::StoreError),
+    /// The snapshot could not be rebuilt; nothing changed.
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
 }
 
 /// Builds and stores snapshots.
@@ -150,16 +252,101 @@ pub struct Publisher {
 
 impl Publisher {
     /// A publisher for `shared`, whose snapshot was built from `config` and `answers`.
-    pub fn new(shared: Arc<Shared>, config: Config, answers: Answers) -> Self {
+    pub fn new(shared: Arc<Shared>, config: Config, sources: Sources) -> Self {
         Publisher {
             shared,
-            current: Mutex::new(Current { config, answers }),
+            current: Mutex::new(Current {
+                config,
+                sources,
+                syncs: HashMap::new(),
+            }),
         }
     }
 
     /// The config in force.
     pub fn current_config(&self) -> Config {
         self.lock().config.clone()
+    }
+
+    /// The operator API's bearer token in force (hot-reloaded with the config).
+    pub fn api_token(&self) -> Option<crate::keys::Secret> {
+        self.lock().config.admin_api_token.clone()
+    }
+
+    /// The last sync of (`account`, `domain`) since start.
+    pub fn sync_status(&self, account: &str, domain: &str) -> SyncStatus {
+        self.lock()
+            .syncs
+            .get(&(account.to_owned(), domain.to_owned()))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// The operator keys in force.
+    pub fn operator_keys(&self) -> OperatorKeys {
+        self.lock().sources.operator.clone()
+    }
+
+    /// Overwrites one operator scope's keys: saved to the state directory
+    /// first, then published with one snapshot swap. On error nothing
+    /// changes. Returns the scope as kept.
+    pub fn put_operator_keys(
+        &self,
+        checked: operator::Checked,
+        now: u64,
+    ) -> Result<ScopeKeys, PutKeysError> {
+        let mut cur = self.lock();
+        let (site, domain) = match &checked.name {
+            operator::ScopeName::Site(id) => (
+                cur.config
+                    .sites
+                    .iter()
+                    .find(|s| &s.id == id)
+                    .ok_or(PutKeysError::NoSuchSite("Vhost"))?,
+                None,
+            ),
+            operator::ScopeName::Domain(d) => (
+                cur.config
+                    .site_for_host(d)
+                    .ok_or(PutKeysError::NoSuchSite("Domain"))?,
+                Some(d.clone()),
+            ),
+        };
+        let previous = cur
+            .sources
+            .operator
+            .scopes
+            .iter()
+            .find(|s| s.site == site.id && s.app == checked.app && s.scene == checked.scene)
+            .map(|s| s.enabled);
+        let scope = ScopeKeys {
+            site: site.id.clone(),
+            domain,
+            app: checked.app,
+            scene: checked.scene,
+            details: checked.details,
+            valid_duration_secs: checked.valid_duration_secs,
+            // As the vendor documents PushPullEnable: absent when creating
+            // means off, absent when updating leaves it as it was.
+            enabled: checked.enabled.or(previous).unwrap_or(false),
+            updated_at: now,
+        };
+        let mut sources = cur.sources.clone();
+        sources.operator.put(scope.clone());
+        let auths = site_auths(&cur.config, &sources);
+        let current = self.shared.snapshot.load_full();
+        let snapshot = Snapshot::build(&cur.config, &self.shared.metrics, auths, Some(&current))?;
+        sources.operator.save(cur.config.state_dir.as_deref())?;
+        self.shared.snapshot.store(Arc::new(snapshot));
+        cur.sources = sources;
+        info!(
+            site = %scope.site,
+            app = scope.app.as_deref().unwrap_or("*"),
+            scene = ?scope.scene,
+            keys = scope.details.len(),
+            "operator keys set; the new set is in force"
+        );
+        Ok(scope)
     }
 
     /// The metrics.
@@ -178,9 +365,9 @@ impl Publisher {
     /// Publishes a new config with the vendor answers kept. On error nothing changes.
     pub fn publish_config(&self, config: Config) -> Result<(), SnapshotError> {
         let mut cur = self.lock();
-        let mut answers = cur.answers.clone();
-        restore_missing(&config, &mut answers);
-        let auths = site_auths(&config, &answers);
+        let mut sources = cur.sources.clone();
+        restore_missing(&config, &mut sources.answers);
+        let auths = site_auths(&config, &sources);
         let snapshot = Snapshot::build(&config, &self.shared.metrics, auths, None)?;
         self.shared.snapshot.store(Arc::new(snapshot));
         for gone in cur
@@ -192,7 +379,7 @@ impl Publisher {
             self.shared.metrics.forget_site(&gone.id);
         }
         cur.config = config;
-        cur.answers = answers;
+        cur.sources = sources;
         Ok(())
     }
 }
@@ -211,9 +398,29 @@ impl Sink for Publisher {
         out
     }
 
+    fn failed(&self, account: &str, domain: &str, kind: &'static str, at: u64) {
+        let mut cur = self.lock();
+        let status = cur
+            .syncs
+            .entry((account.to_owned(), domain.to_owned()))
+            .or_default();
+        status.last_attempt_at = Some(at);
+        status.last_outcome = Some(kind);
+    }
+
     fn accept(&self, account: &str, domain: &str, answer: Answer) {
         let mut cur = self.lock();
+        if !answer.restored {
+            let status = cur
+                .syncs
+                .entry((account.to_owned(), domain.to_owned()))
+                .or_default();
+            status.last_attempt_at = answer.at;
+            status.last_outcome = Some("ok");
+            status.last_success_at = answer.at;
+        }
         let previous = cur
+            .sources
             .answers
             .insert((account.to_owned(), domain.to_owned()), answer.clone());
         match previous {
@@ -228,7 +435,7 @@ impl Sink for Publisher {
             ),
         }
         let current = self.shared.snapshot.load_full();
-        let auths = site_auths(&cur.config, &cur.answers);
+        let auths = site_auths(&cur.config, &cur.sources);
         match Snapshot::build(&cur.config, &self.shared.metrics, auths, Some(&current)) {
             Ok(s) => self.shared.snapshot.store(Arc::new(s)),
             Err(error) => tracing::error!(%error, "cannot rebuild the snapshot after a key sync"),

@@ -24,7 +24,9 @@ use subtle::ConstantTimeEq;
 use crate::keys::{KeySet, Secret};
 use crate::problems::{Ctx, Problem};
 
-pub use site::{authenticate, AuthMode, Authentication, Grant, KeySource, Sessions, SiteAuth};
+pub use site::{
+    authenticate, AppKeys, AuthMode, Authentication, Grant, KeySource, Sessions, SiteAuth,
+};
 
 pub mod akamai;
 pub mod aliyun;

@@ -31,12 +31,37 @@ pub enum KeySource {
         /// rather than received by this process.
         restored: bool,
     },
+    /// The operator API (`PUT /v1/auth-keys`) set it.
+    Operator {
+        /// Unix seconds of the update.
+        at: u64,
+        /// The app the key is limited to, if any.
+        app: Option<String>,
+    },
+}
+
+impl KeySource {
+    /// `config`, `vendor` or `operator`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            KeySource::Config => "config",
+            KeySource::Vendor { .. } => "vendor",
+            KeySource::Operator { .. } => "operator",
+        }
+    }
 }
 
 impl std::fmt::Display for KeySource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             KeySource::Config => f.write_str("config file"),
+            KeySource::Operator { at, app } => {
+                write!(f, "operator API, set at {}", crate::time::rfc3339(*at))?;
+                match app {
+                    Some(app) => write!(f, ", for app `{app}`"),
+                    None => Ok(()),
+                }
+            }
             KeySource::Vendor {
                 account,
                 at,
@@ -100,9 +125,40 @@ pub struct SiteAuth {
     pub sessions: Option<Sessions>,
     /// Leeway on every validity window.
     pub clock_skew_secs: u64,
+    /// Keys of one app (first path segment) set through the operator API,
+    /// followed by every key of `keys`: requests under `/{app}/` verify
+    /// with these instead.
+    pub app_keys: Vec<AppKeys>,
+}
+
+/// The keys in force under one app.
+#[derive(Clone, Debug)]
+pub struct AppKeys {
+    /// First path segment.
+    pub app: String,
+    /// The app's keys, then the site's.
+    pub keys: KeySet,
+    /// Where each key came from (same order).
+    pub key_sources: Vec<KeySource>,
 }
 
 impl SiteAuth {
+    /// The keys that verify `path` (an origin path) and where they came
+    /// from: the app's, when operator keys are limited to its first
+    /// segment, else the site's.
+    pub fn keys_for(&self, path: &str) -> (&KeySet, &[KeySource]) {
+        if !self.app_keys.is_empty() {
+            let app = path
+                .strip_prefix('/')
+                .and_then(|p| p.split_once('/'))
+                .map(|(first, _)| first);
+            if let Some(a) = app.and_then(|app| self.app_keys.iter().find(|a| a.app == app)) {
+                return (&a.keys, &a.key_sources);
+            }
+        }
+        (&self.keys, &self.key_sources)
+    }
+
     /// True when the site can decide requests: it has keys, or its vendor
     /// answered "auth disabled".
     pub fn ready(&self) -> bool {
@@ -166,6 +222,36 @@ impl SiteAuth {
                 expires_at,
             )?,
         };
+        Some(format!("{SESSION_PARAM}={token}"))
+    }
+
+    /// An `sg_session=…` param that opens exactly `path` (an HLS playlist or
+    /// segment path; a playlist's children then get tokens of their own)
+    /// until `expires_at`, for the operator API's play credentials. `None`
+    /// when the site issues no session tokens, has no key to verify with,
+    /// or `path` is not something an HLS player fetches.
+    pub fn play_token(
+        &self,
+        path: &str,
+        bound_ip: Option<IpAddr>,
+        expires_at: u64,
+    ) -> Option<String> {
+        let sessions = self.sessions.as_ref()?;
+        if self.keys.is_empty() || !matches!(self.mode, AuthMode::Verify) {
+            return None;
+        }
+        let path = self.origin_path(path);
+        if !session::is_hls_child(path) {
+            return None;
+        }
+        let token = session::issue_for_path(
+            &sessions.secret,
+            &self.site_id,
+            path,
+            &session::covered_query(None),
+            bound_ip,
+            expires_at,
+        )?;
         Some(format!("{SESSION_PARAM}={token}"))
     }
 
@@ -252,7 +338,8 @@ pub fn authenticate<'a>(site: &SiteAuth, req: &RequestView<'a>, now: u64) -> Aut
             return by_session(site, sessions, token, req, now);
         }
     }
-    let verdict = site.verifier.verify(req, &site.keys, now);
+    let (keys, _) = site.keys_for(site.origin_path(req.path));
+    let verdict = site.verifier.verify(req, keys, now);
     let matched_key = verdict.matched_key;
     Authentication {
         result: match verdict.decision {

@@ -88,6 +88,9 @@ impl LogFormat {
     }
 }
 
+/// Shortest operator API token accepted.
+pub const MIN_API_TOKEN_CHARS: usize = 16;
+
 /// A validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -95,6 +98,8 @@ pub struct Config {
     pub server: ServerConfig,
     /// Admin listener address.
     pub admin_listen: SocketAddr,
+    /// Bearer token of the operator API (`admin.api_token`); `None`: the API is off.
+    pub admin_api_token: Option<crate::keys::Secret>,
     /// Sites, in file order.
     pub sites: Vec<SiteConfig>,
     /// Vendor accounts.
@@ -248,6 +253,17 @@ impl Config {
             "admin.listen",
             raw.admin.listen.as_deref().unwrap_or(DEFAULT_ADMIN_LISTEN),
         );
+        let admin_api_token = raw.admin.api_token.as_deref().and_then(|t| {
+            let token = ctx.secret("admin.api_token", t)?;
+            if token.expose().len() < MIN_API_TOKEN_CHARS {
+                ctx.problem(
+                    "admin.api_token",
+                    format!("the API token must be at least {MIN_API_TOKEN_CHARS} characters (a random one: `openssl rand -hex 32`)"),
+                );
+                return None;
+            }
+            Some(token)
+        });
         let mut seen_addrs: HashMap<SocketAddr, String> = HashMap::new();
         let mut note_addr = |ctx: &mut Ctx<'_>, addr: SocketAddr, path: String| {
             if addr.port() == 0 {
@@ -351,6 +367,7 @@ impl Config {
             (Some(server), Some(admin_listen)) if ctx.problem_count() == 0 => Ok(Config {
                 server,
                 admin_listen,
+                admin_api_token,
                 sites,
                 vendors,
                 state_dir: raw.state_dir.as_ref().map(|d| resolve(base_dir, d)),

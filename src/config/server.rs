@@ -104,6 +104,8 @@ pub struct RawCertificate {
 pub struct RawAdmin {
     /// Admin listener address (`/metrics`, `/healthz`).
     pub listen: Option<String>,
+    /// Bearer token of the operator API (`/v1/`); the API is off without one.
+    pub api_token: Option<String>,
 }
 
 /// Validated `[server]`.

@@ -27,6 +27,18 @@ impl Secret {
     pub fn expose(&self) -> &str {
         &self.0
     }
+
+    /// A short public name for the key (`sha256:` and 16 hex digits of a
+    /// domain-separated SHA-256), the same on every replica, for telling
+    /// keys apart without showing them.
+    pub fn fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(b"streamguard key fingerprint\0");
+        h.update(self.0.as_bytes());
+        let digest = h.finalize();
+        format!("sha256:{}", hex::encode(&digest[..8]))
+    }
 }
 
 impl fmt::Debug for Secret {

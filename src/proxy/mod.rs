@@ -9,6 +9,7 @@ pub mod cors;
 pub mod hls;
 pub mod listener;
 pub mod path;
+pub mod probe;
 pub mod respond;
 pub mod throttle;
 pub mod tls;
@@ -122,11 +123,20 @@ impl Snapshot {
                 .site_keys
                 .with_label_values(&[&sc.id])
                 .set(auth.keys.len() as i64);
-            let (mut from_config, mut from_vendor, mut restored) = (0, 0, 0);
+            let (mut from_config, mut from_vendor, mut restored, mut from_operator) = (0, 0, 0, 0);
             let mut newest: Option<u64> = None;
-            for source in &auth.key_sources {
+            let app_only = auth.app_keys.iter().flat_map(|a| {
+                a.key_sources
+                    .iter()
+                    .filter(|s| matches!(s, crate::auth::KeySource::Operator { app: Some(_), .. }))
+            });
+            for source in auth.key_sources.iter().chain(app_only) {
                 match source {
                     crate::auth::KeySource::Config => from_config += 1,
+                    crate::auth::KeySource::Operator { at, .. } => {
+                        from_operator += 1;
+                        newest = newest.max(Some(*at));
+                    }
                     crate::auth::KeySource::Vendor {
                         at, restored: r, ..
                     } => {
@@ -143,6 +153,7 @@ impl Snapshot {
                 ("config", from_config),
                 ("vendor", from_vendor),
                 ("restored", restored),
+                ("operator", from_operator),
             ] {
                 metrics
                     .site_keys_by_source

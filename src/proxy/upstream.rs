@@ -36,6 +36,19 @@ pub const ORIGIN_MAX_BUF_BYTES: usize = 8 * 1024;
 /// Builds the site's client: TCP connect timeout, TLS verified against the
 /// webpki roots or the site's CA file, HTTP/1.1 (and h2 via ALPN on https).
 pub fn build_client(site: &SiteConfig) -> Result<OriginClient, ClientBuildError> {
+    build_client_for(site)
+}
+
+/// [`build_client`] for any request body type (the operator API's origin
+/// probes send none).
+pub fn build_client_for<B>(
+    site: &SiteConfig,
+) -> Result<Client<HttpsConnector<HttpConnector>, B>, ClientBuildError>
+where
+    B: hyper::body::Body + Send + 'static + Unpin,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_connect_timeout(Some(site.connect_timeout));

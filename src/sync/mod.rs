@@ -74,6 +74,11 @@ pub trait Sink: Send + Sync {
     fn domains(&self, account: &str) -> Vec<String>;
     /// A good answer for (`account`, `domain`).
     fn accept(&self, account: &str, domain: &str, answer: Answer);
+    /// A failed sync of (`account`, `domain`) at `at`; `kind` is the
+    /// `key_sync_attempts_total` result label. The last good answer stays.
+    fn failed(&self, account: &str, domain: &str, kind: &'static str, at: u64) {
+        let _ = (account, domain, kind, at); // nothing to record by default
+    }
 }
 
 /// Why a sync failed. Vendor error envelopes keep the vendor's code and message.
@@ -369,6 +374,8 @@ impl SyncService {
                     };
                     metrics.sync_attempts.with_label_values(&[name, kind]).inc();
                     warn!(vendor = name, domain, %error, "key sync failed; keeping the last good keys");
+                    self.sink
+                        .failed(name, domain, kind, crate::time::unix_now());
                 }
             }
         }
