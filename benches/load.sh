@@ -1,81 +1,223 @@
 #!/usr/bin/env bash
-# Load test: the same small file fetched with wrk
-#   1. directly from an nginx origin           (baseline)
-#   2. through nginx as a plain reverse proxy   (the bar to beat; no token check)
-#   3. through streamguard with Tencent tokens  (release build)
-# and printed as ratios against the direct baseline measured in the same run.
-# The three targets are measured in interleaved rounds and the median of each
-# is reported, because shared machines are noisy.
+# Load test, the same job side by side in one run:
+#   direct   nginx origin, no proxy                         (the ceiling)
+#   nginx    nginx secure_link + proxy_pass + upstream keepalive, 2 workers
+#            (the setup streamguard replaces)
+#   sg-sl    streamguard, scheme nginx_secure_link (same URLs as nginx)
+#   sg-tx    streamguard, scheme tencent
+# Bodies of 4 KiB, 64 KiB and 1 MiB over plain HTTP and over TLS (both
+# proxies terminate TLS with the same certificate; the origin stays plain),
+# and an endless HTTP-FLV-style stream read as fast as the proxy passes it.
+# Reported per cell: req/s, p50/p99 latency, and the proxy's CPU seconds per
+# 10k requests (utime+stime from /proc, all of its processes). Targets are
+# measured in interleaved rounds and medians reported, since shared machines
+# are noisy; ratios are against nginx and against direct, same run.
 #
-# Needs: wrk, nginx (apt-get install -y wrk nginx-light). Usage:
-#   benches/load.sh [DURATION_SECS] [CONNECTIONS] [THREADS] [ROUNDS]
+# Needs: wrk, nginx, openssl, curl (apt-get install -y wrk nginx openssl curl).
+# Usage: benches/load.sh [DURATION_SECS] [ROUNDS]     (defaults 8, 3)
+# Env:   THREADS (2), CONNS (64; 16 for 1 MiB), OUT (markdown table file)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DUR=${1:-10}; CONNS=${2:-64}; THREADS=${3:-2}; ROUNDS=${4:-3}
-command -v wrk >/dev/null || { echo "needs wrk"; exit 2; }
+DUR=${1:-8}; ROUNDS=${2:-3}; THREADS=${THREADS:-2}; CONNS=${CONNS:-64}
+for t in wrk openssl curl; do command -v $t >/dev/null || { echo "needs $t"; exit 2; }; done
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 [ -x "$NGINX" ] || { echo "needs nginx"; exit 2; }
 cargo build --release --quiet --bin streamguard
-BIN=target/release/streamguard
+BIN=$PWD/target/release/streamguard
+HZ=$(getconf CLK_TCK)
 
 work=$(mktemp -d)
-cleanup() { [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null; [ -n "${SG:-}" ] && kill "$SG" 2>/dev/null; rm -rf "$work"; }
+cleanup() {
+  for p in "$work"/*.pid; do [ -f "$p" ] && kill "$(cat "$p")" 2>/dev/null; done
+  [ -n "${SG:-}" ] && kill "$SG" 2>/dev/null
+  rm -rf "$work"
+}
 trap cleanup EXIT
 
 mkdir -p "$work/www/live"
-head -c 4096 /dev/urandom > "$work/www/live/seg.ts"
+head -c 4096 /dev/urandom > "$work/www/live/4k.ts"
+head -c 65536 /dev/urandom > "$work/www/live/64k.ts"
+head -c 1048576 /dev/urandom > "$work/www/live/1m.ts"
+truncate -s 8G "$work/www/live/stream.flv"   # sparse: "endless" for a 10 s read
 chmod -R a+rX "$work"
-cat > "$work/nginx.conf" <<NGX
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=bench.local \
+  -addext "subjectAltName=DNS:bench.local,IP:127.0.0.1" \
+  -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
+
+SECRET=benchsecret0123456789
+user=""; [ "$(id -u)" = 0 ] && user="user root;"
+cat > "$work/origin.conf" <<NGX
+$user
 worker_processes 1;
+pid $work/origin.pid;
+error_log $work/origin.err warn;
+events { worker_connections 8192; }
+http {
+  access_log off; sendfile on; tcp_nopush on;
+  keepalive_requests 1000000;
+  server { listen 127.0.0.1:18101 backlog=4096; root $work/www; }
+}
+NGX
+cat > "$work/nginx.conf" <<NGX
+$user
+worker_processes 2;
 pid $work/nginx.pid;
-error_log $work/error.log warn;
-events { worker_connections 4096; }
+error_log $work/nginx.err warn;
+events { worker_connections 8192; }
 http {
   access_log off;
+  keepalive_requests 1000000;
   upstream origin { server 127.0.0.1:18101; keepalive 64; }
-  server { listen 127.0.0.1:18101; root $work/www; }
   server {
-    listen 127.0.0.1:18102;
-    location / { proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection ""; }
+    listen 127.0.0.1:18102 backlog=4096;
+    listen 127.0.0.1:18112 ssl backlog=4096;
+    ssl_certificate $work/cert.pem; ssl_certificate_key $work/key.pem;
+    location /live/ {
+      secure_link \$arg_md5,\$arg_expires;
+      secure_link_md5 "\$secure_link_expires\$uri $SECRET";
+      if (\$secure_link = "") { return 403; }
+      if (\$secure_link = "0") { return 410; }
+      proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection "";
+      proxy_buffering on;
+    }
   }
 }
 NGX
-"$NGINX" -c "$work/nginx.conf" -e "$work/error.log"
+"$NGINX" -c "$work/origin.conf" -e "$work/origin.err"
+"$NGINX" -c "$work/nginx.conf" -e "$work/nginx.err"
 
 cat > "$work/sg.toml" <<TOML
 [server]
 listen = ["127.0.0.1:18103"]
+tls_listen = ["127.0.0.1:18113"]
+[[server.certificate]]
+cert_file = "$work/cert.pem"
+key_file = "$work/key.pem"
+server_names = ["bench.local"]
 [admin]
 listen = "127.0.0.1:18104"
 [[site]]
-id = "bench"
-domains = ["127.0.0.1"]
+id = "sl"
+domains = ["127.0.0.1", "sl.bench"]
+origin = "http://127.0.0.1:18101"
+[site.auth]
+scheme = "nginx_secure_link"
+template = "\$secure_link_expires\$uri \$key"
+key = "$SECRET"
+[[site]]
+id = "tx"
+domains = ["tx.bench"]
 origin = "http://127.0.0.1:18101"
 [site.auth]
 scheme = "tencent"
 key = "benchkey0123456789"
 backup_key = "benchbackup0123456789"
 TOML
-RUST_LOG=warn STREAMGUARD_WORKER_THREADS=${STREAMGUARD_WORKER_THREADS:-} "$BIN" run --config "$work/sg.toml" > "$work/sg.out" 2> "$work/sg.err" &
+RUST_LOG=warn "$BIN" run --config "$work/sg.toml" > "$work/sg.out" 2> "$work/sg.err" &
 SG=$!
-sleep 1
-URL=$("$BIN" sign --config "$work/sg.toml" --expires-in 3600 "http://127.0.0.1:18103/live/seg.ts")
-curl -s -o /dev/null -w "%{http_code}\n" "$URL"; curl -sf -o /dev/null "$URL" || { echo "streamguard did not serve the signed URL"; cat "$work/sg.err" "$work/sg.out"; exit 1; }
+for _ in $(seq 50); do curl -s -o /dev/null http://127.0.0.1:18104/healthz && break; sleep 0.1; done
 
-rps() { wrk -t"$THREADS" -c"$CONNS" -d"${DUR}s" --latency "$1" | awk '/Requests\/sec/ {print $2}'; }
+# pids whose CPU is the proxy's: nginx master + workers; streamguard.
+pids_of() {
+  case $1 in
+    nginx) m=$(cat "$work/nginx.pid"); echo "$m $(pgrep -P "$m" | tr '\n' ' ')";;
+    sg-*) echo "$SG";;
+    *) m=$(cat "$work/origin.pid"); echo "$m $(pgrep -P "$m" | tr '\n' ' ')";;
+  esac
+}
+ticks() { local t=0; for p in $1; do t=$((t + $(awk '{print $14+$15}' "/proc/$p/stat"))); done; echo $t; }
+
+sign() { # site-domain path -> path?query
+  "$BIN" sign --config "$work/sg.toml" --expires-in 7200 "http://$1$2" | sed 's#^http://[^/]*##'
+}
+url_for() { # target body tls
+  local target=$1 body=$2 tls=$3 port path host=""
+  path=/live/$body
+  case $target in
+    direct) port=18101;;
+    nginx) port=$([ "$tls" = 1 ] && echo 18112 || echo 18102); path=$(sign 127.0.0.1 "$path");;
+    sg-sl) port=$([ "$tls" = 1 ] && echo 18113 || echo 18103); path=$(sign 127.0.0.1 "$path");;
+    sg-tx) port=$([ "$tls" = 1 ] && echo 18113 || echo 18103); path=$(sign tx.bench "$path"); host=tx.bench;;
+  esac
+  local scheme=http; [ "$tls" = 1 ] && [ "$target" != direct ] && scheme=https
+  echo "$scheme://127.0.0.1:$port$path $host"
+}
+
+# One wrk run: prints "rps p50_ms p99_ms cpu_s_per_10k"
+run_wrk() { # url host conns
+  local url=$1 host=$2 conns=$3 pids before after out reqs
+  pids=$(pids_of "$TARGET")
+  before=$(ticks "$pids")
+  if [ -n "$host" ]; then
+    out=$(wrk -t"$THREADS" -c"$conns" -d"${DUR}s" --latency -H "Host: $host" "$url")
+  else
+    out=$(wrk -t"$THREADS" -c"$conns" -d"${DUR}s" --latency "$url")
+  fi
+  after=$(ticks "$pids")
+  reqs=$(echo "$out" | awk '/requests in/ {print $1}')
+  echo "$out" | grep -q "Non-2xx" && { echo "non-2xx answers from $TARGET $url" >&2; echo "$out" >&2; exit 1; }
+  echo "$out" | awk -v cpu=$((after - before)) -v hz="$HZ" -v reqs="$reqs" '
+    function ms(v) { if (v ~ /us$/) return v/1000; if (v ~ /ms$/) return v+0; if (v ~ /s$/) return v*1000; return v }
+    /Requests\/sec/ {rps=$2} / 50%/ {p50=ms($2)} / 99%/ {p99=ms($2)}
+    END {printf "%s %.2f %.2f %.3f\n", rps, p50, p99, (cpu/hz)/reqs*10000}'
+}
+
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+col() { awk -v c="$1" '{print $c}'; }
 
-: > "$work/direct"; : > "$work/nginx"; : > "$work/sg"
-for r in $(seq "$ROUNDS"); do
-  rps "http://127.0.0.1:18101/live/seg.ts" >> "$work/direct"
-  rps "http://127.0.0.1:18102/live/seg.ts" >> "$work/nginx"
-  rps "$URL" >> "$work/sg"
-  echo "round $r: direct $(tail -1 "$work/direct")  nginx $(tail -1 "$work/nginx")  streamguard $(tail -1 "$work/sg")"
+TARGETS="direct nginx sg-sl sg-tx"
+for tls in 0 1; do
+  for body in 4k.ts 64k.ts 1m.ts; do
+    conns=$CONNS; [ "$body" = 1m.ts ] && conns=16
+    for r in $(seq "$ROUNDS"); do
+      for TARGET in $TARGETS; do
+        [ "$tls" = 1 ] && [ "$TARGET" = direct ] && continue
+        read -r url host < <(url_for "$TARGET" "$body" "$tls")
+        run_wrk "$url" "$host" "$conns" >> "$work/res.$tls.$body.$TARGET"
+      done
+      echo "tls=$tls $body round $r done" >&2
+    done
+  done
 done
-direct=$(median < "$work/direct"); viangx=$(median < "$work/nginx"); viasg=$(median < "$work/sg")
-printf 'duration %ss x %s rounds, %s connections, %s threads, 4 KiB body; medians\n' "$DUR" "$ROUNDS" "$CONNS" "$THREADS"
-printf '%-28s %12s %10s\n' target req/s ratio
-printf '%-28s %12s %10s\n' "direct origin" "$direct" "1.00"
-printf '%-28s %12s %10.2f\n' "nginx proxy (no auth)" "$viangx" "$(echo "$viangx / $direct" | bc -l)"
-printf '%-28s %12s %10.2f\n' "streamguard (tencent auth)" "$viasg" "$(echo "$viasg / $direct" | bc -l)"
-printf 'streamguard / nginx proxy: %.2f\n' "$(echo "$viasg / $viangx" | bc -l)"
+
+# The endless stream: bytes per second one reader gets in DUR seconds.
+flv() { # url host -> MiB/s
+  local url=$1 host=$2 bytes
+  if [ -n "$host" ]; then
+    bytes=$(curl -sk -H "Host: $host" --max-time "$DUR" -o /dev/null -w '%{size_download}' "$url" || true)
+  else
+    bytes=$(curl -sk --max-time "$DUR" -o /dev/null -w '%{size_download}' "$url" || true)
+  fi
+  awk -v b="$bytes" -v d="$DUR" 'BEGIN {printf "%.0f\n", b/d/1048576}'
+}
+for r in $(seq "$ROUNDS"); do
+  for TARGET in $TARGETS; do
+    read -r url host < <(url_for "$TARGET" stream.flv 0)
+    flv "$url" "$host" >> "$work/flv.$TARGET"
+  done
+done
+
+OUT=${OUT:-/dev/stdout}
+{
+  echo "$(date -u +%F), $(nproc) cores ($(awk -F: '/model name/ {print $2; exit}' /proc/cpuinfo | sed 's/^ *//')), wrk -t$THREADS -c$CONNS (16 for 1 MiB) -d${DUR}s, median of $ROUNDS interleaved rounds"
+  echo
+  echo "| body | transport | direct req/s | nginx req/s (p50/p99 ms, CPU s/10k) | streamguard secure_link req/s (p50/p99 ms, CPU s/10k) | streamguard tencent req/s | sg ÷ nginx | sg ÷ direct | CPU sg ÷ nginx |"
+  echo "|---|---|---|---|---|---|---|---|---|"
+  for tls in 0 1; do
+    for body in 4k.ts 64k.ts 1m.ts; do
+      m() { col "$2" < "$work/res.$tls.$body.$1" | median; }
+      d=$([ "$tls" = 0 ] && m direct 1 || echo "")
+      n=$(m nginx 1); s=$(m sg-sl 1); t=$(m sg-tx 1)
+      nc=$(m nginx 4); sc=$(m sg-sl 4)
+      ratio_d=$([ -n "$d" ] && awk -v a="$s" -v b="$d" 'BEGIN {printf "%.2f", a/b}' || echo "—")
+      printf '| %s | %s | %s | %s (%s/%s, %s) | %s (%s/%s, %s) | %s | **%.2f** | %s | %.2f |\n' \
+        "${body%.ts}" "$([ "$tls" = 1 ] && echo TLS || echo HTTP)" "${d:-—}" \
+        "$n" "$(m nginx 2)" "$(m nginx 3)" "$nc" \
+        "$s" "$(m sg-sl 2)" "$(m sg-sl 3)" "$sc" "$t" \
+        "$(awk -v a="$s" -v b="$n" 'BEGIN {print a/b}')" "$ratio_d" \
+        "$(awk -v a="$sc" -v b="$nc" 'BEGIN {print a/b}')"
+    done
+  done
+  echo
+  echo "Endless stream, one reader, MiB/s: direct $(median < "$work/flv.direct"), nginx $(median < "$work/flv.nginx"), streamguard secure_link $(median < "$work/flv.sg-sl"), streamguard tencent $(median < "$work/flv.sg-tx")"
+} | tee "$OUT"

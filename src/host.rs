@@ -23,10 +23,13 @@ pub fn normalize_host(raw: &str) -> Option<String> {
             }
         })
     };
-    if host.is_empty() {
+    // One trailing dot is the DNS root (`example.com.`); a host of dots
+    // only names nothing.
+    let host = host.strip_suffix('.').unwrap_or(host);
+    if host.is_empty() || host.ends_with('.') {
         return None;
     }
-    Some(host.trim_end_matches('.').to_ascii_lowercase())
+    Some(host.to_ascii_lowercase())
 }
 
 /// True for a DNS name or IP literal usable as a play domain.
@@ -108,5 +111,8 @@ mod tests {
         assert_eq!(normalize_host(":80"), None);
         assert_eq!(normalize_host("[::1]@evil.com"), None);
         assert_eq!(normalize_host("[play.example.com]x"), None);
+        assert_eq!(normalize_host("."), None);
+        assert_eq!(normalize_host("..:80"), None);
+        assert_eq!(normalize_host("play.example.com.."), None);
     }
 }
