@@ -1,12 +1,17 @@
 //! The built-in demo behind `streamguard run` without `--config`: a small
-//! origin on loopback serving an HLS playlist with segments and an endless
-//! HTTP-FLV stream, and a config that puts a Tencent-signed site in front of it.
+//! origin on loopback serving an HLS stream in two renditions and an endless
+//! HTTP-FLV stream, a config that puts a Tencent-signed site in front of it,
+//! and a player page ([`page`]) served from another origin, so a browser
+//! plays the signed URLs through CORS.
 //!
 //! The FLV stream is real FLV: an audio-only stream of 16-bit PCM tags
 //! carrying a 440 Hz tone, paced in real time, so `ffplay` plays it. The HLS
-//! playlist serves three real 2-second MPEG-TS segments shipped in `demo/`
-//! (test pattern + tone); through the proxy its segment URIs get session
-//! tokens, so `ffplay` plays the signed playlist URL too.
+//! master playlist lists two variants (`low` 160x90 and `high` 320x180), each
+//! six real 2-second MPEG-TS segments shipped in `demo/` (test pattern +
+//! tone); through the proxy its child URIs get session tokens, so `ffplay`
+//! and the player page play the signed master URL.
+
+pub mod page;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -25,14 +30,50 @@ use tracing::debug;
 use crate::proxy::body::{full, ChannelBody, ProxyBody};
 use http_body_util::BodyExt;
 
-/// The demo's MPEG-TS segments (see `demo/README.md`).
-const SEGMENTS: [&[u8]; 3] = [
-    include_bytes!("../demo/demo-0.ts"),
-    include_bytes!("../demo/demo-1.ts"),
-    include_bytes!("../demo/demo-2.ts"),
+/// Segments per demo HLS variant.
+const SEGMENTS_PER_VARIANT: usize = 6;
+/// Seconds per demo HLS segment.
+const SEGMENT_SECS: usize = 2;
+
+/// One HLS rendition of the demo (see `demo/README.md`).
+struct Variant {
+    /// Names its playlist (`demo-<name>.m3u8`) and segments (`demo-<name>-N.ts`).
+    name: &'static str,
+    /// `RESOLUTION` in the master playlist.
+    resolution: &'static str,
+    /// The MPEG-TS segments.
+    segments: [&'static [u8]; SEGMENTS_PER_VARIANT],
+}
+
+/// The demo's HLS renditions, lowest first (the master playlist's order).
+const VARIANTS: [Variant; 2] = [
+    Variant {
+        name: "low",
+        resolution: "160x90",
+        segments: [
+            include_bytes!("../demo/low-0.ts"),
+            include_bytes!("../demo/low-1.ts"),
+            include_bytes!("../demo/low-2.ts"),
+            include_bytes!("../demo/low-3.ts"),
+            include_bytes!("../demo/low-4.ts"),
+            include_bytes!("../demo/low-5.ts"),
+        ],
+    },
+    Variant {
+        name: "high",
+        resolution: "320x180",
+        segments: [
+            include_bytes!("../demo/high-0.ts"),
+            include_bytes!("../demo/high-1.ts"),
+            include_bytes!("../demo/high-2.ts"),
+            include_bytes!("../demo/high-3.ts"),
+            include_bytes!("../demo/high-4.ts"),
+            include_bytes!("../demo/high-5.ts"),
+        ],
+    },
 ];
-/// Number of segments in the demo playlist.
-pub const DEMO_SEGMENTS: usize = SEGMENTS.len();
+/// Number of variants in the demo master playlist.
+pub const DEMO_VARIANTS: usize = VARIANTS.len();
 /// Audio sample rate of the demo FLV stream.
 const SAMPLE_RATE: u32 = 44_100;
 /// Milliseconds of audio per FLV tag.
@@ -43,29 +84,49 @@ const TAG_MS: u32 = 100;
 pub async fn start_origin() -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            };
-            tokio::spawn(async move {
-                let conn = http1::Builder::new()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(Duration::from_secs(10))
-                    .serve_connection(TokioIo::new(stream), service_fn(origin));
-                if let Err(error) = conn.await {
-                    debug!(%error, "demo origin connection ended");
-                }
-            });
-        }
-    });
+    tokio::spawn(serve(listener, |req| async move { Ok(origin(&req)) }));
     Ok(addr)
 }
 
+/// Serves HTTP/1.1 on `listener` with `handle` until the process exits.
+async fn serve<F, Fut>(listener: TcpListener, handle: F)
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Result<Response<ProxyBody>, Infallible>> + Send + 'static,
+{
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let handle = handle.clone();
+        tokio::spawn(async move {
+            let conn = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10))
+                .serve_connection(TokioIo::new(stream), service_fn(handle));
+            if let Err(error) = conn.await {
+                debug!(%error, "demo connection ended");
+            }
+        });
+    }
+}
+
 /// The demo config as TOML: one site for `localhost`/`127.0.0.1` in front of
-/// the demo origin, with the given Tencent key.
-pub fn config_toml(origin: SocketAddr, listen: &str, admin_listen: &str, key: &str) -> String {
+/// the demo origin, with the given Tencent key, whose CORS policy lets pages
+/// on `page_origins` (the player page) read its responses.
+pub fn config_toml(
+    origin: SocketAddr,
+    listen: &str,
+    admin_listen: &str,
+    key: &str,
+    page_origins: &[String],
+) -> String {
+    let origins = page_origins
+        .iter()
+        .map(|o| format!("{o:?}"))
+        .collect::<Vec<_>>()
+        .join(", ");
     format!(
         r#"# streamguard built-in demo
 [server]
@@ -83,6 +144,9 @@ origin = "http://{origin}"
 scheme = "tencent"
 key = "{key}"
 auth_delta_secs = 0
+
+[site.cors]
+allow_origins = [{origins}]
 "#
     )
 }
@@ -94,25 +158,27 @@ pub fn random_key() -> Result<String, getrandom::Error> {
     Ok(hex::encode(b))
 }
 
-async fn origin(req: Request<Incoming>) -> Result<Response<ProxyBody>, Infallible> {
+fn origin(req: &Request<Incoming>) -> Response<ProxyBody> {
     let path = req.uri().path();
+    let segment = |rest: &str| {
+        let (name, n) = rest.strip_suffix(".ts")?.rsplit_once('-')?;
+        let v = VARIANTS.iter().find(|v| v.name == name)?;
+        v.segments.get(n.parse::<usize>().ok()?).copied()
+    };
     let (status, ctype, body) = if path == "/live/demo.m3u8" {
-        (
-            StatusCode::OK,
-            "application/vnd.apple.mpegurl",
-            full(playlist()),
-        )
-    } else if let Some(n) = path
+        (StatusCode::OK, "application/vnd.apple.mpegurl", full(master()))
+    } else if let Some(v) = path
         .strip_prefix("/live/demo-")
-        .and_then(|r| r.strip_suffix(".ts"))
-        .and_then(|n| n.parse::<usize>().ok())
-        .filter(|n| *n < DEMO_SEGMENTS)
+        .and_then(|r| r.strip_suffix(".m3u8"))
+        .and_then(|name| VARIANTS.iter().find(|v| v.name == name))
     {
         (
             StatusCode::OK,
-            "video/mp2t",
-            full(Bytes::from_static(SEGMENTS[n])),
+            "application/vnd.apple.mpegurl",
+            full(media_playlist(v)),
         )
+    } else if let Some(s) = path.strip_prefix("/live/demo-").and_then(segment) {
+        (StatusCode::OK, "video/mp2t", full(Bytes::from_static(s)))
     } else if path == "/live/demo.flv" {
         (StatusCode::OK, "video/x-flv", endless_flv())
     } else {
@@ -122,15 +188,29 @@ async fn origin(req: Request<Incoming>) -> Result<Response<ProxyBody>, Infallibl
     *resp.status_mut() = status;
     resp.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(ctype));
-    Ok(resp)
+    resp
 }
 
-fn playlist() -> String {
-    let mut p = String::from(
-        "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:0\n",
+/// The master playlist: one `EXT-X-STREAM-INF` per variant, its `BANDWIDTH`
+/// the peak segment bit rate.
+fn master() -> String {
+    let mut p = String::from("#EXTM3U\n#EXT-X-VERSION:3\n");
+    for v in &VARIANTS {
+        let peak = v.segments.iter().map(|s| s.len()).max().unwrap_or(0) * 8 / SEGMENT_SECS;
+        p.push_str(&format!(
+            "#EXT-X-STREAM-INF:BANDWIDTH={peak},RESOLUTION={}\ndemo-{}.m3u8\n",
+            v.resolution, v.name
+        ));
+    }
+    p
+}
+
+fn media_playlist(v: &Variant) -> String {
+    let mut p = format!(
+        "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:{SEGMENT_SECS}\n#EXT-X-MEDIA-SEQUENCE:0\n#EXT-X-PLAYLIST-TYPE:VOD\n"
     );
-    for n in 0..DEMO_SEGMENTS {
-        p.push_str(&format!("#EXTINF:2.000,\ndemo-{n}.ts\n"));
+    for n in 0..v.segments.len() {
+        p.push_str(&format!("#EXTINF:{SEGMENT_SECS}.000,\ndemo-{}-{n}.ts\n", v.name));
     }
     p.push_str("#EXT-X-ENDLIST\n");
     p
@@ -206,9 +286,21 @@ mod tests {
 
     #[test]
     fn segments_are_whole_ts_packets() {
-        for s in SEGMENTS {
+        for s in VARIANTS.iter().flat_map(|v| v.segments) {
             assert_eq!(s.len() % 188, 0);
             assert!(s.chunks(188).all(|p| p[0] == 0x47));
+        }
+    }
+
+    #[test]
+    fn master_lists_every_variant_and_each_lists_its_segments() {
+        let m = master();
+        assert_eq!(m.matches("#EXT-X-STREAM-INF:").count(), DEMO_VARIANTS);
+        for v in &VARIANTS {
+            assert!(m.contains(&format!("\ndemo-{}.m3u8\n", v.name)), "{m}");
+            let p = media_playlist(v);
+            assert_eq!(p.matches(".ts\n").count(), SEGMENTS_PER_VARIANT);
+            assert!(p.ends_with("#EXT-X-ENDLIST\n"));
         }
     }
 }
