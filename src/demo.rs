@@ -4,8 +4,9 @@
 //! and a player page ([`page`]) served from another origin, so a browser
 //! plays the signed URLs through CORS.
 //!
-//! The FLV stream is real FLV: an audio-only stream of 16-bit PCM tags
-//! carrying a 440 Hz tone, paced in real time, so `ffplay` plays it. The HLS
+//! The FLV stream is real FLV: a 4-second H.264 + AAC clip shipped in
+//! `demo/` (test pattern + 440 Hz tone), looped with growing timestamps and
+//! paced in real time, so `ffplay` and mpegts.js play it. The HLS
 //! master playlist lists two variants (`low` 160x90 and `high` 320x180), each
 //! six real 2-second MPEG-TS segments shipped in `demo/` (test pattern +
 //! tone); through the proxy its child URIs get session tokens, so `ffplay`
@@ -74,10 +75,13 @@ const VARIANTS: [Variant; 2] = [
 ];
 /// Number of variants in the demo master playlist.
 pub const DEMO_VARIANTS: usize = VARIANTS.len();
-/// Audio sample rate of the demo FLV stream.
-const SAMPLE_RATE: u32 = 44_100;
-/// Milliseconds of audio per FLV tag.
-const TAG_MS: u32 = 100;
+/// The demo FLV clip (H.264 + AAC, see `demo/README.md`), looped forever.
+const FLV_CLIP: &[u8] = include_bytes!("../demo/clip.flv");
+/// How far ahead of real time the FLV stream runs, so a player starts at once.
+const FLV_LEAD: Duration = Duration::from_secs(1);
+/// Milliseconds of one video frame of the clip (10 fps): the gap between
+/// the clip's last tag and the first of its next loop.
+const FLV_FRAME_MS: u32 = 100;
 
 /// Starts the demo origin on `127.0.0.1:0` and returns its address. It runs
 /// until the process exits.
@@ -216,50 +220,97 @@ fn media_playlist(v: &Variant) -> String {
     p
 }
 
-/// FLV file header (audio only) plus PreviousTagSize0.
-pub fn flv_header() -> Bytes {
-    Bytes::from_static(b"FLV\x01\x04\x00\x00\x00\x09\x00\x00\x00\x00")
+/// FLV file header (audio and video) plus PreviousTagSize0.
+const FLV_HEADER: &[u8] = b"FLV\x01\x05\x00\x00\x00\x09\x00\x00\x00\x00";
+
+/// One FLV tag of the clip.
+#[derive(Debug, Clone, Copy)]
+struct Tag {
+    /// 8 audio, 9 video.
+    kind: u8,
+    /// Milliseconds.
+    ts: u32,
+    data: &'static [u8],
 }
 
-/// One FLV audio tag of `TAG_MS` of 16-bit mono 44.1 kHz PCM (a 440 Hz tone),
-/// starting at sample `first_sample`, followed by its PreviousTagSize.
-pub fn flv_audio_tag(first_sample: u64) -> Bytes {
-    let samples = SAMPLE_RATE * TAG_MS / 1000;
-    let data_len = 1 + samples as usize * 2;
-    let ts_ms = first_sample * 1000 / u64::from(SAMPLE_RATE);
-    let mut b = BytesMut::with_capacity(11 + data_len + 4);
-    b.put_u8(8); // audio
-    b.put_uint(data_len as u64, 3);
-    b.put_uint(ts_ms & 0xFF_FFFF, 3);
-    b.put_u8(((ts_ms >> 24) & 0xFF) as u8);
-    b.put_uint(0, 3); // stream id
-                      // SoundFormat 3 (linear PCM, little endian), 44 kHz, 16-bit, mono.
-    b.put_u8(0x3E);
-    for i in 0..u64::from(samples) {
-        let t = (first_sample + i) as f64 / f64::from(SAMPLE_RATE);
-        let v = (t * 440.0 * std::f64::consts::TAU).sin() * 8000.0;
-        b.put_i16_le(v as i16);
+impl Tag {
+    /// True for the AVC and AAC sequence headers a player needs once, first.
+    fn is_sequence_header(&self) -> bool {
+        let (Some(&b0), Some(&b1)) = (self.data.first(), self.data.get(1)) else {
+            return false;
+        };
+        match self.kind {
+            9 => b0 & 0x0F == 7 && b1 == 0,
+            8 => b0 >> 4 == 10 && b1 == 0,
+            _ => false,
+        }
     }
-    b.put_u32(11 + data_len as u32);
-    b.freeze()
+
+    /// The tag as sent at `ts`, with its PreviousTagSize.
+    fn encode(&self, ts: u32) -> Bytes {
+        let mut b = BytesMut::with_capacity(11 + self.data.len() + 4);
+        b.put_u8(self.kind);
+        b.put_uint(self.data.len() as u64, 3);
+        b.put_uint(u64::from(ts & 0xFF_FFFF), 3);
+        b.put_u8((ts >> 24) as u8);
+        b.put_uint(0, 3); // stream id
+        b.put_slice(self.data);
+        b.put_u32(11 + self.data.len() as u32);
+        b.freeze()
+    }
 }
 
-/// An FLV stream that never ends, paced in real time.
+/// The audio and video tags of an FLV file (script data dropped), up to the
+/// first truncated tag.
+fn flv_tags(file: &'static [u8]) -> Vec<Tag> {
+    let mut tags = Vec::new();
+    let Some(&[a, b, c, d]) = file.get(5..9) else {
+        return tags;
+    };
+    let mut pos = u32::from_be_bytes([a, b, c, d]) as usize + 4;
+    while let Some(&[kind, s0, s1, s2, t0, t1, t2, t3, ..]) = file.get(pos..pos + 11) {
+        let size = u32::from_be_bytes([0, s0, s1, s2]) as usize;
+        let Some(data) = file.get(pos + 11..pos + 11 + size) else {
+            break;
+        };
+        if kind == 8 || kind == 9 {
+            let ts = u32::from_be_bytes([t3, t0, t1, t2]);
+            tags.push(Tag { kind, ts, data });
+        }
+        pos += 11 + size + 4;
+    }
+    tags
+}
+
+/// An FLV stream that never ends: the clip's sequence headers, then its
+/// media tags looped with ever-growing timestamps, paced in real time
+/// ([`FLV_LEAD`] ahead).
 fn endless_flv() -> ProxyBody {
     let (tx, body) = ChannelBody::new(4);
     tokio::spawn(async move {
-        if tx.send(flv_header()).await.is_err() {
+        let tags = flv_tags(FLV_CLIP);
+        let (headers, media): (Vec<Tag>, Vec<Tag>) =
+            tags.into_iter().partition(Tag::is_sequence_header);
+        let clip_ms = media.iter().map(|t| t.ts).max().unwrap_or(0) + FLV_FRAME_MS;
+        if tx.send(Bytes::from_static(FLV_HEADER)).await.is_err() {
             return;
         }
-        let per_tag = u64::from(SAMPLE_RATE * TAG_MS / 1000);
-        let mut tick = tokio::time::interval(Duration::from_millis(u64::from(TAG_MS)));
-        let mut sample = 0u64;
-        loop {
-            tick.tick().await;
-            if tx.send(flv_audio_tag(sample)).await.is_err() {
-                return; // client gone
+        for h in &headers {
+            if tx.send(h.encode(0)).await.is_err() {
+                return;
             }
-            sample += per_tag;
+        }
+        let start = tokio::time::Instant::now();
+        for n in 0u64.. {
+            for t in &media {
+                let ts = n * u64::from(clip_ms) + u64::from(t.ts);
+                let due = start + Duration::from_millis(ts);
+                tokio::time::sleep_until(due.checked_sub(FLV_LEAD).unwrap_or(start)).await;
+                // FLV timestamps wrap after 2^32 ms (49 days), as players expect.
+                if tx.send(t.encode(ts as u32)).await.is_err() {
+                    return; // client gone
+                }
+            }
         }
     });
     body.boxed_unsync()
@@ -270,10 +321,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn flv_tag_sizes_are_consistent() {
-        let tag = flv_audio_tag(0);
+    fn flv_clip_has_sequence_headers_and_rewritten_tags_keep_their_sizes() {
+        let tags = flv_tags(FLV_CLIP);
+        assert!(tags.iter().filter(|t| t.is_sequence_header()).count() == 2);
+        assert!(tags.iter().any(|t| t.kind == 8) && tags.iter().any(|t| t.kind == 9));
+        let tag = tags[tags.len() - 1].encode(0x0123_4567);
         let data_len = u32::from_be_bytes([0, tag[1], tag[2], tag[3]]) as usize;
         assert_eq!(tag.len(), 11 + data_len + 4);
+        assert_eq!(u32::from_be_bytes([tag[7], tag[4], tag[5], tag[6]]), 0x0123_4567);
         let prev = u32::from_be_bytes([
             tag[tag.len() - 4],
             tag[tag.len() - 3],
@@ -281,7 +336,7 @@ mod tests {
             tag[tag.len() - 1],
         ]);
         assert_eq!(prev as usize, 11 + data_len);
-        assert_eq!(&flv_header()[..3], b"FLV");
+        assert_eq!(&FLV_HEADER[..3], b"FLV");
     }
 
     #[test]

@@ -191,8 +191,17 @@ async function selfTest(report) {
     }
     ctl.abort();
     out.flv_magic = String.fromCharCode(...got.slice(0, 3));
-    out.flv_player_supported = mpegts.isSupported();
     step(`flv: ${out.flv_status} ${out.flv_magic}`);
+
+    // ...and mpegts.js plays it.
+    let flvError = null;
+    playFlv(urls.flv);
+    flv.on(mpegts.Events.ERROR, (type, detail) => { flvError = `${type} ${detail}`; });
+    await until("FLV past 1 s", () => flvError || video.currentTime > 1, 20000);
+    if (flvError) throw new Error(`FLV failed: ${flvError}`);
+    out.flv_played_secs = video.currentTime;
+    step(`flv played ${video.currentTime.toFixed(2)} s`);
+    stop();
   } catch (e) {
     out.error = String(e && e.message ? e.message : e);
     step(`error: ${out.error}`);
