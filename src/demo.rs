@@ -170,7 +170,11 @@ fn origin(req: &Request<Incoming>) -> Response<ProxyBody> {
         v.segments.get(n.parse::<usize>().ok()?).copied()
     };
     let (status, ctype, body) = if path == "/live/demo.m3u8" {
-        (StatusCode::OK, "application/vnd.apple.mpegurl", full(master()))
+        (
+            StatusCode::OK,
+            "application/vnd.apple.mpegurl",
+            full(master()),
+        )
     } else if let Some(v) = path
         .strip_prefix("/live/demo-")
         .and_then(|r| r.strip_suffix(".m3u8"))
@@ -214,7 +218,10 @@ fn media_playlist(v: &Variant) -> String {
         "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:{SEGMENT_SECS}\n#EXT-X-MEDIA-SEQUENCE:0\n#EXT-X-PLAYLIST-TYPE:VOD\n"
     );
     for n in 0..v.segments.len() {
-        p.push_str(&format!("#EXTINF:{SEGMENT_SECS}.000,\ndemo-{}-{n}.ts\n", v.name));
+        p.push_str(&format!(
+            "#EXTINF:{SEGMENT_SECS}.000,\ndemo-{}-{n}.ts\n",
+            v.name
+        ));
     }
     p.push_str("#EXT-X-ENDLIST\n");
     p
@@ -328,7 +335,10 @@ mod tests {
         let tag = tags[tags.len() - 1].encode(0x0123_4567);
         let data_len = u32::from_be_bytes([0, tag[1], tag[2], tag[3]]) as usize;
         assert_eq!(tag.len(), 11 + data_len + 4);
-        assert_eq!(u32::from_be_bytes([tag[7], tag[4], tag[5], tag[6]]), 0x0123_4567);
+        assert_eq!(
+            u32::from_be_bytes([tag[7], tag[4], tag[5], tag[6]]),
+            0x0123_4567
+        );
         let prev = u32::from_be_bytes([
             tag[tag.len() - 4],
             tag[tag.len() - 3],

@@ -255,9 +255,10 @@ fn run(
                         .parse()
                         .with_context(|| format!("--page-listen {a}: not an IP:port address"))?,
                     None => {
-                        let mut a: std::net::SocketAddr = proxy_listen.parse().with_context(
-                            || format!("--listen {proxy_listen}: not an IP:port address"),
-                        )?;
+                        let mut a: std::net::SocketAddr =
+                            proxy_listen.parse().with_context(|| {
+                                format!("--listen {proxy_listen}: not an IP:port address")
+                            })?;
                         a.set_port(0);
                         a
                     }
@@ -367,11 +368,7 @@ async fn ctrl_c_or_forever() {
     }
 }
 
-fn print_demo_urls(
-    config: &Config,
-    server: &Server,
-    page: demo::page::PlayerPage,
-) -> Result<()> {
+fn print_demo_urls(config: &Config, server: &Server, page: demo::page::PlayerPage) -> Result<()> {
     let Some((mut addr, _)) = server.proxy_addrs().into_iter().next() else {
         bail!("the demo has no listener");
     };

@@ -4,6 +4,12 @@
 //! switch between the two variants, reads the deny reason of an expired URL
 //! from JavaScript, and plays the FLV stream with mpegts.js. The page's self-test
 //! (`?report=URL`) POSTs its findings to a listener the test opens.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests fail loudly"
+)]
 
 mod common;
 
@@ -59,7 +65,10 @@ impl Browser {
                 "--disable-dev-shm-usage",
                 "--mute-audio",
                 "--autoplay-policy=no-user-gesture-required",
-                &format!("--user-data-dir={}", profile.path().join("profile").display()),
+                &format!(
+                    "--user-data-dir={}",
+                    profile.path().join("profile").display()
+                ),
                 url,
             ])
             .stdin(Stdio::null())
@@ -138,7 +147,10 @@ async fn browser_plays_hls_across_a_variant_switch_and_reads_the_deny_reason() {
     let browser = Browser::open(&bin, &format!("{page}?report={report_url}"));
     let report = match tokio::time::timeout(Duration::from_secs(60), reports.recv()).await {
         Ok(Some(r)) => r,
-        _ => panic!("the page sent no report; chromium said:\n{}", browser.log_tail()),
+        _ => panic!(
+            "the page sent no report; chromium said:\n{}",
+            browser.log_tail()
+        ),
     };
     drop(browser);
     let r: serde_json::Value = serde_json::from_str(&report).unwrap();
@@ -154,7 +166,10 @@ async fn browser_plays_hls_across_a_variant_switch_and_reads_the_deny_reason() {
     assert_ne!(first, target, "{r:#}");
     assert_eq!(&r["switched_level"], target, "{r:#}");
     assert_eq!(&r["level_after_switch"], target, "{r:#}");
-    assert!(r["played_after_switch_secs"].as_f64().unwrap() > 1.0, "{r:#}");
+    assert!(
+        r["played_after_switch_secs"].as_f64().unwrap() > 1.0,
+        "{r:#}"
+    );
 
     // The expired URL failed, and the page read why: in hls.js's own request
     // and with fetch().

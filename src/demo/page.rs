@@ -123,7 +123,11 @@ fn page(req: &Request<Incoming>, sign: &Signer) -> Response<ProxyBody> {
             ),
         }
     } else if let Some((_, ctype, bytes)) = FILES.iter().find(|(p, _, _)| *p == path) {
-        (StatusCode::OK, *ctype, full(bytes::Bytes::from_static(bytes)))
+        (
+            StatusCode::OK,
+            *ctype,
+            full(bytes::Bytes::from_static(bytes)),
+        )
     } else {
         (
             StatusCode::NOT_FOUND,
