@@ -1,7 +1,8 @@
 # streamguard container image.
 #
 # Build:  docker build -t streamguard .        (or: podman build -t streamguard .)
-# Demo:   docker run --rm -p 8080:8080 -p 9090:9090 streamguard run --listen 0.0.0.0:8080
+# Demo:   docker run --rm -p 8080:8080 -p 8081:8081 -p 9090:9090 streamguard \
+#           run --listen 0.0.0.0:8080 --page-listen 0.0.0.0:8081
 # Real:   docker run --rm -p 8080:8080 -p 9090:9090 \
 #           -v $PWD/streamguard.toml:/etc/streamguard/streamguard.toml:ro \
 #           -v streamguard-state:/var/lib/streamguard streamguard

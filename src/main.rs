@@ -35,6 +35,10 @@ enum Command {
         /// in a container).
         #[arg(long, env = "STREAMGUARD_ADMIN_LISTEN")]
         admin_listen: Option<String>,
+        /// The demo's player page address (demo only; default: the proxy's
+        /// listen address with any free port).
+        #[arg(long)]
+        page_listen: Option<String>,
     },
     /// Probe a running instance's admin `/healthz` (for container health
     /// checks): exit 0 healthy, 1 not.
@@ -114,7 +118,8 @@ fn main() -> ExitCode {
             config,
             listen,
             admin_listen,
-        } => run(config, listen, admin_listen).map(|()| ExitCode::SUCCESS),
+            page_listen,
+        } => run(config, listen, admin_listen, page_listen).map(|()| ExitCode::SUCCESS),
         Command::CheckConfig { file } => check_config(&file),
         Command::Healthcheck {
             config,
@@ -213,7 +218,15 @@ fn worker_threads() -> Result<Option<usize>> {
     }
 }
 
-fn run(config: Option<PathBuf>, listen: Vec<String>, admin_listen: Option<String>) -> Result<()> {
+fn run(
+    config: Option<PathBuf>,
+    listen: Vec<String>,
+    admin_listen: Option<String>,
+    page_listen: Option<String>,
+) -> Result<()> {
+    if config.is_some() && page_listen.is_some() {
+        bail!("--page-listen is for the built-in demo only (run without --config)");
+    }
     let loaded = config.as_deref().map(Config::load).transpose()?;
     init_tracing(log_format(loaded.as_ref())?);
     let mut builder = tokio::runtime::Builder::new_multi_thread();
@@ -222,7 +235,7 @@ fn run(config: Option<PathBuf>, listen: Vec<String>, admin_listen: Option<String
     }
     let rt = builder.enable_all().build()?;
     rt.block_on(async move {
-        let mut demo_key = None;
+        let mut demo_page = None;
         let config_path = config.clone();
         let mut config = match loaded {
             Some(c) => c,
@@ -232,17 +245,35 @@ fn run(config: Option<PathBuf>, listen: Vec<String>, admin_listen: Option<String
                     .context("starting the demo origin")?;
                 let key = demo::random_key()
                     .map_err(|e| anyhow!("no randomness for the demo key: {e}"))?;
+                let proxy_listen = listen
+                    .first()
+                    .map_or(streamguard::config::DEFAULT_LISTEN, String::as_str);
+                let page_addr: std::net::SocketAddr = match &page_listen {
+                    Some(a) => a
+                        .parse()
+                        .with_context(|| format!("--page-listen {a}: not an IP:port address"))?,
+                    None => {
+                        let mut a: std::net::SocketAddr =
+                            proxy_listen.parse().with_context(|| {
+                                format!("--listen {proxy_listen}: not an IP:port address")
+                            })?;
+                        a.set_port(0);
+                        a
+                    }
+                };
+                let page = demo::page::PlayerPage::bind(page_addr)
+                    .await
+                    .with_context(|| format!("binding the demo player page on {page_addr}"))?;
                 let toml = demo::config_toml(
                     origin,
-                    listen
-                        .first()
-                        .map_or(streamguard::config::DEFAULT_LISTEN, String::as_str),
+                    proxy_listen,
                     admin_listen
                         .as_deref()
                         .unwrap_or(streamguard::config::DEFAULT_ADMIN_LISTEN),
                     &key,
+                    &page.origins(),
                 );
-                demo_key = Some(key);
+                demo_page = Some(page);
                 Config::from_toml(&toml, std::path::Path::new("."), &|_| None)?
             }
         };
@@ -288,8 +319,8 @@ fn run(config: Option<PathBuf>, listen: Vec<String>, admin_listen: Option<String
         if let Some(addr) = server.admin_addr() {
             println!("listening admin http://{addr}");
         }
-        if demo_key.is_some() {
-            print_demo_urls(&config, &server)?;
+        if let Some(page) = demo_page {
+            print_demo_urls(&config, &server, page)?;
         }
         use std::io::Write as _;
         std::io::stdout().flush()?;
@@ -335,7 +366,7 @@ async fn ctrl_c_or_forever() {
     }
 }
 
-fn print_demo_urls(config: &Config, server: &Server) -> Result<()> {
+fn print_demo_urls(config: &Config, server: &Server, page: demo::page::PlayerPage) -> Result<()> {
     let Some((mut addr, _)) = server.proxy_addrs().into_iter().next() else {
         bail!("the demo has no listener");
     };
@@ -347,28 +378,45 @@ fn print_demo_urls(config: &Config, server: &Server) -> Result<()> {
     let site = config
         .sites
         .first()
+        .cloned()
         .ok_or_else(|| anyhow!("the demo has no site"))?;
     let key = site
         .keys
         .primary()
+        .cloned()
         .ok_or_else(|| anyhow!("the demo site has no key"))?;
-    let expires = unix_now() + 3600;
     let base = format!("http://{addr}");
+    let sign = move |p: &str, expires: u64| -> Result<String, String> {
+        let s = site
+            .verifier
+            .sign(&site.domains[0], p, None, &key, expires)
+            .map_err(|e| e.to_string())?;
+        Ok(format!("{base}{}?{}", s.path, s.query))
+    };
     println!();
     println!("streamguard demo: a Tencent-signed site in front of a built-in origin.");
     println!("Signed URLs, valid for one hour:");
+    let expires = unix_now() + 3600;
     for p in ["/live/demo.flv", "/live/demo.m3u8"] {
-        let s = site
-            .verifier
-            .sign(&site.domains[0], p, None, key, expires)?;
-        println!("  {base}{}?{}", s.path, s.query);
+        println!("  {}", sign(p, expires).map_err(|e| anyhow!(e))?);
     }
+    println!("Player page (hls.js and mpegts.js, on another origin, so the browser uses CORS):");
+    println!("  {}", page.url());
     println!("Try: curl -s '<flv url>' | ffplay -   (or ffplay '<flv url>')");
-    println!("     curl -i {base}/live/demo.flv     (denied: missing_token)");
+    println!("     curl -i http://{addr}/live/demo.flv     (denied: missing_token)");
     if let Some(a) = server.admin_addr() {
         println!("Metrics: curl http://{a}/metrics");
     }
     println!();
+    page.serve(std::sync::Arc::new(move || {
+        let now = unix_now();
+        Ok(demo::page::PlayerUrls {
+            hls: sign("/live/demo.m3u8", now + 3600)?,
+            flv: sign("/live/demo.flv", now + 3600)?,
+            // Auth delta is 0 in the demo: a minute ago is expired.
+            expired_hls: sign("/live/demo.m3u8", now.saturating_sub(60))?,
+        })
+    }));
     Ok(())
 }
 

@@ -67,7 +67,13 @@ pub fn preflight(cors: &CorsConfig, headers: &HeaderMap) -> Response<ProxyBody> 
 pub fn decorate(cors: &CorsConfig, origin: Option<&HeaderValue>, resp: &mut Response<ProxyBody>) {
     // Why Vary on every response (unless `*`): the answer differs by Origin,
     // and a shared cache must not hand one origin's answer to another.
-    if !cors.any {
+    // A preflight answer already says so: once is enough.
+    let varies = resp
+        .headers()
+        .get_all(VARY)
+        .iter()
+        .any(|v| v.as_bytes().eq_ignore_ascii_case(b"origin"));
+    if !cors.any && !varies {
         resp.headers_mut()
             .append(VARY, HeaderValue::from_static("Origin"));
     }
@@ -82,8 +88,67 @@ pub fn decorate(cors: &CorsConfig, origin: Option<&HeaderValue>, resp: &mut Resp
             HeaderValue::from_static("true"),
         );
     }
-    let expose = format!("Content-Length, Content-Range, {DENY_HEADER}, {ERROR_HEADER}");
+    // Why Retry-After: a throttled page should know when to try again.
+    let expose =
+        format!("Content-Length, Content-Range, Retry-After, {DENY_HEADER}, {ERROR_HEADER}");
     if let Ok(e) = HeaderValue::from_str(&expose) {
         h.insert(ACCESS_CONTROL_EXPOSE_HEADERS, e);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cors(origins: &[&str]) -> CorsConfig {
+        CorsConfig {
+            any: false,
+            origins: origins.iter().map(|o| (*o).to_owned()).collect(),
+            max_age_secs: 600,
+            allow_credentials: true,
+            allow_headers: "Range, X-Player".to_owned(),
+        }
+    }
+
+    #[test]
+    fn a_preflight_answer_varies_on_origin_once_and_names_the_allowed_headers() {
+        let c = cors(&["https://player.example.com"]);
+        let mut req = HeaderMap::new();
+        req.insert(
+            ORIGIN,
+            HeaderValue::from_static("https://player.example.com"),
+        );
+        req.insert(
+            ACCESS_CONTROL_REQUEST_METHOD,
+            HeaderValue::from_static("GET"),
+        );
+        let mut resp = preflight(&c, &req);
+        decorate(&c, req.get(ORIGIN), &mut resp);
+        let h = resp.headers();
+        assert_eq!(h.get_all(VARY).iter().count(), 1);
+        assert_eq!(h[ACCESS_CONTROL_ALLOW_HEADERS], "Range, X-Player");
+        assert_eq!(h[http::header::ACCESS_CONTROL_ALLOW_CREDENTIALS], "true");
+    }
+
+    #[test]
+    fn a_denial_exposes_its_reason_to_an_allowed_page_only() {
+        let c = cors(&["https://player.example.com"]);
+        let mut resp = Response::new(empty());
+        let page = HeaderValue::from_static("https://player.example.com");
+        decorate(&c, Some(&page), &mut resp);
+        let expose = resp.headers()[ACCESS_CONTROL_EXPOSE_HEADERS]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            expose.contains(DENY_HEADER) && expose.contains("Retry-After"),
+            "{expose}"
+        );
+        let mut other = Response::new(empty());
+        let evil = HeaderValue::from_static("https://evil.example.com");
+        assert!(refuses(&c, &evil));
+        decorate(&c, Some(&evil), &mut other);
+        assert!(other.headers().get(ACCESS_CONTROL_ALLOW_ORIGIN).is_none());
+        assert!(other.headers().get(ACCESS_CONTROL_EXPOSE_HEADERS).is_none());
     }
 }
