@@ -197,7 +197,6 @@ for r in $(seq "$ROUNDS"); do
   done
 done
 
-OUT=${OUT:-/dev/stdout}
 {
   echo "$(date -u +%F), $(nproc) cores ($(awk -F: '/model name/ {print $2; exit}' /proc/cpuinfo | sed 's/^ *//')), wrk -t$THREADS -c$CONNS (16 for 1 MiB) -d${DUR}s, median of $ROUNDS interleaved rounds"
   echo
@@ -220,4 +219,7 @@ OUT=${OUT:-/dev/stdout}
   done
   echo
   echo "Endless stream, one reader, MiB/s: direct $(median < "$work/flv.direct"), nginx $(median < "$work/flv.nginx"), streamguard secure_link $(median < "$work/flv.sg-sl"), streamguard tencent $(median < "$work/flv.sg-tx")"
-} | tee "$OUT"
+} > "$work/table.md"
+cat "$work/table.md"
+[ -n "${OUT:-}" ] && cp "$work/table.md" "$OUT"
+exit 0
