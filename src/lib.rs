@@ -28,7 +28,8 @@
 //!   filter response → log), upstream forwarding, HLS rewriting, responses.
 //!   Receives resolved sites; knows no vendor.
 //! - [`sync`]: vendor Describe API clients, one file per vendor, the state
-//!   directory it owns; answers go out through a [`sync::Sink`].
+//!   directory it owns; answers go out through a [`sync::Sink`]. Key
+//!   rotation at the vendor ([`sync::rotate`]: stage, promote, retire).
 //! - [`publish`]: the one place that joins config and vendor answers into
 //!   sites as served ([`publish::site_auths`], also used by `check`/`sign`)
 //!   and swaps snapshots in.
@@ -106,6 +107,7 @@ pub struct Server {
     shared: Arc<Shared>,
     publisher: Arc<publish::Publisher>,
     syncs: Vec<sync::SyncService>,
+    rotations: sync::rotate::RotationService,
     listeners: Vec<(TcpListener, bool)>,
     admin: TcpListener,
 }
@@ -159,6 +161,11 @@ impl Server {
                 svc
             })
             .collect();
+        let rotations = sync::rotate::RotationService::new(
+            &config,
+            &shared.metrics,
+            publisher.clone() as Arc<dyn sync::Sink>,
+        );
         let mut listeners = Vec::new();
         let plain = config.server.listen.iter().map(|a| (*a, false));
         let tls = config.server.tls_listen.iter().map(|a| (*a, true));
@@ -176,6 +183,7 @@ impl Server {
             shared,
             publisher,
             syncs,
+            rotations,
             listeners,
             admin,
         })
@@ -249,6 +257,9 @@ impl Server {
         ));
         for svc in self.syncs {
             tasks.spawn(svc.run(shutdown.clone()));
+        }
+        if !self.rotations.is_empty() {
+            tasks.spawn(self.rotations.run(shutdown.clone()));
         }
         if let Some(r) = reloader {
             tasks.spawn(r.run(shutdown.clone()));
