@@ -408,4 +408,29 @@ mod tests {
         assert_eq!(h["x-tc-timestamp"], "1539084154");
         assert!(h["authorization"].to_str().unwrap().starts_with("TC3-HMAC-SHA256 Credential=id/2018-10-09/live/tc3_request, SignedHeaders=content-type;host, Signature="));
     }
+
+    #[test]
+    fn stage_keeps_a_backup_key_in_use_unless_told() {
+        let current = br#"{"Response":{"PlayAuthKeyInfo":{"Enable":1,"AuthKey":"old","AuthDelta":30,"AuthBackKey":"third"},"RequestId":"r"}}"#;
+        let (old, new) = (Secret::new("old"), Secret::new("new"));
+        let stage = |replace_backup| KeyChange::Stage {
+            old: &old,
+            new: &new,
+            replace_backup,
+        };
+        assert!(matches!(
+            api().write("d", current, &stage(false), 0),
+            Err(WriteError::Refused(_))
+        ));
+        let req = api().write("d", current, &stage(true), 0).unwrap();
+        assert_eq!(req.headers()["x-tc-action"], "ModifyLivePlayAuthKey");
+        assert!(req.headers()["authorization"]
+            .to_str()
+            .unwrap()
+            .starts_with("TC3-HMAC-SHA256 Credential=id/"));
+        assert_eq!(api().url_window_secs("d", current), 30);
+        assert!(api()
+            .written(StatusCode::OK, br#"{"Response":{"RequestId":"r"}}"#)
+            .is_ok());
+    }
 }

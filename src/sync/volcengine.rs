@@ -1323,4 +1323,99 @@ vendor = "v"
         let c = load(&cfg("volcengine", "")).unwrap();
         assert_eq!(c.vendors[0].kind.scheme(), "volcengine");
     }
+
+    #[tokio::test]
+    async fn update_auth_key_carries_the_whole_entry_with_the_change() {
+        use http_body_util::BodyExt;
+        let current = serde_json::to_vec(&serde_json::json!({"ResponseMetadata": {}, "Result": {"AuthList": [
+            {"Domain": "d", "SceneType": "push", "AuthStatus": true, "AuthDetailList": [{"SecretKey": "pushkey"}]},
+            {"Domain": "d", "App": "live", "SceneType": "pull", "AuthStatus": true, "ValidDuration": "120",
+             "AuthDetailList": [{"SecretKey": "old", "EncryptionAlgorithm": "md5_custom", "EncryptField": ["key", "volcTime"], "AuthField": "{}"}]}]}}))
+        .unwrap();
+        let (old, new) = (Secret::new("old"), Secret::new("new"));
+        let api = api("2020-08-01");
+        let body = |req: Request<Full<Bytes>>| async move {
+            assert!(req
+                .uri()
+                .query()
+                .unwrap()
+                .contains("Action=UpdateAuthKey&Version=2023-01-01"));
+            let b = req.into_body().collect().await.unwrap().to_bytes();
+            serde_json::from_slice::<serde_json::Value>(&b).unwrap()
+        };
+        let stage = KeyChange::Stage {
+            old: &old,
+            new: &new,
+            replace_backup: false,
+        };
+        let b = body(api.write("d", &current, &stage, 0).unwrap()).await;
+        assert_eq!(b["Domain"], "d");
+        assert_eq!(b["App"], "live");
+        assert_eq!(b["SceneType"], "pull");
+        assert_eq!(b["ValidDuration"], 120);
+        assert!(b.get("PushPullEnable").is_none());
+        let list = b["AuthDetailList"].as_array().unwrap();
+        assert_eq!(list.len(), 2);
+        assert_eq!(list[1]["SecretKey"], "new");
+        assert_eq!(list[1]["EncryptionAlgorithm"], "md5_custom");
+        assert_eq!(
+            list[1]["EncryptField"],
+            serde_json::json!(["key", "volcTime"])
+        );
+        assert_eq!(api.url_window_secs("d", &current), 120);
+
+        let staged = serde_json::to_vec(&serde_json::json!({"Result": {"AuthList": [
+            {"Domain": "d", "AuthStatus": true, "AuthDetailList": [{"SecretKey": "old"}, {"SecretKey": "new"}]}]}}))
+        .unwrap();
+        let b = body(
+            api.write(
+                "d",
+                &staged,
+                &KeyChange::Promote {
+                    old: &old,
+                    new: &new,
+                },
+                0,
+            )
+            .unwrap(),
+        )
+        .await;
+        assert_eq!(
+            b["AuthDetailList"],
+            serde_json::json!([{"SecretKey": "new"}, {"SecretKey": "old"}])
+        );
+        let b = body(
+            api.write(
+                "d",
+                &staged,
+                &KeyChange::Retire {
+                    old: &old,
+                    new: &new,
+                },
+                0,
+            )
+            .unwrap(),
+        )
+        .await;
+        assert_eq!(
+            b["AuthDetailList"],
+            serde_json::json!([{"SecretKey": "new"}])
+        );
+
+        let two = serde_json::to_vec(&serde_json::json!({"Result": {"AuthList": [
+            {"Domain": "d", "App": "a", "AuthStatus": true, "AuthDetailList": [{"SecretKey": "old"}]},
+            {"Domain": "d", "App": "b", "AuthStatus": true, "AuthDetailList": [{"SecretKey": "old"}]}]}}))
+        .unwrap();
+        assert!(matches!(
+            api.write("d", &two, &stage, 0),
+            Err(WriteError::Refused(_))
+        ));
+        assert!(matches!(
+            api.written(
+                StatusCode::UNAUTHORIZED,
+                br#"{"ResponseMetadata":{"Error":{"Code":"SignatureDoesNotMatch","Message":"x"}}}"#
+            ),
+            Err(SyncError::Vendor { .. })
+        ));
+    }
 }

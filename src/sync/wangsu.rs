@@ -1026,4 +1026,113 @@ mod tests {
             );
         }
     }
+
+    async fn body_of(req: Request<Full<Bytes>>) -> Value {
+        use http_body_util::BodyExt;
+        let b = req.into_body().collect().await.unwrap().to_bytes();
+        serde_json::from_slice(&b).unwrap()
+    }
+
+    #[tokio::test]
+    async fn rotation_writes_follow_the_data_id_semantics() {
+        let current = serde_json::to_vec(&serde_json::json!({"code": "0", "data": {"domainName": "d",
+            "timestampVisitControlRules": [
+                {"dataId": "7", "secretKey": "old", "timeFormat": "hex", "effectiveTimeMode": "duration", "effectiveTime": "30", "tolerantTime": "5"},
+                {"dataId": "9", "secretKey": "other", "timeFormat": "hex"}]}}))
+        .unwrap();
+        let (old, new) = (Secret::new("old"), Secret::new("new"));
+        let req = api()
+            .write(
+                "d",
+                &current,
+                &KeyChange::Stage {
+                    old: &old,
+                    new: &new,
+                    replace_backup: false,
+                },
+                0,
+            )
+            .unwrap();
+        assert_eq!(req.method(), http::Method::PUT);
+        assert!(req.headers()["authorization"]
+            .to_str()
+            .unwrap()
+            .starts_with("Basic "));
+        let rules = body_of(req).await["timestampVisitControlRules"].clone();
+        // Every existing group with its dataId (modified, unchanged), and the
+        // new one without (added): never a replace-all body.
+        assert_eq!(rules.as_array().unwrap().len(), 3);
+        assert_eq!(rules[0]["dataId"], "7");
+        assert_eq!(rules[1]["dataId"], "9");
+        assert_eq!(rules[2].get("dataId"), None);
+        assert_eq!(rules[2]["secretKey"], "new");
+        assert_eq!(rules[2]["effectiveTime"], "30");
+
+        let staged = serde_json::to_vec(&serde_json::json!({"data": {"timestampVisitControlRules": [
+            {"dataId": "7", "secretKey": "old"}, {"dataId": "9", "secretKey": "other"}, {"dataId": "10", "secretKey": "new"}]}}))
+        .unwrap();
+        let req = api()
+            .write(
+                "d",
+                &staged,
+                &KeyChange::Promote {
+                    old: &old,
+                    new: &new,
+                },
+                0,
+            )
+            .unwrap();
+        let rules = body_of(req).await["timestampVisitControlRules"].clone();
+        assert_eq!(
+            rules,
+            serde_json::json!([{"dataId": "7", "secretKey": "new"}, {"dataId": "10", "secretKey": "old"}])
+        );
+        let promoted = serde_json::to_vec(&serde_json::json!({"data": {"timestampVisitControlRules": [
+            {"dataId": "7", "secretKey": "new"}, {"dataId": "9", "secretKey": "other"}, {"dataId": "10", "secretKey": "old"}]}}))
+        .unwrap();
+        let req = api()
+            .write(
+                "d",
+                &promoted,
+                &KeyChange::Retire {
+                    old: &old,
+                    new: &new,
+                },
+                0,
+            )
+            .unwrap();
+        // A group with nothing but its dataId clears that group.
+        assert_eq!(
+            body_of(req).await["timestampVisitControlRules"],
+            serde_json::json!([{"dataId": "10"}])
+        );
+        assert_eq!(api().url_window_secs("d", &current), 35);
+
+        let mixed =
+            serde_json::to_vec(&serde_json::json!({"data": {"timestampVisitControlRules": [
+            {"dataId": "7", "secretKey": "old"}, {"secretKey": "other"}]}}))
+            .unwrap();
+        assert!(matches!(
+            api().write(
+                "d",
+                &mixed,
+                &KeyChange::Promote {
+                    old: &old,
+                    new: &new
+                },
+                0
+            ),
+            Err(WriteError::Refused(_))
+        ));
+        assert!(api()
+            .written(StatusCode::OK, br#"{"code":"0","message":"success"}"#)
+            .is_ok());
+        assert!(matches!(
+            api().written(
+                StatusCode::UNAUTHORIZED,
+                br#"{"code":"AuthFailed","message":"no"}"#
+            ),
+            Err(SyncError::Vendor { .. })
+        ));
+    }
 }
