@@ -266,11 +266,13 @@ impl RotateError {
 }
 
 /// The time a key needs to reach every replica: one sync interval with its
-/// +10% jitter, plus a request timeout (a sync in flight), rounded up.
+/// +10% jitter, rounded up, plus two request timeouts (a sync that read the
+/// vendor just before the change may take one to finish before the interval
+/// starts, the next one may take one to answer).
 pub fn propagation(account: &VendorConfig) -> u64 {
     let interval = account.sync_interval.mul_f64(1.1);
     let rounded = interval.as_secs() + u64::from(interval.subsec_nanos() > 0);
-    rounded + account.request_timeout.as_secs()
+    rounded + 2 * account.request_timeout.as_secs()
 }
 
 /// The wait between promote and retire: [`propagation`] (replicas sign
@@ -1001,13 +1003,13 @@ mod tests {
 
     #[test]
     fn promote_waits_a_jittered_interval_and_retire_the_url_lifetime() {
-        // 300 s × 1.1 = 330, + 10 s timeout.
-        assert_eq!(propagation(&account(300, 10, 86_400)), 340);
+        // 300 s × 1.1 = 330, + 2 × 10 s timeout.
+        assert_eq!(propagation(&account(300, 10, 86_400)), 350);
         // 1 s × 1.1 rounds up to 2.
-        assert_eq!(propagation(&account(1, 1, 5)), 3);
-        assert_eq!(retire_delay(&account(300, 10, 86_400), 300), 340 + 86_400);
+        assert_eq!(propagation(&account(1, 1, 5)), 4);
+        assert_eq!(retire_delay(&account(300, 10, 86_400), 300), 350 + 86_400);
         // A vendor window longer than the setting wins.
-        assert_eq!(retire_delay(&account(1, 1, 5), 60), 63);
+        assert_eq!(retire_delay(&account(1, 1, 5), 60), 64);
     }
 
     #[test]
