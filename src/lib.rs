@@ -31,7 +31,8 @@
 //!   filter response → log), upstream forwarding, HLS rewriting, responses.
 //!   Receives resolved sites; knows no vendor.
 //! - [`sync`]: vendor Describe API clients, one file per vendor, the state
-//!   directory it owns; answers go out through a [`sync::Sink`].
+//!   directory it owns; answers go out through a [`sync::Sink`]. Key
+//!   rotation at the vendor ([`sync::rotate`]: stage, promote, retire).
 //! - [`publish`]: the one place that joins config and vendor answers into
 //!   sites as served ([`publish::site_auths`], also used by `check`/`sign`)
 //!   and swaps snapshots in.
@@ -115,6 +116,7 @@ pub struct Server {
     shared: Arc<Shared>,
     publisher: Arc<publish::Publisher>,
     syncs: Vec<sync::SyncService>,
+    rotations: sync::rotate::RotationService,
     listeners: Vec<(TcpListener, bool)>,
     admin: TcpListener,
 }
@@ -169,6 +171,11 @@ impl Server {
                 svc
             })
             .collect();
+        let rotations = sync::rotate::RotationService::new(
+            &config,
+            &shared.metrics,
+            publisher.clone() as Arc<dyn sync::Sink>,
+        );
         let mut listeners = Vec::new();
         let plain = config.server.listen.iter().map(|a| (*a, false));
         let tls = config.server.tls_listen.iter().map(|a| (*a, true));
@@ -186,6 +193,7 @@ impl Server {
             shared,
             publisher,
             syncs,
+            rotations,
             listeners,
             admin,
         })
@@ -259,6 +267,9 @@ impl Server {
         ));
         for svc in self.syncs {
             tasks.spawn(svc.run(shutdown.clone()));
+        }
+        if !self.rotations.is_empty() {
+            tasks.spawn(self.rotations.run(shutdown.clone()));
         }
         if let Some(r) = reloader {
             tasks.spawn(r.run(shutdown.clone()));

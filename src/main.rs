@@ -109,6 +109,40 @@ enum Command {
         /// Full URL to sign (existing auth params are replaced).
         url: String,
     },
+    /// Manage keys at the vendor.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Rotate a domain's key at its vendor without breaking a URL: stage a
+    /// new key (accepted, not signing) now, promote it after a sync interval,
+    /// retire the old key after the longest URL lifetime. Without --wait the
+    /// running server (same state_dir) runs the later steps.
+    Rotate {
+        /// Config file (TOML).
+        #[arg(long)]
+        config: PathBuf,
+        /// Vendor account name (`[[vendor]] name`).
+        #[arg(long)]
+        vendor: String,
+        /// The vendor domain (a site's `vendor_domain`, or its domain).
+        #[arg(long)]
+        domain: String,
+        /// Run the later steps here, sleeping until each is due; resumes an
+        /// unfinished rotation of the domain.
+        #[arg(long)]
+        wait: bool,
+        /// Tencent: overwrite an AuthBackKey that is not the signing key.
+        #[arg(long)]
+        replace_backup: bool,
+        /// Only print where the domain's rotation stands.
+        #[arg(long, conflicts_with_all = ["wait", "replace_backup"])]
+        status: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -157,6 +191,17 @@ fn main() -> ExitCode {
             &url,
         )
         .map(|()| ExitCode::SUCCESS),
+        Command::Keys {
+            command:
+                KeysCommand::Rotate {
+                    config,
+                    vendor,
+                    domain,
+                    wait,
+                    replace_backup,
+                    status,
+                },
+        } => keys_rotate(&config, &vendor, &domain, (wait, replace_backup, status)),
     };
     match result {
         Ok(code) => code,
@@ -746,4 +791,31 @@ fn sign(
     }
     println!("{}", signed.url);
     Ok(())
+}
+
+/// `keys rotate`: the rotation is the library's; this prints where it stands.
+fn keys_rotate(
+    config: &std::path::Path,
+    vendor: &str,
+    domain: &str,
+    (wait, replace_backup, status): (bool, bool, bool),
+) -> Result<ExitCode> {
+    use streamguard::sync::rotate;
+    let config = Config::load(config)?;
+    init_tracing(log_format(Some(&config))?);
+    let result = if status {
+        let metrics = streamguard::metrics::Metrics::new()?;
+        rotate::status(&config, &metrics, vendor, domain)?
+            .ok_or_else(|| anyhow!("no rotation of {domain} at {vendor} was ever started"))
+    } else {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let opts = rotate::StartOptions { replace_backup };
+        rt.block_on(rotate::rotate_command(&config, vendor, domain, opts, wait))
+            .map_err(anyhow::Error::from)
+    };
+    let s = result?;
+    print!("{}", rotate::describe(&s));
+    Ok(ExitCode::SUCCESS)
 }

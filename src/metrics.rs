@@ -36,6 +36,9 @@ pub const CONFIG_RESTART_REQUIRED: &str = "streamguard_config_restart_required";
 pub const SYNC_ATTEMPTS_TOTAL: &str = "streamguard_key_sync_attempts_total";
 /// Unix time of the last successful sync, by vendor account.
 pub const SYNC_LAST_SUCCESS: &str = "streamguard_key_sync_last_success_timestamp_seconds";
+/// Key rotation steps by vendor account, step (`stage`, `promote`,
+/// `retire`) and result (`ok`, `failed`, `refused`).
+pub const ROTATION_STEPS_TOTAL: &str = "streamguard_key_rotation_steps_total";
 /// Keys each site verifies with now.
 pub const SITE_KEYS: &str = "streamguard_site_keys";
 /// Keys each site verifies with now, by where they came from (`config`,
@@ -108,6 +111,8 @@ pub struct Metrics {
     pub sync_attempts: IntCounterVec,
     /// See [`SYNC_LAST_SUCCESS`].
     pub sync_last_success: prometheus::IntGaugeVec,
+    /// See [`ROTATION_STEPS_TOTAL`].
+    pub rotation_steps: IntCounterVec,
     /// See [`SITE_KEYS`].
     pub site_keys: prometheus::IntGaugeVec,
     /// See [`SITE_KEYS_BY_SOURCE`].
@@ -232,6 +237,14 @@ impl Metrics {
             Opts::new(SITE_KEYS, "Keys each site verifies with now."),
             &["site"],
         )?;
+        let rotation_steps = IntCounterVec::new(
+            Opts::new(
+                ROTATION_STEPS_TOTAL,
+                "Key rotation steps by vendor account, step and result.",
+            ),
+            &["vendor", "step", "result"],
+        )?;
+        registry.register(Box::new(rotation_steps.clone()))?;
         registry.register(Box::new(sync_attempts.clone()))?;
         registry.register(Box::new(sync_last_success.clone()))?;
         registry.register(Box::new(site_keys.clone()))?;
@@ -341,6 +354,7 @@ impl Metrics {
             config_restart_required,
             sync_attempts,
             sync_last_success,
+            rotation_steps,
             site_keys,
             site_keys_by_source,
             site_keys_updated,

@@ -29,6 +29,11 @@ pub struct RawVendor {
     pub sync_interval_secs: Option<u64>,
     /// Seconds one API request may take. Default 10.
     pub request_timeout_secs: Option<u64>,
+    /// The longest a URL signed with this account's keys stays valid, from
+    /// signing to its last accepted second (vendor grace such as AuthDelta
+    /// included). Key rotation retires an old key only this long after the
+    /// last replica stopped signing with it. Default 86400.
+    pub max_url_lifetime_secs: Option<u64>,
 }
 
 /// Vendor API kinds.
@@ -69,6 +74,12 @@ pub const VOLCENGINE_API_VERSIONS: &[&str] = &["2023-01-01", "2020-08-01"];
 pub const DEFAULT_SYNC_INTERVAL_SECS: u64 = 300;
 /// Default seconds a vendor API request may take.
 pub const DEFAULT_VENDOR_TIMEOUT_SECS: u64 = 10;
+/// Default longest lifetime of a URL signed with a vendor account's keys
+/// (one day): how long key rotation keeps an old key after promoting a new one.
+pub const DEFAULT_MAX_URL_LIFETIME_SECS: u64 = 86_400;
+/// Largest `max_url_lifetime_secs` accepted (Volcengine's longest
+/// `ValidDuration`, 30 days).
+pub const MAX_URL_LIFETIME_LIMIT_SECS: u64 = 2_592_000;
 
 /// A validated vendor account.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,6 +98,9 @@ pub struct VendorConfig {
     pub sync_interval: Duration,
     /// Request timeout.
     pub request_timeout: Duration,
+    /// The longest a URL signed with the account's keys stays valid
+    /// (`max_url_lifetime_secs`).
+    pub max_url_lifetime: Duration,
     /// API version, resolved to its default for kinds that have versions
     /// (volcengine); `None` for the others.
     pub api_version: Option<String>,
@@ -139,6 +153,13 @@ pub(super) fn validate_vendor(
         DEFAULT_VENDOR_TIMEOUT_SECS,
         300,
     );
+    let max_url_lifetime = secs(
+        ctx,
+        &format!("{path}.max_url_lifetime_secs"),
+        raw.max_url_lifetime_secs,
+        DEFAULT_MAX_URL_LIFETIME_SECS,
+        MAX_URL_LIFETIME_LIMIT_SECS,
+    );
     let api_version = match (raw.kind, raw.api_version.as_deref()) {
         (VendorKind::Volcengine, v) => {
             let v = v.unwrap_or(VOLCENGINE_DEFAULT_API_VERSION);
@@ -174,5 +195,6 @@ pub(super) fn validate_vendor(
         endpoint,
         sync_interval,
         request_timeout,
+        max_url_lifetime,
     })
 }

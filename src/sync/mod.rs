@@ -11,9 +11,12 @@
 //!
 //! A vendor client is two pure functions ([`VendorApi`]): build the signed
 //! request, parse the answer. The transport, timeouts, pacing and backoff
-//! live here, once.
+//! live here, once. Vendors whose keys can be rotated at the vendor also
+//! implement [`KeyWriter`] (the write call, signed like their Describe);
+//! [`rotate`] drives the rotation.
 
 pub mod aliyun;
+pub mod rotate;
 pub mod state;
 pub mod tencent;
 pub mod volcengine;
@@ -32,7 +35,7 @@ use tracing::{info, warn};
 
 use crate::auth::{Common, Verifier};
 use crate::config::VendorConfig;
-use crate::keys::KeySet;
+use crate::keys::{KeySet, Secret};
 use crate::metrics::Metrics;
 
 /// Largest vendor response read, in bytes.
@@ -193,6 +196,90 @@ pub trait VendorApi: Send + Sync {
     ) -> Result<SyncedAuth, SyncError>;
 }
 
+/// One step of a key rotation, as a change to the vendor's key slots.
+pub enum KeyChange<'a> {
+    /// Add `new` as an accepted but not signing key; `old` keeps signing.
+    Stage {
+        /// The signing key now.
+        old: &'a Secret,
+        /// The key being rolled in.
+        new: &'a Secret,
+        /// Whether a vendor with a fixed number of key slots may overwrite
+        /// a backup key other than `old` (Tencent's `AuthBackKey`).
+        replace_backup: bool,
+    },
+    /// Make `new` the signing key; `old` stays accepted.
+    Promote {
+        /// The signing key until now.
+        old: &'a Secret,
+        /// The staged key.
+        new: &'a Secret,
+    },
+    /// Remove `old`; `new` stays the signing key.
+    Retire {
+        /// The key going away.
+        old: &'a Secret,
+        /// The signing key.
+        new: &'a Secret,
+    },
+}
+
+impl KeyChange<'_> {
+    /// The step's name: `stage`, `promote`, `retire` (metric label, logs).
+    pub fn step(&self) -> &'static str {
+        match self {
+            KeyChange::Stage { .. } => "stage",
+            KeyChange::Promote { .. } => "promote",
+            KeyChange::Retire { .. } => "retire",
+        }
+    }
+}
+
+/// Why a write request was not built.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// The change would drop a key that may still be in use.
+    #[error("refused: {0}")]
+    Refused(String),
+    /// The current answer could not be read, or the request not built.
+    #[error(transparent)]
+    Sync(#[from] SyncError),
+}
+
+/// The write side of a vendor's key config, for rotation. Pure functions,
+/// like [`VendorApi`]; each write call is signed like the vendor's Describe.
+pub trait KeyWriter: Send + Sync {
+    /// The signed request applying `change` to `domain`'s config, given the
+    /// vendor's current Describe answer `current` (vendors whose update
+    /// replaces the whole config get it back with the change applied).
+    fn write(
+        &self,
+        domain: &str,
+        current: &[u8],
+        change: &KeyChange<'_>,
+        now: u64,
+    ) -> Result<Request<Full<Bytes>>, WriteError>;
+
+    /// Reads the write call's answer (any status).
+    fn written(&self, status: StatusCode, body: &[u8]) -> Result<(), SyncError>;
+
+    /// The longest window, in seconds, the vendor's settings in the Describe
+    /// answer `current` grant a signed URL (AuthDelta, ValidDuration,
+    /// effectiveTime + tolerantTime); 0 when they grant none.
+    fn url_window_secs(&self, domain: &str, current: &[u8]) -> u64;
+}
+
+/// The rotation writer for a configured account, for vendors that have one
+/// (Tencent, Volcengine, Wangsu).
+pub fn writer_for(v: &VendorConfig) -> Option<Arc<dyn KeyWriter>> {
+    match v.kind {
+        crate::config::VendorKind::Tencent => Some(Arc::new(tencent::TencentApi::new(v))),
+        crate::config::VendorKind::Volcengine => Some(Arc::new(volcengine::VolcengineApi::new(v))),
+        crate::config::VendorKind::Wangsu => Some(Arc::new(wangsu::WangsuApi::new(v))),
+        crate::config::VendorKind::Aliyun | crate::config::VendorKind::AliyunVod => None,
+    }
+}
+
 /// Builds the client for a configured account.
 pub fn api_for(v: &VendorConfig) -> Arc<dyn VendorApi> {
     match v.kind {
@@ -208,12 +295,12 @@ pub fn api_for(v: &VendorConfig) -> Arc<dyn VendorApi> {
     }
 }
 
-type HttpsClient = Client<
+pub(crate) type HttpsClient = Client<
     hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
     Full<Bytes>,
 >;
 
-fn https_client() -> Result<HttpsClient, SyncError> {
+pub(crate) fn https_client() -> Result<HttpsClient, SyncError> {
     let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
@@ -232,7 +319,7 @@ fn https_client() -> Result<HttpsClient, SyncError> {
 }
 
 /// One request to the vendor: bounded in time and size.
-async fn exchange(
+pub(crate) async fn exchange(
     client: &HttpsClient,
     req: Request<Full<Bytes>>,
     timeout: Duration,
@@ -423,7 +510,7 @@ impl SyncService {
 }
 
 /// `d` ± 10%, so many proxies do not poll the vendor in lockstep.
-fn jitter(d: Duration) -> Duration {
+pub(crate) fn jitter(d: Duration) -> Duration {
     let mut b = [0u8; 2];
     let r = if getrandom::getrandom(&mut b).is_ok() {
         u16::from_le_bytes(b)

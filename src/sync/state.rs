@@ -46,32 +46,24 @@ impl StateDir {
 
     /// Saves a vendor answer atomically with mode 0600.
     pub fn save(&self, vendor: &str, domain: &str, body: &[u8]) -> std::io::Result<()> {
-        let Some(path) = self.path(vendor, domain) else {
-            return Ok(());
-        };
-        let Some(dir) = path.parent() else {
-            return Ok(());
-        };
-        std::fs::create_dir_all(dir)?;
-        // A name of our own: two processes sharing the directory never write
-        // the same temp file.
-        static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let tmp = path.with_extension(format!("json.{}.{seq}.tmp", std::process::id()));
-        {
-            let mut opts = std::fs::OpenOptions::new();
-            opts.write(true).create(true).truncate(true);
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::OpenOptionsExt;
-                opts.mode(0o600);
-            }
-            let mut f = opts.open(&tmp)?;
-            f.write_all(body)?;
-            f.sync_all()?;
+        match self.path(vendor, domain) {
+            Some(path) => write_private(&path, body),
+            None => Ok(()),
         }
-        std::fs::rename(&tmp, &path)?;
-        sync_dir(dir)
+    }
+
+    /// `{dir}/{vendor}/rotations/`: the key rotation records of an account.
+    /// No answer file can be there: answer files end in `.json`.
+    pub fn rotations(&self, vendor: &str) -> Option<PathBuf> {
+        Some(self.dir.as_ref()?.join(clean(vendor)).join("rotations"))
+    }
+
+    /// `{dir}/{vendor}/rotations/{domain}.json`: one rotation record.
+    pub fn rotation_path(&self, vendor: &str, domain: &str) -> Option<PathBuf> {
+        Some(
+            self.rotations(vendor)?
+                .join(format!("{}.json", clean(domain))),
+        )
     }
 
     /// The saved answer, if any, and when it was saved (unix seconds).
@@ -85,6 +77,35 @@ impl StateDir {
             .map(|d| d.as_secs());
         Some((body, saved))
     }
+}
+
+/// Writes `body` to `path` atomically with mode 0600, creating the
+/// directory: a temp file in the same directory, fsync, rename, fsync the
+/// directory.
+pub fn write_private(path: &Path, body: &[u8]) -> std::io::Result<()> {
+    let Some(dir) = path.parent() else {
+        return Ok(());
+    };
+    std::fs::create_dir_all(dir)?;
+    // A name of our own: two processes sharing the directory never write
+    // the same temp file.
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = path.with_extension(format!("json.{}.{seq}.tmp", std::process::id()));
+    {
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        let mut f = opts.open(&tmp)?;
+        f.write_all(body)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    sync_dir(dir)
 }
 
 /// Makes the rename durable.

@@ -13,7 +13,7 @@ use http::{Request, StatusCode, Uri};
 use http_body_util::Full;
 use serde::Deserialize;
 
-use super::{SyncError, SyncedAuth, VendorApi};
+use super::{KeyChange, KeyWriter, SyncError, SyncedAuth, VendorApi, WriteError};
 use crate::auth::tencent::{Settings, DEFAULT_SECRET_PARAM, DEFAULT_TIME_PARAM};
 use crate::auth::{Common, TimeFormat};
 use crate::config::VendorConfig;
@@ -104,6 +104,126 @@ impl TencentApi {
     }
 }
 
+impl TencentApi {
+    /// A TC3-signed `POST` of API 3.0 action `action` (Version 2018-08-01)
+    /// with the JSON body `body`: Describe and Modify are signed alike.
+    fn signed_post(
+        &self,
+        action: &str,
+        body: &serde_json::Value,
+        now: u64,
+    ) -> Result<Request<Full<Bytes>>, SyncError> {
+        let host = super::endpoint_authority(&self.endpoint)?
+            .as_str()
+            .to_owned();
+        let body = serde_json::to_vec(body).map_err(|e| SyncError::Request(e.to_string()))?;
+        let ts = now.to_string();
+        let ct = "application/json";
+        let auth = tc3_authorization(
+            self.secret_id.expose(),
+            &self.secret_key,
+            &Tc3Input {
+                method: "POST",
+                query: "",
+                headers: &[("content-type", ct), ("host", &host)],
+                payload: &body,
+                timestamp: now,
+                service: SERVICE,
+            },
+        );
+        Request::post(self.endpoint.clone())
+            .header("content-type", ct)
+            .header("host", &host)
+            .header("x-tc-action", action)
+            .header("x-tc-version", VERSION)
+            .header("x-tc-timestamp", ts)
+            .header("authorization", auth)
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| SyncError::Request(e.to_string()))
+    }
+}
+
+/// The write call of key rotation: `ModifyLivePlayAuthKey` (2018-08-01),
+/// whose omitted fields stay as they are.
+const MODIFY_ACTION: &str = "ModifyLivePlayAuthKey";
+
+/// The Describe answer's key slots (`AuthKey`, `AuthBackKey`, `AuthDelta`).
+fn key_info(current: &[u8]) -> Result<PlayAuthKeyInfo, SyncError> {
+    let env: Envelope =
+        serde_json::from_slice(current).map_err(|e| super::malformed(StatusCode::OK, &e))?;
+    env.response
+        .and_then(|r| r.play_auth_key_info)
+        .ok_or_else(|| SyncError::Malformed("no PlayAuthKeyInfo".into()))
+}
+
+impl KeyWriter for TencentApi {
+    /// Tencent has two slots: `AuthKey` signs, `AuthBackKey` is accepted too.
+    /// Stage writes the new key as `AuthBackKey`; promote swaps the slots
+    /// (`AuthKey` new, `AuthBackKey` old); retire empties `AuthBackKey`.
+    fn write(
+        &self,
+        domain: &str,
+        current: &[u8],
+        change: &KeyChange<'_>,
+        now: u64,
+    ) -> Result<Request<Full<Bytes>>, WriteError> {
+        let body = match change {
+            KeyChange::Stage {
+                old,
+                new,
+                replace_backup,
+            } => {
+                let info = key_info(current)?;
+                let back = info.auth_back_key.as_str();
+                // Why: URLs may still be signed with a backup key; dropping it
+                // silently would deny them.
+                if !back.is_empty()
+                    && back != old.expose()
+                    && back != new.expose()
+                    && !replace_backup
+                {
+                    return Err(WriteError::Refused(
+                        "AuthBackKey holds another key that URLs may still be signed with; rotate with replace_backup once it is unused".into(),
+                    ));
+                }
+                serde_json::json!({ "DomainName": domain, "AuthBackKey": new.expose() })
+            }
+            KeyChange::Promote { old, new } => serde_json::json!({
+                "DomainName": domain, "AuthKey": new.expose(), "AuthBackKey": old.expose()
+            }),
+            KeyChange::Retire { .. } => {
+                serde_json::json!({ "DomainName": domain, "AuthBackKey": "" })
+            }
+        };
+        Ok(self.signed_post(MODIFY_ACTION, &body, now)?)
+    }
+
+    fn written(&self, status: StatusCode, body: &[u8]) -> Result<(), SyncError> {
+        let env: Envelope =
+            serde_json::from_slice(body).map_err(|e| super::malformed(status, &e))?;
+        let resp = env
+            .response
+            .ok_or_else(|| SyncError::Malformed(format!("http {status}: no Response")))?;
+        if let Some(e) = resp.error {
+            return Err(SyncError::Vendor {
+                status: status.as_u16(),
+                code: e.code,
+                message: e.message,
+            });
+        }
+        if !status.is_success() {
+            return Err(SyncError::Malformed(format!(
+                "http {status} without an error envelope"
+            )));
+        }
+        Ok(())
+    }
+
+    fn url_window_secs(&self, _domain: &str, current: &[u8]) -> u64 {
+        key_info(current).map_or(0, |i| i.auth_delta)
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct Envelope {
@@ -155,34 +275,7 @@ impl VendorApi for TencentApi {
     }
 
     fn request(&self, domain: &str, now: u64) -> Result<Request<Full<Bytes>>, SyncError> {
-        let host = super::endpoint_authority(&self.endpoint)?
-            .as_str()
-            .to_owned();
-        let body = serde_json::to_vec(&serde_json::json!({ "DomainName": domain }))
-            .map_err(|e| SyncError::Request(e.to_string()))?;
-        let ts = now.to_string();
-        let ct = "application/json";
-        let auth = tc3_authorization(
-            self.secret_id.expose(),
-            &self.secret_key,
-            &Tc3Input {
-                method: "POST",
-                query: "",
-                headers: &[("content-type", ct), ("host", &host)],
-                payload: &body,
-                timestamp: now,
-                service: SERVICE,
-            },
-        );
-        Request::post(self.endpoint.clone())
-            .header("content-type", ct)
-            .header("host", &host)
-            .header("x-tc-action", ACTION)
-            .header("x-tc-version", VERSION)
-            .header("x-tc-timestamp", ts)
-            .header("authorization", auth)
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| SyncError::Request(e.to_string()))
+        self.signed_post(ACTION, &serde_json::json!({ "DomainName": domain }), now)
     }
 
     fn parse(
@@ -314,5 +407,30 @@ mod tests {
         assert_eq!(h["x-tc-version"], "2018-08-01");
         assert_eq!(h["x-tc-timestamp"], "1539084154");
         assert!(h["authorization"].to_str().unwrap().starts_with("TC3-HMAC-SHA256 Credential=id/2018-10-09/live/tc3_request, SignedHeaders=content-type;host, Signature="));
+    }
+
+    #[test]
+    fn stage_keeps_a_backup_key_in_use_unless_told() {
+        let current = br#"{"Response":{"PlayAuthKeyInfo":{"Enable":1,"AuthKey":"old","AuthDelta":30,"AuthBackKey":"third"},"RequestId":"r"}}"#;
+        let (old, new) = (Secret::new("old"), Secret::new("new"));
+        let stage = |replace_backup| KeyChange::Stage {
+            old: &old,
+            new: &new,
+            replace_backup,
+        };
+        assert!(matches!(
+            api().write("d", current, &stage(false), 0),
+            Err(WriteError::Refused(_))
+        ));
+        let req = api().write("d", current, &stage(true), 0).unwrap();
+        assert_eq!(req.headers()["x-tc-action"], "ModifyLivePlayAuthKey");
+        assert!(req.headers()["authorization"]
+            .to_str()
+            .unwrap()
+            .starts_with("TC3-HMAC-SHA256 Credential=id/"));
+        assert_eq!(api().url_window_secs("d", current), 30);
+        assert!(api()
+            .written(StatusCode::OK, br#"{"Response":{"RequestId":"r"}}"#)
+            .is_ok());
     }
 }

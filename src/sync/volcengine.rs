@@ -41,7 +41,7 @@ use http::{Request, StatusCode, Uri};
 use http_body_util::Full;
 use serde::{Deserialize, Deserializer};
 
-use super::{SyncError, SyncedAuth, VendorApi};
+use super::{KeyChange, KeyWriter, SyncError, SyncedAuth, VendorApi, WriteError};
 use crate::auth::volcengine::{
     Algorithm, Field, Settings, Volcengine, DEFAULT_SECRET_PARAM, DEFAULT_TIMESTAMP_BASE,
     DEFAULT_TIME_PARAM, DEFAULT_VALID_DURATION_SECS,
@@ -189,6 +189,226 @@ impl VolcengineApi {
                 .clone()
                 .unwrap_or_else(|| DEFAULT_API_VERSION.to_owned()),
         }
+    }
+}
+
+impl VolcengineApi {
+    /// A signed `POST {endpoint}?Action=…&Version=…` with the JSON body
+    /// `body`: DescribeAuth and UpdateAuthKey are signed alike.
+    fn signed_post(
+        &self,
+        action: &str,
+        version: &str,
+        body: &serde_json::Value,
+        now: u64,
+    ) -> Result<Request<Full<Bytes>>, SyncError> {
+        let host = super::endpoint_authority(&self.endpoint)?
+            .as_str()
+            .to_owned();
+        let scheme = self.endpoint.scheme_str().unwrap_or("https");
+        // The endpoint's path is signed as sent (`/` for the vendor's own
+        // endpoints); a query on the endpoint is replaced by ours.
+        let path = match self.endpoint.path() {
+            "" => "/",
+            p => p,
+        };
+        let query = [("Action", action), ("Version", version)];
+        let uri = format!("{scheme}://{host}{path}?{}", canonical_query(&query));
+        let body = serde_json::to_vec(body).map_err(|e| SyncError::Request(e.to_string()))?;
+        let ct = "application/json";
+        let body_hash = sha256_hex(&body);
+        let date = x_date(now);
+        let auth = authorization(
+            self.access_key.expose(),
+            &self.secret_key,
+            &SignInput {
+                method: "POST",
+                path,
+                query: &query,
+                headers: &[
+                    ("content-type", ct),
+                    ("host", &host),
+                    ("x-content-sha256", &body_hash),
+                    ("x-date", &date),
+                ],
+                payload: &body,
+                x_date: &date,
+                region: REGION,
+                service: SERVICE,
+            },
+        );
+        Request::post(uri)
+            .header("content-type", ct)
+            .header("host", &host)
+            .header("x-content-sha256", body_hash)
+            .header("x-date", date)
+            .header("authorization", auth)
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| SyncError::Request(e.to_string()))
+    }
+}
+
+/// The write call of key rotation and the only version that has it.
+const UPDATE_ACTION: &str = "UpdateAuthKey";
+const UPDATE_VERSION: &str = "2023-01-01";
+
+/// Whether an `AuthList` entry (raw JSON) is an enabled play entry for
+/// `domain`: the entries [`VolcengineApi::parse`] takes keys from.
+fn serves_play(entry: &serde_json::Value, domain: &str) -> bool {
+    let text = |k: &str| {
+        entry
+            .get(k)
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("")
+    };
+    let scene = text("SceneType");
+    let d = text("Domain");
+    (scene.is_empty() || scene.eq_ignore_ascii_case("pull"))
+        && (d.is_empty() || d.eq_ignore_ascii_case(domain))
+        && entry.get("AuthStatus") == Some(&serde_json::Value::Bool(true))
+}
+
+/// The enabled play entries of a Describe answer, as raw JSON.
+fn play_entries(current: &[u8], domain: &str) -> Result<Vec<serde_json::Value>, SyncError> {
+    let v: serde_json::Value =
+        serde_json::from_slice(current).map_err(|e| super::malformed(StatusCode::OK, &e))?;
+    Ok(v.pointer("/Result/AuthList")
+        .and_then(serde_json::Value::as_array)
+        .map(|l| {
+            l.iter()
+                .filter(|e| serves_play(e, domain))
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+/// A number the console may send as a string.
+fn as_u64(v: &serde_json::Value) -> Option<u64> {
+    v.as_u64()
+        .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+}
+
+impl KeyWriter for VolcengineApi {
+    /// `UpdateAuthKey` replaces the entry's whole config, so the request
+    /// carries the entry as Describe returned it (`App`, `ValidDuration`,
+    /// every `AuthDetailList` item with its own fields) with the change
+    /// applied: stage appends a copy of the signing key's item with the new
+    /// key; promote moves the new key's item first (the first key signs);
+    /// retire drops the old key's item. `PushPullEnable` is left out: the
+    /// switch stays as it is.
+    fn write(
+        &self,
+        domain: &str,
+        current: &[u8],
+        change: &KeyChange<'_>,
+        now: u64,
+    ) -> Result<Request<Full<Bytes>>, WriteError> {
+        use serde_json::Value;
+        let entries = play_entries(current, domain)?;
+        let [entry] = entries.as_slice() else {
+            return Err(WriteError::Refused(format!(
+                "rotation needs exactly one enabled pull auth entry for the domain; DescribeAuth lists {}",
+                entries.len()
+            )));
+        };
+        let details: Vec<Value> = entry
+            .get("AuthDetailList")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let holds =
+            |d: &Value, k: &Secret| d.get("SecretKey").and_then(Value::as_str) == Some(k.expose());
+        let list: Vec<Value> = match change {
+            KeyChange::Stage { old, new, .. } => {
+                let mut list = details.clone();
+                if !list.iter().any(|d| holds(d, new)) {
+                    let mut item =
+                        details
+                            .iter()
+                            .find(|d| holds(d, old))
+                            .cloned()
+                            .ok_or_else(|| {
+                                WriteError::Refused(
+                                    "the signing key is not in AuthDetailList".into(),
+                                )
+                            })?;
+                    item["SecretKey"] = Value::String(new.expose().to_owned());
+                    list.push(item);
+                }
+                list
+            }
+            KeyChange::Promote { new, .. } => {
+                let first = details
+                    .iter()
+                    .find(|d| holds(d, new))
+                    .cloned()
+                    .ok_or_else(|| {
+                        WriteError::Refused("the staged key is not in AuthDetailList".into())
+                    })?;
+                std::iter::once(first)
+                    .chain(details.iter().filter(|d| !holds(d, new)).cloned())
+                    .collect()
+            }
+            KeyChange::Retire { old, .. } => {
+                details.iter().filter(|d| !holds(d, old)).cloned().collect()
+            }
+        };
+        let mut body = serde_json::json!({ "SceneType": "pull", "AuthDetailList": list });
+        match entry
+            .get("Domain")
+            .and_then(Value::as_str)
+            .filter(|d| !d.is_empty())
+        {
+            Some(_) => body["Domain"] = Value::String(domain.to_owned()),
+            None => {
+                body["Vhost"] = entry
+                    .get("Vhost")
+                    .cloned()
+                    .unwrap_or(Value::String(domain.to_owned()));
+            }
+        }
+        if let Some(app) = entry
+            .get("App")
+            .filter(|a| a.as_str().is_some_and(|a| !a.is_empty()))
+        {
+            body["App"] = app.clone();
+        }
+        if let Some(d) = entry.get("ValidDuration").and_then(as_u64) {
+            body["ValidDuration"] = Value::from(d);
+        }
+        Ok(self.signed_post(UPDATE_ACTION, UPDATE_VERSION, &body, now)?)
+    }
+
+    fn written(&self, status: StatusCode, body: &[u8]) -> Result<(), SyncError> {
+        let env: Envelope =
+            serde_json::from_slice(body).map_err(|e| super::malformed(status, &e))?;
+        if let Some(e) = env.response_metadata.and_then(|m| m.error) {
+            return Err(SyncError::Vendor {
+                status: status.as_u16(),
+                code: e.code,
+                message: e.message,
+            });
+        }
+        if !status.is_success() {
+            return Err(malformed(format!(
+                "http {status} without an error envelope"
+            )));
+        }
+        Ok(())
+    }
+
+    fn url_window_secs(&self, domain: &str, current: &[u8]) -> u64 {
+        play_entries(current, domain)
+            .unwrap_or_default()
+            .iter()
+            .map(|e| {
+                e.get("ValidDuration")
+                    .and_then(as_u64)
+                    .unwrap_or(DEFAULT_VALID_DURATION_SECS)
+            })
+            .max()
+            .unwrap_or(0)
     }
 }
 
@@ -455,51 +675,12 @@ impl VendorApi for VolcengineApi {
     }
 
     fn request(&self, domain: &str, now: u64) -> Result<Request<Full<Bytes>>, SyncError> {
-        let host = super::endpoint_authority(&self.endpoint)?
-            .as_str()
-            .to_owned();
-        let scheme = self.endpoint.scheme_str().unwrap_or("https");
-        // The endpoint's path is signed as sent (`/` for the vendor's own
-        // endpoints); a query on the endpoint is replaced by ours.
-        let path = match self.endpoint.path() {
-            "" => "/",
-            p => p,
-        };
-        let query = [("Action", ACTION), ("Version", self.version.as_str())];
-        let uri = format!("{scheme}://{host}{path}?{}", canonical_query(&query));
-        let body =
-            serde_json::to_vec(&serde_json::json!({ "Domain": domain, "SceneType": "pull" }))
-                .map_err(|e| SyncError::Request(e.to_string()))?;
-        let ct = "application/json";
-        let body_hash = sha256_hex(&body);
-        let date = x_date(now);
-        let auth = authorization(
-            self.access_key.expose(),
-            &self.secret_key,
-            &SignInput {
-                method: "POST",
-                path,
-                query: &query,
-                headers: &[
-                    ("content-type", ct),
-                    ("host", &host),
-                    ("x-content-sha256", &body_hash),
-                    ("x-date", &date),
-                ],
-                payload: &body,
-                x_date: &date,
-                region: REGION,
-                service: SERVICE,
-            },
-        );
-        Request::post(uri)
-            .header("content-type", ct)
-            .header("host", &host)
-            .header("x-content-sha256", body_hash)
-            .header("x-date", date)
-            .header("authorization", auth)
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| SyncError::Request(e.to_string()))
+        self.signed_post(
+            ACTION,
+            &self.version,
+            &serde_json::json!({ "Domain": domain, "SceneType": "pull" }),
+            now,
+        )
     }
 
     fn parse(
@@ -1141,5 +1322,100 @@ vendor = "v"
         // A site fed by a volcengine account verifies the volcengine scheme.
         let c = load(&cfg("volcengine", "")).unwrap();
         assert_eq!(c.vendors[0].kind.scheme(), "volcengine");
+    }
+
+    #[tokio::test]
+    async fn update_auth_key_carries_the_whole_entry_with_the_change() {
+        use http_body_util::BodyExt;
+        let current = serde_json::to_vec(&serde_json::json!({"ResponseMetadata": {}, "Result": {"AuthList": [
+            {"Domain": "d", "SceneType": "push", "AuthStatus": true, "AuthDetailList": [{"SecretKey": "pushkey"}]},
+            {"Domain": "d", "App": "live", "SceneType": "pull", "AuthStatus": true, "ValidDuration": "120",
+             "AuthDetailList": [{"SecretKey": "old", "EncryptionAlgorithm": "md5_custom", "EncryptField": ["key", "volcTime"], "AuthField": "{}"}]}]}}))
+        .unwrap();
+        let (old, new) = (Secret::new("old"), Secret::new("new"));
+        let api = api("2020-08-01");
+        let body = |req: Request<Full<Bytes>>| async move {
+            assert!(req
+                .uri()
+                .query()
+                .unwrap()
+                .contains("Action=UpdateAuthKey&Version=2023-01-01"));
+            let b = req.into_body().collect().await.unwrap().to_bytes();
+            serde_json::from_slice::<serde_json::Value>(&b).unwrap()
+        };
+        let stage = KeyChange::Stage {
+            old: &old,
+            new: &new,
+            replace_backup: false,
+        };
+        let b = body(api.write("d", &current, &stage, 0).unwrap()).await;
+        assert_eq!(b["Domain"], "d");
+        assert_eq!(b["App"], "live");
+        assert_eq!(b["SceneType"], "pull");
+        assert_eq!(b["ValidDuration"], 120);
+        assert!(b.get("PushPullEnable").is_none());
+        let list = b["AuthDetailList"].as_array().unwrap();
+        assert_eq!(list.len(), 2);
+        assert_eq!(list[1]["SecretKey"], "new");
+        assert_eq!(list[1]["EncryptionAlgorithm"], "md5_custom");
+        assert_eq!(
+            list[1]["EncryptField"],
+            serde_json::json!(["key", "volcTime"])
+        );
+        assert_eq!(api.url_window_secs("d", &current), 120);
+
+        let staged = serde_json::to_vec(&serde_json::json!({"Result": {"AuthList": [
+            {"Domain": "d", "AuthStatus": true, "AuthDetailList": [{"SecretKey": "old"}, {"SecretKey": "new"}]}]}}))
+        .unwrap();
+        let b = body(
+            api.write(
+                "d",
+                &staged,
+                &KeyChange::Promote {
+                    old: &old,
+                    new: &new,
+                },
+                0,
+            )
+            .unwrap(),
+        )
+        .await;
+        assert_eq!(
+            b["AuthDetailList"],
+            serde_json::json!([{"SecretKey": "new"}, {"SecretKey": "old"}])
+        );
+        let b = body(
+            api.write(
+                "d",
+                &staged,
+                &KeyChange::Retire {
+                    old: &old,
+                    new: &new,
+                },
+                0,
+            )
+            .unwrap(),
+        )
+        .await;
+        assert_eq!(
+            b["AuthDetailList"],
+            serde_json::json!([{"SecretKey": "new"}])
+        );
+
+        let two = serde_json::to_vec(&serde_json::json!({"Result": {"AuthList": [
+            {"Domain": "d", "App": "a", "AuthStatus": true, "AuthDetailList": [{"SecretKey": "old"}]},
+            {"Domain": "d", "App": "b", "AuthStatus": true, "AuthDetailList": [{"SecretKey": "old"}]}]}}))
+        .unwrap();
+        assert!(matches!(
+            api.write("d", &two, &stage, 0),
+            Err(WriteError::Refused(_))
+        ));
+        assert!(matches!(
+            api.written(
+                StatusCode::UNAUTHORIZED,
+                br#"{"ResponseMetadata":{"Error":{"Code":"SignatureDoesNotMatch","Message":"x"}}}"#
+            ),
+            Err(SyncError::Vendor { .. })
+        ));
     }
 }

@@ -29,7 +29,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use sha1::Sha1;
 
-use super::{SyncError, SyncedAuth, VendorApi};
+use super::{KeyChange, KeyWriter, SyncError, SyncedAuth, VendorApi, WriteError};
 use crate::auth::wangsu::{
     EffectiveTimeMode, RuleSettings, Settings, WsTimeFormat, DEFAULT_CIPHER_PARAM,
     DEFAULT_COMBINATION, DEFAULT_TIME_PARAM,
@@ -443,6 +443,155 @@ impl VendorApi for WangsuApi {
                 Err(unusable(problems, &raw))
             }
         }
+    }
+}
+
+/// The rule groups of a Describe answer, as raw JSON.
+fn raw_rules(current: &[u8]) -> Result<Vec<Value>, SyncError> {
+    let v: Value =
+        serde_json::from_slice(current).map_err(|e| super::malformed(StatusCode::OK, &e))?;
+    Ok(v.pointer("/data/timestampVisitControlRules")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default())
+}
+
+/// Whether a rule group carries its `dataId`.
+fn has_data_id(rule: &Value) -> bool {
+    match rule.get("dataId") {
+        None | Some(Value::Null) => false,
+        Some(Value::String(s)) => !s.is_empty(),
+        Some(_) => true,
+    }
+}
+
+impl KeyWriter for WangsuApi {
+    /// The config update, `PUT` on the Describe path with the body
+    /// `{"timestampVisitControlRules":[…]}`, signed with the same Basic
+    /// scheme. Its `dataId` semantics decide every body:
+    ///
+    /// - a group sent with its `dataId` modifies that group only; a group
+    ///   without one is added — but only when some group in the request
+    ///   carries a `dataId`: a request in which none does *replaces the whole
+    ///   config*, and a group with nothing but a `dataId` clears that group.
+    /// - stage sends every current group with its `dataId` (unchanged) plus
+    ///   a copy of the signing key's group with the new key and no `dataId`
+    ///   (added). Sending the new group alone would replace the config and
+    ///   drop every working key.
+    /// - promote sends the two groups with their `dataId`s, the keys swapped:
+    ///   the first group (whose key signs) gets the new key, the staged group
+    ///   the old one. Both stay accepted throughout.
+    /// - retire sends `{"dataId": …}` alone for the group holding the old
+    ///   key, which clears it.
+    ///
+    /// When the vendor sends groups without `dataId`s, every body is the
+    /// whole list instead (the replace-all case), with the same effect.
+    fn write(
+        &self,
+        domain: &str,
+        current: &[u8],
+        change: &KeyChange<'_>,
+        now: u64,
+    ) -> Result<Request<Full<Bytes>>, WriteError> {
+        let rules = raw_rules(current)?;
+        let with_ids = rules.iter().all(has_data_id);
+        if !with_ids && rules.iter().any(has_data_id) {
+            return Err(WriteError::Refused(
+                "some rule groups carry a dataId and some do not; an update would add duplicates"
+                    .into(),
+            ));
+        }
+        let holds =
+            |r: &Value, k: &Secret| r.get("secretKey").and_then(Value::as_str) == Some(k.expose());
+        let list: Vec<Value> = match change {
+            KeyChange::Stage { old, new, .. } => {
+                let mut list = rules.clone();
+                if !rules.iter().any(|r| holds(r, new)) {
+                    let mut copy = rules
+                        .iter()
+                        .find(|r| holds(r, old))
+                        .cloned()
+                        .ok_or_else(|| WriteError::Refused("no rule group holds the signing key".into()))?;
+                    if let Some(o) = copy.as_object_mut() {
+                        o.remove("dataId");
+                        o.insert("secretKey".into(), Value::String(new.expose().to_owned()));
+                    }
+                    list.push(copy);
+                }
+                list
+            }
+            KeyChange::Promote { old, new } => {
+                if !rules.iter().any(|r| holds(r, new)) {
+                    return Err(WriteError::Refused("no rule group holds the staged key".into()));
+                }
+                rules
+                    .iter()
+                    .filter(|r| !with_ids || holds(r, old) || holds(r, new))
+                    .map(|r| {
+                        let mut r = r.clone();
+                        let swapped = if holds(&r, old) { new } else if holds(&r, new) { old } else { return r };
+                        r["secretKey"] = Value::String(swapped.expose().to_owned());
+                        r
+                    })
+                    .collect()
+            }
+            KeyChange::Retire { old, .. } if with_ids => rules
+                .iter()
+                .filter(|r| holds(r, old))
+                .map(|r| serde_json::json!({ "dataId": r.get("dataId").cloned().unwrap_or(Value::Null) }))
+                .collect(),
+            KeyChange::Retire { old, .. } => rules.iter().filter(|r| !holds(r, old)).cloned().collect(),
+        };
+        if list.is_empty() {
+            // An update without groups clears the whole config.
+            return Err(WriteError::Refused(
+                "the update would clear every rule group".into(),
+            ));
+        }
+        let body = serde_json::to_vec(&serde_json::json!({ "timestampVisitControlRules": list }))
+            .map_err(|e| SyncError::Request(e.to_string()))?;
+        let url = self.url(domain)?;
+        let date = http_date(now);
+        let auth = basic_authorization(self.username.expose(), &self.api_key, &date);
+        Ok(Request::put(url)
+            .header("date", &date)
+            .header("authorization", auth)
+            .header("accept", "application/json")
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| SyncError::Request(e.to_string()))?)
+    }
+
+    fn written(&self, status: StatusCode, body: &[u8]) -> Result<(), SyncError> {
+        let parsed = serde_json::from_slice::<Envelope>(body);
+        let code = match &parsed {
+            Ok(env) => env.code.as_ref().map(text_of),
+            Err(_) => None,
+        };
+        let message = parsed.ok().and_then(|e| e.message).unwrap_or_default();
+        match code {
+            Some(code) if !status.is_success() || code != "0" => Err(SyncError::Vendor {
+                status: status.as_u16(),
+                code,
+                message,
+            }),
+            None if !status.is_success() => Err(SyncError::Malformed(format!(
+                "http {status} without an error envelope"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    fn url_window_secs(&self, _domain: &str, current: &[u8]) -> u64 {
+        raw_rules(current)
+            .unwrap_or_default()
+            .iter()
+            .map(|r| {
+                let n = |k: &str| number(r.get(k), k).ok().flatten().unwrap_or(0);
+                n("effectiveTime").saturating_add(n("tolerantTime"))
+            })
+            .max()
+            .unwrap_or(0)
     }
 }
 
@@ -876,5 +1025,114 @@ mod tests {
                 "{from_vendor}\n vs {p}"
             );
         }
+    }
+
+    async fn body_of(req: Request<Full<Bytes>>) -> Value {
+        use http_body_util::BodyExt;
+        let b = req.into_body().collect().await.unwrap().to_bytes();
+        serde_json::from_slice(&b).unwrap()
+    }
+
+    #[tokio::test]
+    async fn rotation_writes_follow_the_data_id_semantics() {
+        let current = serde_json::to_vec(&serde_json::json!({"code": "0", "data": {"domainName": "d",
+            "timestampVisitControlRules": [
+                {"dataId": "7", "secretKey": "old", "timeFormat": "hex", "effectiveTimeMode": "duration", "effectiveTime": "30", "tolerantTime": "5"},
+                {"dataId": "9", "secretKey": "other", "timeFormat": "hex"}]}}))
+        .unwrap();
+        let (old, new) = (Secret::new("old"), Secret::new("new"));
+        let req = api()
+            .write(
+                "d",
+                &current,
+                &KeyChange::Stage {
+                    old: &old,
+                    new: &new,
+                    replace_backup: false,
+                },
+                0,
+            )
+            .unwrap();
+        assert_eq!(req.method(), http::Method::PUT);
+        assert!(req.headers()["authorization"]
+            .to_str()
+            .unwrap()
+            .starts_with("Basic "));
+        let rules = body_of(req).await["timestampVisitControlRules"].clone();
+        // Every existing group with its dataId (modified, unchanged), and the
+        // new one without (added): never a replace-all body.
+        assert_eq!(rules.as_array().unwrap().len(), 3);
+        assert_eq!(rules[0]["dataId"], "7");
+        assert_eq!(rules[1]["dataId"], "9");
+        assert_eq!(rules[2].get("dataId"), None);
+        assert_eq!(rules[2]["secretKey"], "new");
+        assert_eq!(rules[2]["effectiveTime"], "30");
+
+        let staged = serde_json::to_vec(&serde_json::json!({"data": {"timestampVisitControlRules": [
+            {"dataId": "7", "secretKey": "old"}, {"dataId": "9", "secretKey": "other"}, {"dataId": "10", "secretKey": "new"}]}}))
+        .unwrap();
+        let req = api()
+            .write(
+                "d",
+                &staged,
+                &KeyChange::Promote {
+                    old: &old,
+                    new: &new,
+                },
+                0,
+            )
+            .unwrap();
+        let rules = body_of(req).await["timestampVisitControlRules"].clone();
+        assert_eq!(
+            rules,
+            serde_json::json!([{"dataId": "7", "secretKey": "new"}, {"dataId": "10", "secretKey": "old"}])
+        );
+        let promoted = serde_json::to_vec(&serde_json::json!({"data": {"timestampVisitControlRules": [
+            {"dataId": "7", "secretKey": "new"}, {"dataId": "9", "secretKey": "other"}, {"dataId": "10", "secretKey": "old"}]}}))
+        .unwrap();
+        let req = api()
+            .write(
+                "d",
+                &promoted,
+                &KeyChange::Retire {
+                    old: &old,
+                    new: &new,
+                },
+                0,
+            )
+            .unwrap();
+        // A group with nothing but its dataId clears that group.
+        assert_eq!(
+            body_of(req).await["timestampVisitControlRules"],
+            serde_json::json!([{"dataId": "10"}])
+        );
+        assert_eq!(api().url_window_secs("d", &current), 35);
+
+        let mixed =
+            serde_json::to_vec(&serde_json::json!({"data": {"timestampVisitControlRules": [
+            {"dataId": "7", "secretKey": "old"}, {"secretKey": "other"}]}}))
+            .unwrap();
+        assert!(matches!(
+            api().write(
+                "d",
+                &mixed,
+                &KeyChange::Promote {
+                    old: &old,
+                    new: &new
+                },
+                0
+            ),
+            Err(WriteError::Refused(_))
+        ));
+        assert!(api()
+            .written(StatusCode::OK, br#"{"code":"0","message":"success"}"#)
+            .is_ok());
+        assert!(matches!(
+            api().written(
+                StatusCode::UNAUTHORIZED,
+                br#"{"code":"AuthFailed","message":"no"}"#
+            ),
+            Err(SyncError::Vendor { .. })
+        ));
     }
 }
