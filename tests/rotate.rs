@@ -975,3 +975,78 @@ vendor = "ws"
     .await;
     assert_eq!(fetch(ws_query(&new_key, path, now())).await, StatusCode::OK);
 }
+
+/// `POST /v1/keys/rotate` on the operator API starts the same rotation
+/// (stage at once, promote and retire by the server) and `GET` reports it.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_operator_api_starts_and_reports_a_rotation() {
+    let vendor = FakeTencent::start().await;
+    let origin = Origin::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let cfg = tencent_config(vendor.addr, state.path(), origin.addr).replace(
+        "[admin]\nlisten = \"127.0.0.1:0\"",
+        "[admin]\nlisten = \"127.0.0.1:0\"\napi_token = \"rotate-api-token-0123456789\"",
+    );
+    let proxy = start(&cfg);
+    wait_for("the vendor key", async || {
+        tencent_status(&proxy, &tencent_query(OLD_KEY, "/live/s.flv", now() + 60)).await
+            == StatusCode::OK
+    })
+    .await;
+    let api = |method: &'static str, path: String, body: Option<String>| {
+        let admin = proxy.admin;
+        async move {
+            let mut cmd = tokio::process::Command::new("curl");
+            cmd.args(["-s", "-w", "\n%{http_code}", "-X", method])
+                .args(["-H", "Authorization: Bearer rotate-api-token-0123456789"])
+                .arg(format!("http://{admin}{path}"));
+            if let Some(b) = body {
+                cmd.args(["-H", "content-type: application/json", "-d", &b]);
+            }
+            let out = cmd.output().await.unwrap();
+            let text = text(&out.stdout);
+            let (body, code) = text.rsplit_once('\n').unwrap();
+            (
+                code.parse::<u16>().unwrap(),
+                serde_json::from_str::<serde_json::Value>(body).unwrap(),
+            )
+        }
+    };
+    let start_body = format!(r#"{{"vendor":"tencent-main","domain":"{DOMAIN}"}}"#);
+    let (code, v) = api("POST", "/v1/keys/rotate".into(), Some(start_body.clone())).await;
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["rotation"]["phase"], "staged", "{v}");
+    let new_key = vendor.keys().1;
+    assert!(
+        !v.to_string().contains(&new_key) && !v.to_string().contains(OLD_KEY),
+        "{v}"
+    );
+    let (code, v) = api("POST", "/v1/keys/rotate".into(), Some(start_body)).await;
+    assert_eq!(
+        (code, v["code"].as_str()),
+        (409, Some("Conflict.RotationInProgress")),
+        "{v}"
+    );
+    let (code, v) = api(
+        "POST",
+        "/v1/keys/rotate".into(),
+        Some(r#"{"vendor":"nobody","domain":"x.example.com"}"#.into()),
+    )
+    .await;
+    assert_eq!(
+        (code, v["code"].as_str()),
+        (404, Some("ResourceNotFound")),
+        "{v}"
+    );
+    let status_path = format!("/v1/keys/rotate?vendor=tencent-main&domain={DOMAIN}");
+    wait_long("the server to finish the rotation", 40, async || {
+        api("GET", status_path.clone(), None).await.1["rotation"]["phase"] == "retired"
+    })
+    .await;
+    assert_eq!(vendor.keys(), (new_key.clone(), String::new()));
+    assert_eq!(
+        tencent_status(&proxy, &tencent_query(&new_key, "/live/s.flv", now() + 60)).await,
+        StatusCode::OK
+    );
+    assert!(!proxy.log().contains(&new_key));
+}

@@ -8,6 +8,9 @@
 //!   (never keys), the vendor's last sync.
 //! - `PUT /v1/auth-keys` — overwrite one scope's keys, modelled on
 //!   Volcengine `UpdateAuthKey`; kept in the state directory.
+//! - `POST /v1/keys/rotate` — start a key rotation at a vendor (stage now;
+//!   promote and retire follow when due); `GET /v1/keys/rotate?vendor=V&domain=D`
+//!   — where it stands.
 //!
 //! Errors are `{"code","message","request_id"}` with vendor-style codes.
 //! Nothing here logs or echoes a key, a token or a signature.
@@ -119,9 +122,8 @@ pub async fn handle(
         Err(e) => e.status,
     };
     let metric_path = match path.as_str() {
-        "/v1/sign" | "/v1/play-auth" | "/v1/keys" | "/v1/auth-keys" | "/v1/openapi.json" => {
-            path.as_str()
-        }
+        "/v1/sign" | "/v1/play-auth" | "/v1/keys" | "/v1/auth-keys" | "/v1/openapi.json"
+        | "/v1/keys/rotate" => path.as_str(),
         _ => "other",
     };
     state
@@ -153,6 +155,7 @@ async fn dispatch(
         "/v1/openapi.json" | "/v1/keys" => &[Method::GET],
         "/v1/sign" | "/v1/play-auth" => &[Method::POST],
         "/v1/auth-keys" => &[Method::PUT],
+        "/v1/keys/rotate" => &[Method::POST, Method::GET],
         _ => {
             return Err(err(
                 StatusCode::NOT_FOUND,
@@ -182,6 +185,55 @@ async fn dispatch(
     authorize(state, &req)?;
     match path {
         "/v1/keys" => Ok(json_response(StatusCode::OK, &keys(state, id), id)),
+        "/v1/keys/rotate" if method == Method::GET => {
+            let query = req.uri().query().unwrap_or("");
+            let get = |name: &str| crate::auth::query_param(Some(query), name).ok().flatten();
+            let (Some(vendor), Some(domain)) = (get("vendor"), get("domain")) else {
+                return Err(err(
+                    StatusCode::BAD_REQUEST,
+                    "MissingParameter",
+                    "vendor and domain query parameters are required",
+                ));
+            };
+            let config = state.publisher.current_config();
+            let status =
+                crate::sync::rotate::status(&config, &state.shared.metrics, vendor, domain)
+                    .map_err(rotate_error)?
+                    .ok_or_else(|| {
+                        err(
+                            StatusCode::NOT_FOUND,
+                            "RotationNotFound",
+                            "no rotation of this domain was ever started",
+                        )
+                    })?;
+            Ok(json_response(
+                StatusCode::OK,
+                &json!({"rotation": status, "request_id": id}),
+                id,
+            ))
+        }
+        "/v1/keys/rotate" => {
+            let body: RotateBody = parse_body(req).await?;
+            let config = state.publisher.current_config();
+            let sink = state.publisher.clone() as std::sync::Arc<dyn crate::sync::Sink>;
+            let status = crate::sync::rotate::start(
+                &config,
+                &state.shared.metrics,
+                Some(sink),
+                &body.vendor,
+                &body.domain,
+                crate::sync::rotate::StartOptions {
+                    replace_backup: body.replace_backup,
+                },
+            )
+            .await
+            .map_err(rotate_error)?;
+            Ok(json_response(
+                StatusCode::OK,
+                &json!({"rotation": status, "request_id": id}),
+                id,
+            ))
+        }
         "/v1/sign" => {
             let body: SignBody = parse_body(req).await?;
             Ok(json_response(StatusCode::OK, &sign(state, body, id)?, id))
@@ -365,6 +417,29 @@ fn sign_error(e: SignError) -> ApiError {
 
 fn source_name(s: Option<&KeySource>) -> Value {
     s.map_or(Value::Null, |s| Value::from(s.kind()))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RotateBody {
+    vendor: String,
+    domain: String,
+    #[serde(default)]
+    replace_backup: bool,
+}
+
+fn rotate_error(e: crate::sync::rotate::RotateError) -> ApiError {
+    let (status, code) = match e.kind() {
+        "not_found" => (StatusCode::NOT_FOUND, "ResourceNotFound"),
+        "no_rotation" => (StatusCode::NOT_FOUND, "RotationNotFound"),
+        "unsupported" => (StatusCode::BAD_REQUEST, "UnsupportedOperation"),
+        "no_state_dir" => (StatusCode::CONFLICT, "Conflict.NoStateDir"),
+        "conflict" => (StatusCode::CONFLICT, "Conflict.RotationInProgress"),
+        "refused" => (StatusCode::CONFLICT, "Conflict.Refused"),
+        "vendor" => (StatusCode::BAD_GATEWAY, "VendorError"),
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, "InternalError"),
+    };
+    err(status, code, e.to_string())
 }
 
 #[derive(Debug, Deserialize)]
@@ -772,6 +847,26 @@ pub fn openapi() -> Value {
                 "summary": "Per site: keys in force by source (fingerprints, never keys) and the vendor's last sync",
                 "responses": ok("key status", json!({"$ref": "#/components/schemas/KeysResponse"}), &[])
             }},
+            "/v1/keys/rotate": {
+                "post": {
+                    "operationId": "startRotation",
+                    "summary": "Start a key rotation at a vendor: stage a new key now; promote and retire follow when due",
+                    "requestBody": body(json!({"type": "object", "additionalProperties": false, "required": ["vendor", "domain"], "properties": {
+                        "vendor": {"type": "string"}, "domain": {"type": "string"}, "replace_backup": {"type": "boolean", "default": false}}})),
+                    "responses": ok("the rotation as it stands", json!({"type": "object", "properties": {"rotation": {"type": "object"}, "request_id": {"type": "string"}}}),
+                        &[("400", "the vendor cannot rotate"), ("404", "no such vendor account or domain"),
+                          ("409", "a rotation is in progress, no state_dir, or the step was refused"), ("502", "the vendor refused or failed")])
+                },
+                "get": {
+                    "operationId": "rotationStatus",
+                    "summary": "Where the rotation of a domain stands",
+                    "parameters": [
+                        {"name": "vendor", "in": "query", "required": true, "schema": {"type": "string"}},
+                        {"name": "domain", "in": "query", "required": true, "schema": {"type": "string"}}],
+                    "responses": ok("the rotation", json!({"type": "object", "properties": {"rotation": {"type": "object"}, "request_id": {"type": "string"}}}),
+                        &[("400", "vendor and domain are required"), ("404", "no such vendor, domain or rotation")])
+                }
+            },
             "/v1/auth-keys": {"put": {
                 "operationId": "updateAuthKey",
                 "summary": "Overwrite one scope's keys (modelled on UpdateAuthKey); kept in the state directory",
