@@ -56,6 +56,10 @@ pub const CORS_REFUSED_TOTAL: &str = "streamguard_cors_refused_total";
 pub const API_REQUESTS_TOTAL: &str = "streamguard_api_requests_total";
 /// Unix time each served TLS certificate expires, by its first server name.
 pub const TLS_CERT_EXPIRY: &str = "streamguard_tls_certificate_expiry_timestamp_seconds";
+/// Media-server hook decisions by hook (`auth_request`, `rtmp_on_play`,
+/// `rtmp_on_publish`, `rtmp_on_update`, `srs_on_play`, `srs_on_publish`)
+/// and result (`allowed`, `denied`, `rejected`).
+pub const HOOK_DECISIONS_TOTAL: &str = "streamguard_hook_decisions_total";
 /// Client connections that ended with an error (TLS handshake, header timeout, protocol).
 pub const CONNECTION_ERRORS_TOTAL: &str = "streamguard_connection_errors_total";
 
@@ -127,6 +131,8 @@ pub struct Metrics {
     pub cors_refused: IntCounterVec,
     /// See [`API_REQUESTS_TOTAL`].
     pub api_requests: IntCounterVec,
+    /// See [`HOOK_DECISIONS_TOTAL`].
+    pub hook_decisions: IntCounterVec,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -296,6 +302,14 @@ impl Metrics {
             &["path", "status"],
         )?;
         registry.register(Box::new(api_requests.clone()))?;
+        let hook_decisions = IntCounterVec::new(
+            Opts::new(
+                HOOK_DECISIONS_TOTAL,
+                "Media-server hook decisions by hook and result.",
+            ),
+            &["hook", "result"],
+        )?;
+        registry.register(Box::new(hook_decisions.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(request_duration.clone()))?;
         registry.register(Box::new(upstream_errors.clone()))?;
@@ -362,6 +376,7 @@ impl Metrics {
             tls_cert_expiry,
             cors_refused,
             api_requests,
+            hook_decisions,
         })
     }
 

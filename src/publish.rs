@@ -163,20 +163,23 @@ fn site_auth(config: &Config, site: &SiteConfig, answers: &Answers) -> SiteAuth 
         }),
         clock_skew_secs: site.clock_skew_secs,
         app_keys: Vec::new(),
+        push: None,
     };
     let Some((vendor, domain)) = &site.vendor else {
-        return auth;
+        return with_push(auth, site, None);
     };
     let account = config.vendors.iter().find(|v| &v.name == vendor);
     let answer = answers.get(&(vendor.clone(), domain.clone()));
     let (Some(account), Some(answer)) = (account, answer) else {
-        return auth;
+        return with_push(auth, site, None);
     };
     let common = Common {
         clock_skew_secs: site.clock_skew_secs,
     };
+    let mut push_verifier = None;
     match crate::sync::interpret(account, domain, answer, common) {
         Ok(SyncedAuth::Enabled { verifier, keys }) => {
+            push_verifier = Some(verifier.clone());
             let source = KeySource::Vendor {
                 account: vendor.clone(),
                 at: answer.at,
@@ -210,6 +213,29 @@ fn site_auth(config: &Config, site: &SiteConfig, answers: &Answers) -> SiteAuth 
             warn!(site = %site.id, vendor = %vendor, %error, "cannot use the vendor's answer for this site");
         }
     }
+    with_push(auth, site, push_verifier)
+}
+
+/// Adds the publishers' side to a site as served: the site's push keys
+/// (`[site.push]`) under the scheme the vendor answered with (`synced`),
+/// else the site's own scheme. The vendor's "auth disabled" is about play
+/// and opens no publishing; a vendor site that has not answered yet denies
+/// publishers with `no_keys`, as it denies players.
+fn with_push(mut auth: SiteAuth, site: &SiteConfig, synced: Option<Arc<dyn Verifier>>) -> SiteAuth {
+    if site.push_keys.is_empty() {
+        return auth;
+    }
+    auth.push = Some(Arc::new(SiteAuth {
+        site_id: site.id.clone(),
+        verifier: synced.unwrap_or_else(|| site.verifier.clone()),
+        keys: site.push_keys.clone(),
+        key_sources: vec![KeySource::Config; site.push_keys.len()],
+        mode: AuthMode::Verify,
+        sessions: None,
+        clock_skew_secs: site.clock_skew_secs,
+        app_keys: Vec::new(),
+        push: None,
+    }));
     auth
 }
 
@@ -440,5 +466,59 @@ impl Sink for Publisher {
             Ok(s) => self.shared.snapshot.store(Arc::new(s)),
             Err(error) => tracing::error!(%error, "cannot rebuild the snapshot after a key sync"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::{authenticate, RequestView};
+
+    fn config(push: &str) -> Config {
+        let text = format!(
+            "[[site]]\nid = \"live\"\ndomains = [\"play.example.com\"]\norigin = \"http://127.0.0.1:8000\"\n[site.auth]\nscheme = \"tencent\"\nkey = \"playkey\"\n{push}"
+        );
+        Config::from_toml(&text, std::path::Path::new("."), &|_| None).unwrap()
+    }
+
+    #[test]
+    fn publishers_are_decided_with_the_push_keys_only() {
+        let auths = site_auths(
+            &config("[site.push]\nkeys = [\"pushkey\"]\n"),
+            &Sources::default(),
+        );
+        let push = auths[0].push.as_ref().unwrap();
+        assert_eq!(push.verifier.scheme(), "tencent");
+        let sign = |key: &str| {
+            auths[0]
+                .verifier
+                .sign(
+                    "play.example.com",
+                    "/live/s",
+                    None,
+                    &crate::keys::Secret::new(key),
+                    2000,
+                )
+                .unwrap()
+                .query
+        };
+        let (by_push, by_play) = (sign("pushkey"), sign("playkey"));
+        let allowed = |auth: &SiteAuth, q: &str| {
+            let view = RequestView {
+                host: "play.example.com",
+                path: "/live/s",
+                query: Some(q),
+                client_ip: None,
+                headers: None,
+            };
+            authenticate(auth, &view, 1000).result.is_ok()
+        };
+        assert!(allowed(push, &by_push));
+        assert!(!allowed(push, &by_play));
+        assert!(allowed(&auths[0], &by_play));
+        assert!(!allowed(&auths[0], &by_push));
+        assert!(site_auths(&config(""), &Sources::default())[0]
+            .push
+            .is_none());
     }
 }

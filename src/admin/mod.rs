@@ -5,6 +5,7 @@
 //! Separate from the proxy listeners so it can be bound to a private address.
 
 pub mod api;
+pub mod hooks;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -92,6 +93,9 @@ async fn route(
     let path = req.uri().path();
     if path == "/v1" || path.starts_with("/v1/") {
         return api::handle(state, req, remote).await;
+    }
+    if path.starts_with("/hooks/") {
+        return hooks::handle(state, req, remote).await;
     }
     basic(state, &req, draining)
 }

@@ -129,6 +129,10 @@ pub struct SiteAuth {
     /// followed by every key of `keys`: requests under `/{app}/` verify
     /// with these instead.
     pub app_keys: Vec<AppKeys>,
+    /// How publishers are decided (media-server `on_publish` hooks): the
+    /// same scheme with the site's push keys. `None`: the site has no push
+    /// keys and no publish is allowed.
+    pub push: Option<Arc<SiteAuth>>,
 }
 
 /// The keys in force under one app.

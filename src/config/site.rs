@@ -95,6 +95,18 @@ pub struct RawSite {
     /// `deny` (default) or `allow` when the vendor reports auth disabled.
     #[serde(default)]
     pub on_vendor_disabled: OnVendorDisabled,
+    /// `[site.push]`: the keys publishers sign with (media-server
+    /// `on_publish` hooks), verified with the site's scheme.
+    pub push: Option<RawPush>,
+}
+
+/// `[site.push]`.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPush {
+    /// Push keys (Tencent's push key, Volcengine's `push` scene key),
+    /// primary first; `${ENV}` allowed.
+    pub keys: Vec<String>,
 }
 
 /// `[site.cors]`.
@@ -260,6 +272,9 @@ pub struct SiteConfig {
     pub vendor: Option<(String, String)>,
     /// What a vendor-side "auth disabled" means here.
     pub on_vendor_disabled: OnVendorDisabled,
+    /// Keys publishers sign with (`[site.push]`); empty: publishing is
+    /// never allowed by a hook.
+    pub push_keys: KeySet,
 }
 
 /// A validated origin URL.
@@ -415,6 +430,7 @@ pub(super) fn validate_site(
         Some(c) => Some(validate_cors(c, path, ctx)?),
         None => None,
     };
+    let push_keys = validate_push(raw.push.as_ref(), path, ctx)?;
     if raw.cut_grace_secs > 0 && !raw.cut_at_expiry {
         ctx.problem(
             &format!("{path}.cut_grace_secs"),
@@ -445,7 +461,32 @@ pub(super) fn validate_site(
         cors,
         vendor: raw.vendor.clone().zip(vendor_domain),
         on_vendor_disabled: raw.on_vendor_disabled,
+        push_keys,
     })
+}
+
+/// `[site.push]`: at least one key, each a secret. Why a table of its own
+/// rather than a key of `[site.auth]`: a vendor site has no `[site.auth]`,
+/// and its push keys (Tencent's is not in any Describe answer) still come
+/// from the config.
+fn validate_push(raw: Option<&RawPush>, path: &str, ctx: &mut Ctx<'_>) -> Option<KeySet> {
+    let Some(raw) = raw else {
+        return Some(KeySet::default());
+    };
+    let before = ctx.problem_count();
+    if raw.keys.is_empty() {
+        ctx.problem(
+            &format!("{path}.push.keys"),
+            "list at least one push key, or drop [site.push]",
+        );
+    }
+    let keys: Vec<Secret> = raw
+        .keys
+        .iter()
+        .enumerate()
+        .filter_map(|(i, k)| ctx.secret(&format!("{path}.push.keys[{i}]"), k))
+        .collect();
+    (ctx.problem_count() == before).then(|| KeySet::new(keys))
 }
 
 fn validate_cors(raw: &RawCors, path: &str, ctx: &mut Ctx<'_>) -> Option<CorsConfig> {

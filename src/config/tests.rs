@@ -597,3 +597,29 @@ fn unquoted_dates_are_type_errors_not_keys() {
     assert!(p.message.contains("must be text in quotes"), "{p}");
     assert!(!p.message.contains("1979"), "{p}");
 }
+
+#[test]
+fn push_keys_are_secrets_and_an_empty_list_is_a_problem() {
+    let with = |push: &str| format!("{MINIMAL}[site.push]\n{push}\n");
+    let c = parse(&with("keys = [\"${PLAY_KEY}\", \"p2\"]")).unwrap();
+    let push = &c.sites[0].push_keys;
+    assert_eq!(push.len(), 2);
+    assert_eq!(push.primary().unwrap().expose(), "from-env");
+    assert!(parse(MINIMAL).unwrap().sites[0].push_keys.is_empty());
+
+    let p = problems(&with("keys = []"));
+    assert!(
+        has(&p, "site[0].push.keys", "at least one push key"),
+        "{p:?}"
+    );
+    let p = problems(&with("keys = [\"${NOPE}\", \"k-${PLAY_KEY}\"]"));
+    assert!(has(&p, "site[0].push.keys[0]", "NOPE is not set"), "{p:?}");
+    assert!(has(&p, "site[0].push.keys[1]", "mixes text"), "{p:?}");
+    // The message never quotes a key.
+    assert!(p.iter().all(|x| !x.message.contains("from-env")), "{p:?}");
+    let p = problems(&with("key = \"x\""));
+    assert!(
+        p.iter().any(|x| x.path.starts_with("site[0].push")),
+        "{p:?}"
+    );
+}
