@@ -99,13 +99,23 @@ pub fn site_auths(config: &Config, sources: &Sources) -> Vec<SiteAuth> {
         .iter()
         .map(|site| {
             let mut auth = site_auth(config, site, &sources.answers);
-            add_operator_keys(&mut auth, &sources.operator);
+            add_operator_keys(&mut auth, &sources.operator, Scene::Pull);
+            if let Some(push) = auth.push.take() {
+                let mut push = Arc::unwrap_or_clone(push);
+                add_operator_keys(&mut push, &sources.operator, Scene::Push);
+                // A site without push keys from any source allows no publish.
+                if !push.keys.is_empty() || !push.app_keys.is_empty() {
+                    auth.push = Some(Arc::new(push));
+                }
+            }
             auth
         })
         .collect()
 }
 
-fn add_operator_keys(auth: &mut SiteAuth, operator: &OperatorKeys) {
+/// Puts the operator API's keys of `scene` in front of `auth`'s (`pull`
+/// on the site as served, `push` on its publishers' side).
+fn add_operator_keys(auth: &mut SiteAuth, operator: &OperatorKeys, scene: Scene) {
     if matches!(auth.mode, AuthMode::VendorDisabled { .. }) {
         return;
     }
@@ -116,7 +126,7 @@ fn add_operator_keys(auth: &mut SiteAuth, operator: &OperatorKeys) {
     let mut keys = Vec::new();
     let mut sources = Vec::new();
     for scope in operator
-        .for_site(&auth.site_id, Scene::Pull)
+        .for_site(&auth.site_id, scene)
         .filter(|s| s.app.is_none())
     {
         let secrets = scope.secrets();
@@ -129,7 +139,7 @@ fn add_operator_keys(auth: &mut SiteAuth, operator: &OperatorKeys) {
         auth.keys = KeySet::new(keys);
         auth.key_sources = sources;
     }
-    for scope in operator.for_site(&auth.site_id, Scene::Pull) {
+    for scope in operator.for_site(&auth.site_id, scene) {
         let Some(app) = &scope.app else { continue };
         let mut keys = scope.secrets();
         let mut sources = vec![source(scope); keys.len()];
@@ -222,9 +232,8 @@ fn site_auth(config: &Config, site: &SiteConfig, answers: &Answers) -> SiteAuth 
 /// and opens no publishing; a vendor site that has not answered yet denies
 /// publishers with `no_keys`, as it denies players.
 fn with_push(mut auth: SiteAuth, site: &SiteConfig, synced: Option<Arc<dyn Verifier>>) -> SiteAuth {
-    if site.push_keys.is_empty() {
-        return auth;
-    }
+    // Built even without config push keys: the operator API may add some
+    // (`site_auths` drops a side that ends up with none).
     auth.push = Some(Arc::new(SiteAuth {
         site_id: site.id.clone(),
         verifier: synced.unwrap_or_else(|| site.verifier.clone()),
@@ -520,5 +529,31 @@ mod tests {
         assert!(site_auths(&config(""), &Sources::default())[0]
             .push
             .is_none());
+    }
+
+    #[test]
+    fn operator_push_keys_open_publishing_and_never_playing() {
+        let scope = |scene| crate::operator::ScopeKeys {
+            site: "live".to_owned(),
+            domain: None,
+            app: None,
+            scene,
+            details: vec![crate::operator::Detail {
+                secret_key: "oppush".to_owned(),
+                algorithm: "md5".to_owned(),
+                auth_field: Default::default(),
+                encrypt_field: Vec::new(),
+            }],
+            valid_duration_secs: 0,
+            enabled: true,
+            updated_at: 1,
+        };
+        let mut sources = Sources::default();
+        sources.operator.put(scope(Scene::Push));
+        let auths = site_auths(&config(""), &sources);
+        let push = auths[0].push.as_ref().unwrap();
+        assert_eq!(push.keys.len(), 1);
+        assert_eq!(push.keys.primary().unwrap().expose(), "oppush");
+        assert_eq!(auths[0].keys.len(), 1, "a push key never verifies players");
     }
 }
