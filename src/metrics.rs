@@ -71,6 +71,16 @@ pub const START_TIME: &str = "streamguard_start_time_seconds";
 /// Site label for requests that matched no site.
 pub const UNKNOWN_SITE: &str = "_unknown";
 
+/// The `hook` label values of [`HOOK_DECISIONS_TOTAL`].
+pub const HOOK_NAMES: &[&str] = &[
+    "auth_request",
+    "rtmp_on_play",
+    "rtmp_on_publish",
+    "rtmp_on_update",
+    "srs_on_play",
+    "srs_on_publish",
+];
+
 /// Request outcome label values.
 pub mod outcome {
     /// Verified and forwarded.
@@ -331,6 +341,11 @@ impl Metrics {
         }
         for outcome in ["applied", "rejected"] {
             config_reloads.with_label_values(&[outcome]);
+        }
+        for hook in HOOK_NAMES {
+            for result in [outcome::ALLOWED, outcome::DENIED, outcome::REJECTED] {
+                hook_decisions.with_label_values(&[hook, result]);
+            }
         }
         let build_info = prometheus::IntGaugeVec::new(
             Opts::new(BUILD_INFO, "Always 1: the running build's version."),

@@ -59,6 +59,7 @@ impl Hook {
         })
     }
 
+    /// The `hook` label: one of [`crate::metrics::HOOK_NAMES`].
     fn name(self) -> &'static str {
         match self {
             Hook::AuthRequest => "auth_request",
@@ -590,6 +591,20 @@ mod tests {
     use super::*;
 
     const RTMP_PUBLISH: &str = "app=live&flashver=FMLE%2F3.0&swfurl=&tcurl=rtmp%3A%2F%2FPush.Example.com%3A1935%2Flive&pageurl=&addr=192.168.1.10&clientid=7&call=publish&name=stream1&type=live&txSecret=abc&txTime=5F5E0FF";
+
+    #[test]
+    fn every_hook_label_is_in_the_fixed_set() {
+        let hooks = [
+            Hook::AuthRequest,
+            Hook::RtmpPlay,
+            Hook::RtmpPublish,
+            Hook::RtmpUpdate,
+            Hook::SrsPlay,
+            Hook::SrsPublish,
+        ];
+        let names: Vec<&str> = hooks.iter().map(|h| h.name()).collect();
+        assert_eq!(names, crate::metrics::HOOK_NAMES);
+    }
 
     #[test]
     fn rtmp_form_is_read_by_position() {

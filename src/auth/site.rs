@@ -130,8 +130,9 @@ pub struct SiteAuth {
     /// with these instead.
     pub app_keys: Vec<AppKeys>,
     /// How publishers are decided (media-server `on_publish` hooks): the
-    /// same scheme with the site's push keys. `None`: the site has no push
-    /// keys and no publish is allowed.
+    /// same scheme with the site's push keys (operator API `push` keys,
+    /// then `[site.push]`). `None`: the site has no push keys and no
+    /// publish is allowed.
     pub push: Option<Arc<SiteAuth>>,
 }
 
