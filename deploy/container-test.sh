@@ -27,7 +27,8 @@
 #   SG_STORAGE_DRIVER  overlay or vfs (default: overlay when it mounts here)
 #   TMPDIR             where the temporary folder goes (default /var/tmp)
 set -euo pipefail
-cd "$(dirname "$0")/.."
+SELF=$(realpath "$0")
+cd "$(dirname "$SELF")/.."
 
 T0=$(date +%s)
 PHASE_T=$T0
@@ -66,7 +67,7 @@ if [ "$(id -u)" -ne 0 ]; then
   say "re-running as root with sudo"
   exec sudo env "PATH=$PATH" "SG_TOOLCHAIN=$SG_TOOLCHAIN" "SG_CARGO_HOME=$SG_CARGO_HOME" \
     "SG_KEEP=${SG_KEEP:-}" "SG_STORAGE_DRIVER=${SG_STORAGE_DRIVER:-}" "TMPDIR=${TMPDIR:-}" \
-    bash "$0" "$@"
+    bash "$SELF" "$@"
 fi
 missing=()
 for c in podman runc mmdebstrap python3 curl; do
