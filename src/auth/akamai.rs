@@ -44,8 +44,8 @@ use serde::Deserialize;
 
 use super::{
     append_params, conclude, hex_digest_matches, is_hex_of_len, lower_hex, parse_dec_time,
-    percent_decode, query_param, Common, Decision, DenyReason, RequestView, SignError, SignOptions,
-    Signed, Verdict, Verifier, Window,
+    percent_decode, percent_decode_into, query_param, Common, Decision, DenyReason, Derived,
+    RequestView, SignError, SignOptions, Signed, Verdict, Verifier, Window,
 };
 use crate::keys::{KeySet, Secret};
 use crate::problems::Ctx;
@@ -94,6 +94,7 @@ impl Algorithm {
     }
 
     /// The HMAC of the concatenation of `parts` under `key`.
+    #[cfg(test)]
     fn mac(self, key: &[u8], parts: &[&[u8]]) -> Option<Vec<u8>> {
         fn run<M: Mac + hmac::digest::KeyInit>(key: &[u8], parts: &[&[u8]]) -> Option<Vec<u8>> {
             let mut m = <M as Mac>::new_from_slice(key).ok()?;
@@ -354,11 +355,25 @@ impl Akamai {
     /// The token's `ip` value as an address; escaped in the token when
     /// `escape_early` (`2001%3adb8%3a%3a1`).
     fn parse_ip(&self, value: &str) -> Option<IpAddr> {
-        let text: Cow<'_, str> = if self.escape_early {
-            Cow::Owned(String::from_utf8(percent_decode(value)?).ok()?)
-        } else {
-            Cow::Borrowed(value)
-        };
+        if !self.escape_early {
+            return Some(value.parse::<IpAddr>().ok()?.to_canonical());
+        }
+        // Decoded on the stack: no address is longer than 45 bytes, so a
+        // longer text (which would not parse) is refused as it is.
+        let mut buf = [0u8; 64];
+        let mut len = 0;
+        let mut fits = true;
+        let decoded = percent_decode_into(value, |b| match buf.get_mut(len..len + b.len()) {
+            Some(dst) if fits => {
+                dst.copy_from_slice(b);
+                len += b.len();
+            }
+            _ => fits = false,
+        });
+        if !decoded || !fits {
+            return None;
+        }
+        let text = std::str::from_utf8(&buf[..len]).ok()?;
         Some(text.parse::<IpAddr>().ok()?.to_canonical())
     }
 
@@ -371,23 +386,96 @@ impl Akamai {
         }
     }
 
-    /// The HMAC over the signed text, plus `<delimiter>url=<path>` in url
+    /// Feeds `mac` the signed text, plus `<delimiter>url=<path>` in url
     /// mode, plus `<delimiter>salt=<salt>` when salted (the generator's
     /// `hash_source` order).
-    fn digest(&self, key: &[u8], signed: &str, path: &str) -> Option<Vec<u8>> {
+    fn feed(&self, mac: &mut impl Mac, signed: &str, path: &str) {
         let mut buf = [0u8; 4];
         let d = self.delimiter.encode_utf8(&mut buf).as_bytes();
-        let url = self.early(path);
-        let mut parts: Vec<&[u8]> = vec![signed.as_bytes()];
+        mac.update(signed.as_bytes());
         if self.mode == Mode::Url {
-            parts.extend([d, b"url=", url.as_bytes()]);
+            mac.update(d);
+            mac.update(b"url=");
+            if self.escape_early {
+                escape_early_into(path, |b| mac.update(b));
+            } else {
+                mac.update(path.as_bytes());
+            }
         }
         if let Some(salt) = &self.salt {
-            parts.extend([d, b"salt=", salt.expose().as_bytes()]);
+            mac.update(d);
+            mac.update(b"salt=");
+            mac.update(salt.expose().as_bytes());
         }
-        self.algorithm.mac(key, &parts)
+    }
+
+    /// The HMAC over what [`Akamai::feed`] hashes, under the raw `key`.
+    fn digest(&self, key: &[u8], signed: &str, path: &str) -> Option<Vec<u8>> {
+        fn run<M: Mac + hmac::digest::KeyInit>(
+            v: &Akamai,
+            key: &[u8],
+            signed: &str,
+            path: &str,
+        ) -> Option<Vec<u8>> {
+            let mut m = <M as Mac>::new_from_slice(key).ok()?;
+            v.feed(&mut m, signed, path);
+            Some(m.finalize().into_bytes().to_vec())
+        }
+        match self.algorithm {
+            Algorithm::Sha256 => run::<Hmac<sha2::Sha256>>(self, key, signed, path),
+            Algorithm::Sha1 => run::<Hmac<sha1::Sha1>>(self, key, signed, path),
+            Algorithm::Md5 => run::<Hmac<md5::Md5>>(self, key, signed, path),
+        }
+    }
+
+    /// True when `hmac` (hex) is the HMAC of the signed text under `key`.
+    /// Keys that are not hex (e.g. synced from elsewhere) match nothing.
+    fn key_signed(&self, key: &Secret, signed: &str, path: &str, hmac: &str) -> bool {
+        match self.algorithm {
+            Algorithm::Sha256 => {
+                self.key_signed_with::<Hmac<sha2::Sha256>>(key, signed, path, hmac)
+            }
+            Algorithm::Sha1 => self.key_signed_with::<Hmac<sha1::Sha1>>(key, signed, path, hmac),
+            Algorithm::Md5 => self.key_signed_with::<Hmac<md5::Md5>>(key, signed, path, hmac),
+        }
+    }
+
+    fn key_signed_with<M>(&self, key: &Secret, signed: &str, path: &str, hmac: &str) -> bool
+    where
+        M: Mac + hmac::digest::KeyInit + Clone + Send + Sync + 'static,
+    {
+        // Why cached: the key schedule (hex decoding, then hashing the
+        // padded key twice) depends on the key alone; kept with the
+        // secret, a request pays only for its own text.
+        let derive = |k: &str| {
+            KeySchedule::<M>(
+                hex::decode(k)
+                    .ok()
+                    .filter(|k| !k.is_empty())
+                    .and_then(|k| <M as Mac>::new_from_slice(&k).ok()),
+            )
+        };
+        let fresh;
+        let schedule = match key.derived(derive) {
+            Some(s) => s,
+            None => {
+                fresh = derive(key.expose());
+                &fresh
+            }
+        };
+        let Some(mac) = &schedule.0 else {
+            return false;
+        };
+        let mut mac = mac.clone();
+        self.feed(&mut mac, signed, path);
+        hex_digest_matches(&mac.finalize().into_bytes(), hmac)
     }
 }
+
+/// An HMAC keyed with one secret, before any message: what
+/// [`Secret::derived`] keeps per key (`None`: the key is not non-empty hex).
+/// Private to this scheme, one type per hash function, as that contract asks.
+struct KeySchedule<M>(Option<M>);
 
 /// The value of cookie `name` across every `Cookie` header, without a pair of
 /// surrounding double quotes (RFC 6265 `cookie-value`).
@@ -460,20 +548,30 @@ fn glob_matches(pattern: &[u8], text: &[u8]) -> bool {
 /// `A-Z a-z 0-9 _ . - ~` kept, space → `+`, any other byte → `%XX`) with
 /// every `%XX` then lowercased.
 fn escape_early(text: &str) -> String {
+    let mut out = Vec::with_capacity(text.len());
+    escape_early_into(text, |b| out.extend_from_slice(b));
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// [`escape_early`] in pieces, without a buffer (the verify path hashes
+/// them as they come).
+fn escape_early_into(text: &str, mut out: impl FnMut(&[u8])) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(text.len());
-    for b in text.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-' | b'~') {
-            out.push(char::from(b));
-        } else if b == b' ' {
-            out.push('+');
-        } else {
-            out.push('%');
-            out.push(char::from(HEX[usize::from(b >> 4)]));
-            out.push(char::from(HEX[usize::from(b & 0x0f)]));
+    let b = text.as_bytes();
+    let mut run = 0;
+    for (i, &c) in b.iter().enumerate() {
+        if c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-' | b'~') {
+            continue;
         }
+        out(&b[run..i]);
+        if c == b' ' {
+            out(b"+");
+        } else {
+            out(&[b'%', HEX[usize::from(c >> 4)], HEX[usize::from(c & 0x0f)]]);
+        }
+        run = i + 1;
     }
-    out
+    out(&b[run..]);
 }
 
 /// Percent-encodes what a query value cannot hold raw. `~ = / * !` stay raw.
@@ -502,13 +600,25 @@ impl Verifier for Akamai {
             Ok(None) => return Verdict::deny(DenyReason::MissingToken),
             Err(reason) => return Verdict::deny(reason),
         };
-        let Some(token) = percent_decode(raw)
-            .filter(|t| t.len() <= MAX_TOKEN_BYTES)
-            .and_then(|t| String::from_utf8(t).ok())
-        else {
+        // Without a `%` the decoded token is the raw one: borrow it (and
+        // the derived fields from it) rather than copy.
+        let token: Cow<'a, str> = if raw.contains('%') {
+            match percent_decode(raw)
+                .filter(|t| t.len() <= MAX_TOKEN_BYTES)
+                .and_then(|t| String::from_utf8(t).ok())
+            {
+                Some(t) => Cow::Owned(t),
+                None => return Verdict::deny(DenyReason::MalformedToken),
+            }
+        } else if raw.len() <= MAX_TOKEN_BYTES {
+            Cow::Borrowed(raw)
+        } else {
             return Verdict::deny(DenyReason::MalformedToken);
         };
-        let verdict = self.verify_token(&token, req, keys, now);
+        let verdict = match &token {
+            Cow::Borrowed(t) => self.verify_token(t, req, keys, now, Cow::Borrowed),
+            Cow::Owned(t) => self.verify_token(t, req, keys, now, |v| Cow::Owned(v.to_owned())),
+        };
         // Why a second reading: an escape_early token holds `%xx` escapes
         // inside its signed text, so the generator's token pasted unencoded
         // into a URL is only genuine as received. Both readings must carry a
@@ -523,7 +633,7 @@ impl Verifier for Akamai {
                 Decision::Deny(DenyReason::MalformedToken | DenyReason::BadSignature)
             )
         {
-            let as_received = self.verify_token(raw, req, keys, now);
+            let as_received = self.verify_token(raw, req, keys, now, Cow::Borrowed);
             if as_received.decision != Decision::Deny(DenyReason::MalformedToken) {
                 return as_received;
             }
@@ -638,32 +748,34 @@ fn check_acl(acl: &str, delimiter: char) -> Result<(), SignError> {
 }
 
 impl Akamai {
-    /// Verifies one reading of the token (see [`Verifier::verify`]).
-    fn verify_token<'a>(
+    /// Verifies one reading of the token (see [`Verifier::verify`]);
+    /// `keep` makes a derived field of a part of the token (borrowed when
+    /// the token is the request's own text).
+    fn verify_token<'a, 't>(
         &self,
-        token: &str,
+        token: &'t str,
         req: &RequestView<'a>,
         keys: &KeySet,
         now: u64,
+        keep: impl Fn(&'t str) -> Cow<'a, str>,
     ) -> Verdict<'a> {
         let Some(t) = self.parse(token) else {
             return Verdict::deny(DenyReason::MalformedToken);
         };
 
-        let mut derived: Vec<(&'static str, Cow<'a, str>)> =
-            vec![("exp", Cow::Owned(t.exp.0.to_owned()))];
+        let mut derived = Derived::from([("exp", keep(t.exp.0))]);
         if let Some((st, _)) = t.st {
-            derived.push(("st", Cow::Owned(st.to_owned())));
+            derived.push("st", keep(st));
         }
         match (self.mode, t.acl) {
-            (Mode::Acl, Some(acl)) => derived.push(("acl", Cow::Owned(acl.to_owned()))),
-            _ => derived.push(("url", Cow::Borrowed(req.path))),
+            (Mode::Acl, Some(acl)) => derived.push("acl", keep(acl)),
+            _ => derived.push("url", Cow::Borrowed(req.path)),
         }
         if let Some((ip, _)) = t.ip {
-            derived.push(("ip", Cow::Owned(ip.to_owned())));
+            derived.push("ip", keep(ip));
         }
         if let Some(id) = t.id {
-            derived.push(("id", Cow::Owned(id.to_owned())));
+            derived.push("id", keep(id));
         }
 
         let window = Window {
@@ -676,14 +788,7 @@ impl Akamai {
             window,
             now,
             self.common.clock_skew_secs,
-            |key| {
-                // Keys that are not hex (e.g. synced from elsewhere) match nothing.
-                hex::decode(key.expose())
-                    .ok()
-                    .filter(|k| !k.is_empty())
-                    .and_then(|k| self.digest(&k, t.signed, req.path))
-                    .is_some_and(|d| hex_digest_matches(&d, t.hmac))
-            },
+            |key| self.key_signed(key, t.signed, req.path, t.hmac),
         );
         if matches!(
             verdict.decision,
@@ -781,10 +886,10 @@ mod tests {
         assert_eq!(verdict.expires_at, Some(EXP));
         assert_eq!(
             verdict.derived,
-            vec![
+            Derived::from([
                 ("exp", Cow::Borrowed("1700000000")),
                 ("acl", Cow::Borrowed("/live/*")),
-            ]
+            ])
         );
         assert_eq!(verdict.matched_key, Some(0));
     }

@@ -23,8 +23,8 @@ use serde::Deserialize;
 
 use super::{
     append_params, conclude, hex_digest_matches, is_hex_of_len, lower_hex, md5_parts, param_pair,
-    parse_dec_time, parse_hex_time, query_param, Common, DenyReason, RequestView, SignError,
-    Signed, Verdict, Verifier, Window,
+    parse_dec_time, parse_hex_time, query_param, Common, DenyReason, Derived, RequestView,
+    SignError, Signed, Verdict, Verifier, Window,
 };
 use crate::keys::{KeySet, Secret};
 use crate::problems::{given_or, param_name_problems, Ctx, Problem};
@@ -299,7 +299,7 @@ impl Aliyun {
 
     fn finish<'a>(
         &self,
-        derived: Vec<(&'static str, Cow<'a, str>)>,
+        derived: Derived<'a>,
         ts: Option<u64>,
         hash: &str,
         keys: &KeySet,
@@ -336,8 +336,15 @@ impl Verifier for Aliyun {
                     Ok(None) => return Verdict::deny(DenyReason::MissingToken),
                     Err(_) => return Verdict::deny(DenyReason::MalformedToken),
                 };
-                let parts: Vec<&str> = value.split('-').collect();
-                let [ts, rand, uid, hash] = parts.as_slice() else {
+                // Exactly four `-`-separated parts.
+                let mut parts = value.split('-');
+                let (Some(ts), Some(rand), Some(uid), Some(hash), None) = (
+                    parts.next(),
+                    parts.next(),
+                    parts.next(),
+                    parts.next(),
+                    parts.next(),
+                ) else {
                     return Verdict::deny(DenyReason::MalformedToken);
                 };
                 let ok_id = |s: &str| {
@@ -346,12 +353,12 @@ impl Verifier for Aliyun {
                 if !ok_id(rand) || !ok_id(uid) {
                     return Verdict::deny(DenyReason::MalformedToken);
                 }
-                let derived = vec![
+                let derived = Derived::from([
                     ("uri signed", Cow::Borrowed(req.path)),
-                    ("timestamp", Cow::Borrowed(*ts)),
-                    ("rand", Cow::Borrowed(*rand)),
-                    ("uid", Cow::Borrowed(*uid)),
-                ];
+                    ("timestamp", Cow::Borrowed(ts)),
+                    ("rand", Cow::Borrowed(rand)),
+                    ("uid", Cow::Borrowed(uid)),
+                ]);
                 let path = req.path;
                 self.finish(derived, parse_dec_time(ts), hash, keys, now, |k| {
                     md5_parts(&[
@@ -371,28 +378,28 @@ impl Verifier for Aliyun {
                 let Some((tstr, hash, rest)) = two_leading(req.path) else {
                     return Verdict::deny(DenyReason::MissingToken);
                 };
-                let derived = vec![
+                let derived = Derived::from([
                     ("path signed", Cow::Borrowed(rest)),
                     ("time (UTC+8)", Cow::Borrowed(tstr)),
-                ];
+                ]);
                 let mut v = self.finish(derived, parse_b_time(tstr), hash, keys, now, |k| {
                     md5_parts(&[k.expose().as_bytes(), tstr.as_bytes(), rest.as_bytes()])
                 });
-                v.forward_path = Some(rest.to_owned());
+                v.forward_path = Some(rest);
                 v
             }
             Form::CPath => {
                 let Some((hash, hexts, rest)) = two_leading(req.path) else {
                     return Verdict::deny(DenyReason::MissingToken);
                 };
-                let derived = vec![
+                let derived = Derived::from([
                     ("path signed", Cow::Borrowed(rest)),
                     ("timestamp", Cow::Borrowed(hexts)),
-                ];
+                ]);
                 let mut v = self.finish(derived, parse_hex_time(hexts), hash, keys, now, |k| {
                     md5_parts(&[k.expose().as_bytes(), rest.as_bytes(), hexts.as_bytes()])
                 });
-                v.forward_path = Some(rest.to_owned());
+                v.forward_path = Some(rest);
                 v
             }
             Form::CQuery([hp, tp]) => {
@@ -400,10 +407,10 @@ impl Verifier for Aliyun {
                     Ok(pair) => pair,
                     Err(reason) => return Verdict::deny(reason),
                 };
-                let derived = vec![
+                let derived = Derived::from([
                     ("path signed", Cow::Borrowed(req.path)),
                     ("timestamp", Cow::Borrowed(ts)),
-                ];
+                ]);
                 let path = req.path;
                 self.finish(derived, parse_hex_time(ts), hash, keys, now, |k| {
                     md5_parts(&[k.expose().as_bytes(), path.as_bytes(), ts.as_bytes()])
@@ -599,7 +606,7 @@ mod tests {
         );
         assert_eq!(verdict.decision, Decision::Allow);
         assert_eq!(
-            verdict.forward_path.as_deref(),
+            verdict.forward_path,
             Some("/4/44/44abdd3d8e8a0a2d5b8cb63e84c4c8f0.mp3")
         );
         assert_eq!(
@@ -634,7 +641,7 @@ mod tests {
         let cpath = format!("/{h}/55CE8100/4/44/x.mp3");
         let verdict = v.verify(&view_of(&cpath, ""), &k, 0x55CE_8100);
         assert_eq!(verdict.decision, Decision::Allow);
-        assert_eq!(verdict.forward_path.as_deref(), Some("/4/44/x.mp3"));
+        assert_eq!(verdict.forward_path, Some("/4/44/x.mp3"));
         // The hex time is hashed as written.
         assert_eq!(
             v.verify(&view_of(&format!("/{h}/55ce8100/4/44/x.mp3"), ""), &k, 0)

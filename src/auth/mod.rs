@@ -111,6 +111,76 @@ pub enum Decision {
     Deny(DenyReason),
 }
 
+/// What a verifier derived from a URL (stream name, signed path, time as
+/// written…) for humans (`streamguard check`), never secrets: at most
+/// [`Derived::CAPACITY`] labelled values, kept inline.
+///
+/// Why inline: every request builds one, and the verify path must not
+/// allocate.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Derived<'a> {
+    len: usize,
+    items: [(&'static str, Cow<'a, str>); Derived::CAPACITY],
+}
+
+impl<'a> Derived<'a> {
+    /// Most values one verdict carries (Akamai's five fields, with room).
+    pub const CAPACITY: usize = 6;
+
+    /// Nothing derived.
+    pub fn new() -> Self {
+        Derived::default()
+    }
+
+    /// Adds `label: value`. Values past [`Derived::CAPACITY`] are dropped:
+    /// schemes derive a fixed, smaller number of fields.
+    pub fn push(&mut self, label: &'static str, value: Cow<'a, str>) {
+        debug_assert!(self.len < Self::CAPACITY, "derived field {label} dropped");
+        if let Some(slot) = self.items.get_mut(self.len) {
+            *slot = (label, value);
+            self.len += 1;
+        }
+    }
+
+    /// The values in the order they were added.
+    pub fn iter(&self) -> std::slice::Iter<'_, (&'static str, Cow<'a, str>)> {
+        self.items[..self.len].iter()
+    }
+
+    /// Number of values.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when nothing was derived.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// True when `item` (label and value) was derived.
+    pub fn contains(&self, item: &(&'static str, Cow<'a, str>)) -> bool {
+        self.iter().any(|i| i == item)
+    }
+}
+
+impl<'a, const N: usize> From<[(&'static str, Cow<'a, str>); N]> for Derived<'a> {
+    fn from(items: [(&'static str, Cow<'a, str>); N]) -> Self {
+        let mut d = Derived::new();
+        for (label, value) in items {
+            d.push(label, value);
+        }
+        d
+    }
+}
+
+impl<'b, 'a> IntoIterator for &'b Derived<'a> {
+    type Item = &'b (&'static str, Cow<'a, str>);
+    type IntoIter = std::slice::Iter<'b, (&'static str, Cow<'a, str>)>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
 /// The outcome of verifying one request, with what the scheme derived from the
 /// URL (stream name, signed path, expiry) so an operator can see *why*.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -120,10 +190,11 @@ pub struct Verdict<'a> {
     /// Unix seconds after which the URL stops being accepted, when known.
     pub expires_at: Option<u64>,
     /// Derived fields for humans (`streamguard check`), never secrets.
-    pub derived: Vec<(&'static str, Cow<'a, str>)>,
+    pub derived: Derived<'a>,
     /// The path to forward when it differs from the request path (schemes
-    /// that carry auth in the path, e.g. Alibaba Cloud types B and C).
-    pub forward_path: Option<String>,
+    /// that carry auth in the path, e.g. Alibaba Cloud types B and C): a
+    /// part of the request path.
+    pub forward_path: Option<&'a str>,
     /// The client address the token is bound to (Akamai `ip=`, nginx
     /// `$remote_addr`), so HLS session tokens issued from it stay bound.
     pub bound_ip: Option<IpAddr>,
@@ -138,7 +209,7 @@ impl<'a> Verdict<'a> {
         Verdict {
             decision: Decision::Deny(reason),
             expires_at: None,
-            derived: Vec::new(),
+            derived: Derived::new(),
             forward_path: None,
             bound_ip: None,
             matched_key: None,
@@ -146,7 +217,7 @@ impl<'a> Verdict<'a> {
     }
 
     /// A verdict with what was derived so far, denied for `reason` until decided.
-    pub fn pending(reason: DenyReason, derived: Vec<(&'static str, Cow<'a, str>)>) -> Self {
+    pub fn pending(reason: DenyReason, derived: Derived<'a>) -> Self {
         Verdict {
             derived,
             ..Verdict::deny(reason)
@@ -432,10 +503,10 @@ impl Verifier for VendorDisabled {
             Verdict {
                 decision: Decision::Allow,
                 expires_at: None,
-                derived: vec![(
+                derived: Derived::from([(
                     "note",
                     Cow::Borrowed("vendor reports auth disabled; on_vendor_disabled = allow"),
-                )],
+                )]),
                 forward_path: None,
                 bound_ip: None,
                 matched_key: None,
@@ -544,10 +615,10 @@ impl Verifier for AnyOf {
             .collect();
         let mut best: Option<Verdict<'a>> = None;
         for (v, own) in &self.inner {
-            let tried: KeySet = if extra.is_empty() {
-                own.clone()
+            let tried: Cow<'_, KeySet> = if extra.is_empty() {
+                Cow::Borrowed(own)
             } else {
-                KeySet::new(own.iter().chain(&extra).cloned().collect())
+                Cow::Owned(KeySet::new(own.iter().chain(&extra).cloned().collect()))
             };
             let mut verdict = v.verify(req, &tried, now);
             // The index is into the keys this verifier was given: report it
@@ -606,17 +677,45 @@ impl Verifier for AnyOf {
 /// Why: a parameter given twice is ambiguous (which one did the origin or the
 /// vendor see?), so it is an error rather than first-wins.
 pub fn query_param<'a>(query: Option<&'a str>, name: &str) -> Result<Option<&'a str>, Duplicate> {
-    let mut found = None;
-    for pair in query.unwrap_or("").split('&') {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        if k == name {
-            if found.is_some() {
-                return Err(Duplicate);
+    let [found] = query_params(query, [name]);
+    found
+}
+
+/// [`query_param`] for several names in one pass over the query: entry *i*
+/// is what `query_param(query, names[i])` returns.
+pub fn query_params<'a, const N: usize>(
+    query: Option<&'a str>,
+    names: [&str; N],
+) -> [Result<Option<&'a str>, Duplicate>; N] {
+    let mut found: [Result<Option<&'a str>, Duplicate>; N] = [Ok(None); N];
+    let q = query.unwrap_or("");
+    // Byte scans (`&` and `=` are ASCII, so every cut is a char boundary):
+    // as `split('&')` then `split_once('=')`, without the searcher setup
+    // that dominates on short queries.
+    let mut start = 0;
+    loop {
+        let end = q.as_bytes()[start..]
+            .iter()
+            .position(|&b| b == b'&')
+            .map_or(q.len(), |i| start + i);
+        let pair = &q[start..end];
+        let (k, v) = match pair.bytes().position(|b| b == b'=') {
+            Some(i) => (&pair[..i], &pair[i + 1..]),
+            None => (pair, ""),
+        };
+        for (name, slot) in names.iter().zip(found.iter_mut()) {
+            if k == *name {
+                *slot = match slot {
+                    Ok(None) => Ok(Some(v)),
+                    _ => Err(Duplicate),
+                };
             }
-            found = Some(v);
         }
+        if end == q.len() {
+            return found;
+        }
+        start = end + 1;
     }
-    Ok(found)
 }
 
 /// Both halves of a two-parameter token (signature and time).
@@ -628,9 +727,9 @@ pub fn param_pair<'a>(
     a: &str,
     b: &str,
 ) -> Result<(&'a str, &'a str), DenyReason> {
-    match (query_param(query, a), query_param(query, b)) {
-        (Ok(None), Ok(None)) => Err(DenyReason::MissingToken),
-        (Ok(Some(x)), Ok(Some(y))) => Ok((x, y)),
+    match query_params(query, [a, b]) {
+        [Ok(None), Ok(None)] => Err(DenyReason::MissingToken),
+        [Ok(Some(x)), Ok(Some(y))] => Ok((x, y)),
         _ => Err(DenyReason::MalformedToken),
     }
 }
@@ -640,19 +739,24 @@ pub fn param_pair<'a>(
 pub struct Duplicate;
 
 /// The query without the named parameters; `None` when nothing is left.
+///
+/// One pass, one allocation (the result).
 pub fn strip_params<S: AsRef<str>>(query: &str, names: &[S]) -> Option<String> {
-    let kept: Vec<&str> = query
-        .split('&')
-        .filter(|pair| {
-            let k = pair.split_once('=').map_or(*pair, |(k, _)| k);
-            !pair.is_empty() && !names.iter().any(|n| n.as_ref() == k)
-        })
-        .collect();
-    if kept.is_empty() {
-        None
-    } else {
-        Some(kept.join("&"))
+    let mut out = String::new();
+    for pair in query.split('&') {
+        let k = pair.split_once('=').map_or(pair, |(k, _)| k);
+        if pair.is_empty() || names.iter().any(|n| n.as_ref() == k) {
+            continue;
+        }
+        if out.is_empty() {
+            // Everything else fits: at most the whole query.
+            out.reserve_exact(query.len());
+        } else {
+            out.push('&');
+        }
+        out.push_str(pair);
     }
+    (!out.is_empty()).then_some(out)
 }
 
 /// Appends `name=value` pairs to an optional existing query (whose own copies
@@ -756,7 +860,7 @@ pub fn decide(matched: Option<usize>, window: Window, now: u64, leeway: u64) -> 
 /// The common end of every scheme's `verify`: with the token parsed and its
 /// window known, try every key with `matches` and decide.
 pub fn conclude<'a>(
-    derived: Vec<(&'static str, Cow<'a, str>)>,
+    derived: Derived<'a>,
     keys: &KeySet,
     window: Window,
     now: u64,
@@ -814,20 +918,37 @@ pub fn md5_parts(parts: &[&[u8]]) -> [u8; 16] {
 
 /// Percent-decodes `s` strictly: a `%` not followed by two hex digits is an error.
 pub fn percent_decode(s: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(s.len());
+    percent_decode_into(s, |b| out.extend_from_slice(b)).then_some(out)
+}
+
+/// [`percent_decode`] without a buffer: hands the decoded bytes to `out` in
+/// pieces (runs of literal bytes, single decoded bytes) and returns whether
+/// `s` decoded. On `false`, `out` has seen a prefix: check first with a
+/// no-op `out` where a partial result must not be used.
+pub fn percent_decode_into(s: &str, mut out: impl FnMut(&[u8])) -> bool {
     let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
+    let mut run = 0;
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'%' {
-            let hexs = s.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hexs, 16).ok()?);
+            out(&b[run..i]);
+            // Exactly as `u8::from_str_radix` reads the two characters.
+            let Some(byte) = s
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+            else {
+                return false;
+            };
+            out(&[byte]);
             i += 3;
+            run = i;
         } else {
-            out.push(b[i]);
             i += 1;
         }
     }
-    Some(out)
+    out(&b[run..]);
+    true
 }
 
 /// The path's segments after the leading `/` (`/live/a.flv` → `["live", "a.flv"]`).
@@ -847,24 +968,18 @@ pub fn lower_hex(digest: &[u8]) -> String {
 /// the expected signature one byte at a time from response timings.
 pub fn hex_digest_matches(digest: &[u8], given: &str) -> bool {
     let given = given.as_bytes();
-    if given.len() != digest.len() * 2 {
-        return false;
-    }
-    let mut expected = [0u8; 128];
-    let mut got = [0u8; 128];
-    if given.len() > expected.len() {
+    if given.len() != digest.len() * 2 || digest.len() > 64 {
         return false;
     }
     let hexd = b"0123456789abcdef";
-    for (i, b) in digest.iter().enumerate() {
-        expected[2 * i] = hexd[usize::from(b >> 4)];
-        expected[2 * i + 1] = hexd[usize::from(b & 0xf)];
+    // Every byte is looked at whatever the earlier ones were: the
+    // differences are OR-ed together and only their sum is compared.
+    let mut diff = 0u8;
+    for (b, pair) in digest.iter().zip(given.chunks_exact(2)) {
+        diff |= hexd[usize::from(b >> 4)] ^ pair[0].to_ascii_lowercase();
+        diff |= hexd[usize::from(b & 0xf)] ^ pair[1].to_ascii_lowercase();
     }
-    for (dst, src) in got.iter_mut().zip(given) {
-        *dst = src.to_ascii_lowercase();
-    }
-    let n = given.len();
-    expected[..n].ct_eq(&got[..n]).into()
+    std::hint::black_box(diff).ct_eq(&0).into()
 }
 
 /// True when `s` is `len` hex digits.
@@ -912,6 +1027,37 @@ mod tests {
             let _ = stream_name(&s);
             let _ = crate::host::normalize_host(&s);
             let _ = crate::proxy::path::validate(&s);
+        }
+    }
+
+    proptest! {
+        /// The byte-scanning lookup answers as `split('&')` then
+        /// `split_once('=')` did, for each name independently.
+        #[test]
+        fn query_params_agree_with_split(q in "[ab=&]{0,12}", none in any::<bool>()) {
+            let query = (!none).then_some(q.as_str());
+            let reference = |name: &str| {
+                let mut found = None;
+                for pair in query.unwrap_or("").split('&') {
+                    let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                    if k == name {
+                        if found.is_some() {
+                            return Err(Duplicate);
+                        }
+                        found = Some(v);
+                    }
+                }
+                Ok(found)
+            };
+            let got = query_params(query, ["a", "", "ab", "a"]);
+            prop_assert_eq!(got, [reference("a"), reference(""), reference("ab"), reference("a")]);
+        }
+
+        /// The OR-accumulating compare agrees with comparing the lowercased
+        /// text with the hex of the digest.
+        #[test]
+        fn digest_compare_agrees_with_hex_text(d in proptest::collection::vec(any::<u8>(), 0..4), g in "[0-9a-fA-FxX]{0,8}") {
+            prop_assert_eq!(hex_digest_matches(&d, &g), hex::encode(&d) == g.to_ascii_lowercase());
         }
     }
 

@@ -45,8 +45,9 @@ use subtle::ConstantTimeEq;
 
 use super::from_config;
 use super::{
-    append_params, conclude, md5_parts, percent_decode, query_param, Common, DenyReason,
-    RequestView, SignError, SignOptions, Signed, Verdict, Verifier, Window,
+    append_params, conclude, percent_decode, percent_decode_into, query_param, query_params,
+    Common, DenyReason, Derived, RequestView, SignError, SignOptions, Signed, Verdict, Verifier,
+    Window,
 };
 use crate::keys::{KeySet, Secret};
 use crate::problems::{given_or, param_name_problems};
@@ -305,7 +306,9 @@ impl fmt::Debug for NginxSecureLink {
 /// What the template's variables evaluate to for one request.
 struct Inputs<'r> {
     expires: &'r str,
-    uri: &'r [u8],
+    /// The path as sent: `$uri` is its percent-decoding, done while
+    /// hashing. Checked to decode before an `Inputs` is made.
+    uri: &'r str,
     remote_addr: &'r str,
     host: &'r str,
 }
@@ -321,19 +324,22 @@ impl NginxSecureLink {
 
     /// MD5 of the template evaluated with `key` and `inp`.
     fn digest(&self, key: &Secret, inp: &Inputs<'_>) -> [u8; 16] {
-        let parts: Vec<&[u8]> = self
-            .pieces
-            .iter()
-            .map(|p| match p {
-                Piece::Literal(s) => s.as_bytes(),
-                Piece::Var(Var::Expires) => inp.expires.as_bytes(),
-                Piece::Var(Var::Uri) => inp.uri,
-                Piece::Var(Var::RemoteAddr) => inp.remote_addr.as_bytes(),
-                Piece::Var(Var::Host) => inp.host.as_bytes(),
-                Piece::Var(Var::Key) => key.expose().as_bytes(),
-            })
-            .collect();
-        md5_parts(&parts)
+        use md5::{Digest, Md5};
+        let mut h = Md5::new();
+        for p in &self.pieces {
+            match p {
+                Piece::Literal(s) => h.update(s.as_bytes()),
+                Piece::Var(Var::Expires) => h.update(inp.expires.as_bytes()),
+                Piece::Var(Var::Uri) => {
+                    // Checked to decode when `inp` was made.
+                    percent_decode_into(inp.uri, |b| h.update(b));
+                }
+                Piece::Var(Var::RemoteAddr) => h.update(inp.remote_addr.as_bytes()),
+                Piece::Var(Var::Host) => h.update(inp.host.as_bytes()),
+                Piece::Var(Var::Key) => h.update(key.expose().as_bytes()),
+            }
+        }
+        h.finalize().into()
     }
 
     /// Splits the md5 value and expiry the way nginx splits
@@ -417,16 +423,54 @@ fn decode_md5(s: &str) -> Option<[u8; 16]> {
 /// except that an IPv4-mapped address is shown as the IPv4 it maps (the
 /// client nginx would see on an IPv4 listener).
 fn remote_addr(ip: IpAddr) -> String {
-    match ip.to_canonical() {
-        IpAddr::V4(v4) => v4.to_string(),
-        IpAddr::V6(v6) => ngx_inet6_ntop(&v6.octets()),
+    AddrText::of(ip).as_str().to_owned()
+}
+
+/// An address as text, on the stack (the verify path does not allocate).
+struct AddrText {
+    buf: [u8; AddrText::CAPACITY],
+    len: usize,
+}
+
+impl AddrText {
+    /// Longer than any address `remote_addr` prints (45 bytes at most).
+    const CAPACITY: usize = 64;
+
+    /// `$remote_addr` of `ip` (see [`remote_addr`]).
+    fn of(ip: IpAddr) -> Self {
+        use std::fmt::Write as _;
+        let mut t = AddrText {
+            buf: [0; Self::CAPACITY],
+            len: 0,
+        };
+        // Writing to an `AddrText` fails only past its capacity, which no
+        // address reaches.
+        let _ = match ip.to_canonical() {
+            IpAddr::V4(v4) => write!(t, "{v4}"),
+            IpAddr::V6(v6) => ngx_inet6_ntop(&v6.octets(), &mut t),
+        };
+        t
+    }
+
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or_default()
+    }
+}
+
+impl fmt::Write for AddrText {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let end = self.len + s.len();
+        let dst = self.buf.get_mut(self.len..end).ok_or(fmt::Error)?;
+        dst.copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
     }
 }
 
 /// A port of `ngx_inet6_ntop`: the longest run of two or more zero groups is
 /// `::` (the first one on ties), hex groups lowercase without leading zeros,
 /// and the IPv4-compatible forms keep a dotted tail.
-fn ngx_inet6_ntop(p: &[u8; 16]) -> String {
+fn ngx_inet6_ntop(p: &[u8; 16], out: &mut impl fmt::Write) -> fmt::Result {
     let mut zero = usize::MAX;
     let mut last = usize::MAX;
     let mut max = 1;
@@ -449,7 +493,6 @@ fn ngx_inet6_ntop(p: &[u8; 16]) -> String {
         zero = last;
         max = n;
     }
-    let mut out = String::with_capacity(40);
     let mut end = 16;
     if zero == 0 {
         if (max == 5 && p[10] == 0xff && p[11] == 0xff)
@@ -458,25 +501,25 @@ fn ngx_inet6_ntop(p: &[u8; 16]) -> String {
         {
             end = 12;
         }
-        out.push(':');
+        out.write_char(':')?;
     }
     let mut i = 0;
     while i < end {
         if i == zero {
-            out.push(':');
+            out.write_char(':')?;
             i += max * 2;
             continue;
         }
-        out.push_str(&format!("{:x}", u16::from(p[i]) << 8 | u16::from(p[i + 1])));
+        write!(out, "{:x}", u16::from(p[i]) << 8 | u16::from(p[i + 1]))?;
         if i < 14 {
-            out.push(':');
+            out.write_char(':')?;
         }
         i += 2;
     }
     if end == 12 {
-        out.push_str(&format!("{}.{}.{}.{}", p[12], p[13], p[14], p[15]));
+        write!(out, "{}.{}.{}.{}", p[12], p[13], p[14], p[15])?;
     }
-    out
+    Ok(())
 }
 
 impl Verifier for NginxSecureLink {
@@ -485,15 +528,15 @@ impl Verifier for NginxSecureLink {
     }
 
     fn verify<'a>(&self, req: &RequestView<'a>, keys: &KeySet, now: u64) -> Verdict<'a> {
-        let Ok(md5) = query_param(req.query, &self.params[0]) else {
-            return Verdict::deny(DenyReason::MalformedToken);
-        };
-        let expires_arg = match self.params.get(1) {
-            Some(name) => match query_param(req.query, name) {
-                Ok(v) => v,
+        let (md5, expires_arg) = match self.params.get(1) {
+            Some(name) => match query_params(req.query, [&self.params[0], name]) {
+                [Ok(md5), Ok(expires)] => (md5, expires),
+                _ => return Verdict::deny(DenyReason::MalformedToken),
+            },
+            None => match query_param(req.query, &self.params[0]) {
+                Ok(md5) => (md5, None),
                 Err(_) => return Verdict::deny(DenyReason::MalformedToken),
             },
-            None => None,
         };
         if md5.is_none() && expires_arg.is_none() {
             return Verdict::deny(DenyReason::MissingToken);
@@ -501,9 +544,9 @@ impl Verifier for NginxSecureLink {
         let Split::Ok(hash, expires_text) = self.split(md5.unwrap_or(""), expires_arg) else {
             return Verdict::deny(DenyReason::MalformedToken);
         };
-        let mut derived = Vec::new();
+        let mut derived = Derived::new();
         if let Some(t) = expires_text {
-            derived.push(("expires", Cow::Borrowed(t)));
+            derived.push("expires", Cow::Borrowed(t));
         }
         let expires_at = match expires_text.map(ngx_atotm) {
             Some(None) => return Verdict::pending(DenyReason::MalformedToken, derived),
@@ -515,26 +558,26 @@ impl Verifier for NginxSecureLink {
             _ => return Verdict::pending(DenyReason::MalformedToken, derived),
         };
         let uri = if self.uses(Var::Uri) {
-            match percent_decode(req.path) {
-                Some(u) => u,
-                None => return Verdict::pending(DenyReason::MalformedToken, derived),
+            if !percent_decode_into(req.path, |_| {}) {
+                return Verdict::pending(DenyReason::MalformedToken, derived);
             }
+            req.path
         } else {
-            Vec::new()
+            ""
         };
         let addr = if self.uses(Var::RemoteAddr) {
             match req.client_ip {
-                Some(ip) => remote_addr(ip),
+                Some(ip) => Some(AddrText::of(ip)),
                 // The token is bound to a client we do not know.
                 None => return Verdict::pending(DenyReason::WrongClient, derived),
             }
         } else {
-            String::new()
+            None
         };
         let inputs = Inputs {
             expires: expires_text.unwrap_or(""),
-            uri: &uri,
-            remote_addr: &addr,
+            uri,
+            remote_addr: addr.as_ref().map_or("", AddrText::as_str),
             host: req.host,
         };
         let window = Window {
@@ -596,13 +639,16 @@ impl Verifier for NginxSecureLink {
             }
             None => String::new(),
         };
-        let uri = percent_decode(path)
-            .ok_or_else(|| SignError::BadPath("the path has a broken percent-escape".into()))?;
+        if percent_decode(path).is_none() {
+            return Err(SignError::BadPath(
+                "the path has a broken percent-escape".into(),
+            ));
+        }
         // nginx reads the expiry as a positive i64; clamping only shortens it.
         let t = expires_at.clamp(1, i64::MAX.unsigned_abs()).to_string();
         let inputs = Inputs {
             expires: &t,
-            uri: &uri,
+            uri: path,
             remote_addr: &addr,
             host,
         };
@@ -625,7 +671,7 @@ impl Verifier for NginxSecureLink {
 mod tests {
     use super::*;
     use crate::auth::prop::{param_range, sign_then_tamper, view_of};
-    use crate::auth::Decision;
+    use crate::auth::{md5_parts, Decision};
     use proptest::prelude::*;
     use std::net::{Ipv4Addr, Ipv6Addr};
 

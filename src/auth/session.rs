@@ -75,9 +75,24 @@ pub fn is_hls_child(path: &str) -> bool {
     }
 }
 
+/// The MAC keyed with one session secret, before any message: what
+/// [`Secret::derived`] keeps (private to this module, as that contract asks).
+struct KeySchedule(Option<Hmac<Sha256>>);
+
 fn mac(secret: &Secret, parts: &[&str]) -> [u8; 16] {
+    // Why cached: the key schedule hashes the padded key twice and depends
+    // on the secret alone; every child URI of every playlist needs it.
     // A key of any length is accepted by HMAC, so this cannot fail.
-    let Ok(mut m) = Hmac::<Sha256>::new_from_slice(secret.expose().as_bytes()) else {
+    let derive = |k: &str| KeySchedule(Hmac::<Sha256>::new_from_slice(k.as_bytes()).ok());
+    let fresh;
+    let schedule = match secret.derived(derive) {
+        Some(s) => s,
+        None => {
+            fresh = derive(secret.expose());
+            &fresh
+        }
+    };
+    let Some(mut m) = schedule.0.clone() else {
         return [0; 16];
     };
     for part in parts {
@@ -168,6 +183,19 @@ pub fn issue_for_directory(
     ))
 }
 
+/// [`hex_text`] decoded into `buf`, whose length is the longest text
+/// accepted.
+fn hex_text_in<'b>(h: &str, buf: &'b mut [u8]) -> Result<&'b str, DenyReason> {
+    if h.len() > 2 * buf.len() {
+        return Err(DenyReason::MalformedToken);
+    }
+    let out = buf
+        .get_mut(..h.len() / 2)
+        .ok_or(DenyReason::MalformedToken)?;
+    hex::decode_to_slice(h, out).map_err(|_| DenyReason::MalformedToken)?;
+    std::str::from_utf8(out).map_err(|_| DenyReason::MalformedToken)
+}
+
 fn hex_text(h: &str, max: usize) -> Result<String, DenyReason> {
     if h.len() > 2 * max {
         return Err(DenyReason::MalformedToken);
@@ -195,13 +223,14 @@ pub fn verify(
     now: u64,
     leeway: u64,
 ) -> Result<SessionGrant, DenyReason> {
-    let parts: Vec<&str> = token.splitn(5, '-').collect();
-    let (exp, scope_hex, ip_hex, tag) = match parts.as_slice() {
-        [exp, ip, tag] => (*exp, None, *ip, *tag),
-        [exp, sc, ip, tag] => (*exp, Some(*sc), *ip, *tag),
+    let mut parts = token.splitn(5, '-');
+    let (exp, scope_hex, ip_hex, tag) = match [(); 5].map(|()| parts.next()) {
+        [Some(exp), Some(ip), Some(tag), None, None] => (exp, None, ip, tag),
+        [Some(exp), Some(sc), Some(ip), Some(tag), None] => (exp, Some(sc), ip, tag),
         _ => return Err(DenyReason::MalformedToken),
     };
-    let ip = hex_text(ip_hex, 45)?;
+    let mut ip_buf = [0u8; 45];
+    let ip = hex_text_in(ip_hex, &mut ip_buf)?;
     let bound_ip = if ip.is_empty() {
         None
     } else {
@@ -216,7 +245,7 @@ pub fn verify(
     }
     let directory = match scope_hex {
         None => {
-            if !hex_digest_matches(&path_mac(secret, site, path, query, &ip, exp), tag) {
+            if !hex_digest_matches(&path_mac(secret, site, path, query, ip, exp), tag) {
                 return Err(DenyReason::BadSignature);
             }
             None
@@ -230,7 +259,7 @@ pub fn verify(
             // and never for the whole site.
             if scope != Scope::Directory
                 || dir == "/"
-                || !hex_digest_matches(&directory_mac(secret, site, &dir, &ip, exp), tag)
+                || !hex_digest_matches(&directory_mac(secret, site, &dir, ip, exp), tag)
                 || !path.starts_with(&dir)
             {
                 return Err(DenyReason::BadSignature);

@@ -12,7 +12,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use super::session::{self, SessionGrant, SESSION_PARAM};
-use super::{query_param, Decision, DenyReason, RequestView, Verifier};
+use super::{query_param, Decision, DenyReason, Derived, RequestView, Verifier};
 use crate::keys::{KeySet, Secret};
 
 /// Where one key in force came from.
@@ -304,7 +304,7 @@ pub struct Authentication<'a> {
     /// Allowed with a grant, or denied with a reason.
     pub result: Result<Grant, DenyReason>,
     /// Fields derived from the URL (stream name, time as written…).
-    pub derived: Vec<(&'static str, Cow<'a, str>)>,
+    pub derived: Derived<'a>,
     /// Expiry the token claims, when known (also for a denied token).
     pub expires_at: Option<u64>,
     /// Index into [`SiteAuth::keys`] of the key that signed the token.
@@ -319,7 +319,7 @@ impl Authentication<'_> {
     fn denied(reason: DenyReason, by_session: bool) -> Self {
         Authentication {
             result: Err(reason),
-            derived: Vec::new(),
+            derived: Derived::new(),
             expires_at: None,
             matched_key: None,
             bound_ip: None,
@@ -350,7 +350,7 @@ pub fn authenticate<'a>(site: &SiteAuth, req: &RequestView<'a>, now: u64) -> Aut
         result: match verdict.decision {
             Decision::Allow => Ok(Grant::Scheme {
                 expires_at: verdict.expires_at,
-                forward_path: verdict.forward_path,
+                forward_path: verdict.forward_path.map(str::to_owned),
                 bound_ip: verdict.bound_ip,
             }),
             Decision::Deny(reason) => Err(reason),
@@ -400,10 +400,10 @@ fn by_session<'a>(
     };
     Authentication {
         result: result.map(Grant::Session),
-        derived: vec![(
+        derived: Derived::from([(
             "session",
             Cow::Borrowed("HLS child token issued by this proxy"),
-        )],
+        )]),
         expires_at,
         matched_key: None,
         bound_ip,

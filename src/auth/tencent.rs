@@ -16,8 +16,8 @@ use serde::Deserialize;
 use super::from_config;
 use super::{
     append_params, conclude, hex_digest_matches, is_hex_of_len, lower_hex, md5_parts, param_pair,
-    stream_name, Common, DenyReason, RequestView, SignError, Signed, TimeFormat, Verdict, Verifier,
-    Window,
+    stream_name, Common, DenyReason, Derived, RequestView, SignError, Signed, TimeFormat, Verdict,
+    Verifier, Window,
 };
 use crate::keys::{KeySet, Secret};
 use crate::problems::{given_or, param_name_problems, Ctx, Problem};
@@ -152,10 +152,10 @@ impl Verifier for Tencent {
             Err(reason) => return Verdict::deny(reason),
         };
         let stream = stream_name(req.path);
-        let derived = vec![
+        let derived = Derived::from([
             ("stream", Cow::Borrowed(stream)),
             ("txTime", Cow::Borrowed(time)),
-        ];
+        ]);
         let expires_at = self
             .time_format
             .parse(time)

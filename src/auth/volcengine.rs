@@ -13,9 +13,9 @@ use std::borrow::Cow;
 use serde::Deserialize;
 
 use super::{
-    append_params, conclude, from_config, hex_digest_matches, is_hex_of_len, last_segment,
-    lower_hex, md5_parts, query_param, segments, stream_name, Common, DenyReason, RequestView,
-    SignError, Signed, Verdict, Verifier, Window,
+    append_params, conclude, from_config, hex_digest_matches, is_hex_of_len, lower_hex, md5_parts,
+    query_params, stream_name, Common, DenyReason, Derived, RequestView, SignError, Signed,
+    Verdict, Verifier, Window,
 };
 use crate::keys::{KeySet, Secret};
 use crate::problems::{given_or, param_name_problems, Ctx, Problem};
@@ -293,18 +293,18 @@ impl Volcengine {
                 p.time.as_bytes(),
             ]),
             Algorithm::Md5Custom => {
-                let parts: Vec<&[u8]> = self
-                    .fields
-                    .iter()
-                    .map(|f| match f {
+                use md5::{Digest, Md5};
+                let mut h = Md5::new();
+                for f in &self.fields {
+                    h.update(match f {
                         Field::Key => key.expose().as_bytes(),
                         Field::Time => p.time.as_bytes(),
                         Field::Domain => p.domain.as_bytes(),
                         Field::App => p.app.as_bytes(),
                         Field::Stream => p.stream.as_bytes(),
-                    })
-                    .collect();
-                md5_parts(&parts)
+                    });
+                }
+                h.finalize().into()
             }
         }
     }
@@ -327,13 +327,13 @@ impl Volcengine {
 
     /// `(app, stream)` of `/app/stream.ext`; `None` for other shapes.
     fn app_stream(path: &str) -> Option<(&str, &str)> {
-        match segments(path).as_slice() {
-            [app, last] if !app.is_empty() && !last.is_empty() => {
-                let (_, seg) = last_segment(path);
-                Some((app, stream_name(seg)))
-            }
-            _ => None,
+        // Exactly two segments, both non-empty.
+        let rest = path.strip_prefix('/').unwrap_or(path);
+        let (app, last) = rest.split_once('/')?;
+        if app.is_empty() || last.is_empty() || last.contains('/') {
+            return None;
         }
+        Some((app, stream_name(last)))
     }
 }
 
@@ -343,10 +343,8 @@ impl Verifier for Volcengine {
     }
 
     fn verify<'a>(&self, req: &RequestView<'a>, keys: &KeySet, now: u64) -> Verdict<'a> {
-        let (Ok(secret), Ok(time)) = (
-            query_param(req.query, &self.params[0]),
-            query_param(req.query, &self.params[1]),
-        ) else {
+        let [Ok(secret), Ok(time)] = query_params(req.query, [&self.params[0], &self.params[1]])
+        else {
             return Verdict::deny(DenyReason::MalformedToken);
         };
         let (secret, time) = match (secret, time) {
@@ -357,11 +355,11 @@ impl Verifier for Volcengine {
         let Some((app, stream)) = Self::app_stream(req.path) else {
             return Verdict::deny(DenyReason::MalformedToken);
         };
-        let derived = vec![
+        let derived = Derived::from([
             ("app", Cow::Borrowed(app)),
             ("stream", Cow::Borrowed(stream)),
             ("volcTime", Cow::Borrowed(time)),
-        ];
+        ]);
         let Some(expires_at) = self
             .parse_time(time)
             .and_then(|t| t.checked_add(self.valid_duration_secs))

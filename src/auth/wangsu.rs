@@ -15,8 +15,8 @@ use serde::Deserialize;
 use super::from_config;
 use super::{
     append_params, hex_digest_matches, is_hex_of_len, last_segment, lower_hex, md5_parts,
-    query_param, stream_name, Common, Decision, DenyReason, RequestView, SignError, Signed,
-    Verdict, Verifier, Window,
+    query_params, stream_name, Common, Decision, DenyReason, Derived, RequestView, SignError,
+    Signed, Verdict, Verifier, Window,
 };
 use crate::keys::{KeySet, Secret};
 use crate::problems::{given_or, param_name_problems};
@@ -294,6 +294,19 @@ pub struct Wangsu {
     common: Common,
 }
 
+/// `#1`, `#2`… for the derived `rule` field; borrowed for the first groups
+/// so a request does not allocate.
+fn rule_label(i: usize) -> Cow<'static, str> {
+    const LABELS: [&str; 16] = [
+        "#1", "#2", "#3", "#4", "#5", "#6", "#7", "#8", "#9", "#10", "#11", "#12", "#13", "#14",
+        "#15", "#16",
+    ];
+    match LABELS.get(i) {
+        Some(l) => Cow::Borrowed(l),
+        None => Cow::Owned(format!("#{}", i + 1)),
+    }
+}
+
 /// How one group judged a request, ranked so the most telling denial wins.
 fn rank(d: Decision) -> u8 {
     match d {
@@ -333,13 +346,14 @@ impl Wangsu {
         .ok()
     }
 
-    /// The path as hashed: with or without the last segment's extension.
-    fn signed_path<'a>(&self, path: &'a str) -> Cow<'a, str> {
+    /// The path as hashed: with or without the last segment's extension
+    /// (either way a prefix of `path`).
+    fn signed_path<'a>(&self, path: &'a str) -> &'a str {
         if self.include_extension {
-            return Cow::Borrowed(path);
+            return path;
         }
         let (dir, last) = last_segment(path);
-        Cow::Owned(format!("{dir}{}", stream_name(last)))
+        &path[..dir.len() + stream_name(last).len()]
     }
 
     fn digest(rule: &Rule, key: &Secret, path: &str, time: &str) -> [u8; 16] {
@@ -380,13 +394,12 @@ impl Wangsu {
         rule: &Rule,
         key: Option<&Secret>,
         req: &RequestView<'a>,
-        path: &str,
+        path: &'a str,
         now: u64,
     ) -> Option<Verdict<'a>> {
-        let (Ok(secret), Ok(time)) = (
-            query_param(req.query, &rule.cipher_param),
-            query_param(req.query, &rule.time_param),
-        ) else {
+        let [Ok(secret), Ok(time)] =
+            query_params(req.query, [&rule.cipher_param, &rule.time_param])
+        else {
             return Some(Verdict::deny(DenyReason::MalformedToken));
         };
         let (secret, time) = match (secret, time) {
@@ -394,11 +407,11 @@ impl Wangsu {
             (Some(s), Some(t)) => (s, t),
             _ => return Some(Verdict::deny(DenyReason::MalformedToken)),
         };
-        let derived = vec![
-            ("path signed", Cow::Owned(path.to_owned())),
+        let derived = Derived::from([
+            ("path signed", Cow::Borrowed(path)),
             ("wsTime", Cow::Borrowed(time)),
-            ("rule", Cow::Owned(format!("#{}", i + 1))),
-        ];
+            ("rule", rule_label(i)),
+        ]);
         let t = match rule.time_format {
             WsTimeFormat::Unix => super::parse_dec_time(time),
             WsTimeFormat::Hex => super::parse_hex_time(time),
@@ -429,11 +442,10 @@ impl Verifier for Wangsu {
 
     fn verify<'a>(&self, req: &RequestView<'a>, keys: &KeySet, now: u64) -> Verdict<'a> {
         let path = self.signed_path(req.path);
-        let keys: Vec<&Secret> = keys.iter().collect();
         let mut best: Option<Verdict<'a>> = None;
         // Every group is judged, so timing does not reveal which one matched.
         for (i, rule) in self.rules.iter().enumerate() {
-            let Some(v) = self.judge(i, rule, keys.get(i).copied(), req, &path, now) else {
+            let Some(v) = self.judge(i, rule, keys.get(i), req, path, now) else {
                 continue;
             };
             if best
@@ -467,7 +479,7 @@ impl Verifier for Wangsu {
             WsTimeFormat::Unix => t.to_string(),
             WsTimeFormat::Hex => format!("{t:x}"),
         };
-        let secret = lower_hex(&Self::digest(rule, key, &self.signed_path(path), &time));
+        let secret = lower_hex(&Self::digest(rule, key, self.signed_path(path), &time));
         Ok(Signed {
             path: path.to_owned(),
             query: append_params(

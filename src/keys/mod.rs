@@ -5,8 +5,9 @@
 //! request sees one consistent set for its whole life and a key rotation is a
 //! single snapshot swap.
 
+use std::any::Any;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use subtle::ConstantTimeEq;
 
@@ -14,18 +15,46 @@ use subtle::ConstantTimeEq;
 ///
 /// Why: secrets must never reach a log line or a metric label, so `Debug` and
 /// `Display` print `***`, and equality is constant-time.
+///
+/// Clones share the value and its [`Secret::derived`] cache.
 #[derive(Clone)]
-pub struct Secret(Arc<str>);
+pub struct Secret(Arc<Inner>);
+
+struct Inner {
+    value: Arc<str>,
+    /// One value derived from `value` alone (see [`Secret::derived`]).
+    derived: OnceLock<Box<dyn Any + Send + Sync>>,
+}
 
 impl Secret {
     /// Wraps a secret value.
     pub fn new(value: impl Into<Arc<str>>) -> Self {
-        Secret(value.into())
+        Secret(Arc::new(Inner {
+            value: value.into(),
+            derived: OnceLock::new(),
+        }))
     }
 
     /// The secret's bytes, for feeding a hash. Never log them.
     pub fn expose(&self) -> &str {
-        &self.0
+        &self.0.value
+    }
+
+    /// A value computed from this secret alone by `derive` (a MAC's key
+    /// schedule, a decoded key), computed on first use and kept with the
+    /// secret for as long as any clone of it lives, so a request does not
+    /// redo per-key work. `None` when the slot already holds a value of
+    /// another type (a secret used two ways): the caller then derives it
+    /// itself.
+    ///
+    /// Contract: `T` must be a type private to one caller, so that one type
+    /// always means one derivation; two callers sharing a type could read
+    /// each other's (different) derivation.
+    pub fn derived<T: Any + Send + Sync>(&self, derive: impl FnOnce(&str) -> T) -> Option<&T> {
+        self.0
+            .derived
+            .get_or_init(|| Box::new(derive(self.expose())))
+            .downcast_ref::<T>()
     }
 
     /// A short public name for the key (`sha256:` and 16 hex digits of a
@@ -55,7 +84,10 @@ impl fmt::Display for Secret {
 
 impl PartialEq for Secret {
     fn eq(&self, other: &Self) -> bool {
-        self.0.as_bytes().ct_eq(other.0.as_bytes()).into()
+        self.expose()
+            .as_bytes()
+            .ct_eq(other.expose().as_bytes())
+            .into()
     }
 }
 
@@ -86,6 +118,11 @@ impl KeySet {
         self.keys.iter()
     }
 
+    /// The key at `index` (0 is the primary).
+    pub fn get(&self, index: usize) -> Option<&Secret> {
+        self.keys.get(index)
+    }
+
     /// Number of keys in the set.
     pub fn len(&self) -> usize {
         self.keys.len()
@@ -110,6 +147,34 @@ mod tests {
             format!("{:?}", KeySet::new(vec![s])),
             "KeySet { keys: [***] }"
         );
+    }
+
+    #[test]
+    fn derived_values_are_computed_once_and_shared_by_clones() {
+        struct Len(usize);
+        struct Other;
+        let s = Secret::new("abc");
+        let copy = s.clone();
+        let mut calls = 0;
+        assert_eq!(
+            s.derived(|v| {
+                calls += 1;
+                Len(v.len())
+            })
+            .map(|l| l.0),
+            Some(3)
+        );
+        assert_eq!(
+            copy.derived(|_| {
+                calls += 1;
+                Len(0)
+            })
+            .map(|l| l.0),
+            Some(3)
+        );
+        assert_eq!(calls, 1);
+        // The slot holds a `Len`: another type is the caller's to derive.
+        assert!(s.derived(|_| Other).is_none());
     }
 
     #[test]
