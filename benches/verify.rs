@@ -299,6 +299,8 @@ fn tencent_site() -> SiteAuth {
             scope: SessionScope::Path,
         }),
         clock_skew_secs: 0,
+        app_keys: Vec::new(),
+        push: None,
     }
 }
 
@@ -501,7 +503,7 @@ fn main() {
 
     // The snapshot a reload or key sync publishes: every site as served.
     let config = snapshot_config(20);
-    let answers = streamguard::publish::Answers::new();
+    let answers = streamguard::publish::Sources::default();
     let metrics = streamguard::metrics::Metrics::new().unwrap_or_else(|e| unreachable!("{e}"));
     let mut g = c.benchmark_group("snapshot");
     g.bench_function("site_auths_20_sites", |b| {

@@ -64,7 +64,7 @@ impl Secret {
         use sha2::{Digest, Sha256};
         let mut h = Sha256::new();
         h.update(b"streamguard key fingerprint\0");
-        h.update(self.0.as_bytes());
+        h.update(self.expose().as_bytes());
         let digest = h.finalize();
         format!("sha256:{}", hex::encode(&digest[..8]))
     }
