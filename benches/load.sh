@@ -128,7 +128,7 @@ pids_of() {
 ticks() { local t=0; for p in $1; do t=$((t + $(awk '{print $14+$15}' "/proc/$p/stat"))); done; echo $t; }
 
 sign() { # site-domain path -> path?query
-  "$BIN" sign --config "$work/sg.toml" --expires-in 7200 "http://$1$2" | sed 's#^http://[^/]*##'
+  "$BIN" sign --config "$work/sg.toml" --expires-in 7200 "http://$1$2" 2>/dev/null | sed 's#^http://[^/]*##'
 }
 url_for() { # target body tls
   local target=$1 body=$2 tls=$3 port path host=""

@@ -61,8 +61,8 @@ SG=$!
 for _ in $(seq 50); do curl -s -o /dev/null http://127.0.0.1:18204/healthz && break; sleep 0.1; done
 rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$SG/status"; }
 
-STREAM=$("$BIN" sign --config "$work/sg.toml" --expires-in 7200 http://127.0.0.1:18203/live/stream.flv | sed 's#^http://[^/]*##')
-SMALL=$("$BIN" sign --config "$work/sg.toml" --expires-in 7200 http://127.0.0.1:18203/live/small.ts | sed 's#^http://[^/]*##')
+STREAM=$("$BIN" sign --config "$work/sg.toml" --expires-in 7200 http://127.0.0.1:18203/live/stream.flv 2>/dev/null | sed 's#^http://[^/]*##')
+SMALL=$("$BIN" sign --config "$work/sg.toml" --expires-in 7200 http://127.0.0.1:18203/live/small.ts 2>/dev/null | sed 's#^http://[^/]*##')
 # Warm up (allocator arenas, pools) so the baseline is not a cold process.
 for _ in $(seq 20); do curl -s -o /dev/null "http://127.0.0.1:18203$SMALL"; done
 

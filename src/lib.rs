@@ -39,7 +39,9 @@
 //! - [`signing`]: signing a play URL with its site's key (`streamguard sign`,
 //!   the operator API).
 //! - [`reload`]: config hot reload (file watch + SIGHUP) and restart-needed reporting.
-//! - [`admin`]: the admin listener (`/metrics`, `/healthz`, `/readyz`).
+//! - [`admin`]: the admin listener: `/metrics`, `/healthz`, `/readyz`, the
+//!   operator API ([`admin::api`], `/v1/`) and the media-server hooks
+//!   ([`admin::hooks`], `/hooks/`), all deciding with [`auth::authenticate`].
 //! - [`demo`]: the built-in demo origin and config behind `streamguard run`.
 //!
 //! The binary (`src/main.rs`) only parses the CLI and calls into this crate;
