@@ -51,6 +51,8 @@ pub struct Site {
     allowed: IntCounter,
     allowed_duration: prometheus::Histogram,
     client: OriginClient,
+    /// The client for endless streams (`.flv`): small read buffers.
+    stream_client: OriginClient,
     bytes: IntCounter,
     stream_errors: IntCounter,
     streams_cut: IntCounter,
@@ -111,13 +113,18 @@ impl Snapshot {
         for (sc, auth) in config.sites.iter().zip(auths) {
             let reused = same_config_as
                 .and_then(|prev| prev.sites.iter().find(|s| s.config.id == sc.id))
-                .map(|s| s.client.clone());
-            let client = match reused {
+                .map(|s| (s.client.clone(), s.stream_client.clone()));
+            let (client, stream_client) = match reused {
                 Some(c) => c,
-                None => upstream::build_client(sc).map_err(|source| SnapshotError {
-                    site: sc.id.clone(),
-                    source,
-                })?,
+                None => {
+                    let build = |stream| {
+                        upstream::build_client(sc, stream).map_err(|source| SnapshotError {
+                            site: sc.id.clone(),
+                            source,
+                        })
+                    };
+                    (build(false)?, build(true)?)
+                }
             };
             metrics
                 .site_keys
@@ -195,6 +202,7 @@ impl Snapshot {
                     .collect(),
                 auth,
                 client,
+                stream_client,
                 bytes: metrics.site_bytes(&sc.id),
                 stream_errors: metrics
                     .upstream_errors
@@ -547,7 +555,12 @@ async fn forward(
         upstream::prepare(req, cfg, &path_and_query, client_side).map_err(Stop::Internal)?;
     match tokio::time::timeout(
         cfg.response_header_timeout,
-        site.client.request(upstream_req),
+        if upstream::is_stream_path(path) {
+            &site.stream_client
+        } else {
+            &site.client
+        }
+        .request(upstream_req),
     )
     .await
     {

@@ -12,7 +12,7 @@ use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST};
 use http::{HeaderValue, Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Empty, Limited};
 
-use super::upstream::{build_client_for, classify, UpstreamError};
+use super::upstream::{build_client_for, classify, UpstreamError, ORIGIN_MAX_BUF_BYTES};
 use crate::config::{OriginHost, SiteConfig};
 
 /// What the origin told about a media path.
@@ -31,8 +31,8 @@ pub struct MediaMeta {
 /// Asks the origin of `site` about `path` (an origin path, already
 /// validated). `host` is the play domain a client would send.
 pub async fn probe(site: &SiteConfig, host: &str, path: &str) -> Result<MediaMeta, UpstreamError> {
-    let client =
-        build_client_for::<Empty<Bytes>>(site).map_err(|e| UpstreamError::Connect(Box::new(e)))?;
+    let client = build_client_for::<Empty<Bytes>>(site, ORIGIN_MAX_BUF_BYTES)
+        .map_err(|e| UpstreamError::Connect(Box::new(e)))?;
     let playlist = super::hls::is_playlist(None, path);
     let origin = &site.origin;
     let uri = Uri::builder()

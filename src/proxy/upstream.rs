@@ -33,16 +33,37 @@ pub enum ClientBuildError {
 /// one, the chunk handed over, the chunk queued for the client socket).
 pub const ORIGIN_MAX_BUF_BYTES: usize = 8 * 1024;
 
-/// Builds the site's client: TCP connect timeout, TLS verified against the
-/// webpki roots or the site's CA file, HTTP/1.1 (and h2 via ALPN on https).
-pub fn build_client(site: &SiteConfig) -> Result<OriginClient, ClientBuildError> {
-    build_client_for(site)
+/// Largest buffer of origin bytes read at once for finite responses
+/// (playlists, segments, files): big reads mean few syscalls per body.
+pub const ORIGIN_BULK_BUF_BYTES: usize = 64 * 1024;
+
+/// True for paths of endless streams (HTTP-FLV), which go through the
+/// small-buffer client: a viewer that stops reading then holds little.
+pub fn is_stream_path(path: &str) -> bool {
+    let b = path.as_bytes();
+    b.len() >= 4 && b[b.len() - 4..].eq_ignore_ascii_case(b".flv")
+}
+
+/// Builds the site's clients: TCP connect timeout, TLS verified against the
+/// webpki roots or the site's CA file, HTTP/1.1 (and h2 via ALPN on
+/// https). The bulk client reads up to [`ORIGIN_BULK_BUF_BYTES`] at once;
+/// `stream` builds the one for endless streams ([`ORIGIN_MAX_BUF_BYTES`]).
+pub fn build_client(site: &SiteConfig, stream: bool) -> Result<OriginClient, ClientBuildError> {
+    build_client_for(
+        site,
+        if stream {
+            ORIGIN_MAX_BUF_BYTES
+        } else {
+            ORIGIN_BULK_BUF_BYTES
+        },
+    )
 }
 
 /// [`build_client`] for any request body type (the operator API's origin
-/// probes send none).
+/// probes send none) and read buffer bound.
 pub fn build_client_for<B>(
     site: &SiteConfig,
+    max_buf: usize,
 ) -> Result<Client<HttpsConnector<HttpConnector>, B>, ClientBuildError>
 where
     B: hyper::body::Body + Send + 'static + Unpin,
@@ -79,8 +100,8 @@ where
         // Why a small read buffer: a client that stops reading leaves what
         // the origin sent in this buffer; bounded, a stalled reader costs
         // little memory (hyper's default grows to ~400 KiB).
-        .http1_max_buf_size(ORIGIN_MAX_BUF_BYTES)
-        .http2_max_send_buf_size(ORIGIN_MAX_BUF_BYTES)
+        .http1_max_buf_size(max_buf)
+        .http2_max_send_buf_size(max_buf)
         .pool_idle_timeout(site.pool_idle_timeout)
         .pool_timer(TokioTimer::new())
         .timer(TokioTimer::new())
@@ -295,4 +316,19 @@ fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
     let head = s.get(..prefix.len())?;
     head.eq_ignore_ascii_case(prefix)
         .then(|| &s[prefix.len()..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_stream_path;
+
+    #[test]
+    fn flv_paths_take_the_small_buffer_client() {
+        assert!(is_stream_path("/live/s.flv"));
+        assert!(is_stream_path("/live/S.FLV"));
+        assert!(!is_stream_path("/live/s.m3u8"));
+        assert!(!is_stream_path("/live/seg.ts"));
+        assert!(!is_stream_path("flv"));
+        assert!(!is_stream_path(""));
+    }
 }
