@@ -199,24 +199,7 @@ impl KeyWriter for TencentApi {
     }
 
     fn written(&self, status: StatusCode, body: &[u8]) -> Result<(), SyncError> {
-        let env: Envelope =
-            serde_json::from_slice(body).map_err(|e| super::malformed(status, &e))?;
-        let resp = env
-            .response
-            .ok_or_else(|| SyncError::Malformed(format!("http {status}: no Response")))?;
-        if let Some(e) = resp.error {
-            return Err(SyncError::Vendor {
-                status: status.as_u16(),
-                code: e.code,
-                message: e.message,
-            });
-        }
-        if !status.is_success() {
-            return Err(SyncError::Malformed(format!(
-                "http {status} without an error envelope"
-            )));
-        }
-        Ok(())
+        response(status, body).map(|_| ())
     }
 
     fn url_window_secs(&self, _domain: &str, current: &[u8]) -> u64 {
@@ -228,6 +211,28 @@ impl KeyWriter for TencentApi {
 #[serde(rename_all = "PascalCase")]
 struct Envelope {
     response: Option<ResponseBody>,
+}
+
+/// The `Response` of an API 3.0 answer, or the failure it reports: the
+/// vendor's error envelope, or a non-2xx status without one.
+fn response(status: StatusCode, body: &[u8]) -> Result<ResponseBody, SyncError> {
+    let env: Envelope = serde_json::from_slice(body).map_err(|e| super::malformed(status, &e))?;
+    let resp = env
+        .response
+        .ok_or_else(|| SyncError::Malformed(format!("http {status}: no Response")))?;
+    if let Some(e) = resp.error {
+        return Err(SyncError::Vendor {
+            status: status.as_u16(),
+            code: e.code,
+            message: e.message,
+        });
+    }
+    if !status.is_success() {
+        return Err(SyncError::Malformed(format!(
+            "http {status} without an error envelope"
+        )));
+    }
+    Ok(resp)
 }
 
 #[derive(Deserialize)]
@@ -285,23 +290,7 @@ impl VendorApi for TencentApi {
         body: &[u8],
         common: Common,
     ) -> Result<SyncedAuth, SyncError> {
-        let env: Envelope =
-            serde_json::from_slice(body).map_err(|e| super::malformed(status, &e))?;
-        let resp = env
-            .response
-            .ok_or_else(|| SyncError::Malformed(format!("http {status}: no Response")))?;
-        if let Some(e) = resp.error {
-            return Err(SyncError::Vendor {
-                status: status.as_u16(),
-                code: e.code,
-                message: e.message,
-            });
-        }
-        if !status.is_success() {
-            return Err(SyncError::Malformed(format!(
-                "http {status} without an error envelope"
-            )));
-        }
+        let resp = response(status, body)?;
         let info = resp
             .play_auth_key_info
             .ok_or_else(|| SyncError::Malformed("no PlayAuthKeyInfo".into()))?;
