@@ -28,12 +28,6 @@ use sha2::{Digest, Sha256};
 const DOMAIN: &str = "play.example.com";
 const OLD_KEY: &str = "oldkey0123456789";
 
-fn hmac256(key: &[u8], msg: &str) -> Vec<u8> {
-    let mut m = Hmac::<Sha256>::new_from_slice(key).unwrap();
-    m.update(msg.as_bytes());
-    m.finalize().into_bytes().to_vec()
-}
-
 // ---------------------------------------------------------------------------
 // Fake Tencent: TC3-HMAC-SHA256 checked on Describe and Modify alike.
 
@@ -105,25 +99,7 @@ impl FakeTencent {
             TC_SECRET.to_owned()
         };
         let ts: u64 = h("x-tc-timestamp").parse().unwrap_or(0);
-        let (y, m, d, ..) = streamguard::time::civil(ts);
-        let date = format!("{y:04}-{m:02}-{d:02}");
-        let canonical = format!(
-            "POST\n/\n\ncontent-type:{}\nhost:{}\n\ncontent-type;host\n{}",
-            h("content-type").to_ascii_lowercase(),
-            h("host").to_ascii_lowercase(),
-            hex::encode(Sha256::digest(&body))
-        );
-        let sts = format!(
-            "TC3-HMAC-SHA256\n{ts}\n{date}/live/tc3_request\n{}",
-            hex::encode(Sha256::digest(canonical.as_bytes()))
-        );
-        let k = hmac256(format!("TC3{secret}").as_bytes(), &date);
-        let k = hmac256(&k, "live");
-        let k = hmac256(&k, "tc3_request");
-        let want = format!(
-            "TC3-HMAC-SHA256 Credential={TC_ID}/{date}/live/tc3_request, SignedHeaders=content-type;host, Signature={}",
-            hex::encode(hmac256(&k, &sts))
-        );
+        let want = tc3_authorization(TC_ID, &secret, &h("content-type"), &h("host"), ts, &body);
         if h("authorization") != want || now().abs_diff(ts) > 300 {
             self.state.lock().unwrap().bad_signatures += 1;
             return tc_error(

@@ -16,11 +16,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::*;
-use hmac::{Hmac, Mac};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use sha2::{Digest, Sha256};
 
 const SECRET_ID: &str = "AKIDtestid";
 const SECRET_KEY: &str = "tc3-test-secret";
@@ -49,37 +47,6 @@ struct VendorState {
 struct FakeTencent {
     addr: SocketAddr,
     state: Arc<Mutex<VendorState>>,
-}
-
-fn hmac256(key: &[u8], msg: &str) -> Vec<u8> {
-    let mut m = Hmac::<Sha256>::new_from_slice(key).unwrap();
-    m.update(msg.as_bytes());
-    m.finalize().into_bytes().to_vec()
-}
-
-/// The signature the request should carry, recomputed from what arrived.
-fn expected_signature(
-    secret: &str,
-    content_type: &str,
-    host: &str,
-    ts: u64,
-    body: &[u8],
-    date: &str,
-) -> String {
-    let canonical = format!(
-        "POST\n/\n\ncontent-type:{}\nhost:{}\n\ncontent-type;host\n{}",
-        content_type.to_ascii_lowercase(),
-        host.to_ascii_lowercase(),
-        hex::encode(Sha256::digest(body))
-    );
-    let sts = format!(
-        "TC3-HMAC-SHA256\n{ts}\n{date}/live/tc3_request\n{}",
-        hex::encode(Sha256::digest(canonical.as_bytes()))
-    );
-    let k = hmac256(format!("TC3{secret}").as_bytes(), date);
-    let k = hmac256(&k, "live");
-    let k = hmac256(&k, "tc3_request");
-    hex::encode(hmac256(&k, &sts))
 }
 
 fn error_envelope(code: &str, message: &str) -> Response<Full<Bytes>> {
@@ -153,12 +120,14 @@ impl FakeTencent {
         }
         let ts: u64 = h("x-tc-timestamp").parse().unwrap_or(0);
         let now = now();
-        let (y, m, d, ..) = streamguard::time::civil(ts);
-        let date = format!("{y:04}-{m:02}-{d:02}");
         let auth = h("authorization");
-        let want = format!(
-            "TC3-HMAC-SHA256 Credential={SECRET_ID}/{date}/live/tc3_request, SignedHeaders=content-type;host, Signature={}",
-            expected_signature(&secret, &h("content-type"), &h("host"), ts, &body, &date)
+        let want = tc3_authorization(
+            SECRET_ID,
+            &secret,
+            &h("content-type"),
+            &h("host"),
+            ts,
+            &body,
         );
         if auth != want || now.abs_diff(ts) > 300 {
             self.state.lock().unwrap().bad_signatures += 1;
