@@ -132,6 +132,13 @@ impl OperatorKeys {
         }
     }
 
+    /// The scope (`site`, `app`, `scene`), if set.
+    pub fn scope(&self, site: &str, app: Option<&str>, scene: Scene) -> Option<&ScopeKeys> {
+        self.scopes
+            .iter()
+            .find(|s| s.site == site && s.app.as_deref() == app && s.scene == scene)
+    }
+
     /// The scopes of `site` for `scene`.
     pub fn for_site<'a>(
         &'a self,

@@ -350,9 +350,7 @@ impl Publisher {
         let previous = cur
             .sources
             .operator
-            .scopes
-            .iter()
-            .find(|s| s.site == site.id && s.app == checked.app && s.scene == checked.scene)
+            .scope(&site.id, checked.app.as_deref(), checked.scene)
             .map(|s| s.enabled);
         let scope = ScopeKeys {
             site: site.id.clone(),

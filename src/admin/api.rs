@@ -42,6 +42,20 @@ pub const PLAY_AUTH_DEFAULT_SECS: u64 = 100;
 
 const JSON: &str = "application/json";
 
+/// Every API path and the methods it answers (also the metric's `path` labels).
+const ROUTES: [(&str, &[Method]); 6] = [
+    ("/v1/openapi.json", &[Method::GET]),
+    ("/v1/keys", &[Method::GET]),
+    ("/v1/sign", &[Method::POST]),
+    ("/v1/play-auth", &[Method::POST]),
+    ("/v1/auth-keys", &[Method::PUT]),
+    ("/v1/keys/rotate", &[Method::POST, Method::GET]),
+];
+
+fn route(path: &str) -> Option<(&'static str, &'static [Method])> {
+    ROUTES.iter().find(|(p, _)| *p == path).copied()
+}
+
 /// An API failure: status, vendor-style code, message (never a value the
 /// client sent that could be a secret).
 #[derive(Debug)]
@@ -121,11 +135,7 @@ pub async fn handle(
         Ok(r) => r.status(),
         Err(e) => e.status,
     };
-    let metric_path = match path.as_str() {
-        "/v1/sign" | "/v1/play-auth" | "/v1/keys" | "/v1/auth-keys" | "/v1/openapi.json"
-        | "/v1/keys/rotate" => path.as_str(),
-        _ => "other",
-    };
+    let metric_path = route(&path).map_or("other", |(p, _)| p);
     state
         .shared
         .metrics
@@ -151,18 +161,12 @@ async fn dispatch(
     path: &str,
     id: &str,
 ) -> Result<Response<ProxyBody>, ApiError> {
-    let allowed: &[Method] = match path {
-        "/v1/openapi.json" | "/v1/keys" => &[Method::GET],
-        "/v1/sign" | "/v1/play-auth" => &[Method::POST],
-        "/v1/auth-keys" => &[Method::PUT],
-        "/v1/keys/rotate" => &[Method::POST, Method::GET],
-        _ => {
-            return Err(err(
-                StatusCode::NOT_FOUND,
-                "NotFound",
-                "no such API; see /v1/openapi.json",
-            ))
-        }
+    let Some((_, allowed)) = route(path) else {
+        return Err(err(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            "no such API; see /v1/openapi.json",
+        ));
     };
     if !allowed.contains(method) {
         let mut r = error_response(
