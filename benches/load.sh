@@ -15,7 +15,9 @@
 #
 # Needs: wrk, nginx, openssl, curl (apt-get install -y wrk nginx openssl curl).
 # Usage: benches/load.sh [DURATION_SECS] [ROUNDS]     (defaults 8, 3)
-# Env:   THREADS (2), CONNS (64; 16 for 1 MiB), OUT (markdown table file)
+# Env:   THREADS (2), CONNS (64; 16 for 1 MiB), OUT (markdown table file);
+#        for a quicker look at one cell: BODIES ("4k.ts 64k.ts 1m.ts"),
+#        TRANSPORTS ("0 1": 0 plain HTTP, 1 TLS), FLV (1; 0 skips the stream)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DUR=${1:-8}; ROUNDS=${2:-3}; THREADS=${THREADS:-2}; CONNS=${CONNS:-64}
@@ -166,8 +168,9 @@ median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 col() { awk -v c="$1" '{print $c}'; }
 
 TARGETS="direct nginx sg-sl sg-tx"
-for tls in 0 1; do
-  for body in 4k.ts 64k.ts 1m.ts; do
+BODIES=${BODIES:-4k.ts 64k.ts 1m.ts}; TRANSPORTS=${TRANSPORTS:-0 1}; FLV=${FLV:-1}
+for tls in $TRANSPORTS; do
+  for body in $BODIES; do
     conns=$CONNS; [ "$body" = 1m.ts ] && conns=16
     for r in $(seq "$ROUNDS"); do
       for TARGET in $TARGETS; do
@@ -191,6 +194,7 @@ flv() { # url host -> MiB/s
   awk -v b="$bytes" -v d="$DUR" 'BEGIN {printf "%.0f\n", b/d/1048576}'
 }
 for r in $(seq "$ROUNDS"); do
+  [ "$FLV" = 1 ] || break
   for TARGET in $TARGETS; do
     read -r url host < <(url_for "$TARGET" stream.flv 0)
     flv "$url" "$host" >> "$work/flv.$TARGET"
@@ -202,8 +206,8 @@ done
   echo
   echo "| body | transport | direct req/s | nginx req/s (p50/p99 ms, CPU s/10k) | streamguard secure_link req/s (p50/p99 ms, CPU s/10k) | streamguard tencent req/s | sg ÷ nginx | sg ÷ direct | CPU sg ÷ nginx |"
   echo "|---|---|---|---|---|---|---|---|---|"
-  for tls in 0 1; do
-    for body in 4k.ts 64k.ts 1m.ts; do
+  for tls in $TRANSPORTS; do
+    for body in $BODIES; do
       m() { col "$2" < "$work/res.$tls.$body.$1" | median; }
       d=$([ "$tls" = 0 ] && m direct 1 || echo "")
       n=$(m nginx 1); s=$(m sg-sl 1); t=$(m sg-tx 1)
@@ -217,8 +221,10 @@ done
         "$(awk -v a="$sc" -v b="$nc" 'BEGIN {print a/b}')"
     done
   done
-  echo
-  echo "Endless stream, one reader, MiB/s: direct $(median < "$work/flv.direct"), nginx $(median < "$work/flv.nginx"), streamguard secure_link $(median < "$work/flv.sg-sl"), streamguard tencent $(median < "$work/flv.sg-tx")"
+  if [ "$FLV" = 1 ]; then
+    echo
+    echo "Endless stream, one reader, MiB/s: direct $(median < "$work/flv.direct"), nginx $(median < "$work/flv.nginx"), streamguard secure_link $(median < "$work/flv.sg-sl"), streamguard tencent $(median < "$work/flv.sg-tx")"
+  fi
 } > "$work/table.md"
 cat "$work/table.md"
 [ -n "${OUT:-}" ] && cp "$work/table.md" "$OUT"
