@@ -443,11 +443,16 @@ impl Verifier for Wangsu {
     fn verify<'a>(&self, req: &RequestView<'a>, keys: &KeySet, now: u64) -> Verdict<'a> {
         let path = self.signed_path(req.path);
         let mut best: Option<Verdict<'a>> = None;
-        // Every group is judged, so timing does not reveal which one matched.
+        // Groups are judged in order until one allows (nothing outranks
+        // that); a URL no group allows meets every group, as with keys in
+        // `matching_key`.
         for (i, rule) in self.rules.iter().enumerate() {
             let Some(v) = self.judge(i, rule, keys.get(i), req, path, now) else {
                 continue;
             };
+            if v.decision == Decision::Allow {
+                return v;
+            }
             if best
                 .as_ref()
                 .is_none_or(|b| rank(v.decision) > rank(b.decision))
