@@ -381,21 +381,7 @@ impl KeyWriter for VolcengineApi {
     }
 
     fn written(&self, status: StatusCode, body: &[u8]) -> Result<(), SyncError> {
-        let env: Envelope =
-            serde_json::from_slice(body).map_err(|e| super::malformed(status, &e))?;
-        if let Some(e) = env.response_metadata.and_then(|m| m.error) {
-            return Err(SyncError::Vendor {
-                status: status.as_u16(),
-                code: e.code,
-                message: e.message,
-            });
-        }
-        if !status.is_success() {
-            return Err(malformed(format!(
-                "http {status} without an error envelope"
-            )));
-        }
-        Ok(())
+        answer(status, body).map(drop)
     }
 
     fn url_window_secs(&self, domain: &str, current: &[u8]) -> u64 {
@@ -419,6 +405,27 @@ struct Envelope {
     /// Missing: `None`; `null`: `Some(None)`.
     #[serde(default, deserialize_with = "present")]
     result: Option<Option<ResultBody>>,
+}
+
+/// The answer envelope of any call (Describe or Update): a vendor error in
+/// `ResponseMetadata.Error` wins over the HTTP status; a failure status
+/// without one is malformed.
+fn answer(status: StatusCode, body: &[u8]) -> Result<Envelope, SyncError> {
+    let mut env: Envelope =
+        serde_json::from_slice(body).map_err(|e| super::malformed(status, &e))?;
+    if let Some(e) = env.response_metadata.take().and_then(|m| m.error) {
+        return Err(SyncError::Vendor {
+            status: status.as_u16(),
+            code: e.code,
+            message: e.message,
+        });
+    }
+    if !status.is_success() {
+        return Err(malformed(format!(
+            "http {status} without an error envelope"
+        )));
+    }
+    Ok(env)
 }
 
 /// Tells a field given as `null` (`Some(None)`) from a missing one (`None`).
@@ -690,20 +697,7 @@ impl VendorApi for VolcengineApi {
         body: &[u8],
         common: Common,
     ) -> Result<SyncedAuth, SyncError> {
-        let env: Envelope =
-            serde_json::from_slice(body).map_err(|e| super::malformed(status, &e))?;
-        if let Some(e) = env.response_metadata.and_then(|m| m.error) {
-            return Err(SyncError::Vendor {
-                status: status.as_u16(),
-                code: e.code,
-                message: e.message,
-            });
-        }
-        if !status.is_success() {
-            return Err(malformed(format!(
-                "http {status} without an error envelope"
-            )));
-        }
+        let env = answer(status, body)?;
         let list = match env.result {
             None | Some(None) => return Err(malformed("no Result")),
             Some(Some(r)) => match r.auth_list {
