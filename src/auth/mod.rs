@@ -892,8 +892,8 @@ pub fn conclude<'a>(
 /// key signed it). Each comparison itself is constant-time. Most URLs are
 /// signed with the primary key, so this halves the digest work with two
 /// keys in force.
-pub fn matching_key(keys: &KeySet, mut matches: impl FnMut(&Secret) -> bool) -> Option<usize> {
-    keys.iter().position(|k| matches(k))
+pub fn matching_key(keys: &KeySet, matches: impl FnMut(&Secret) -> bool) -> Option<usize> {
+    keys.iter().position(matches)
 }
 
 /// `primary`, `backup`, then `key#3`… for the derived fields.
