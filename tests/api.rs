@@ -62,6 +62,11 @@ async fn call(
     }
 }
 
+/// [`call`] with the token and a JSON body.
+async fn call_authed(admin: SocketAddr, method: Method, path: &str, body: Value) -> Reply {
+    call(admin, method, path, Some(TOKEN), Some(body)).await
+}
+
 fn config(origin: &str, state_dir: &std::path::Path, site_extra: &str) -> String {
     let body = site_config(origin, site_extra, "").replace(
         "[admin]\nlisten = \"127.0.0.1:0\"",
@@ -175,12 +180,11 @@ async fn sign_gives_the_cli_s_url_and_refuses_what_the_proxy_would_deny() {
     let cfg = config(&format!("http://{}", origin.addr), state.path(), "");
     let proxy = start(&cfg);
     let exp = now() + 600;
-    let r = call(
+    let r = call_authed(
         proxy.admin,
         Method::POST,
         "/v1/sign",
-        Some(TOKEN),
-        Some(json!({"url": "http://play.example.com/live/test.flv", "expires_at": exp})),
+        json!({"url": "http://play.example.com/live/test.flv", "expires_at": exp}),
     )
     .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.json);
@@ -208,12 +212,11 @@ async fn sign_gives_the_cli_s_url_and_refuses_what_the_proxy_would_deny() {
     assert_eq!(status, StatusCode::OK);
 
     // A path with the site id, and a lifetime.
-    let r = call(
+    let r = call_authed(
         proxy.admin,
         Method::POST,
         "/v1/sign",
-        Some(TOKEN),
-        Some(json!({"site": "live", "path": "/live/other.flv", "expires_in": 60})),
+        json!({"site": "live", "path": "/live/other.flv", "expires_in": 60}),
     )
     .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.json);
@@ -260,14 +263,7 @@ async fn sign_gives_the_cli_s_url_and_refuses_what_the_proxy_would_deny() {
             "InvalidParam.BindError",
         ),
     ] {
-        let r = call(
-            proxy.admin,
-            Method::POST,
-            "/v1/sign",
-            Some(TOKEN),
-            Some(body.clone()),
-        )
-        .await;
+        let r = call_authed(proxy.admin, Method::POST, "/v1/sign", body.clone()).await;
         assert_error(&r, status, code);
         assert!(
             !r.json["message"].as_str().unwrap().contains("soon"),
@@ -309,12 +305,11 @@ async fn play_auth_asks_the_origin_and_its_credential_opens_only_that_media() {
     let admin = proxy.admin;
 
     // A playlist: a session credential for exactly that path, VOD duration.
-    let r = call(
+    let r = call_authed(
         admin,
         Method::POST,
         "/v1/play-auth",
-        Some(TOKEN),
-        Some(json!({"VideoId": "http://play.example.com/vod/index.m3u8", "AuthInfoTimeout": 300})),
+        json!({"VideoId": "http://play.example.com/vod/index.m3u8", "AuthInfoTimeout": 300}),
     )
     .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.json);
@@ -354,12 +349,11 @@ async fn play_auth_asks_the_origin_and_its_credential_opens_only_that_media() {
     );
 
     // A file: the scheme's signature; size from the origin; default 100 s.
-    let r = call(
+    let r = call_authed(
         admin,
         Method::POST,
         "/v1/play-auth",
-        Some(TOKEN),
-        Some(json!({"video_id": "/vod/movie.flv", "site": "live"})),
+        json!({"video_id": "/vod/movie.flv", "site": "live"}),
     )
     .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.json);
@@ -376,33 +370,27 @@ async fn play_auth_asks_the_origin_and_its_credential_opens_only_that_media() {
     assert_eq!((status, body.len()), (StatusCode::OK, 12345));
 
     // The documented errors.
-    let r = call(
-        admin,
-        Method::POST,
-        "/v1/play-auth",
-        Some(TOKEN),
-        Some(json!({"AuthInfoTimeout": 100})),
-    )
-    .await;
-    assert_error(&r, StatusCode::BAD_REQUEST, "MissingVideoId");
-    let r = call(
-        admin,
-        Method::POST,
-        "/v1/play-auth",
-        Some(TOKEN),
-        Some(json!({"VideoId": "http://play.example.com/vod/missing.m3u8"})),
-    )
-    .await;
-    assert_error(&r, StatusCode::NOT_FOUND, "InvalidVideo.NotFound");
+    for (body, status, code) in [
+        (
+            json!({"AuthInfoTimeout": 100}),
+            StatusCode::BAD_REQUEST,
+            "MissingVideoId",
+        ),
+        (
+            json!({"VideoId": "http://play.example.com/vod/missing.m3u8"}),
+            StatusCode::NOT_FOUND,
+            "InvalidVideo.NotFound",
+        ),
+    ] {
+        let r = call_authed(admin, Method::POST, "/v1/play-auth", body).await;
+        assert_error(&r, status, code);
+    }
     for t in [99, 3001, 0] {
-        let r = call(
+        let r = call_authed(
             admin,
             Method::POST,
             "/v1/play-auth",
-            Some(TOKEN),
-            Some(
-                json!({"VideoId": "http://play.example.com/vod/index.m3u8", "AuthInfoTimeout": t}),
-            ),
+            json!({"VideoId": "http://play.example.com/vod/index.m3u8", "AuthInfoTimeout": t}),
         )
         .await;
         assert_error(
@@ -425,21 +413,25 @@ async fn auth_keys_are_validated_applied_kept_and_restored() {
     let cfg = config(&format!("http://{}", origin.addr), state.path(), "");
     let op_key = "OperatorKey0123456789";
     let vip_key = "VipKey987654321";
+    // The site-wide play key, its scope switched on or off.
+    let site_wide = |enable: bool| {
+        json!({"Domain": "play.example.com", "SceneType": "pull", "PushPullEnable": enable,
+            "AuthDetailList": [{"SecretKey": op_key, "EncryptionAlgorithm": "md5"}]})
+    };
     {
         let proxy = start(&cfg);
         let admin = proxy.admin;
         // Each violation names its field; nothing is kept.
-        let r = call(
+        let r = call_authed(
             admin,
             Method::PUT,
             "/v1/auth-keys",
-            Some(TOKEN),
-            Some(json!({
+            json!({
                 "Domain": "play.example.com",
                 "App": "no/slash",
                 "AuthDetailList": [{"SecretKey": "has-dash", "EncryptionAlgorithm": "sha256"}],
                 "ValidDuration": 59
-            })),
+            }),
         )
         .await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.json);
@@ -457,13 +449,12 @@ async fn auth_keys_are_validated_applied_kept_and_restored() {
         let too_many: Vec<Value> = (0..101)
             .map(|i| json!({"SecretKey": format!("k{i}"), "EncryptionAlgorithm": "md5"}))
             .collect();
-        let r = call(
+        let r = call_authed(
             admin,
             Method::PUT,
             "/v1/auth-keys",
-            Some(TOKEN),
-            Some(json!({
-            "Vhost": "live", "SceneType": "pull", "AuthDetailList": too_many})),
+            json!({
+            "Vhost": "live", "SceneType": "pull", "AuthDetailList": too_many}),
         )
         .await;
         assert_error(&r, StatusCode::BAD_REQUEST, "InvalidParam.Length");
@@ -471,35 +462,25 @@ async fn auth_keys_are_validated_applied_kept_and_restored() {
             .as_str()
             .unwrap()
             .contains("AuthDetailList"));
-        let r = call(
+        let r = call_authed(
             admin,
             Method::PUT,
             "/v1/auth-keys",
-            Some(TOKEN),
-            Some(json!({
+            json!({
             "Domain": "other.example.com", "SceneType": "pull",
-            "AuthDetailList": [{"SecretKey": "abc", "EncryptionAlgorithm": "md5"}]})),
+            "AuthDetailList": [{"SecretKey": "abc", "EncryptionAlgorithm": "md5"}]}),
         )
         .await;
         assert_error(&r, StatusCode::NOT_FOUND, "ResourceNotFound");
         assert!(!state.path().join("operator-keys.json").exists());
 
         // A site-wide play key and an app-limited one.
-        let r = call(
-            admin,
-            Method::PUT,
-            "/v1/auth-keys",
-            Some(TOKEN),
-            Some(json!({
-            "Domain": "play.example.com", "SceneType": "pull", "PushPullEnable": true,
-            "AuthDetailList": [{"SecretKey": op_key, "EncryptionAlgorithm": "md5"}]})),
-        )
-        .await;
+        let r = call_authed(admin, Method::PUT, "/v1/auth-keys", site_wide(true)).await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.json);
         assert!(!r.json.to_string().contains(op_key), "{}", r.json);
-        let r = call(admin, Method::PUT, "/v1/auth-keys", Some(TOKEN), Some(json!({
+        let r = call_authed(admin, Method::PUT, "/v1/auth-keys", json!({
             "Vhost": "live", "App": "vip", "SceneType": "pull", "PushPullEnable": true, "ValidDuration": 3600,
-            "AuthDetailList": [{"SecretKey": vip_key, "EncryptionAlgorithm": "md5"}]}))).await;
+            "AuthDetailList": [{"SecretKey": vip_key, "EncryptionAlgorithm": "md5"}]})).await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.json);
 
         let keys = call(admin, Method::GET, "/v1/keys", Some(TOKEN), None)
@@ -546,12 +527,11 @@ async fn auth_keys_are_validated_applied_kept_and_restored() {
         assert_eq!(got, status, "{path}");
     }
     // Signing now uses the operator key.
-    let r = call(
+    let r = call_authed(
         proxy.admin,
         Method::POST,
         "/v1/sign",
-        Some(TOKEN),
-        Some(json!({"url": "http://play.example.com/live/b.flv", "expires_at": exp})),
+        json!({"url": "http://play.example.com/live/b.flv", "expires_at": exp}),
     )
     .await;
     assert_eq!(r.json["key_source"], "operator");
@@ -561,16 +541,7 @@ async fn auth_keys_are_validated_applied_kept_and_restored() {
     );
 
     // Switching the scope off removes its keys, without a restart.
-    let r = call(
-        proxy.admin,
-        Method::PUT,
-        "/v1/auth-keys",
-        Some(TOKEN),
-        Some(json!({
-        "Domain": "play.example.com", "SceneType": "pull", "PushPullEnable": false,
-        "AuthDetailList": [{"SecretKey": op_key, "EncryptionAlgorithm": "md5"}]})),
-    )
-    .await;
+    let r = call_authed(proxy.admin, Method::PUT, "/v1/auth-keys", site_wide(false)).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.json);
     assert_eq!(
         get(addr, "play.example.com", &ok(op_key, "/live/a.flv"))

@@ -19,11 +19,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::*;
-use hmac::{Hmac, Mac};
-use http::{Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use sha2::{Digest, Sha256};
+use http::{Response, StatusCode};
+use http_body_util::Full;
+use md5::Digest;
 
 const DOMAIN: &str = "play.example.com";
 const OLD_KEY: &str = "oldkey0123456789";
@@ -59,38 +57,26 @@ fn tc_error(code: &str, message: &str) -> Response<Full<Bytes>> {
 
 impl FakeTencent {
     async fn start() -> FakeTencent {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let fake = FakeTencent {
-            addr: listener.local_addr().unwrap(),
-            state: Arc::new(Mutex::new(TcState {
-                write_secret: TC_SECRET.into(),
-                auth_key: OLD_KEY.into(),
-                back_key: String::new(),
-                modifies: 0,
-                bad_signatures: 0,
-            })),
+        let state = TcState {
+            write_secret: TC_SECRET.into(),
+            auth_key: OLD_KEY.into(),
+            back_key: String::new(),
+            modifies: 0,
+            bad_signatures: 0,
         };
-        let f = fake.clone();
-        serve_fake(listener, move |req| {
-            let f = f.clone();
-            async move { f.answer(req).await }
-        });
-        fake
+        start_fake(
+            |addr| FakeTencent {
+                addr,
+                state: Arc::new(Mutex::new(state)),
+            },
+            FakeTencent::answer,
+        )
+        .await
     }
 
-    async fn answer(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
-        let (parts, body) = req.into_parts();
-        let body = body.collect().await.unwrap().to_bytes();
-        let h = |n: &str| {
-            parts
-                .headers
-                .get(n)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .to_owned()
-        };
-        let action = h("x-tc-action");
-        if parts.method != http::Method::POST || h("x-tc-version") != "2018-08-01" {
+    async fn answer(self, req: FakeRequest) -> Response<Full<Bytes>> {
+        let action = req.header("x-tc-action");
+        if req.parts.method != http::Method::POST || req.header("x-tc-version") != "2018-08-01" {
             return tc_error("InvalidAction", "wrong method or version");
         }
         let secret = if action == "ModifyLivePlayAuthKey" {
@@ -98,34 +84,32 @@ impl FakeTencent {
         } else {
             TC_SECRET.to_owned()
         };
-        let ts: u64 = h("x-tc-timestamp").parse().unwrap_or(0);
-        let want = tc3_authorization(TC_ID, &secret, &h("content-type"), &h("host"), ts, &body);
-        if h("authorization") != want || now().abs_diff(ts) > 300 {
+        if !tc3_signature_ok(&req, TC_ID, &secret) {
             self.state.lock().unwrap().bad_signatures += 1;
             return tc_error(
                 "AuthFailure.SignatureFailure",
                 "The provided credentials could not be validated.",
             );
         }
-        let req: serde_json::Value = serde_json::from_slice(&body).unwrap();
-        if req["DomainName"] != DOMAIN {
+        let body: serde_json::Value = serde_json::from_slice(&req.body).unwrap();
+        if body["DomainName"] != DOMAIN {
             return tc_error(
                 "ResourceNotFound.PlayDomainNoRecord",
                 "The playback domain name does not exist.",
             );
         }
         let mut s = self.state.lock().unwrap();
-        match action.as_str() {
+        match action {
             "DescribeLivePlayAuthKey" => json(
                 StatusCode::OK,
                 serde_json::json!({"Response": {"PlayAuthKeyInfo": {"DomainName": DOMAIN, "Enable": 1, "AuthKey": s.auth_key, "AuthDelta": 0, "AuthBackKey": s.back_key}, "RequestId": "fake"}}),
             ),
             "ModifyLivePlayAuthKey" => {
                 // Omitted fields stay as they are.
-                if let Some(k) = req["AuthKey"].as_str() {
+                if let Some(k) = body["AuthKey"].as_str() {
                     s.auth_key = k.to_owned();
                 }
-                if let Some(k) = req["AuthBackKey"].as_str() {
+                if let Some(k) = body["AuthBackKey"].as_str() {
                     s.back_key = k.to_owned();
                 }
                 s.modifies += 1;
@@ -540,72 +524,33 @@ fn volc_error(status: StatusCode, code: &str) -> Response<Full<Bytes>> {
 
 impl FakeVolc {
     async fn start() -> FakeVolc {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let fake = FakeVolc {
-            addr: listener.local_addr().unwrap(),
-            state: Arc::new(Mutex::new(VolcState {
-                details: vec![serde_json::json!({
-                    "SecretKey": OLD_KEY,
-                    "EncryptionAlgorithm": "md5",
-                    "AuthField": {"volcSecret": "volcSecret", "volcTime": "volcTime"}
-                })],
-                updates: 0,
-                bad_signatures: 0,
-            })),
+        let state = VolcState {
+            details: vec![serde_json::json!({
+                "SecretKey": OLD_KEY,
+                "EncryptionAlgorithm": "md5",
+                "AuthField": {"volcSecret": "volcSecret", "volcTime": "volcTime"}
+            })],
+            updates: 0,
+            bad_signatures: 0,
         };
-        let f = fake.clone();
-        serve_fake(listener, move |req| {
-            let f = f.clone();
-            async move { f.answer(req).await }
-        });
-        fake
+        start_fake(
+            |addr| FakeVolc {
+                addr,
+                state: Arc::new(Mutex::new(state)),
+            },
+            FakeVolc::answer,
+        )
+        .await
     }
 
-    async fn answer(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
-        let (parts, body) = req.into_parts();
-        let body = body.collect().await.unwrap().to_bytes();
-        let h = |n: &str| {
-            parts
-                .headers
-                .get(n)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .to_owned()
-        };
-        let query = parts.uri.query().unwrap_or("").to_owned();
-        let xdate = h("x-date");
-        let date = xdate.get(..8).unwrap_or("").to_owned();
-        let mut pairs: Vec<&str> = query.split('&').collect();
-        pairs.sort_unstable();
-        let canonical = format!(
-            "POST\n/\n{}\ncontent-type:{}\nhost:{}\nx-content-sha256:{}\nx-date:{}\n\ncontent-type;host;x-content-sha256;x-date\n{}",
-            pairs.join("&"),
-            h("content-type"),
-            h("host"),
-            h("x-content-sha256"),
-            xdate,
-            hex::encode(Sha256::digest(&body))
-        );
-        let sts = format!(
-            "HMAC-SHA256\n{xdate}\n{date}/cn-north-1/live/request\n{}",
-            hex::encode(Sha256::digest(canonical.as_bytes()))
-        );
-        let k = hmac256(VOLC_SK.as_bytes(), &date);
-        let k = hmac256(&k, "cn-north-1");
-        let k = hmac256(&k, "live");
-        let k = hmac256(&k, "request");
-        let want = format!(
-            "HMAC-SHA256 Credential={VOLC_AK}/{date}/cn-north-1/live/request, SignedHeaders=content-type;host;x-content-sha256;x-date, Signature={}",
-            hex::encode(hmac256(&k, &sts))
-        );
-        if h("authorization") != want || h("x-content-sha256") != hex::encode(Sha256::digest(&body))
-        {
+    async fn answer(self, req: FakeRequest) -> Response<Full<Bytes>> {
+        if !volc_signature_ok(&req, VOLC_AK, VOLC_SK) {
             self.state.lock().unwrap().bad_signatures += 1;
             return volc_error(StatusCode::UNAUTHORIZED, "SignatureDoesNotMatch");
         }
-        let req: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&req.body).unwrap();
         let mut s = self.state.lock().unwrap();
-        match query.as_str() {
+        match req.query() {
             "Action=DescribeAuth&Version=2023-01-01" => json(
                 StatusCode::OK,
                 serde_json::json!({"ResponseMetadata": {"RequestId": "fake", "Action": "DescribeAuth"},
@@ -613,15 +558,15 @@ impl FakeVolc {
                         "AuthStatus": true, "ValidDuration": 2, "AuthDetailList": s.details}]}}),
             ),
             "Action=UpdateAuthKey&Version=2023-01-01" => {
-                if req["Domain"] != DOMAIN
-                    || req["SceneType"] != "pull"
-                    || req["ValidDuration"] != 2
-                    || req.get("PushPullEnable").is_some()
+                if body["Domain"] != DOMAIN
+                    || body["SceneType"] != "pull"
+                    || body["ValidDuration"] != 2
+                    || body.get("PushPullEnable").is_some()
                 {
                     return volc_error(StatusCode::BAD_REQUEST, "InvalidParam");
                 }
                 // A full overwrite, as documented.
-                s.details = req["AuthDetailList"].as_array().unwrap().clone();
+                s.details = body["AuthDetailList"].as_array().unwrap().clone();
                 s.updates += 1;
                 json(
                     StatusCode::OK,
@@ -761,59 +706,41 @@ fn ws_rule(id: u64, key: &str) -> serde_json::Value {
 
 impl FakeWangsu {
     async fn start() -> FakeWangsu {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let fake = FakeWangsu {
-            addr: listener.local_addr().unwrap(),
-            state: Arc::new(Mutex::new(WsState {
-                rules: vec![ws_rule(7, OLD_KEY)],
-                next_id: 8,
-                puts: 0,
-                bad_signatures: 0,
-                replaced_all: false,
-            })),
+        let state = WsState {
+            rules: vec![ws_rule(7, OLD_KEY)],
+            next_id: 8,
+            puts: 0,
+            bad_signatures: 0,
+            replaced_all: false,
         };
-        let f = fake.clone();
-        serve_fake(listener, move |req| {
-            let f = f.clone();
-            async move { f.answer(req).await }
-        });
-        fake
+        start_fake(
+            |addr| FakeWangsu {
+                addr,
+                state: Arc::new(Mutex::new(state)),
+            },
+            FakeWangsu::answer,
+        )
+        .await
     }
 
-    async fn answer(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
-        use base64::Engine as _;
-        let (parts, body) = req.into_parts();
-        let body = body.collect().await.unwrap().to_bytes();
-        let h = |n: &str| {
-            parts
-                .headers
-                .get(n)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .to_owned()
-        };
-        let b64 = base64::engine::general_purpose::STANDARD;
-        let mut m = Hmac::<sha1::Sha1>::new_from_slice(WS_KEY.as_bytes()).unwrap();
-        m.update(h("date").as_bytes());
-        let password = b64.encode(m.finalize().into_bytes());
-        let want = format!("Basic {}", b64.encode(format!("{WS_USER}:{password}")));
-        if h("authorization") != want || h("date").is_empty() {
+    async fn answer(self, req: FakeRequest) -> Response<Full<Bytes>> {
+        if !wangsu_signature_ok(&req, WS_USER, WS_KEY) {
             self.state.lock().unwrap().bad_signatures += 1;
             return json(
                 StatusCode::UNAUTHORIZED,
                 serde_json::json!({"code": "AuthFailed", "message": "signature mismatch"}),
             );
         }
-        if parts.uri.path() != format!("/api/config/live-timestampvisitcontrol/{DOMAIN}") {
+        if req.parts.uri.path() != format!("/api/config/live-timestampvisitcontrol/{DOMAIN}") {
             return json(
                 StatusCode::NOT_FOUND,
                 serde_json::json!({"code": "26932001", "message": "The specified domain does not exist."}),
             );
         }
         let mut s = self.state.lock().unwrap();
-        if parts.method == http::Method::PUT {
-            let req: serde_json::Value = serde_json::from_slice(&body).unwrap();
-            let groups = req["timestampVisitControlRules"]
+        if req.parts.method == http::Method::PUT {
+            let body: serde_json::Value = serde_json::from_slice(&req.body).unwrap();
+            let groups = body["timestampVisitControlRules"]
                 .as_array()
                 .unwrap()
                 .clone();

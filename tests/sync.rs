@@ -16,9 +16,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::*;
-use http::{Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
+use http::{Response, StatusCode};
+use http_body_util::Full;
 
 const SECRET_ID: &str = "AKIDtestid";
 const SECRET_KEY: &str = "tc3-test-secret";
@@ -58,38 +57,26 @@ fn error_envelope(code: &str, message: &str) -> Response<Full<Bytes>> {
 
 impl FakeTencent {
     async fn start(auth_key: &str) -> FakeTencent {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let fake = FakeTencent {
-            addr: listener.local_addr().unwrap(),
-            state: Arc::new(Mutex::new(VendorState {
-                mode: Mode::Ok,
-                expect_secret: SECRET_KEY.to_owned(),
-                enable: 1,
-                auth_key: auth_key.to_owned(),
-                back_key: String::new(),
-                requests: 0,
-                bad_signatures: 0,
-            })),
+        let state = VendorState {
+            mode: Mode::Ok,
+            expect_secret: SECRET_KEY.to_owned(),
+            enable: 1,
+            auth_key: auth_key.to_owned(),
+            back_key: String::new(),
+            requests: 0,
+            bad_signatures: 0,
         };
-        let f = fake.clone();
-        serve_fake(listener, move |req| {
-            let f = f.clone();
-            async move { f.answer(req).await }
-        });
-        fake
+        start_fake(
+            |addr| FakeTencent {
+                addr,
+                state: Arc::new(Mutex::new(state)),
+            },
+            FakeTencent::answer,
+        )
+        .await
     }
 
-    async fn answer(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
-        let (parts, body) = req.into_parts();
-        let body = body.collect().await.unwrap().to_bytes();
-        let h = |n: &str| {
-            parts
-                .headers
-                .get(n)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .to_owned()
-        };
+    async fn answer(self, req: FakeRequest) -> Response<Full<Bytes>> {
         let (mode, secret, reply) = {
             let mut s = self.state.lock().unwrap();
             s.requests += 1;
@@ -112,32 +99,21 @@ impl FakeTencent {
             }
             Mode::Ok => {}
         }
-        if parts.method != http::Method::POST
-            || h("x-tc-action") != "DescribeLivePlayAuthKey"
-            || h("x-tc-version") != "2018-08-01"
+        if req.parts.method != http::Method::POST
+            || req.header("x-tc-action") != "DescribeLivePlayAuthKey"
+            || req.header("x-tc-version") != "2018-08-01"
         {
             return error_envelope("InvalidAction", "wrong action or version");
         }
-        let ts: u64 = h("x-tc-timestamp").parse().unwrap_or(0);
-        let now = now();
-        let auth = h("authorization");
-        let want = tc3_authorization(
-            SECRET_ID,
-            &secret,
-            &h("content-type"),
-            &h("host"),
-            ts,
-            &body,
-        );
-        if auth != want || now.abs_diff(ts) > 300 {
+        if !tc3_signature_ok(&req, SECRET_ID, &secret) {
             self.state.lock().unwrap().bad_signatures += 1;
             return error_envelope(
                 "AuthFailure.SignatureFailure",
                 "The provided credentials could not be validated.",
             );
         }
-        let req: serde_json::Value = serde_json::from_slice(&body).unwrap();
-        let domain = req["DomainName"].as_str().unwrap_or("").to_owned();
+        let body: serde_json::Value = serde_json::from_slice(&req.body).unwrap();
+        let domain = body["DomainName"].as_str().unwrap_or("").to_owned();
         let (enable, key, back) = reply;
         json(
             StatusCode::OK,

@@ -20,9 +20,8 @@ use base64::Engine as _;
 use bytes::Bytes;
 use common::*;
 use hmac::{Hmac, Mac};
-use http::{Request, Response, StatusCode};
+use http::{Response, StatusCode};
 use http_body_util::Full;
-use hyper::body::Incoming;
 use md5::{Digest, Md5};
 use sha1::Sha1;
 
@@ -138,30 +137,28 @@ fn error_envelope(status: StatusCode, code: &str, message: &str) -> Response<Ful
 
 impl FakeAliyun {
     async fn start(auth_key1: &str) -> FakeAliyun {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let fake = FakeAliyun {
-            addr: listener.local_addr().unwrap(),
-            state: Arc::new(Mutex::new(VendorState {
-                mode: Mode::Ok,
-                expect_secret: ACCESS_KEY_SECRET.to_owned(),
-                auth_type: "type_a".to_owned(),
-                auth_key1: auth_key1.to_owned(),
-                auth_key2: String::new(),
-                requests: 0,
-                bad_signatures: 0,
-                reused_nonces: 0,
-                nonces: HashSet::new(),
-            })),
+        let state = VendorState {
+            mode: Mode::Ok,
+            expect_secret: ACCESS_KEY_SECRET.to_owned(),
+            auth_type: "type_a".to_owned(),
+            auth_key1: auth_key1.to_owned(),
+            auth_key2: String::new(),
+            requests: 0,
+            bad_signatures: 0,
+            reused_nonces: 0,
+            nonces: HashSet::new(),
         };
-        let f = fake.clone();
-        serve_fake(listener, move |req| {
-            let f = f.clone();
-            async move { f.answer(req) }
-        });
-        fake
+        start_fake(
+            |addr| FakeAliyun {
+                addr,
+                state: Arc::new(Mutex::new(state)),
+            },
+            FakeAliyun::answer,
+        )
+        .await
     }
 
-    fn answer(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    async fn answer(self, req: FakeRequest) -> Response<Full<Bytes>> {
         let mode = {
             let mut s = self.state.lock().unwrap();
             s.requests += 1;
@@ -184,7 +181,7 @@ impl FakeAliyun {
             }
             Mode::Ok => {}
         }
-        if req.method() != http::Method::GET || req.uri().path() != "/" {
+        if req.parts.method != http::Method::GET || req.parts.uri.path() != "/" {
             return error_envelope(
                 StatusCode::BAD_REQUEST,
                 "UnsupportedHTTPMethod",
@@ -192,7 +189,7 @@ impl FakeAliyun {
             );
         }
         let mut params = BTreeMap::new();
-        for pair in req.uri().query().unwrap_or("").split('&') {
+        for pair in req.query().split('&') {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
             let (Some(k), Some(v)) = (decode(k), decode(v)) else {
                 return error_envelope(

@@ -1,7 +1,7 @@
 //! Vendor key sync against a fake Volcengine OpenAPI (`DescribeAuth`) on
 //! loopback that checks every request's HMAC-SHA256 signature on its own (the
-//! canonical request is rebuilt here with the hmac/sha2 crates, not with
-//! streamguard's signer) and answers with the vendor's real success and error
+//! canonical request is rebuilt by `common::volc_signature_ok` with the
+//! hmac/sha2 crates, not with streamguard's signer) and answers with the vendor's real success and error
 //! envelopes.
 #![allow(
     clippy::unwrap_used,
@@ -17,12 +17,9 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use common::*;
-use hmac::{Hmac, Mac};
-use http::{Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use md5::Md5;
-use sha2::{Digest, Sha256};
+use http::{Response, StatusCode};
+use http_body_util::Full;
+use md5::{Digest, Md5};
 
 const ACCESS_KEY: &str = "AKLTtestaccesskey";
 const SECRET_KEY: &str = "volc-test-secret==";
@@ -55,71 +52,6 @@ struct FakeVolcengine {
     state: Arc<Mutex<VendorState>>,
 }
 
-fn hmac256(key: &[u8], msg: &str) -> Vec<u8> {
-    let mut m = Hmac::<Sha256>::new_from_slice(key).unwrap();
-    m.update(msg.as_bytes());
-    m.finalize().into_bytes().to_vec()
-}
-
-/// Unix seconds of `YYYYMMDDTHHMMSSZ` (days-from-civil), `None` if malformed.
-fn parse_x_date(s: &str) -> Option<u64> {
-    let b = s.as_bytes();
-    if b.len() != 16 || b[8] != b'T' || b[15] != b'Z' {
-        return None;
-    }
-    let n = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
-    let (y, m, d) = (n(0..4)?, n(4..6)?, n(6..8)?);
-    let (hh, mm, ss) = (n(9..11)?, n(11..13)?, n(13..15)?);
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    u64::try_from(days * 86_400 + hh * 3600 + mm * 60 + ss).ok()
-}
-
-/// The `Authorization` the request should carry, rebuilt from what arrived:
-/// sorted query pairs as sent, the four signed headers as sent (trimmed).
-fn expected_authorization(
-    secret: &str,
-    method: &str,
-    path: &str,
-    raw_query: &str,
-    headers: &[(&str, String)],
-    body: &[u8],
-) -> String {
-    let mut pairs: Vec<&str> = raw_query.split('&').filter(|p| !p.is_empty()).collect();
-    pairs.sort_unstable();
-    let canonical_headers: String = headers
-        .iter()
-        .map(|(k, v)| format!("{k}:{}\n", v.trim()))
-        .collect();
-    let signed: Vec<&str> = headers.iter().map(|(k, _)| *k).collect();
-    let signed = signed.join(";");
-    let canonical = format!(
-        "{method}\n{path}\n{}\n{canonical_headers}\n{signed}\n{}",
-        pairs.join("&"),
-        hex::encode(Sha256::digest(body))
-    );
-    let x_date = &headers.iter().find(|(k, _)| *k == "x-date").unwrap().1;
-    let date = &x_date[..8];
-    let scope = format!("{date}/cn-north-1/live/request");
-    let sts = format!(
-        "HMAC-SHA256\n{x_date}\n{scope}\n{}",
-        hex::encode(Sha256::digest(canonical.as_bytes()))
-    );
-    let k = hmac256(secret.as_bytes(), date);
-    let k = hmac256(&k, "cn-north-1");
-    let k = hmac256(&k, "live");
-    let k = hmac256(&k, "request");
-    format!(
-        "HMAC-SHA256 Credential={ACCESS_KEY}/{scope}, SignedHeaders={signed}, Signature={}",
-        hex::encode(hmac256(&k, &sts))
-    )
-}
-
 fn metadata(version: &str) -> serde_json::Value {
     serde_json::json!({
         "RequestId": "20230101000000010210039045250DAD6E",
@@ -145,41 +77,28 @@ fn error_envelope(
 
 impl FakeVolcengine {
     async fn start(keys: &[&str]) -> FakeVolcengine {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let fake = FakeVolcengine {
-            addr: listener.local_addr().unwrap(),
-            state: Arc::new(Mutex::new(VendorState {
-                mode: Mode::Ok,
-                expect_secret: SECRET_KEY.to_owned(),
-                auth_status: true,
-                keys: keys.iter().map(|k| (*k).to_owned()).collect(),
-                requests: 0,
-                bad_signatures: 0,
-                last_version: String::new(),
-            })),
+        let state = VendorState {
+            mode: Mode::Ok,
+            expect_secret: SECRET_KEY.to_owned(),
+            auth_status: true,
+            keys: keys.iter().map(|k| (*k).to_owned()).collect(),
+            requests: 0,
+            bad_signatures: 0,
+            last_version: String::new(),
         };
-        let f = fake.clone();
-        serve_fake(listener, move |req| {
-            let f = f.clone();
-            async move { f.answer(req).await }
-        });
-        fake
+        start_fake(
+            |addr| FakeVolcengine {
+                addr,
+                state: Arc::new(Mutex::new(state)),
+            },
+            FakeVolcengine::answer,
+        )
+        .await
     }
 
-    async fn answer(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
-        let (parts, body) = req.into_parts();
-        let body = body.collect().await.unwrap().to_bytes();
-        let h = |n: &str| {
-            parts
-                .headers
-                .get(n)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .to_owned()
-        };
-        let raw_query = parts.uri.query().unwrap_or("").to_owned();
+    async fn answer(self, req: FakeRequest) -> Response<Full<Bytes>> {
         let param = |name: &str| {
-            raw_query
+            req.query()
                 .split('&')
                 .find_map(|p| p.strip_prefix(name)?.strip_prefix('='))
                 .unwrap_or("")
@@ -216,7 +135,7 @@ impl FakeVolcengine {
             }
             Mode::Ok => {}
         }
-        if parts.method != http::Method::POST
+        if req.parts.method != http::Method::POST
             || param("Action") != "DescribeAuth"
             || !["2023-01-01", "2020-08-01"].contains(&version.as_str())
         {
@@ -228,23 +147,7 @@ impl FakeVolcengine {
                 "wrong action or version",
             );
         }
-        let headers = [
-            ("content-type", h("content-type")),
-            ("host", h("host")),
-            ("x-content-sha256", h("x-content-sha256")),
-            ("x-date", h("x-date")),
-        ];
-        let want = expected_authorization(
-            &secret,
-            "POST",
-            parts.uri.path(),
-            &raw_query,
-            &headers,
-            &body,
-        );
-        let fresh = parse_x_date(&h("x-date")).is_some_and(|t| now().abs_diff(t) <= 300);
-        let body_hash_ok = h("x-content-sha256") == hex::encode(Sha256::digest(&body));
-        if h("authorization") != want || !fresh || !body_hash_ok {
+        if !volc_signature_ok(&req, ACCESS_KEY, &secret) {
             self.state.lock().unwrap().bad_signatures += 1;
             return error_envelope(
                 StatusCode::UNAUTHORIZED,
@@ -254,8 +157,8 @@ impl FakeVolcengine {
                 "The request signature we calculated does not match the signature you provided. Check your Secret Access Key and signing method. Consult the service documentation for details.",
             );
         }
-        let req: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-        if req["Domain"] != DOMAIN || req["SceneType"] != "pull" {
+        let body: serde_json::Value = serde_json::from_slice(&req.body).unwrap_or_default();
+        if body["Domain"] != DOMAIN || body["SceneType"] != "pull" {
             return error_envelope(
                 StatusCode::BAD_REQUEST,
                 &version,

@@ -15,17 +15,12 @@ mod common;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use base64::engine::general_purpose::STANDARD as BASE64;
-use base64::Engine as _;
 use bytes::Bytes;
 use common::*;
-use hmac::{Hmac, Mac};
-use http::{Request, Response, StatusCode};
+use http::{Response, StatusCode};
 use http_body_util::Full;
-use hyper::body::Incoming;
 use md5::{Digest, Md5};
 use serde_json::json;
-use sha1::Sha1;
 
 const USERNAME: &str = "wangsu-user";
 const API_KEY: &str = "wangsu-test-api-key";
@@ -93,38 +88,6 @@ fn query_b(key: &str, generated: u64) -> String {
     format!("sign={}&t={t}", md5_hex(&format!("{t}{key}{PATH}")))
 }
 
-/// The Basic credentials the request should carry, recomputed from its Date.
-fn expected_authorization(api_key: &str, date: &str) -> String {
-    let mut m = Hmac::<Sha1>::new_from_slice(api_key.as_bytes()).unwrap();
-    m.update(date.as_bytes());
-    let password = BASE64.encode(m.finalize().into_bytes());
-    format!("Basic {}", BASE64.encode(format!("{USERNAME}:{password}")))
-}
-
-/// Unix seconds of an RFC 1123 GMT date (`Sun, 22 Nov 2026 10:00:00 GMT`),
-/// `None` unless it is exactly that form with the right weekday.
-fn parse_http_date(s: &str) -> Option<u64> {
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let (weekday, rest) = s.split_once(", ")?;
-    let f: Vec<&str> = rest.split(' ').collect();
-    if f.len() != 5 || f[0].len() != 2 || f[2].len() != 4 || f[3].len() != 8 || f[4] != "GMT" {
-        return None;
-    }
-    let month = u32::try_from(MONTHS.iter().position(|m| *m == f[1])?).ok()? + 1;
-    let hms: Vec<u32> = f[3]
-        .split(':')
-        .map(|x| x.parse().ok())
-        .collect::<Option<_>>()?;
-    let [h, mi, sec] = hms[..] else { return None };
-    let ts =
-        streamguard::time::from_civil(f[2].parse().ok()?, month, f[0].parse().ok()?, h, mi, sec)?;
-    // 1970-01-01 was a Thursday.
-    let want = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"][(ts / 86_400 % 7) as usize];
-    (weekday == want).then_some(ts)
-}
-
 fn json_response(status: StatusCode, v: &serde_json::Value) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::from(v.to_string())));
     *r.status_mut() = status;
@@ -143,33 +106,24 @@ fn error_envelope(status: StatusCode, code: &str, message: &str) -> Response<Ful
 
 impl FakeWangsu {
     async fn start(rules: Vec<serde_json::Value>) -> FakeWangsu {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let fake = FakeWangsu {
-            addr: listener.local_addr().unwrap(),
-            state: Arc::new(Mutex::new(VendorState {
-                mode: Mode::Ok,
-                expect_api_key: API_KEY.to_owned(),
-                rules,
-                requests: 0,
-                bad_signatures: 0,
-            })),
+        let state = VendorState {
+            mode: Mode::Ok,
+            expect_api_key: API_KEY.to_owned(),
+            rules,
+            requests: 0,
+            bad_signatures: 0,
         };
-        let f = fake.clone();
-        serve_fake(listener, move |req| {
-            let f = f.clone();
-            async move { f.answer(&req) }
-        });
-        fake
+        start_fake(
+            |addr| FakeWangsu {
+                addr,
+                state: Arc::new(Mutex::new(state)),
+            },
+            FakeWangsu::answer,
+        )
+        .await
     }
 
-    fn answer(&self, req: &Request<Incoming>) -> Response<Full<Bytes>> {
-        let h = |n: &str| {
-            req.headers()
-                .get(n)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .to_owned()
-        };
+    async fn answer(self, req: FakeRequest) -> Response<Full<Bytes>> {
         let (mode, api_key, rules) = {
             let mut s = self.state.lock().unwrap();
             s.requests += 1;
@@ -188,9 +142,7 @@ impl FakeWangsu {
             }
             Mode::Ok => {}
         }
-        let date = h("date");
-        let fresh = parse_http_date(&date).is_some_and(|ts| now().abs_diff(ts) <= 300);
-        if !fresh || h("authorization") != expected_authorization(&api_key, &date) {
+        if !wangsu_signature_ok(&req, USERNAME, &api_key) {
             self.state.lock().unwrap().bad_signatures += 1;
             return error_envelope(
                 StatusCode::UNAUTHORIZED,
@@ -199,10 +151,11 @@ impl FakeWangsu {
             );
         }
         let domain = req
-            .uri()
+            .parts
+            .uri
             .path()
             .strip_prefix("/api/config/live-timestampvisitcontrol/");
-        if req.method() != http::Method::GET || domain != Some(DOMAIN) {
+        if req.parts.method != http::Method::GET || domain != Some(DOMAIN) {
             return error_envelope(
                 StatusCode::NOT_FOUND,
                 "26932001",

@@ -747,6 +747,47 @@ pub fn json(status: StatusCode, v: serde_json::Value) -> Response<Full<Bytes>> {
     r
 }
 
+/// One request to a fake vendor API, read whole.
+pub struct FakeRequest {
+    pub parts: http::request::Parts,
+    pub body: Bytes,
+}
+
+impl FakeRequest {
+    /// A header's value; "" when absent or not text.
+    pub fn header(&self, name: &str) -> &str {
+        header_map_get(&self.parts.headers, name).unwrap_or("")
+    }
+
+    /// The raw query string; "" when there is none.
+    pub fn query(&self) -> &str {
+        self.parts.uri.query().unwrap_or("")
+    }
+}
+
+/// Binds a loopback port, builds the fake on its address with `make` and
+/// serves it until the test ends: each request is read whole and handed to
+/// `answer` with a clone of the fake.
+pub async fn start_fake<T, F, Fut>(make: impl FnOnce(SocketAddr) -> T, answer: F) -> T
+where
+    T: Clone + Send + Sync + 'static,
+    F: Fn(T, FakeRequest) -> Fut + Copy + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Response<Full<Bytes>>> + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let fake = make(listener.local_addr().unwrap());
+    let f = fake.clone();
+    serve_fake(listener, move |req: Request<Incoming>| {
+        let f = f.clone();
+        async move {
+            let (parts, body) = req.into_parts();
+            let body = body.collect().await.unwrap().to_bytes();
+            answer(f, FakeRequest { parts, body }).await
+        }
+    });
+    fake
+}
+
 /// Serves `answer` on `listener` (HTTP/1.1 and h2) until the test ends: the
 /// accept loop of every fake vendor API.
 pub fn serve_fake<F, Fut>(listener: TcpListener, answer: F)
@@ -813,4 +854,116 @@ pub fn tc3_authorization(
         "TC3-HMAC-SHA256 Credential={secret_id}/{date}/live/tc3_request, SignedHeaders=content-type;host, Signature={}",
         hex::encode(hmac256(&k, &sts))
     )
+}
+
+/// True when a Tencent Cloud API 3.0 request carries the `Authorization`
+/// [`tc3_authorization`] recomputes and an `X-TC-Timestamp` within five
+/// minutes.
+pub fn tc3_signature_ok(req: &FakeRequest, secret_id: &str, secret: &str) -> bool {
+    let ts: u64 = req.header("x-tc-timestamp").parse().unwrap_or(0);
+    let want = tc3_authorization(
+        secret_id,
+        secret,
+        req.header("content-type"),
+        req.header("host"),
+        ts,
+        &req.body,
+    );
+    req.header("authorization") == want && now().abs_diff(ts) <= 300
+}
+
+/// Unix seconds of a Volcengine `X-Date` (`YYYYMMDDTHHMMSSZ`), `None` if malformed.
+pub fn parse_x_date(s: &str) -> Option<u64> {
+    let b = s.as_bytes();
+    if b.len() != 16 || b[8] != b'T' || b[15] != b'Z' {
+        return None;
+    }
+    let n = |r: std::ops::Range<usize>| s.get(r)?.parse::<u32>().ok();
+    streamguard::time::from_civil(
+        i64::from(n(0..4)?),
+        n(4..6)?,
+        n(6..8)?,
+        n(9..11)?,
+        n(11..13)?,
+        n(13..15)?,
+    )
+}
+
+/// True when a Volcengine OpenAPI request (`POST /`, service `live` in
+/// `cn-north-1`) carries the HMAC-SHA256 `Authorization` the vendor would
+/// compute with `ak`/`sk`, an `X-Content-Sha256` that is its body's hash and
+/// an `X-Date` within five minutes. The canonical request is rebuilt from
+/// what arrived: the query pairs as sent, sorted; the four signed headers as
+/// sent; the body's hash. A request with another method or path cannot match.
+pub fn volc_signature_ok(req: &FakeRequest, ak: &str, sk: &str) -> bool {
+    use sha2::{Digest, Sha256};
+    const SIGNED: &str = "content-type;host;x-content-sha256;x-date";
+    let body_hash = hex::encode(Sha256::digest(&req.body));
+    let x_date = req.header("x-date");
+    let date = x_date.get(..8).unwrap_or("");
+    let mut pairs: Vec<&str> = req.query().split('&').collect();
+    pairs.sort_unstable();
+    let canonical_headers: String = SIGNED
+        .split(';')
+        .map(|k| format!("{k}:{}\n", req.header(k)))
+        .collect();
+    let canonical = format!(
+        "POST\n/\n{}\n{canonical_headers}\n{SIGNED}\n{body_hash}",
+        pairs.join("&")
+    );
+    let scope = format!("{date}/cn-north-1/live/request");
+    let sts = format!(
+        "HMAC-SHA256\n{x_date}\n{scope}\n{}",
+        hex::encode(Sha256::digest(canonical.as_bytes()))
+    );
+    let k = hmac256(sk.as_bytes(), date);
+    let k = hmac256(&k, "cn-north-1");
+    let k = hmac256(&k, "live");
+    let k = hmac256(&k, "request");
+    let want = format!(
+        "HMAC-SHA256 Credential={ak}/{scope}, SignedHeaders={SIGNED}, Signature={}",
+        hex::encode(hmac256(&k, &sts))
+    );
+    let fresh = parse_x_date(x_date).is_some_and(|t| now().abs_diff(t) <= 300);
+    req.header("authorization") == want && req.header("x-content-sha256") == body_hash && fresh
+}
+
+/// Unix seconds of an RFC 1123 GMT date (`Sun, 22 Nov 2026 10:00:00 GMT`),
+/// `None` unless it is exactly that form with the right weekday.
+pub fn parse_http_date(s: &str) -> Option<u64> {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let (weekday, rest) = s.split_once(", ")?;
+    let f: Vec<&str> = rest.split(' ').collect();
+    if f.len() != 5 || f[0].len() != 2 || f[2].len() != 4 || f[3].len() != 8 || f[4] != "GMT" {
+        return None;
+    }
+    let month = u32::try_from(MONTHS.iter().position(|m| *m == f[1])?).ok()? + 1;
+    let hms: Vec<u32> = f[3]
+        .split(':')
+        .map(|x| x.parse().ok())
+        .collect::<Option<_>>()?;
+    let [h, mi, sec] = hms[..] else { return None };
+    let ts =
+        streamguard::time::from_civil(f[2].parse().ok()?, month, f[0].parse().ok()?, h, mi, sec)?;
+    // 1970-01-01 was a Thursday.
+    let want = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"][(ts / 86_400 % 7) as usize];
+    (weekday == want).then_some(ts)
+}
+
+/// True when a Wangsu API request carries an RFC 1123 `Date` within five
+/// minutes and `Authorization: Basic base64(user ":" base64(HMAC-SHA1(api_key,
+/// Date)))` recomputed from that Date.
+pub fn wangsu_signature_ok(req: &FakeRequest, user: &str, api_key: &str) -> bool {
+    use base64::Engine as _;
+    use hmac::Mac;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let date = req.header("date");
+    let mut m = hmac::Hmac::<sha1::Sha1>::new_from_slice(api_key.as_bytes()).unwrap();
+    m.update(date.as_bytes());
+    let password = b64.encode(m.finalize().into_bytes());
+    let want = format!("Basic {}", b64.encode(format!("{user}:{password}")));
+    let fresh = parse_http_date(date).is_some_and(|ts| now().abs_diff(ts) <= 300);
+    fresh && req.header("authorization") == want
 }
