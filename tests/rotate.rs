@@ -128,7 +128,18 @@ impl FakeTencent {
     }
 }
 
-fn tencent_config(vendor: SocketAddr, state_dir: &Path, origin: SocketAddr) -> String {
+/// A config with one vendor account (`kind`, named `name`, its secret read
+/// from the environment variable `secret_env`, answering at `endpoint`) and
+/// one site synced from it.
+fn vendor_config(
+    kind: &str,
+    name: &str,
+    access_key: &str,
+    secret_env: &str,
+    endpoint: &str,
+    state_dir: &Path,
+    origin: SocketAddr,
+) -> String {
     format!(
         r#"
 state_dir = "{}"
@@ -139,11 +150,11 @@ listen = ["127.0.0.1:0"]
 listen = "127.0.0.1:0"
 
 [[vendor]]
-name = "tencent-main"
-kind = "tencent"
-access_key = "{TC_ID}"
-secret_key = "${{FAKE_TENCENT_SECRET}}"
-endpoint = "http://{vendor}/"
+name = "{name}"
+kind = "{kind}"
+access_key = "{access_key}"
+secret_key = "${{{secret_env}}}"
+endpoint = "{endpoint}"
 sync_interval_secs = 1
 request_timeout_secs = 2
 max_url_lifetime_secs = 3
@@ -152,9 +163,21 @@ max_url_lifetime_secs = 3
 id = "live"
 domains = ["{DOMAIN}"]
 origin = "http://{origin}"
-vendor = "tencent-main"
+vendor = "{name}"
 "#,
         state_dir.display(),
+    )
+}
+
+fn tencent_config(vendor: SocketAddr, state_dir: &Path, origin: SocketAddr) -> String {
+    vendor_config(
+        "tencent",
+        "tencent-main",
+        TC_ID,
+        "FAKE_TENCENT_SECRET",
+        &format!("http://{vendor}/"),
+        state_dir,
+        origin,
     )
 }
 
@@ -257,6 +280,29 @@ fn client_loop(
         }
         (fetched, denials)
     })
+}
+
+/// Runs `keys rotate --wait` for `vendor` to the end while [`client_loop`]
+/// fetches URLs valid for 3 s, signed as `sign` with the vendor's key of the
+/// moment, and 3 s beyond; asserts the rotation succeeded and not one URL
+/// was denied. Returns the command's output.
+async fn rotate_while_fetching(
+    proxy: &Proxy,
+    cfg: &str,
+    vendor: &str,
+    signing_key: impl Fn() -> String + Send + 'static,
+    sign: impl Fn(&str, u64) -> String + Send + 'static,
+) -> std::process::Output {
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let client = client_loop(proxy.http_addr(), 3, signing_key, sign, stop.clone());
+    let out = keys_rotate(cfg, vendor, &["--wait"]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (fetched, denials) = client.await.unwrap();
+    assert!(fetched > 30, "only {fetched} fetches");
+    assert!(denials.is_empty(), "denied during rotation: {denials:?}");
+    out
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -601,31 +647,14 @@ async fn volcengine_rotation_rolls_the_key_through_update_auth_key() {
     let vendor = FakeVolc::start().await;
     let origin = Origin::start().await;
     let state = tempfile::tempdir().unwrap();
-    let cfg = format!(
-        r#"
-state_dir = "{}"
-[server]
-listen = ["127.0.0.1:0"]
-[admin]
-listen = "127.0.0.1:0"
-[[vendor]]
-name = "volc"
-kind = "volcengine"
-access_key = "{VOLC_AK}"
-secret_key = "${{FAKE_VOLC_SECRET}}"
-endpoint = "http://{}/"
-sync_interval_secs = 1
-request_timeout_secs = 2
-max_url_lifetime_secs = 3
-[[site]]
-id = "live"
-domains = ["{DOMAIN}"]
-origin = "http://{}"
-vendor = "volc"
-"#,
-        state.path().display(),
-        vendor.addr,
-        origin.addr
+    let cfg = vendor_config(
+        "volcengine",
+        "volc",
+        VOLC_AK,
+        "FAKE_VOLC_SECRET",
+        &format!("http://{}/", vendor.addr),
+        state.path(),
+        origin.addr,
     );
     let proxy = start(&cfg);
     let path = "/live/s.flv";
@@ -638,24 +667,17 @@ vendor = "volc"
         fetch(volc_query(OLD_KEY, path, now() + 2)).await == StatusCode::OK
     })
     .await;
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let v = vendor.clone();
-    let client = client_loop(
-        proxy.http_addr(),
-        3,
+    let out = rotate_while_fetching(
+        &proxy,
+        &cfg,
+        "volc",
         move || v.keys()[0].clone(),
         // volcTime is the expiry here: ValidDuration is 2 s past it.
         move |key, exp| volc_query(key, path, exp - 2),
-        stop.clone(),
-    );
-    let out = keys_rotate(&cfg, "volc", &["--wait"]).await;
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    )
+    .await;
     assert!(text(&out.stdout).contains("done"), "{}", text(&out.stdout));
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let (fetched, denials) = client.await.unwrap();
-    assert!(fetched > 30, "only {fetched} fetches");
-    assert!(denials.is_empty(), "denied during rotation: {denials:?}");
 
     let keys = vendor.keys();
     assert_eq!(keys.len(), 1);
@@ -807,31 +829,14 @@ async fn wangsu_rotation_uses_data_ids_and_never_replaces_the_config() {
     let vendor = FakeWangsu::start().await;
     let origin = Origin::start().await;
     let state = tempfile::tempdir().unwrap();
-    let cfg = format!(
-        r#"
-state_dir = "{}"
-[server]
-listen = ["127.0.0.1:0"]
-[admin]
-listen = "127.0.0.1:0"
-[[vendor]]
-name = "ws"
-kind = "wangsu"
-access_key = "{WS_USER}"
-secret_key = "${{FAKE_WANGSU_KEY}}"
-endpoint = "http://{}"
-sync_interval_secs = 1
-request_timeout_secs = 2
-max_url_lifetime_secs = 3
-[[site]]
-id = "live"
-domains = ["{DOMAIN}"]
-origin = "http://{}"
-vendor = "ws"
-"#,
-        state.path().display(),
-        vendor.addr,
-        origin.addr
+    let cfg = vendor_config(
+        "wangsu",
+        "ws",
+        WS_USER,
+        "FAKE_WANGSU_KEY",
+        &format!("http://{}", vendor.addr),
+        state.path(),
+        origin.addr,
     );
     let proxy = start(&cfg);
     let path = "/live/s.flv";
@@ -844,23 +849,16 @@ vendor = "ws"
         fetch(ws_query(OLD_KEY, path, now())).await == StatusCode::OK
     })
     .await;
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let v = vendor.clone();
-    let client = client_loop(
-        proxy.http_addr(),
-        3,
+    rotate_while_fetching(
+        &proxy,
+        &cfg,
+        "ws",
         move || v.keys()[0].clone(),
         // wsTime is the signing time; effectiveTime 2 + tolerantTime 1.
         move |key, exp| ws_query(key, path, exp - 3),
-        stop.clone(),
-    );
-    let out = keys_rotate(&cfg, "ws", &["--wait"]).await;
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let (fetched, denials) = client.await.unwrap();
-    assert!(fetched > 30, "only {fetched} fetches");
-    assert!(denials.is_empty(), "denied during rotation: {denials:?}");
+    )
+    .await;
 
     let new_key = {
         let s = vendor.state.lock().unwrap();
