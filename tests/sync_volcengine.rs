@@ -1,8 +1,8 @@
 //! Vendor key sync against a fake Volcengine OpenAPI (`DescribeAuth`) on
-//! loopback that checks every request's HMAC-SHA256 signature on its own (the
-//! canonical request is rebuilt by `common::volc_signature_ok` with the
-//! hmac/sha2 crates, not with streamguard's signer) and answers with the vendor's real success and error
-//! envelopes.
+//! loopback that checks every request's HMAC-SHA256 signature on its own
+//! (the canonical request is rebuilt by `common::volc_signature_ok` with the
+//! hmac/sha2 crates, not with streamguard's signer) and answers with the
+//! vendor's real success and error envelopes.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
