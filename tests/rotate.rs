@@ -236,8 +236,12 @@ async fn wait_long(what: &str, secs: u64, mut check: impl AsyncFnMut() -> bool) 
     }
 }
 
-async fn tencent_status(proxy: &Proxy, query: &str) -> StatusCode {
-    get(proxy.http_addr(), DOMAIN, &format!("/live/s.flv?{query}"))
+/// The stream every rotation test fetches.
+const STREAM: &str = "/live/s.flv";
+
+/// The proxy's status for [`STREAM`] with `query`.
+async fn status(proxy: &Proxy, query: &str) -> StatusCode {
+    get(proxy.http_addr(), DOMAIN, &format!("{STREAM}?{query}"))
         .await
         .0
 }
@@ -267,7 +271,7 @@ fn client_loop(
                 if now() + 1 >= *exp {
                     continue;
                 }
-                let (s, h, _) = get(proxy, DOMAIN, &format!("/live/s.flv?{q}")).await;
+                let (s, h, _) = get(proxy, DOMAIN, &format!("{STREAM}?{q}")).await;
                 fetched += 1;
                 if s != StatusCode::OK {
                     denials.push(format!(
@@ -313,8 +317,7 @@ async fn tencent_rotation_never_denies_a_url_signed_before_during_or_after() {
     let cfg = tencent_config(vendor.addr, state.path(), origin.addr);
     let proxy = start(&cfg);
     wait_for("the vendor key", async || {
-        tencent_status(&proxy, &tencent_query(OLD_KEY, "/live/s.flv", now() + 60)).await
-            == StatusCode::OK
+        status(&proxy, &tencent_query(OLD_KEY, STREAM, now() + 60)).await == StatusCode::OK
     })
     .await;
 
@@ -324,7 +327,7 @@ async fn tencent_rotation_never_denies_a_url_signed_before_during_or_after() {
         proxy.http_addr(),
         3,
         move || v.keys().0,
-        |key, exp| tencent_query(key, "/live/s.flv", exp),
+        |key, exp| tencent_query(key, STREAM, exp),
         stop.clone(),
     );
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -366,11 +369,11 @@ async fn tencent_rotation_never_denies_a_url_signed_before_during_or_after() {
     // The old key is gone at the vendor and in the proxy.
     assert_eq!(vendor.keys(), (new_key.clone(), String::new()));
     assert_eq!(
-        tencent_status(&proxy, &tencent_query(OLD_KEY, "/live/s.flv", now() + 60)).await,
+        status(&proxy, &tencent_query(OLD_KEY, STREAM, now() + 60)).await,
         StatusCode::FORBIDDEN
     );
     assert_eq!(
-        tencent_status(&proxy, &tencent_query(&new_key, "/live/s.flv", now() + 60)).await,
+        status(&proxy, &tencent_query(&new_key, STREAM, now() + 60)).await,
         StatusCode::OK
     );
     // `sign` signs with the new key, from the state directory.
@@ -382,15 +385,15 @@ async fn tencent_rotation_never_denies_a_url_signed_before_during_or_after() {
         .args(["sign", "--config"])
         .arg(&path)
         .args(["--expires-at", &exp.to_string()])
-        .arg(format!("http://{DOMAIN}/live/s.flv"))
+        .arg(format!("http://{DOMAIN}{STREAM}"))
         .env("FAKE_TENCENT_SECRET", TC_SECRET)
         .output()
         .unwrap();
     assert_eq!(
         text(&signed.stdout).trim(),
         format!(
-            "http://{DOMAIN}/live/s.flv?{}",
-            tencent_query(&new_key, "/live/s.flv", exp)
+            "http://{DOMAIN}{STREAM}?{}",
+            tencent_query(&new_key, STREAM, exp)
         )
     );
     // The record no longer holds keys, and is private.
@@ -438,8 +441,7 @@ async fn a_restart_mid_rotation_resumes() {
     let cfg = tencent_config(vendor.addr, state.path(), origin.addr);
     let mut first = start(&cfg);
     wait_for("the vendor key", async || {
-        tencent_status(&first, &tencent_query(OLD_KEY, "/live/s.flv", now() + 60)).await
-            == StatusCode::OK
+        status(&first, &tencent_query(OLD_KEY, STREAM, now() + 60)).await == StatusCode::OK
     })
     .await;
     let out = keys_rotate(&cfg, "tencent-main", &[]).await;
@@ -458,12 +460,11 @@ async fn a_restart_mid_rotation_resumes() {
     .await;
     assert_eq!(vendor.keys(), (new_key.clone(), String::new()));
     wait_for("the proxy to drop the old key", async || {
-        tencent_status(&second, &tencent_query(OLD_KEY, "/live/s.flv", now() + 60)).await
-            == StatusCode::FORBIDDEN
+        status(&second, &tencent_query(OLD_KEY, STREAM, now() + 60)).await == StatusCode::FORBIDDEN
     })
     .await;
     assert_eq!(
-        tencent_status(&second, &tencent_query(&new_key, "/live/s.flv", now() + 60)).await,
+        status(&second, &tencent_query(&new_key, STREAM, now() + 60)).await,
         StatusCode::OK
     );
 }
@@ -477,8 +478,7 @@ async fn a_signature_mismatch_fails_the_step_and_loses_nothing() {
     let cfg = tencent_config(vendor.addr, state.path(), origin.addr);
     let proxy = start(&cfg);
     wait_for("the vendor key", async || {
-        tencent_status(&proxy, &tencent_query(OLD_KEY, "/live/s.flv", now() + 60)).await
-            == StatusCode::OK
+        status(&proxy, &tencent_query(OLD_KEY, STREAM, now() + 60)).await == StatusCode::OK
     })
     .await;
 
@@ -499,7 +499,7 @@ async fn a_signature_mismatch_fails_the_step_and_loses_nothing() {
     .await;
     assert!(proxy.log().contains("key rotation step failed"));
     assert_eq!(
-        tencent_status(&proxy, &tencent_query(OLD_KEY, "/live/s.flv", now() + 60)).await,
+        status(&proxy, &tencent_query(OLD_KEY, STREAM, now() + 60)).await,
         StatusCode::OK
     );
     assert_eq!(vendor.state.lock().unwrap().modifies, 0);
@@ -657,12 +657,8 @@ async fn volcengine_rotation_rolls_the_key_through_update_auth_key() {
         origin.addr,
     );
     let proxy = start(&cfg);
-    let path = "/live/s.flv";
-    let fetch = async |q: String| {
-        get(proxy.http_addr(), DOMAIN, &format!("{path}?{q}"))
-            .await
-            .0
-    };
+    let path = STREAM;
+    let fetch = async |q: String| status(&proxy, &q).await;
     wait_for("the vendor key", async || {
         fetch(volc_query(OLD_KEY, path, now() + 2)).await == StatusCode::OK
     })
@@ -839,12 +835,8 @@ async fn wangsu_rotation_uses_data_ids_and_never_replaces_the_config() {
         origin.addr,
     );
     let proxy = start(&cfg);
-    let path = "/live/s.flv";
-    let fetch = async |q: String| {
-        get(proxy.http_addr(), DOMAIN, &format!("{path}?{q}"))
-            .await
-            .0
-    };
+    let path = STREAM;
+    let fetch = async |q: String| status(&proxy, &q).await;
     wait_for("the vendor key", async || {
         fetch(ws_query(OLD_KEY, path, now())).await == StatusCode::OK
     })
@@ -890,8 +882,7 @@ async fn the_operator_api_starts_and_reports_a_rotation() {
     );
     let proxy = start(&cfg);
     wait_for("the vendor key", async || {
-        tencent_status(&proxy, &tencent_query(OLD_KEY, "/live/s.flv", now() + 60)).await
-            == StatusCode::OK
+        status(&proxy, &tencent_query(OLD_KEY, STREAM, now() + 60)).await == StatusCode::OK
     })
     .await;
     let api = |method: &'static str, path: String, body: Option<String>| {
@@ -946,7 +937,7 @@ async fn the_operator_api_starts_and_reports_a_rotation() {
     .await;
     assert_eq!(vendor.keys(), (new_key.clone(), String::new()));
     assert_eq!(
-        tencent_status(&proxy, &tencent_query(&new_key, "/live/s.flv", now() + 60)).await,
+        status(&proxy, &tencent_query(&new_key, STREAM, now() + 60)).await,
         StatusCode::OK
     );
     assert!(!proxy.log().contains(&new_key));
