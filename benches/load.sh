@@ -9,9 +9,9 @@
 # proxies terminate TLS with the same certificate; the origin stays plain),
 # and an endless HTTP-FLV-style stream read as fast as the proxy passes it.
 # Reported per cell: req/s, p50/p99 latency, and the proxy's CPU seconds per
-# 10k requests (utime+stime from /proc, all of its processes). Targets are
-# measured in interleaved rounds and medians reported, since shared machines
-# are noisy; ratios are against nginx and against direct, same run.
+# 10k requests (utime+stime from /proc, all of its processes; and user and
+# system apart). Targets are measured in interleaved rounds and medians
+# reported, since shared machines are noisy; ratios are against nginx and against direct, same run.
 #
 # Needs: wrk, nginx, openssl, curl (apt-get install -y wrk nginx openssl curl).
 # Usage: benches/load.sh [DURATION_SECS] [ROUNDS]     (defaults 8, 3)
@@ -127,7 +127,12 @@ pids_of() {
     *) m=$(cat "$work/origin.pid"); echo "$m $(pgrep -P "$m" | tr '\n' ' ')";;
   esac
 }
-ticks() { local t=0; for p in $1; do t=$((t + $(awk '{print $14+$15}' "/proc/$p/stat"))); done; echo $t; }
+# CPU ticks of pids: "user system".
+ticks() {
+  local u=0 s=0 a b
+  for p in $1; do read -r a b < <(awk '{print $14, $15}' "/proc/$p/stat"); u=$((u + a)); s=$((s + b)); done
+  echo "$u $s"
+}
 
 sign() { # site-domain path -> path?query
   "$BIN" sign --config "$work/sg.toml" --expires-in 7200 "http://$1$2" 2>/dev/null | sed 's#^http://[^/]*##'
@@ -145,23 +150,24 @@ url_for() { # target body tls
   echo "$scheme://127.0.0.1:$port$path $host"
 }
 
-# One wrk run: prints "rps p50_ms p99_ms cpu_s_per_10k"
+# One wrk run: prints "rps p50_ms p99_ms cpu_s_per_10k user_s_per_10k system_s_per_10k"
 run_wrk() { # url host conns
-  local url=$1 host=$2 conns=$3 pids before after out reqs
+  local url=$1 host=$2 conns=$3 pids u0 s0 u1 s1 out reqs
   pids=$(pids_of "$TARGET")
-  before=$(ticks "$pids")
+  read -r u0 s0 < <(ticks "$pids")
   if [ -n "$host" ]; then
     out=$(wrk -t"$THREADS" -c"$conns" -d"${DUR}s" --latency -H "Host: $host" "$url")
   else
     out=$(wrk -t"$THREADS" -c"$conns" -d"${DUR}s" --latency "$url")
   fi
-  after=$(ticks "$pids")
+  read -r u1 s1 < <(ticks "$pids")
   reqs=$(echo "$out" | awk '/requests in/ {print $1}')
   echo "$out" | grep -q "Non-2xx" && { echo "non-2xx answers from $TARGET $url" >&2; echo "$out" >&2; exit 1; }
-  echo "$out" | awk -v cpu=$((after - before)) -v hz="$HZ" -v reqs="$reqs" '
+  echo "$out" | awk -v u=$((u1 - u0)) -v s=$((s1 - s0)) -v hz="$HZ" -v reqs="$reqs" '
     function ms(v) { if (v ~ /us$/) return v/1000; if (v ~ /ms$/) return v+0; if (v ~ /s$/) return v*1000; return v }
+    function per10k(t) { return (t/hz)/reqs*10000 }
     /Requests\/sec/ {rps=$2} / 50%/ {p50=ms($2)} / 99%/ {p99=ms($2)}
-    END {printf "%s %.2f %.2f %.3f\n", rps, p50, p99, (cpu/hz)/reqs*10000}'
+    END {printf "%s %.2f %.2f %.3f %.3f %.3f\n", rps, p50, p99, per10k(u+s), per10k(u), per10k(s)}'
 }
 
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
@@ -219,6 +225,19 @@ done
         "$s" "$(m sg-sl 2)" "$(m sg-sl 3)" "$sc" "$t" \
         "$(awk -v a="$s" -v b="$n" 'BEGIN {print a/b}')" "$ratio_d" \
         "$(awk -v a="$sc" -v b="$nc" 'BEGIN {print a/b}')"
+    done
+  done
+  echo
+  echo "CPU seconds per 10k requests, user / system (medians):"
+  echo
+  echo "| body | transport | nginx | streamguard secure_link | streamguard tencent |"
+  echo "|---|---|---|---|---|"
+  for tls in $TRANSPORTS; do
+    for body in $BODIES; do
+      m() { col "$2" < "$work/res.$tls.$body.$1" | median; }
+      printf '| %s | %s | %s / %s | %s / %s | %s / %s |\n' \
+        "${body%.ts}" "$([ "$tls" = 1 ] && echo TLS || echo HTTP)" \
+        "$(m nginx 5)" "$(m nginx 6)" "$(m sg-sl 5)" "$(m sg-sl 6)" "$(m sg-tx 5)" "$(m sg-tx 6)"
     done
   done
   if [ "$FLV" = 1 ]; then

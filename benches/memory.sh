@@ -7,6 +7,10 @@
 #      divided by N.
 #   2. N idle keep-alive connections (one small request each, then quiet).
 # Needs: nginx, python3, curl. Usage: benches/memory.sh [N]   (default 5000)
+# Env:   WRAP, a command the proxy runs under, for a heap profile of what a
+#        connection holds, e.g. (RSS is then valgrind's, not the proxy's):
+#        WRAP="valgrind --tool=massif --massif-out-file=/tmp/sg.massif" \
+#          benches/memory.sh 300 && ms_print /tmp/sg.massif
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-5000}
@@ -56,9 +60,10 @@ origin = "http://127.0.0.1:18201"
 scheme = "tencent"
 key = "benchkey0123456789"
 TOML
-RUST_LOG=warn "$BIN" run --config "$work/sg.toml" > "$work/sg.out" 2> "$work/sg.err" &
+# shellcheck disable=SC2086 # WRAP is a command line, split on purpose
+RUST_LOG=warn ${WRAP:-} "$BIN" run --config "$work/sg.toml" > "$work/sg.out" 2> "$work/sg.err" &
 SG=$!
-for _ in $(seq 50); do curl -s -o /dev/null http://127.0.0.1:18204/healthz && break; sleep 0.1; done
+for _ in $(seq 600); do curl -s -o /dev/null http://127.0.0.1:18204/healthz && break; sleep 0.1; done
 rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$SG/status"; }
 
 STREAM=$("$BIN" sign --config "$work/sg.toml" --expires-in 7200 http://127.0.0.1:18203/live/stream.flv 2>/dev/null | sed 's#^http://[^/]*##')
