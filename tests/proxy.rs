@@ -500,6 +500,56 @@ async fn https_origin_is_verified_against_the_configured_ca() {
     assert_eq!(status, StatusCode::BAD_GATEWAY);
 }
 
+/// An https origin that offers h2 gets HTTP/2, unless the client's Host is
+/// forwarded: then HTTP/1.1, since `:authority` and Host would disagree.
+#[tokio::test(flavor = "multi_thread")]
+async fn https_origin_choosing_h2_is_spoken_to_over_h2_unless_the_client_host_is_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let (crt, key, der) = write_cert(dir.path(), "origin", &["localhost"]);
+    use rustls::pki_types::pem::PemObject;
+    let key_der = rustls::pki_types::PrivateKeyDer::from_pem_file(&key).unwrap();
+    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![der], key_der)
+    .unwrap();
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let origin = Origin::start_tls(cfg).await;
+    let url = format!("https://localhost:{}", origin.addr.port());
+    let ca = format!("origin_ca_file = \"{}\"", crt.display());
+
+    let proxy = Proxy::start(&site_config(&url, &ca, ""));
+    for path in ["/live/a.ts", "/live/b.flv", "/live/c.ts"] {
+        let q = tencent_query(KEY, path, now() + 60);
+        let (status, _, body) = get(proxy.http_addr(), HOST, &format!("{path}?{q}")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body, Bytes::from(format!("origin saw {path}")));
+        let seen = origin.last_seen();
+        assert_eq!(seen.version, Version::HTTP_2);
+        assert_eq!(seen.path_and_query, path, "auth stripped, origin-form path");
+        assert_eq!(
+            header_map_get(&seen.headers, "host"),
+            Some(format!("localhost:{}", origin.addr.port()).as_str())
+        );
+    }
+
+    let client_host = Proxy::start(&site_config(
+        &url,
+        &format!("{ca}\norigin_host_header = \"client\""),
+        "",
+    ));
+    let q = tencent_query(KEY, "/live/d.ts", now() + 60);
+    let (status, _, body) = get(client_host.http_addr(), HOST, &format!("/live/d.ts?{q}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, Bytes::from("origin saw /live/d.ts"));
+    let seen = origin.last_seen();
+    assert_eq!(seen.version, Version::HTTP_11);
+    assert_eq!(header_map_get(&seen.headers, "host"), Some(HOST));
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn metrics_and_health_on_the_admin_listener() {
     let (_origin, proxy) = setup("", "").await;
@@ -1001,4 +1051,104 @@ async fn a_client_that_stops_reading_stops_the_origin() {
             .unwrap();
         assert!(drained < 512 * 1024 * 1024, "the stream did not resume");
     }
+}
+
+/// A raw keep-alive origin that counts the connections it accepted and the
+/// ones that were closed by the other side; `close_after` makes it hang up
+/// that long after each response (as an origin's keep-alive timeout does).
+async fn counting_origin(
+    close_after: Option<Duration>,
+) -> (
+    std::net::SocketAddr,
+    Arc<[std::sync::atomic::AtomicUsize; 2]>,
+) {
+    use std::sync::atomic::Ordering::SeqCst;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let counts: Arc<[std::sync::atomic::AtomicUsize; 2]> = Arc::default();
+    let c = counts.clone();
+    tokio::spawn(async move {
+        loop {
+            let (mut s, _) = listener.accept().await.unwrap();
+            c[0].fetch_add(1, SeqCst);
+            let c = c.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let n = match s.read(&mut chunk).await {
+                        Ok(0) | Err(_) => {
+                            c[1].fetch_add(1, SeqCst);
+                            return;
+                        }
+                        Ok(n) => n,
+                    };
+                    buf.extend_from_slice(&chunk[..n]);
+                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        buf.drain(..end + 4);
+                        let body = "pooled";
+                        let resp = format!(
+                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: keep-alive\r\n\r\n{body}",
+                            body.len()
+                        );
+                        if s.write_all(resp.as_bytes()).await.is_err() {
+                            return;
+                        }
+                        if let Some(d) = close_after {
+                            tokio::time::sleep(d).await;
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (addr, counts)
+}
+
+/// Origin connections are kept and reused between requests, and closed
+/// once idle longer than `pool_idle_timeout_secs`.
+#[tokio::test(flavor = "multi_thread")]
+async fn origin_connections_are_reused_and_closed_when_idle_too_long() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let (addr, counts) = counting_origin(None).await;
+    let proxy = Proxy::start(&site_config(
+        &format!("http://{addr}"),
+        "pool_idle_timeout_secs = 1",
+        "",
+    ));
+    for i in 0..5 {
+        let path = format!("/live/seg{i}.ts");
+        let q = tencent_query(KEY, &path, now() + 60);
+        let (status, _, body) = get(proxy.http_addr(), HOST, &format!("{path}?{q}")).await;
+        assert_eq!((status, body), (StatusCode::OK, Bytes::from("pooled")));
+    }
+    assert_eq!(
+        counts[0].load(SeqCst),
+        1,
+        "one origin connection for five requests"
+    );
+    assert_eq!(counts[1].load(SeqCst), 0);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while counts[1].load(SeqCst) == 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(counts[1].load(SeqCst), 1, "the idle connection was closed");
+}
+
+/// A pooled connection the origin has since closed is not used: the next
+/// request gets a new connection and succeeds.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pooled_connection_closed_by_the_origin_is_replaced() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let (addr, counts) = counting_origin(Some(Duration::from_millis(100))).await;
+    let proxy = Proxy::start(&site_config(&format!("http://{addr}"), "", ""));
+    for i in 0..3 {
+        let path = format!("/live/seg{i}.ts");
+        let q = tencent_query(KEY, &path, now() + 60);
+        let (status, _, body) = get(proxy.http_addr(), HOST, &format!("{path}?{q}")).await;
+        assert_eq!((status, body), (StatusCode::OK, Bytes::from("pooled")));
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    assert_eq!(counts[0].load(SeqCst), 3);
 }

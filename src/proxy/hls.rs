@@ -26,16 +26,19 @@ pub const URI_TAGS: [&str; 8] = [
 
 /// True when a response is an HLS playlist, by Content-Type or path.
 pub fn is_playlist(content_type: Option<&str>, path: &str) -> bool {
-    let ct = content_type
-        .map(|c| c.split(';').next().unwrap_or(c).trim().to_ascii_lowercase())
-        .unwrap_or_default();
-    matches!(
-        ct.as_str(),
-        "application/vnd.apple.mpegurl"
-            | "application/x-mpegurl"
-            | "audio/mpegurl"
-            | "audio/x-mpegurl"
-    ) || path.to_ascii_lowercase().ends_with(".m3u8")
+    // Compared in place, case-insensitively: this runs on every request.
+    const TYPES: [&str; 4] = [
+        "application/vnd.apple.mpegurl",
+        "application/x-mpegurl",
+        "audio/mpegurl",
+        "audio/x-mpegurl",
+    ];
+    let typed = content_type.is_some_and(|c| {
+        let ct = c.split(';').next().unwrap_or(c).trim();
+        TYPES.iter().any(|t| ct.eq_ignore_ascii_case(t))
+    });
+    let p = path.as_bytes();
+    typed || (p.len() >= 5 && p[p.len() - 5..].eq_ignore_ascii_case(b".m3u8"))
 }
 
 /// True when `text` starts with the `#EXTM3U` header every playlist must

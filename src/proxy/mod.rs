@@ -9,6 +9,7 @@ pub mod cors;
 pub mod hls;
 pub mod listener;
 pub mod path;
+pub mod pool;
 pub mod probe;
 pub mod respond;
 pub mod throttle;
@@ -37,7 +38,7 @@ use crate::metrics::{self, Metrics};
 use body::{Counted, ProxyBody};
 use http_body_util::BodyExt;
 use respond::Stop;
-use upstream::{ClientSide, OriginClient};
+use upstream::{ClientSide, OriginBody, OriginClient};
 
 /// One site as served: its validated config, how it authenticates, and
 /// its pooled origin client.
@@ -504,7 +505,7 @@ async fn forward(
     ctx: &RequestCtx,
     grant: &Grant,
     mut req: Request<Incoming>,
-) -> Result<Response<Incoming>, Stop> {
+) -> Result<Response<OriginBody>, Stop> {
     let cfg = &site.config;
     let uri = &ctx.uri;
     let query = match uri.query() {
@@ -560,12 +561,12 @@ async fn forward(
         } else {
             &site.client
         }
-        .request(upstream_req),
+        .send(upstream_req),
     )
     .await
     {
         Ok(Ok(resp)) => Ok(resp),
-        Ok(Err(e)) => Err(upstream::classify(e).into()),
+        Ok(Err(e)) => Err(e.into()),
         Err(_) => Err(upstream::UpstreamError::Timeout("response head").into()),
     }
 }
@@ -583,7 +584,7 @@ async fn filter_response(
     site: &Site,
     ctx: &RequestCtx,
     grant: &Grant,
-    mut resp: Response<Incoming>,
+    mut resp: Response<OriginBody>,
 ) -> Result<Response<ProxyBody>, Stop> {
     let cfg = &site.config;
     let now = ctx.now;
@@ -796,7 +797,7 @@ fn propagated_params(site: &Site, uri: &http::Uri) -> String {
 async fn rewrite_playlist(
     shared: &Shared,
     site: &Site,
-    resp: Response<Incoming>,
+    resp: Response<OriginBody>,
     playlist_path: &str,
     params: &mut (dyn FnMut(&str) -> Option<String> + Send),
     expires_at: u64,

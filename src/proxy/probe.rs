@@ -12,7 +12,7 @@ use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST};
 use http::{HeaderValue, Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Empty, Limited};
 
-use super::upstream::{build_client_for, classify, UpstreamError, ORIGIN_MAX_BUF_BYTES};
+use super::upstream::{build_client_for, UpstreamError, ORIGIN_MAX_BUF_BYTES};
 use crate::config::{OriginHost, SiteConfig};
 
 /// What the origin told about a media path.
@@ -35,11 +35,7 @@ pub async fn probe(site: &SiteConfig, host: &str, path: &str) -> Result<MediaMet
         .map_err(|e| UpstreamError::Connect(Box::new(e)))?;
     let playlist = super::hls::is_playlist(None, path);
     let origin = &site.origin;
-    let uri = Uri::builder()
-        .scheme(if origin.tls { "https" } else { "http" })
-        .authority(origin.authority.clone())
-        .path_and_query(format!("{}{}", origin.base_path, path))
-        .build()
+    let uri = Uri::try_from(format!("{}{}", origin.base_path, path))
         .map_err(|e| UpstreamError::Protocol(Box::new(e)))?;
     let host_header = match site.origin_host_header {
         OriginHost::Origin => HeaderValue::from_str(origin.authority.as_str()),
@@ -54,9 +50,9 @@ pub async fn probe(site: &SiteConfig, host: &str, path: &str) -> Result<MediaMet
         .body(Empty::new())
         .map_err(|e| UpstreamError::Protocol(Box::new(e)))?;
     let timeout = site.response_header_timeout;
-    let resp = match tokio::time::timeout(timeout, client.request(req)).await {
+    let resp = match tokio::time::timeout(timeout, client.send(req)).await {
         Ok(Ok(r)) => r,
-        Ok(Err(e)) => return Err(classify(e)),
+        Ok(Err(e)) => return Err(e),
         Err(_) => return Err(UpstreamError::Timeout("response head")),
     };
     let status = resp.status();

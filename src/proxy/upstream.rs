@@ -1,24 +1,25 @@
-//! Forwarding to the origin: one pooled hyper-util client per site, request
-//! header preparation, and classification of origin failures.
+//! Forwarding to the origin: one origin connection pool per site and kind
+//! of response, request header preparation, and origin failures.
 
-use std::error::Error as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::{PathAndQuery, Scheme};
 use http::{Request, Response, Uri, Version};
 use hyper::body::Incoming;
-use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::{ClientConfig, RootCertStore};
+use tokio_rustls::TlsConnector;
 
 use super::body::BoxError;
+use super::pool::{OriginPool, PoolConfig};
 use crate::config::{OriginHost, SiteConfig};
 
-/// The pooled client of one site.
-pub type OriginClient = Client<HttpsConnector<HttpConnector>, Incoming>;
+/// The origin pool of one site.
+pub type OriginClient = OriginPool<Incoming>;
+
+/// An origin response body as the proxy reads it.
+pub type OriginBody = super::pool::OriginBody<Incoming>;
 
 /// Why an origin client could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +27,9 @@ pub enum ClientBuildError {
     /// rustls refused the configuration.
     #[error("origin TLS setup failed")]
     Tls(#[from] rustls::Error),
+    /// The origin's host cannot be a TLS server name.
+    #[error("origin host is not a valid TLS server name")]
+    ServerName,
 }
 
 /// Largest buffer of origin bytes read ahead of the client, per connection
@@ -44,9 +48,9 @@ pub fn is_stream_path(path: &str) -> bool {
     b.len() >= 4 && b[b.len() - 4..].eq_ignore_ascii_case(b".flv")
 }
 
-/// Builds the site's clients: TCP connect timeout, TLS verified against the
+/// Builds the site's pools: TCP connect timeout, TLS verified against the
 /// webpki roots or the site's CA file, HTTP/1.1 (and h2 via ALPN on
-/// https). The bulk client reads up to [`ORIGIN_BULK_BUF_BYTES`] at once;
+/// https). The bulk pool reads up to [`ORIGIN_BULK_BUF_BYTES`] at once;
 /// `stream` builds the one for endless streams ([`ORIGIN_MAX_BUF_BYTES`]).
 pub fn build_client(site: &SiteConfig, stream: bool) -> Result<OriginClient, ClientBuildError> {
     build_client_for(
@@ -64,48 +68,52 @@ pub fn build_client(site: &SiteConfig, stream: bool) -> Result<OriginClient, Cli
 pub fn build_client_for<B>(
     site: &SiteConfig,
     max_buf: usize,
-) -> Result<Client<HttpsConnector<HttpConnector>, B>, ClientBuildError>
+) -> Result<OriginPool<B>, ClientBuildError>
 where
     B: hyper::body::Body + Send + 'static + Unpin,
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let mut http = HttpConnector::new();
-    http.enforce_http(false);
-    http.set_connect_timeout(Some(site.connect_timeout));
-    http.set_nodelay(true);
-
-    let roots = match &site.origin.ca_roots {
-        Some(roots) => RootCertStore::clone(roots),
-        None => RootCertStore {
-            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    let origin = &site.origin;
+    let tls = if origin.tls {
+        let roots = match &origin.ca_roots {
+            Some(roots) => RootCertStore::clone(roots),
+            None => RootCertStore {
+                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+            },
+        };
+        let mut tls =
+            ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()?
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+        // Why HTTP/1.1 only when the client's Host is sent: in HTTP/2 the
+        // request's :authority (the origin, which we connect to) and a
+        // different Host header would contradict each other (RFC 9113
+        // §8.3.1). HTTP/1.1 alone offers no ALPN at all.
+        if site.origin_host_header == OriginHost::Origin {
+            tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        }
+        Some(TlsConnector::from(Arc::new(tls)))
+    } else {
+        None
+    };
+    OriginPool::new(PoolConfig {
+        scheme: if origin.tls {
+            Scheme::HTTPS
+        } else {
+            Scheme::HTTP
         },
-    };
-    let tls =
-        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-    let builder = HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http();
-    // Why HTTP/1.1 only when the client's Host is sent: in HTTP/2 the
-    // request's :authority (the origin, which we connect to) and a different
-    // Host header would contradict each other (RFC 9113 §8.3.1).
-    let https = match site.origin_host_header {
-        OriginHost::Origin => builder.enable_all_versions().wrap_connector(http),
-        OriginHost::Client => builder.enable_http1().wrap_connector(http),
-    };
-    Ok(Client::builder(TokioExecutor::new())
+        authority: origin.authority.clone(),
+        tls,
+        connect_timeout: site.connect_timeout,
+        idle_timeout: site.pool_idle_timeout,
         // Why a small read buffer: a client that stops reading leaves what
         // the origin sent in this buffer; bounded, a stalled reader costs
         // little memory (hyper's default grows to ~400 KiB).
-        .http1_max_buf_size(max_buf)
-        .http2_max_send_buf_size(max_buf)
-        .pool_idle_timeout(site.pool_idle_timeout)
-        .pool_timer(TokioTimer::new())
-        .timer(TokioTimer::new())
-        .build(https))
+        max_buf,
+    })
+    .ok_or(ClientBuildError::ServerName)
 }
 
 /// How an origin exchange failed.
@@ -133,23 +141,6 @@ impl UpstreamError {
     }
 }
 
-/// Classifies a client error: connect timeouts become [`UpstreamError::Timeout`].
-pub fn classify(e: hyper_util::client::legacy::Error) -> UpstreamError {
-    if e.is_connect() {
-        let mut src = e.source();
-        while let Some(s) = src {
-            if let Some(io) = s.downcast_ref::<std::io::Error>() {
-                if io.kind() == std::io::ErrorKind::TimedOut {
-                    return UpstreamError::Timeout("connect");
-                }
-            }
-            src = s.source();
-        }
-        return UpstreamError::Connect(crate::error_chain(&e).into());
-    }
-    UpstreamError::Protocol(crate::error_chain(&e).into())
-}
-
 /// Headers that describe one hop, never forwarded (RFC 9110 §7.6.1).
 const HOP_BY_HOP: [HeaderName; 8] = [
     header::CONNECTION,
@@ -162,8 +153,19 @@ const HOP_BY_HOP: [HeaderName; 8] = [
     header::TRANSFER_ENCODING,
 ];
 
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    name == header::UPGRADE || HOP_BY_HOP.contains(name)
+}
+
 /// Removes hop-by-hop headers, including those the `Connection` header names.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    // Why scans over the names present: most messages carry none or one
+    // (`Connection: keep-alive`), and comparing names costs less than
+    // hashing each of the nine for a removal. Any `Connection` header is
+    // itself hop-by-hop, so the names it lists are never skipped.
+    if !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
     let listed: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -171,10 +173,14 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
         .flat_map(|v| v.split(','))
         .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
         .collect();
-    for name in listed.iter().chain(HOP_BY_HOP.iter()) {
+    let present: Vec<HeaderName> = headers
+        .keys()
+        .filter(|n| is_hop_by_hop(n) || listed.contains(n))
+        .cloned()
+        .collect();
+    for name in present {
         headers.remove(name);
     }
-    headers.remove(header::UPGRADE);
 }
 
 /// What the forwarder needs to know about the client side.
@@ -190,8 +196,9 @@ pub struct ClientSide<'a> {
     pub peer_trusted: bool,
 }
 
-/// Turns the client's request into the origin request: absolute origin URI
-/// with `path_and_query`, HTTP/1.1, hop-by-hop headers removed, Host per the
+/// Turns the client's request into the origin request: origin-form URI
+/// `base_path` + `path_and_query` (the pool adds scheme and authority for
+/// HTTP/2), HTTP/1.1, hop-by-hop headers removed, Host per the
 /// site's policy, and `X-Forwarded-For/-Proto/-Host` set.
 pub fn prepare(
     mut req: Request<Incoming>,
@@ -200,12 +207,12 @@ pub fn prepare(
     client: ClientSide<'_>,
 ) -> Result<Request<Incoming>, http::Error> {
     let origin = &site.origin;
-    let uri = Uri::builder()
-        .scheme(if origin.tls { "https" } else { "http" })
-        .authority(origin.authority.clone())
-        .path_and_query(format!("{}{}", origin.base_path, path_and_query))
-        .build()?;
-    *req.uri_mut() = uri;
+    let pq = if origin.base_path.is_empty() {
+        PathAndQuery::try_from(path_and_query)?
+    } else {
+        PathAndQuery::try_from(format!("{}{}", origin.base_path, path_and_query))?
+    };
+    *req.uri_mut() = Uri::from(pq);
     *req.version_mut() = Version::HTTP_11;
     let headers = req.headers_mut();
     remove_hop_by_hop(headers);
@@ -266,6 +273,12 @@ pub fn filter_response<B>(resp: &mut Response<B>, site: &SiteConfig, tls: bool, 
     for n in cors {
         h.remove(n);
     }
+    let located = h
+        .keys()
+        .any(|n| n == header::LOCATION || n == header::CONTENT_LOCATION);
+    if !located {
+        return;
+    }
     for name in [header::LOCATION, header::CONTENT_LOCATION] {
         let Some(v) = h.get(&name).and_then(|v| v.to_str().ok()) else {
             continue;
@@ -320,7 +333,46 @@ fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
 
 #[cfg(test)]
 mod tests {
-    use super::is_stream_path;
+    use super::{is_stream_path, remove_hop_by_hop};
+    use http::{HeaderMap, HeaderValue};
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (n, v) in pairs {
+            h.append(*n, HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    #[test]
+    fn hop_by_hop_headers_and_those_connection_names_are_removed() {
+        let mut h = headers(&[
+            ("connection", "keep-alive, X-Secret-Hop , upgrade"),
+            ("connection", "x-second"),
+            ("keep-alive", "timeout=5"),
+            ("upgrade", "websocket"),
+            ("te", "trailers"),
+            ("transfer-encoding", "chunked"),
+            ("trailer", "x-t"),
+            ("proxy-connection", "keep-alive"),
+            ("proxy-authorization", "Basic eA=="),
+            ("proxy-authenticate", "Basic"),
+            ("x-secret-hop", "1"),
+            ("x-second", "2"),
+            ("content-type", "video/mp2t"),
+            ("x-end-to-end", "3"),
+        ]);
+        remove_hop_by_hop(&mut h);
+        let mut left: Vec<&str> = h.keys().map(|n| n.as_str()).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["content-type", "x-end-to-end"]);
+
+        // Nothing hop-by-hop: untouched, values and order kept.
+        let mut h = headers(&[("content-type", "a"), ("x-a", "1"), ("x-a", "2")]);
+        let before = h.clone();
+        remove_hop_by_hop(&mut h);
+        assert_eq!(h, before);
+    }
 
     #[test]
     fn flv_paths_take_the_small_buffer_client() {

@@ -357,6 +357,7 @@ pub struct Seen {
     pub method: String,
     pub path_and_query: String,
     pub headers: HeaderMap,
+    pub version: http::Version,
 }
 
 /// A real HTTP origin on loopback. Routes:
@@ -440,6 +441,7 @@ impl Origin {
             method: req.method().to_string(),
             path_and_query: pq.clone(),
             headers: req.headers().clone(),
+            version: req.version(),
         });
         let path = req.uri().path().to_owned();
         if path.starts_with("/hang/") {

@@ -1,0 +1,427 @@
+//! The origin connection pool of one site: connects (TCP, TLS with ALPN),
+//! hands out idle HTTP/1.1 connections last-in first-out, shares one
+//! HTTP/2 connection when the origin chose h2, and takes an HTTP/1.1
+//! connection back when the response body has been read to its end.
+//!
+//! Why our own pool rather than hyper-util's legacy client (which this
+//! replaced): that client spawned a task per request to wait for the
+//! connection to become idle again, cloned its connector per request, and
+//! hashed a `(scheme, authority)` key per checkout — a pool per site needs
+//! none of it. Here a connection goes back to the idle list from the
+//! response body itself, when its last byte has been read; a body dropped
+//! early takes its connection with it (HTTP/1.1 cannot reuse it).
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{Request, Response, Uri};
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use rustls::pki_types::ServerName;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+use super::body::BoxError;
+use super::upstream::UpstreamError;
+
+/// Most idle HTTP/1.1 connections kept per pool; more are closed when
+/// their response ends.
+pub const MAX_IDLE: usize = 1024;
+
+/// How a pool connects and speaks to its origin.
+pub struct PoolConfig {
+    /// `http` or `https`.
+    pub scheme: Scheme,
+    /// The origin's `host[:port]`.
+    pub authority: Authority,
+    /// TLS for https origins (ALPN set by the caller: `h2` offered or not).
+    pub tls: Option<TlsConnector>,
+    /// TCP connect plus TLS handshake.
+    pub connect_timeout: Duration,
+    /// Idle connections older than this are closed.
+    pub idle_timeout: Duration,
+    /// Largest read buffer per connection (HTTP/1.1), largest send buffer
+    /// per stream (HTTP/2).
+    pub max_buf: usize,
+}
+
+/// The pool; clones share it.
+pub struct OriginPool<B> {
+    inner: Arc<Inner<B>>,
+}
+
+impl<B> Clone for OriginPool<B> {
+    fn clone(&self) -> Self {
+        OriginPool {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+struct Inner<B> {
+    config: PoolConfig,
+    host: String,
+    port: u16,
+    server_name: Option<ServerName<'static>>,
+    state: Mutex<State<B>>,
+}
+
+struct State<B> {
+    /// Idle HTTP/1.1 connections, most recently used last.
+    idle: VecDeque<Idle<B>>,
+    /// Whether a task is pruning `idle`.
+    reaper: bool,
+    /// The shared HTTP/2 connection, once the origin chose h2.
+    h2: Option<http2::SendRequest<B>>,
+}
+
+struct Idle<B> {
+    tx: http1::SendRequest<B>,
+    since: Instant,
+}
+
+/// A fresh connection.
+enum Fresh<B> {
+    H1(http1::SendRequest<B>),
+    H2(http2::SendRequest<B>),
+}
+
+impl<B> OriginPool<B>
+where
+    B: Body + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    /// A pool with no connections yet. `None` when the authority's host is
+    /// not a valid TLS server name (https only).
+    pub fn new(config: PoolConfig) -> Option<Self> {
+        let raw = config.authority.host();
+        // `[::1]` in a URI is `::1` on the wire.
+        let host = raw.trim_start_matches('[').trim_end_matches(']').to_owned();
+        let https = config.scheme == Scheme::HTTPS;
+        let port = config
+            .authority
+            .port_u16()
+            .unwrap_or(if https { 443 } else { 80 });
+        let server_name = match config.tls {
+            Some(_) => Some(ServerName::try_from(host.clone()).ok()?),
+            None => None,
+        };
+        Some(OriginPool {
+            inner: Arc::new(Inner {
+                config,
+                host,
+                port,
+                server_name,
+                state: Mutex::new(State {
+                    idle: VecDeque::new(),
+                    reaper: false,
+                    h2: None,
+                }),
+            }),
+        })
+    }
+
+    /// Sends `req` (its URI the origin-form path and query) to the origin:
+    /// on the shared h2 connection, an idle HTTP/1.1 one, or a new one. A
+    /// request that an idle connection closed before it was sent is tried
+    /// again; one that reached the origin is not. The caller bounds the
+    /// whole exchange with its own timeout (dropping the future closes the
+    /// connection it was using).
+    pub async fn send(
+        &self,
+        mut req: Request<B>,
+    ) -> Result<Response<OriginBody<B>>, UpstreamError> {
+        loop {
+            let h2 = self.lock().h2.clone();
+            if let Some(mut tx) = h2 {
+                if tx.ready().await.is_ok() {
+                    self.absolute(&mut req);
+                    match tx.try_send_request(req).await {
+                        Ok(resp) => return Ok(resp.map(|b| OriginBody::new(b, None))),
+                        Err(mut e) => match e.take_message() {
+                            Some(r) => req = r,
+                            None => return Err(protocol(e.into_error())),
+                        },
+                    }
+                }
+                // Closed (or closing): the next request connects anew.
+                self.lock().h2 = None;
+                continue;
+            }
+            let Some(mut tx) = self.checkout() else {
+                break;
+            };
+            if tx.ready().await.is_err() {
+                continue;
+            }
+            origin_form(&mut req);
+            match tx.try_send_request(req).await {
+                Ok(resp) => return Ok(self.give_back_at_end(resp, tx)),
+                Err(mut e) => match e.take_message() {
+                    // Closed before the request went out: not seen by the origin.
+                    Some(r) => req = r,
+                    None => return Err(protocol(e.into_error())),
+                },
+            }
+        }
+        // Boxed: connecting (TCP, TLS, h2 handshakes) is a big state
+        // machine that every request's future would otherwise carry and move.
+        match Box::pin(self.connect()).await? {
+            Fresh::H1(mut tx) => {
+                tx.ready().await.map_err(protocol)?;
+                origin_form(&mut req);
+                let resp = tx.send_request(req).await.map_err(protocol)?;
+                Ok(self.give_back_at_end(resp, tx))
+            }
+            Fresh::H2(mut tx) => {
+                self.lock().h2 = Some(tx.clone());
+                tx.ready().await.map_err(protocol)?;
+                self.absolute(&mut req);
+                let resp = tx.send_request(req).await.map_err(protocol)?;
+                Ok(resp.map(|b| OriginBody::new(b, None)))
+            }
+        }
+    }
+
+    /// Idle HTTP/1.1 connections held now.
+    pub fn idle(&self) -> usize {
+        self.lock().idle.len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State<B>> {
+        self.inner
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// HTTP/2 needs `:scheme` and `:authority`: the absolute URI.
+    fn absolute(&self, req: &mut Request<B>) {
+        if req.uri().scheme().is_some() {
+            return;
+        }
+        let pq = req
+            .uri()
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(self.inner.config.scheme.clone());
+        parts.authority = Some(self.inner.config.authority.clone());
+        parts.path_and_query = Some(pq);
+        if let Ok(uri) = Uri::from_parts(parts) {
+            *req.uri_mut() = uri;
+        }
+    }
+
+    /// The most recently used idle connection that is still open and not
+    /// past the idle timeout; the stale ones met on the way are closed.
+    fn checkout(&self) -> Option<http1::SendRequest<B>> {
+        let timeout = self.inner.config.idle_timeout;
+        let mut state = self.lock();
+        while let Some(idle) = state.idle.pop_back() {
+            if !idle.tx.is_closed() && idle.since.elapsed() < timeout {
+                return Some(idle.tx);
+            }
+        }
+        None
+    }
+
+    fn give_back_at_end(
+        &self,
+        resp: Response<Incoming>,
+        tx: http1::SendRequest<B>,
+    ) -> Response<OriginBody<B>> {
+        if resp.body().is_end_stream() {
+            // No body (HEAD, 204, 304, empty): idle as soon as hyper sees it.
+            give_back(&self.inner, tx);
+            return resp.map(|b| OriginBody::new(b, None));
+        }
+        let pool = Arc::downgrade(&self.inner);
+        resp.map(|b| OriginBody::new(b, Some(GiveBack { tx, pool })))
+    }
+
+    async fn connect(&self) -> Result<Fresh<B>, UpstreamError> {
+        let cfg = &self.inner.config;
+        let deadline = tokio::time::Instant::now() + cfg.connect_timeout;
+        let tcp = tokio::time::timeout_at(
+            deadline,
+            TcpStream::connect((self.inner.host.as_str(), self.inner.port)),
+        )
+        .await
+        .map_err(|_| UpstreamError::Timeout("connect"))?
+        .map_err(|e| UpstreamError::Connect(e.into()))?;
+        tcp.set_nodelay(true)
+            .map_err(|e| UpstreamError::Connect(e.into()))?;
+        let (Some(tls), Some(name)) = (&cfg.tls, &self.inner.server_name) else {
+            return self.handshake_h1(TokioIo::new(tcp)).await;
+        };
+        let stream = tokio::time::timeout_at(deadline, tls.connect(name.clone(), tcp))
+            .await
+            .map_err(|_| UpstreamError::Timeout("connect"))?
+            .map_err(|e| UpstreamError::Connect(crate::error_chain(&e).into()))?;
+        if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+            let (tx, conn) = http2::Builder::new(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .max_send_buf_size(cfg.max_buf)
+                .handshake(TokioIo::new(stream))
+                .await
+                .map_err(|e| UpstreamError::Connect(crate::error_chain(&e).into()))?;
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(error = %e, "origin h2 connection ended");
+                }
+            });
+            return Ok(Fresh::H2(tx));
+        }
+        self.handshake_h1(TokioIo::new(stream)).await
+    }
+
+    async fn handshake_h1<T>(&self, io: T) -> Result<Fresh<B>, UpstreamError>
+    where
+        T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    {
+        let (tx, conn) = http1::Builder::new()
+            .max_buf_size(self.inner.config.max_buf)
+            .handshake(io)
+            .await
+            .map_err(|e| UpstreamError::Connect(crate::error_chain(&e).into()))?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "origin connection ended");
+            }
+        });
+        Ok(Fresh::H1(tx))
+    }
+}
+
+/// HTTP/1.1 to an origin sends the path and query alone.
+fn origin_form<B>(req: &mut Request<B>) {
+    if req.uri().scheme().is_some() {
+        let pq = req
+            .uri()
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        *req.uri_mut() = Uri::from(pq);
+    }
+}
+
+fn protocol(e: hyper::Error) -> UpstreamError {
+    UpstreamError::Protocol(crate::error_chain(&e).into())
+}
+
+/// Puts an HTTP/1.1 connection whose response has ended back in the idle
+/// list (unless it closed or the list is full), and starts the task that
+/// closes idle connections past the idle timeout if none runs.
+fn give_back<B: Send + 'static>(inner: &Arc<Inner<B>>, tx: http1::SendRequest<B>) {
+    if tx.is_closed() {
+        return;
+    }
+    let mut state = inner.state.lock().unwrap_or_else(PoisonError::into_inner);
+    if state.idle.len() >= MAX_IDLE {
+        return;
+    }
+    state.idle.push_back(Idle {
+        tx,
+        since: Instant::now(),
+    });
+    if !state.reaper {
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            state.reaper = true;
+            rt.spawn(reap(Arc::downgrade(inner)));
+        }
+    }
+}
+
+/// Closes idle connections past the idle timeout, every half timeout,
+/// until the list is empty or the pool is gone.
+async fn reap<B>(pool: Weak<Inner<B>>) {
+    loop {
+        let Some(period) = pool.upgrade().map(|p| p.config.idle_timeout / 2) else {
+            return;
+        };
+        tokio::time::sleep(period.max(Duration::from_millis(100))).await;
+        let Some(inner) = pool.upgrade() else {
+            return;
+        };
+        let timeout = inner.config.idle_timeout;
+        let mut state = inner.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state
+            .idle
+            .retain(|i| !i.tx.is_closed() && i.since.elapsed() < timeout);
+        if state.idle.is_empty() {
+            state.reaper = false;
+            return;
+        }
+    }
+}
+
+struct GiveBack<B> {
+    tx: http1::SendRequest<B>,
+    pool: Weak<Inner<B>>,
+}
+
+impl<B: Send + 'static> GiveBack<B> {
+    fn now(self) {
+        if let Some(inner) = self.pool.upgrade() {
+            give_back(&inner, self.tx);
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// An origin response body; an HTTP/1.1 connection goes back to its
+    /// pool when this body has yielded its last byte.
+    pub struct OriginBody<B> {
+        #[pin]
+        inner: Incoming,
+        back: Option<GiveBack<B>>,
+    }
+}
+
+impl<B> OriginBody<B> {
+    fn new(inner: Incoming, back: Option<GiveBack<B>>) -> Self {
+        OriginBody { inner, back }
+    }
+}
+
+impl<B: Send + 'static> Body for OriginBody<B> {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let mut this = self.project();
+        let polled = this.inner.as_mut().poll_frame(cx);
+        let ended = match &polled {
+            Poll::Ready(None) => true,
+            Poll::Ready(Some(Ok(_))) => this.inner.is_end_stream(),
+            _ => false,
+        };
+        if ended {
+            if let Some(back) = this.back.take() {
+                back.now();
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
