@@ -319,32 +319,40 @@ pub async fn serve(
         let builder = builder.clone();
         let watcher = graceful.watcher();
         let tls = tls.clone();
-        connections.spawn(async move {
-            let _permit = permit;
-            shared.metrics.active_connections.inc();
-            let _gauge = GaugeGuard(shared.metrics.active_connections.clone());
-            let conn = ConnInfo {
-                remote,
-                tls: tls.is_some(),
-            };
-            let watched = Watched {
-                activity: Arc::new(Activity::default()),
-                started: Instant::now(),
-            };
-            let stream = WriteWatch {
-                io: stream,
-                activity: watched.activity.clone(),
-                started: watched.started,
-            };
-            match tls {
-                None => serve_io(stream, conn, shared, builder, watcher, limits, watched).await,
-                Some(acceptor) => {
-                    match tokio::time::timeout(
+        let conn = ConnInfo {
+            remote,
+            tls: tls.is_some(),
+        };
+        let watched = Watched {
+            activity: Arc::new(Activity::default()),
+            started: Instant::now(),
+        };
+        let stream = WriteWatch {
+            io: stream,
+            activity: watched.activity.clone(),
+            started: watched.started,
+        };
+        shared.metrics.active_connections.inc();
+        let gauge = GaugeGuard(shared.metrics.active_connections.clone());
+        // Why two spawns: a task is as big as its future's largest state;
+        // one future for both would give every plain connection the room
+        // of a TLS handshake and a TLS stream (10 KiB instead of 3).
+        match tls {
+            None => {
+                connections.spawn(async move {
+                    let _held = (permit, gauge);
+                    serve_io(stream, conn, shared, builder, watcher, limits, watched).await;
+                });
+            }
+            Some(acceptor) => {
+                connections.spawn(async move {
+                    let _held = (permit, gauge);
+                    let handshake = tokio::time::timeout(
                         limits.tls_handshake_timeout,
                         acceptor.accept(stream),
-                    )
-                    .await
-                    {
+                    );
+                    // Boxed: the handshake's state is not kept while serving.
+                    match Box::pin(handshake).await {
                         Ok(Ok(s)) => {
                             serve_io(s, conn, shared, builder, watcher, limits, watched).await;
                         }
@@ -365,9 +373,9 @@ pub async fn serve(
                                 .inc();
                         }
                     }
-                }
+                });
             }
-        });
+        }
     }
     drop(listener);
     tokio::select! {

@@ -366,7 +366,10 @@ pub async fn handle(
         is_get: req.method() == Method::GET,
         logged: access_log_on.then(|| (req.method().clone(), req.uri().path().to_owned())),
     };
-    let result = phases(&shared, &snapshot, &mut ctx, req).await;
+    // Boxed: hyper keeps room for this future in every connection for as
+    // long as the connection lives; the phases' state (origin exchange,
+    // playlist rewrite) is needed only until the response head.
+    let result = Box::pin(phases(&shared, &snapshot, &mut ctx, req)).await;
     let (response, outcome, reason) = respond(&shared, &ctx, result);
     count(&shared, &ctx, outcome, reason);
     access_log(&ctx, response, outcome, reason)
