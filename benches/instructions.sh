@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# Instructions per proxied request, counted by valgrind's callgrind: a
+# measure that load from other processes on a shared machine does not move
+# (req/s and CPU seconds do). streamguard runs under callgrind in front of
+# an nginx origin; after a warm-up, counting is switched on, wrk sends
+# 4 KiB requests for DURATION seconds, counting is switched off, and the
+# instructions of all the proxy's threads are divided by the requests
+# served. Printed per scheme (Tencent, nginx secure_link), and for nginx
+# doing the same job (secure_link + proxy_pass, one process); KEEP=DIR keeps
+# the callgrind files for `callgrind_annotate --inclusive=yes DIR/<name>.*`;
+# BIN=path measures another streamguard binary (an A/B of two builds).
+#
+# Needs: valgrind, wrk, nginx, curl (apt-get install -y valgrind wrk nginx curl).
+# Usage: benches/instructions.sh [DURATION_SECS]    (default 8)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DUR=${1:-8}
+for t in valgrind callgrind_control wrk curl; do command -v $t >/dev/null || { echo "needs $t"; exit 2; }; done
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+[ -x "$NGINX" ] || { echo "needs nginx"; exit 2; }
+if [ -z "${BIN:-}" ]; then
+  cargo build --release --quiet --bin streamguard
+  BIN=$PWD/target/release/streamguard
+fi
+
+work=$(mktemp -d)
+cleanup() {
+  [ -f "$work/origin.pid" ] && kill "$(cat "$work/origin.pid")" 2>/dev/null
+  [ -n "${SG:-}" ] && kill "$SG" 2>/dev/null
+  [ -n "${NX:-}" ] && kill "$NX" 2>/dev/null
+  rm -rf "$work"
+}
+trap cleanup EXIT
+mkdir -p "$work/www/live"
+head -c 4096 /dev/urandom > "$work/www/live/4k.ts"
+chmod -R a+rX "$work"
+user=""; [ "$(id -u)" = 0 ] && user="user root;"
+cat > "$work/origin.conf" <<NGX
+$user
+worker_processes 1;
+pid $work/origin.pid;
+error_log $work/origin.err warn;
+events { worker_connections 1024; }
+http {
+  access_log off; sendfile on; keepalive_requests 1000000;
+  server { listen 127.0.0.1:18301; root $work/www; }
+}
+NGX
+"$NGINX" -c "$work/origin.conf" -e "$work/origin.err"
+SECRET=benchsecret0123456789
+cat > "$work/sg.toml" <<TOML
+[server]
+listen = ["127.0.0.1:18303"]
+[admin]
+listen = "127.0.0.1:18304"
+[[site]]
+id = "sl"
+domains = ["sl.bench"]
+origin = "http://127.0.0.1:18301"
+[site.auth]
+scheme = "nginx_secure_link"
+template = "\$secure_link_expires\$uri \$key"
+key = "$SECRET"
+[[site]]
+id = "tx"
+domains = ["tx.bench"]
+origin = "http://127.0.0.1:18301"
+[site.auth]
+scheme = "tencent"
+key = "benchkey0123456789"
+backup_key = "benchbackup0123456789"
+TOML
+
+# The setup streamguard replaces, for comparison: nginx secure_link +
+# proxy_pass + upstream keepalive, one process (no master) under callgrind.
+cat > "$work/proxy.conf" <<NGX
+$user
+daemon off; master_process off; worker_processes 1;
+pid $work/proxy.pid;
+error_log $work/proxy.err warn;
+events { worker_connections 1024; }
+http {
+  access_log off; keepalive_requests 1000000;
+  upstream origin { server 127.0.0.1:18301; keepalive 64; }
+  server {
+    listen 127.0.0.1:18302;
+    location /live/ {
+      secure_link \$arg_md5,\$arg_expires;
+      secure_link_md5 "\$secure_link_expires\$uri $SECRET";
+      if (\$secure_link = "") { return 403; }
+      if (\$secure_link = "0") { return 410; }
+      proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection "";
+    }
+  }
+}
+NGX
+valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$work/nx.%p" \
+  "$NGINX" -c "$work/proxy.conf" -e "$work/proxy.err" > /dev/null 2>&1 &
+NX=$!
+
+RUST_LOG=warn valgrind --tool=callgrind --instr-atstart=no \
+  --callgrind-out-file="$work/cg.%p" "$BIN" run --config "$work/sg.toml" \
+  > "$work/sg.out" 2> "$work/sg.err" &
+SG=$!
+for _ in $(seq 300); do curl -s -o /dev/null http://127.0.0.1:18304/healthz && break; sleep 0.2; done
+curl -s -o /dev/null http://127.0.0.1:18304/healthz || { echo "streamguard did not start"; cat "$work/sg.err"; exit 1; }
+
+echo "$(date -u +%F), $(nproc) cores, wrk -t1 -c16 -d${DUR}s, 4 KiB bodies, release build under callgrind"
+# count NAME PID URL HOST FILES: one counted wrk run against PID.
+count() {
+  local name=$1 pid=$2 url=$3 host=$4 files=$5 out reqs ir
+  wrk -t1 -c16 -d2s -H "Host: $host" "$url" > /dev/null   # warm up: pools, caches
+  callgrind_control -z "$pid" > /dev/null 2>&1
+  callgrind_control -i on "$pid" > /dev/null 2>&1
+  out=$(wrk -t1 -c16 -d"${DUR}s" -H "Host: $host" "$url")
+  callgrind_control -i off "$pid" > /dev/null 2>&1
+  echo "$out" | grep -q "Non-2xx" && { echo "$name: non-2xx answers"; echo "$out"; exit 1; }
+  rm -f "$work/$files".*.[0-9]*
+  callgrind_control -d "$name" "$pid" > /dev/null 2>&1
+  sleep 1
+  reqs=$(echo "$out" | awk '/requests in/ {print $1}')
+  ir=$(cat "$work/$files".*.[0-9]* | awk '/^summary:|^totals:/ {s += $2} END {print s + 0}')
+  awk -v n="$name" -v r="$reqs" -v i="$ir" 'BEGIN {printf "%-30s %8d requests  %7.0f instructions per request\n", n, r, i / r}'
+  if [ -n "${KEEP:-}" ]; then
+    mkdir -p "$KEEP"
+    for f in "$work/$files".*.[0-9]*; do cp "$f" "$KEEP/${name// /_}.$(basename "$f")"; done
+  fi
+}
+
+for site in tx sl; do
+  path=$("$BIN" sign --config "$work/sg.toml" --expires-in 7200 "http://$site.bench/live/4k.ts" 2>/dev/null | sed 's#^http://[^/]*##')
+  url="http://127.0.0.1:18303$path"
+  [ "$(curl -s -o /dev/null -w '%{http_code}' -H "Host: $site.bench" "$url")" = 200 ] || { echo "$site: signed URL refused"; exit 1; }
+  count "streamguard $([ "$site" = tx ] && echo tencent || echo nginx_secure_link)" "$SG" "$url" "$site.bench" cg
+done
+for _ in $(seq 100); do curl -s -o /dev/null http://127.0.0.1:18302/ && break; sleep 0.2; done
+count "nginx secure_link proxy" "$NX" "http://127.0.0.1:18302$path" sl.bench nx
