@@ -374,7 +374,7 @@ async fn stalled_readers_cost_bounded_memory() {
     let after = rss_kib(proxy.pid());
     let per = (after.saturating_sub(before)) * 1024 / READERS as u64;
     println!("stalled readers: {READERS}, proxy RSS {before} KiB -> {after} KiB, {per} bytes each");
-    // Measured here: about 72 KiB (three 8 KiB buffers in flight plus both
+    // Measured here: about 64 KiB (three 8 KiB buffers in flight plus both
     // connections' fixed state); 294 KiB before the buffers were bounded.
     // The bound leaves room for allocator noise on other machines.
     assert!(
