@@ -28,8 +28,9 @@
 //!   reported at once.
 //! - [`proxy`]: listeners, TLS, the request phases over one request context
 //!   ([`proxy::handle`]: route → check request → authenticate → forward →
-//!   filter response → log), upstream forwarding, HLS rewriting, responses.
-//!   Receives resolved sites; knows no vendor.
+//!   filter response → log), upstream forwarding through per-site origin
+//!   connection pools, HLS rewriting, responses. Receives resolved sites;
+//!   knows no vendor.
 //! - [`sync`]: vendor Describe API clients, one file per vendor, the state
 //!   directory it owns; answers go out through a [`sync::Sink`]. Key
 //!   rotation at the vendor ([`sync::rotate`]: stage, promote, retire).

@@ -41,7 +41,7 @@ use respond::Stop;
 use upstream::{ClientSide, OriginBody, OriginClient};
 
 /// One site as served: its validated config, how it authenticates, and
-/// its pooled origin client.
+/// its origin connection pools.
 pub struct Site {
     /// Validated config.
     pub config: SiteConfig,
@@ -501,7 +501,7 @@ fn authenticate_request(
 
 /// Phase 4, forward: exactly the verified path (minus in-path auth for
 /// schemes that carry it there) and the query minus auth params if asked,
-/// to the site's pooled origin client. `Ok` is the origin's response head;
+/// to the site's origin connection pool. `Ok` is the origin's response head;
 /// `Err` an origin failure (connect, timeout, protocol).
 async fn forward(
     site: &Site,
