@@ -1058,6 +1058,7 @@ async fn a_client_that_stops_reading_stops_the_origin() {
 /// that long after each response (as an origin's keep-alive timeout does).
 async fn counting_origin(
     close_after: Option<Duration>,
+    connection: &'static str,
 ) -> (
     std::net::SocketAddr,
     Arc<[std::sync::atomic::AtomicUsize; 2]>,
@@ -1088,7 +1089,7 @@ async fn counting_origin(
                         buf.drain(..end + 4);
                         let body = "pooled";
                         let resp = format!(
-                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: keep-alive\r\n\r\n{body}",
+                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: {connection}\r\n\r\n{body}",
                             body.len()
                         );
                         if s.write_all(resp.as_bytes()).await.is_err() {
@@ -1111,7 +1112,7 @@ async fn counting_origin(
 #[tokio::test(flavor = "multi_thread")]
 async fn origin_connections_are_reused_and_closed_when_idle_too_long() {
     use std::sync::atomic::Ordering::SeqCst;
-    let (addr, counts) = counting_origin(None).await;
+    let (addr, counts) = counting_origin(None, "keep-alive").await;
     let proxy = Proxy::start(&site_config(
         &format!("http://{addr}"),
         "pool_idle_timeout_secs = 1",
@@ -1141,7 +1142,7 @@ async fn origin_connections_are_reused_and_closed_when_idle_too_long() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_pooled_connection_closed_by_the_origin_is_replaced() {
     use std::sync::atomic::Ordering::SeqCst;
-    let (addr, counts) = counting_origin(Some(Duration::from_millis(100))).await;
+    let (addr, counts) = counting_origin(Some(Duration::from_millis(100)), "keep-alive").await;
     let proxy = Proxy::start(&site_config(&format!("http://{addr}"), "", ""));
     for i in 0..3 {
         let path = format!("/live/seg{i}.ts");
@@ -1151,4 +1152,20 @@ async fn a_pooled_connection_closed_by_the_origin_is_replaced() {
         tokio::time::sleep(Duration::from_millis(400)).await;
     }
     assert_eq!(counts[0].load(SeqCst), 3);
+}
+
+/// An origin that answers `Connection: close` gets a new connection per
+/// request, and no request fails for it.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_origin_that_closes_after_each_response_is_never_reused() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let (addr, counts) = counting_origin(Some(Duration::ZERO), "close").await;
+    let proxy = Proxy::start(&site_config(&format!("http://{addr}"), "", ""));
+    for i in 0..5 {
+        let path = format!("/live/seg{i}.ts");
+        let q = tencent_query(KEY, &path, now() + 60);
+        let (status, _, body) = get(proxy.http_addr(), HOST, &format!("{path}?{q}")).await;
+        assert_eq!((status, body), (StatusCode::OK, Bytes::from("pooled")));
+    }
+    assert_eq!(counts[0].load(SeqCst), 5);
 }
