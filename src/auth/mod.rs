@@ -779,10 +779,20 @@ pub fn append_params(query: Option<&str>, params: &[(&str, &str)]) -> String {
 
 /// Parses unix seconds written in hex (either case), 1 to 16 digits.
 pub fn parse_hex_time(s: &str) -> Option<u64> {
-    if s.is_empty() || s.len() > 16 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if s.is_empty() || s.len() > 16 {
         return None;
     }
-    u64::from_str_radix(s, 16).ok()
+    // One pass, no overflow possible in 16 digits (`from_str_radix` after
+    // a validity scan took two passes and three times the instructions).
+    s.bytes().try_fold(0u64, |acc, b| {
+        let digit = match b {
+            b'0'..=b'9' => b - b'0',
+            b'a'..=b'f' => b - b'a' + 10,
+            b'A'..=b'F' => b - b'A' + 10,
+            _ => return None,
+        };
+        Some(acc << 4 | u64::from(digit))
+    })
 }
 
 /// Parses unix seconds written in decimal, 1 to 20 digits, no sign.
@@ -988,7 +998,9 @@ pub fn is_hex_of_len(s: &str, len: usize) -> bool {
 
 /// Splits a request path into (directory prefix with trailing `/`, last segment).
 pub fn last_segment(path: &str) -> (&str, &str) {
-    match path.rfind('/') {
+    // A byte scan: `/` is ASCII, so the cut is a char boundary (`rfind`
+    // with a char pattern costs a searcher's setup on every request).
+    match path.bytes().rposition(|b| b == b'/') {
         Some(i) => (&path[..=i], &path[i + 1..]),
         None => ("", path),
     }
@@ -999,7 +1011,7 @@ pub fn last_segment(path: &str) -> (&str, &str) {
 /// Only the final `.ext` is removed, so `a.b.flv` → `a.b`.
 pub fn stream_name(path: &str) -> &str {
     let (_, last) = last_segment(path);
-    match last.rfind('.') {
+    match last.bytes().rposition(|b| b == b'.') {
         Some(i) if i > 0 => &last[..i],
         _ => last,
     }
@@ -1026,6 +1038,32 @@ mod tests {
             let _ = stream_name(&s);
             let _ = crate::host::normalize_host(&s);
             let _ = crate::proxy::path::validate(&s);
+        }
+    }
+
+    proptest! {
+        /// The byte scans answer as the `str` methods they replace.
+        #[test]
+        fn byte_scans_agree_with_str_methods(
+            hex in "[0-9a-fA-FgG]{0,18}",
+            path in "[a/.é]{0,10}",
+        ) {
+            let reference = (!hex.is_empty()
+                && hex.len() <= 16
+                && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+            .then(|| u64::from_str_radix(&hex, 16).ok())
+            .flatten();
+            prop_assert_eq!(parse_hex_time(&hex), reference);
+            let last = match path.rfind('/') {
+                Some(i) => &path[i + 1..],
+                None => path.as_str(),
+            };
+            let stream = match last.rfind('.') {
+                Some(i) if i > 0 => &last[..i],
+                _ => last,
+            };
+            prop_assert_eq!(last_segment(&path).1, last);
+            prop_assert_eq!(stream_name(&path), stream);
         }
     }
 
