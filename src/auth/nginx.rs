@@ -446,7 +446,7 @@ impl AddrText {
         // Writing to an `AddrText` fails only past its capacity, which no
         // address reaches.
         let _ = match ip.to_canonical() {
-            IpAddr::V4(v4) => write!(t, "{v4}"),
+            IpAddr::V4(v4) => t.write_str(crate::host::DottedQuad::of(v4).as_str()),
             IpAddr::V6(v6) => ngx_inet6_ntop(&v6.octets(), &mut t),
         };
         t
