@@ -123,10 +123,17 @@ mod tests {
 
     #[test]
     fn dotted_quads_are_spelled_as_display_does() {
-        for n in (0..=u32::MAX)
-            .step_by(7_919_993)
-            .chain([0, 1, 9, 10, 99, 100, 255, 0x0a00_0001, u32::MAX])
-        {
+        for n in (0..=u32::MAX).step_by(7_919_993).chain([
+            0,
+            1,
+            9,
+            10,
+            99,
+            100,
+            255,
+            0x0a00_0001,
+            u32::MAX,
+        ]) {
             let ip = Ipv4Addr::from(n);
             assert_eq!(DottedQuad::of(ip).as_str(), ip.to_string());
         }

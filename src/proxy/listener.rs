@@ -347,10 +347,8 @@ pub async fn serve(
             Some(acceptor) => {
                 connections.spawn(async move {
                     let _held = (permit, gauge);
-                    let handshake = tokio::time::timeout(
-                        limits.tls_handshake_timeout,
-                        acceptor.accept(stream),
-                    );
+                    let handshake =
+                        tokio::time::timeout(limits.tls_handshake_timeout, acceptor.accept(stream));
                     // Boxed: the handshake's state is not kept while serving.
                     match Box::pin(handshake).await {
                         Ok(Ok(s)) => {
