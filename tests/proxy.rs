@@ -466,12 +466,12 @@ server_names = ["*.other.example.com", "other.example.com"]
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn https_origin_is_verified_against_the_configured_ca() {
-    let dir = tempfile::tempdir().unwrap();
-    let (crt, key, der) = write_cert(dir.path(), "origin", &["localhost"]);
-    let key_der = rustls::pki_types::PrivateKeyDer::from_pem_file(&key).unwrap();
+/// An https origin on `localhost` with a self-signed certificate (its PEM
+/// file returned, for `origin_ca_file`) offering `alpn`.
+async fn tls_origin(dir: &std::path::Path, alpn: &[&[u8]]) -> (Origin, std::path::PathBuf) {
     use rustls::pki_types::pem::PemObject;
+    let (crt, key, der) = write_cert(dir, "origin", &["localhost"]);
+    let key_der = rustls::pki_types::PrivateKeyDer::from_pem_file(&key).unwrap();
     let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
@@ -480,8 +480,14 @@ async fn https_origin_is_verified_against_the_configured_ca() {
     .with_no_client_auth()
     .with_single_cert(vec![der], key_der)
     .unwrap();
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let origin = Origin::start_tls(cfg).await;
+    cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    (Origin::start_tls(cfg).await, crt)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn https_origin_is_verified_against_the_configured_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let (origin, crt) = tls_origin(dir.path(), &[b"http/1.1"]).await;
     let url = format!("https://localhost:{}", origin.addr.port());
     let q = tencent_query(KEY, "/live/test.flv", now() + 60);
 
@@ -505,19 +511,7 @@ async fn https_origin_is_verified_against_the_configured_ca() {
 #[tokio::test(flavor = "multi_thread")]
 async fn https_origin_choosing_h2_is_spoken_to_over_h2_unless_the_client_host_is_sent() {
     let dir = tempfile::tempdir().unwrap();
-    let (crt, key, der) = write_cert(dir.path(), "origin", &["localhost"]);
-    use rustls::pki_types::pem::PemObject;
-    let key_der = rustls::pki_types::PrivateKeyDer::from_pem_file(&key).unwrap();
-    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(vec![der], key_der)
-    .unwrap();
-    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    let origin = Origin::start_tls(cfg).await;
+    let (origin, crt) = tls_origin(dir.path(), &[b"h2", b"http/1.1"]).await;
     let url = format!("https://localhost:{}", origin.addr.port());
     let ca = format!("origin_ca_file = \"{}\"", crt.display());
 
