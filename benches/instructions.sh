@@ -15,26 +15,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DUR=${1:-8}
-for t in valgrind callgrind_control wrk curl; do command -v $t >/dev/null || { echo "needs $t"; exit 2; }; done
-NGINX=$(command -v nginx || echo /usr/sbin/nginx)
-[ -x "$NGINX" ] || { echo "needs nginx"; exit 2; }
-if [ -z "${BIN:-}" ]; then
-  cargo build --release --quiet --bin streamguard
-  BIN=$PWD/target/release/streamguard
-fi
-
-work=$(mktemp -d)
-cleanup() {
-  [ -f "$work/origin.pid" ] && kill "$(cat "$work/origin.pid")" 2>/dev/null
-  [ -n "${SG:-}" ] && kill "$SG" 2>/dev/null
-  [ -n "${NX:-}" ] && kill "$NX" 2>/dev/null
-  rm -rf "$work"
-}
-trap cleanup EXIT
+. benches/common.sh
+need valgrind callgrind_control wrk curl
 mkdir -p "$work/www/live"
 head -c 4096 /dev/urandom > "$work/www/live/4k.ts"
 chmod -R a+rX "$work"
-user=""; [ "$(id -u)" = 0 ] && user="user root;"
 cat > "$work/origin.conf" <<NGX
 $user
 worker_processes 1;

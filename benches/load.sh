@@ -17,24 +17,14 @@
 # Usage: benches/load.sh [DURATION_SECS] [ROUNDS]     (defaults 8, 3)
 # Env:   THREADS (2), CONNS (64; 16 for 1 MiB), OUT (markdown table file);
 #        for a quicker look at one cell: BODIES ("4k.ts 64k.ts 1m.ts"),
-#        TRANSPORTS ("0 1": 0 plain HTTP, 1 TLS), FLV (1; 0 skips the stream)
+#        TRANSPORTS ("0 1": 0 plain HTTP, 1 TLS), FLV (1; 0 skips the stream);
+#        BIN (a streamguard binary to measure instead of the release build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DUR=${1:-8}; ROUNDS=${2:-3}; THREADS=${THREADS:-2}; CONNS=${CONNS:-64}
-for t in wrk openssl curl; do command -v $t >/dev/null || { echo "needs $t"; exit 2; }; done
-NGINX=$(command -v nginx || echo /usr/sbin/nginx)
-[ -x "$NGINX" ] || { echo "needs nginx"; exit 2; }
-cargo build --release --quiet --bin streamguard
-BIN=$PWD/target/release/streamguard
+. benches/common.sh
+need wrk openssl curl
 HZ=$(getconf CLK_TCK)
-
-work=$(mktemp -d)
-cleanup() {
-  for p in "$work"/*.pid; do [ -f "$p" ] && kill "$(cat "$p")" 2>/dev/null; done
-  [ -n "${SG:-}" ] && kill "$SG" 2>/dev/null
-  rm -rf "$work"
-}
-trap cleanup EXIT
 
 mkdir -p "$work/www/live"
 head -c 4096 /dev/urandom > "$work/www/live/4k.ts"
@@ -47,7 +37,6 @@ openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=bench.local \
   -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
 
 SECRET=benchsecret0123456789
-user=""; [ "$(id -u)" = 0 ] && user="user root;"
 cat > "$work/origin.conf" <<NGX
 $user
 worker_processes 1;

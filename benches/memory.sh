@@ -14,25 +14,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-5000}
-NGINX=$(command -v nginx || echo /usr/sbin/nginx)
-[ -x "$NGINX" ] || { echo "needs nginx"; exit 2; }
 ulimit -n $((N * 3 + 1000)) || { echo "cannot raise the open file limit to $((N * 3 + 1000))"; exit 2; }
-cargo build --release --quiet --bin streamguard
-BIN=$PWD/target/release/streamguard
-
-work=$(mktemp -d)
-cleanup() {
-  [ -f "$work/origin.pid" ] && kill "$(cat "$work/origin.pid")" 2>/dev/null
-  [ -n "${SG:-}" ] && kill "$SG" 2>/dev/null
-  [ -n "${CL:-}" ] && kill "$CL" 2>/dev/null
-  rm -rf "$work"
-}
-trap cleanup EXIT
+. benches/common.sh
+need python3 curl
 mkdir -p "$work/www/live"
 truncate -s 64G "$work/www/live/stream.flv"
 head -c 2048 /dev/urandom > "$work/www/live/small.ts"
 chmod -R a+rX "$work"
-user=""; [ "$(id -u)" = 0 ] && user="user root;"
 cat > "$work/origin.conf" <<NGX
 $user
 worker_processes 1;
