@@ -64,6 +64,32 @@ async fn valid_url_is_forwarded_with_auth_stripped_and_forwarding_headers() {
     assert!(seen.headers.get("connection").is_none());
 }
 
+/// The origin's base path goes before the path; a query left empty once
+/// the auth params are stripped leaves no `?` behind.
+#[tokio::test(flavor = "multi_thread")]
+async fn origin_base_path_is_prefixed_and_an_emptied_query_dropped() {
+    let origin = Origin::start().await;
+    let proxy = Proxy::start(&site_config(
+        &format!("http://{}/base", origin.addr),
+        "",
+        "",
+    ));
+    let q = tencent_query(KEY, "/live/test.flv", now() + 60);
+    for (sent, forwarded) in [
+        (format!("/live/test.flv?{q}"), "/base/live/test.flv"),
+        (format!("/live/test.flv?&{q}&"), "/base/live/test.flv"),
+        (format!("/live/test.flv?a=1&{q}"), "/base/live/test.flv?a=1"),
+        (
+            format!("/live/test.flv?{q}&b=&c"),
+            "/base/live/test.flv?b=&c",
+        ),
+    ] {
+        let (status, _, _) = get(proxy.http_addr(), HOST, &sent).await;
+        assert_eq!(status, StatusCode::OK, "{sent}");
+        assert_eq!(origin.last_seen().path_and_query, forwarded, "{sent}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn client_host_and_auth_params_kept_when_configured() {
     let (origin, proxy) = setup(

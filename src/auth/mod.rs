@@ -743,20 +743,28 @@ pub struct Duplicate;
 /// One pass, one allocation (the result).
 pub fn strip_params<S: AsRef<str>>(query: &str, names: &[S]) -> Option<String> {
     let mut out = String::new();
+    push_kept_params(&mut out, query, names).then_some(out)
+}
+
+/// Appends to `out` the query's pairs other than the named parameters,
+/// joined by `&` (empty pairs dropped); true when any was appended.
+pub fn push_kept_params<S: AsRef<str>>(out: &mut String, query: &str, names: &[S]) -> bool {
+    let mut kept = false;
     for pair in query.split('&') {
         let k = pair.split_once('=').map_or(pair, |(k, _)| k);
         if pair.is_empty() || names.iter().any(|n| n.as_ref() == k) {
             continue;
         }
-        if out.is_empty() {
-            // Everything else fits: at most the whole query.
-            out.reserve_exact(query.len());
-        } else {
+        if kept {
             out.push('&');
+        } else {
+            // Everything else fits: at most the whole query.
+            out.reserve(query.len());
+            kept = true;
         }
         out.push_str(pair);
     }
-    (!out.is_empty()).then_some(out)
+    kept
 }
 
 /// Appends `name=value` pairs to an optional existing query (whose own copies

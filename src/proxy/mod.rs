@@ -32,7 +32,7 @@ use prometheus::IntCounter;
 use tracing::warn;
 
 use crate::auth::session::SESSION_PARAM;
-use crate::auth::{authenticate, strip_params, Grant, RequestView, SiteAuth};
+use crate::auth::{authenticate, push_kept_params, Grant, RequestView, SiteAuth};
 use crate::config::{Config, Limits, SiteConfig};
 use crate::metrics::{self, Metrics};
 use body::{Counted, ProxyBody};
@@ -511,12 +511,6 @@ async fn forward(
 ) -> Result<Response<OriginBody>, Stop> {
     let cfg = &site.config;
     let uri = &ctx.uri;
-    let query = match uri.query() {
-        Some(q) if cfg.strip_auth_params => strip_params(q, &site.strip_params),
-        Some(q) if site.auth.sessions.is_some() => strip_params(q, &[SESSION_PARAM]),
-        Some(q) => Some(q.to_owned()),
-        None => None,
-    };
     let path = match grant {
         Grant::Scheme {
             forward_path: Some(p),
@@ -535,10 +529,29 @@ async fn forward(
             p
         }
     };
-    let path_and_query = match query {
-        Some(q) => format!("{path}?{q}"),
-        None => path.to_owned(),
-    };
+    // The origin's path and query, built in one string: base path, path,
+    // and the query minus auth params if asked.
+    let base = cfg.origin.base_path.as_str();
+    let query = uri.query();
+    let mut path_and_query =
+        String::with_capacity(base.len() + path.len() + 1 + query.map_or(0, str::len));
+    path_and_query.push_str(base);
+    path_and_query.push_str(path);
+    if let Some(q) = query {
+        let bare = path_and_query.len();
+        path_and_query.push('?');
+        let kept = if cfg.strip_auth_params {
+            push_kept_params(&mut path_and_query, q, &site.strip_params)
+        } else if site.auth.sessions.is_some() {
+            push_kept_params(&mut path_and_query, q, &[SESSION_PARAM])
+        } else {
+            path_and_query.push_str(q);
+            true
+        };
+        if !kept {
+            path_and_query.truncate(bare);
+        }
+    }
     if wants_rewrite(cfg, req.method()) {
         // Playlists are read whole and rewritten: ask for plain bytes (a
         // playlist may be recognised only by its Content-Type), and all of
@@ -556,7 +569,7 @@ async fn forward(
         peer_trusted: ctx.peer_trusted,
     };
     let upstream_req =
-        upstream::prepare(req, cfg, &path_and_query, client_side).map_err(Stop::Internal)?;
+        upstream::prepare(req, cfg, path_and_query, client_side).map_err(Stop::Internal)?;
     match tokio::time::timeout(
         cfg.response_header_timeout,
         if upstream::is_stream_path(path) {

@@ -201,22 +201,17 @@ pub struct ClientSide<'a> {
 }
 
 /// Turns the client's request into the origin request: origin-form URI
-/// `base_path` + `path_and_query` (the pool adds scheme and authority for
-/// HTTP/2), HTTP/1.1, hop-by-hop headers removed, Host per the
+/// `path_and_query` (the origin's base path included; the pool adds scheme
+/// and authority for HTTP/2), HTTP/1.1, hop-by-hop headers removed, Host per the
 /// site's policy, and `X-Forwarded-For/-Proto/-Host` set.
 pub fn prepare(
     mut req: Request<Incoming>,
     site: &SiteConfig,
-    path_and_query: &str,
+    path_and_query: String,
     client: ClientSide<'_>,
 ) -> Result<Request<Incoming>, http::Error> {
     let origin = &site.origin;
-    let pq = if origin.base_path.is_empty() {
-        PathAndQuery::try_from(path_and_query)?
-    } else {
-        PathAndQuery::try_from(format!("{}{}", origin.base_path, path_and_query))?
-    };
-    *req.uri_mut() = Uri::from(pq);
+    *req.uri_mut() = Uri::from(PathAndQuery::try_from(path_and_query)?);
     *req.version_mut() = Version::HTTP_11;
     let headers = req.headers_mut();
     remove_hop_by_hop(headers);
