@@ -75,7 +75,7 @@ struct Activity {
     /// write began to wait for the client to read: the send timeout runs
     /// from here and any write progress clears it.
     write_blocked_ms: AtomicU64,
-    /// Per response in flight: when (ms since start, plus one; 0 = not
+    /// Per HTTP/2 response in flight: when (ms since start, plus one; 0 = not
     /// waiting on the client) it handed a frame that the connection has not
     /// come back for. Catches what the socket cannot show: an HTTP/2 client
     /// that reads the socket but keeps a stream's window at zero.
@@ -192,16 +192,23 @@ enum Watchdog {
 struct InFlight {
     activity: Arc<Activity>,
     started: Instant,
-    /// This response's entry in `Activity::responses`.
-    handed: Arc<AtomicU64>,
+    /// This response's entry in `Activity::responses`: HTTP/2 only. An
+    /// HTTP/1 response is the only one on its connection, and a client that
+    /// stops reading it shows at the socket (`WriteWatch`), so per-frame
+    /// bookkeeping (a clock read per frame, a lock per request) would buy
+    /// nothing there.
+    handed: Option<Arc<AtomicU64>>,
 }
 
 impl InFlight {
-    fn new(activity: Arc<Activity>, started: Instant) -> Self {
+    fn new(activity: Arc<Activity>, started: Instant, version: http::Version) -> Self {
         activity.in_flight.fetch_add(1, Ordering::SeqCst);
         activity.requests.fetch_add(1, Ordering::SeqCst);
-        let handed = Arc::new(AtomicU64::new(0));
-        activity.responses().push(handed.clone());
+        let handed = (version == http::Version::HTTP_2).then(|| {
+            let handed = Arc::new(AtomicU64::new(0));
+            activity.responses().push(handed.clone());
+            handed
+        });
         InFlight {
             activity,
             started,
@@ -212,12 +219,16 @@ impl InFlight {
 
 impl super::body::Progress for InFlight {
     fn handed_frame(&self) {
-        let now = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.handed.store(now.saturating_add(1), Ordering::SeqCst);
+        if let Some(handed) = &self.handed {
+            let now = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+            handed.store(now.saturating_add(1), Ordering::SeqCst);
+        }
     }
 
     fn waiting_on_source(&self) {
-        self.handed.store(0, Ordering::SeqCst);
+        if let Some(handed) = &self.handed {
+            handed.store(0, Ordering::SeqCst);
+        }
     }
 }
 
@@ -226,9 +237,11 @@ impl Drop for InFlight {
         let ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.activity.last_end_ms.store(ms, Ordering::SeqCst);
         self.activity.in_flight.fetch_sub(1, Ordering::SeqCst);
-        self.activity
-            .responses()
-            .retain(|r| !Arc::ptr_eq(r, &self.handed));
+        if let Some(handed) = &self.handed {
+            self.activity
+                .responses()
+                .retain(|r| !Arc::ptr_eq(r, handed));
+        }
     }
 }
 
@@ -436,7 +449,7 @@ async fn serve_io<I>(
     let svc_activity = activity.clone();
     let svc = service_fn(move |req| {
         let shared = svc_shared.clone();
-        let in_flight = InFlight::new(svc_activity.clone(), started);
+        let in_flight = InFlight::new(svc_activity.clone(), started, req.version());
         async move {
             let resp = handle(shared, conn, req).await;
             // The request stays in flight until its body is done or dropped.
