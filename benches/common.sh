@@ -1,8 +1,8 @@
 # Set-up shared by the benchmark scripts (sourced, from the repository
 # root): the tools a script needs, nginx, the release binary, and a work
 # directory removed on exit together with the processes the script started
-# (nginx pid files in it; streamguard, a client or a profiled nginx in SG,
-# CL, NX).
+# (nginx pid files in it; streamguard, a client, a profiled nginx or a
+# baseline streamguard in SG, CL, NX, BASE).
 
 # need TOOL...: exits 2 naming the first tool missing.
 need() {
@@ -24,7 +24,7 @@ user=""; [ "$(id -u)" = 0 ] && user="user root;"
 work=$(mktemp -d)
 cleanup() {
   for p in "$work"/*.pid; do [ -f "$p" ] && kill "$(cat "$p")" 2>/dev/null; done
-  for p in "${SG:-}" "${CL:-}" "${NX:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null; done
+  for p in "${SG:-}" "${CL:-}" "${NX:-}" "${BASE:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null; done
   rm -rf "$work"
 }
 trap cleanup EXIT

@@ -18,7 +18,9 @@
 # Env:   THREADS (2), CONNS (64; 16 for 1 MiB), OUT (markdown table file);
 #        for a quicker look at one cell: BODIES ("4k.ts 64k.ts 1m.ts"),
 #        TRANSPORTS ("0 1": 0 plain HTTP, 1 TLS), FLV (1; 0 skips the stream);
-#        BIN (a streamguard binary to measure instead of the release build)
+#        BIN (a streamguard binary to measure instead of the release build);
+#        BASE_BIN (an earlier build, run as one more target with the Tencent
+#        site, interleaved with the rest: an A/B table is added)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DUR=${1:-8}; ROUNDS=${2:-3}; THREADS=${THREADS:-2}; CONNS=${CONNS:-64}
@@ -107,12 +109,19 @@ TOML
 RUST_LOG=warn "$BIN" run --config "$work/sg.toml" > "$work/sg.out" 2> "$work/sg.err" &
 SG=$!
 for _ in $(seq 50); do curl -s -o /dev/null http://127.0.0.1:18104/healthz && break; sleep 0.1; done
+if [ -n "${BASE_BIN:-}" ]; then
+  sed -e 's/:18103/:18105/; s/:18113/:18115/; s/:18104/:18106/' "$work/sg.toml" > "$work/base.toml"
+  RUST_LOG=warn "$BASE_BIN" run --config "$work/base.toml" > "$work/base.out" 2> "$work/base.err" &
+  BASE=$!
+  for _ in $(seq 50); do curl -s -o /dev/null http://127.0.0.1:18106/healthz && break; sleep 0.1; done
+fi
 
 # pids whose CPU is the proxy's: nginx master + workers; streamguard.
 pids_of() {
   case $1 in
     nginx) m=$(cat "$work/nginx.pid"); echo "$m $(pgrep -P "$m" | tr '\n' ' ')";;
     sg-*) echo "$SG";;
+    base-*) echo "$BASE";;
     *) m=$(cat "$work/origin.pid"); echo "$m $(pgrep -P "$m" | tr '\n' ' ')";;
   esac
 }
@@ -134,6 +143,7 @@ url_for() { # target body tls
     nginx) port=$([ "$tls" = 1 ] && echo 18112 || echo 18102); path=$(sign 127.0.0.1 "$path");;
     sg-sl) port=$([ "$tls" = 1 ] && echo 18113 || echo 18103); path=$(sign 127.0.0.1 "$path");;
     sg-tx) port=$([ "$tls" = 1 ] && echo 18113 || echo 18103); path=$(sign tx.bench "$path"); host=tx.bench;;
+    base-tx) port=$([ "$tls" = 1 ] && echo 18115 || echo 18105); path=$(sign tx.bench "$path"); host=tx.bench;;
   esac
   local scheme=http; [ "$tls" = 1 ] && [ "$target" != direct ] && scheme=https
   echo "$scheme://127.0.0.1:$port$path $host"
@@ -162,7 +172,7 @@ run_wrk() { # url host conns
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 col() { awk -v c="$1" '{print $c}'; }
 
-TARGETS="direct nginx sg-sl sg-tx"
+TARGETS="direct nginx sg-sl sg-tx"; [ -n "${BASE_BIN:-}" ] && TARGETS="$TARGETS base-tx"
 BODIES=${BODIES:-4k.ts 64k.ts 1m.ts}; TRANSPORTS=${TRANSPORTS:-0 1}; FLV=${FLV:-1}
 for tls in $TRANSPORTS; do
   for body in $BODIES; do
@@ -232,6 +242,23 @@ done
   if [ "$FLV" = 1 ]; then
     echo
     echo "Endless stream, one reader, MiB/s: direct $(median < "$work/flv.direct"), nginx $(median < "$work/flv.nginx"), streamguard secure_link $(median < "$work/flv.sg-sl"), streamguard tencent $(median < "$work/flv.sg-tx")"
+  fi
+  if [ -n "${BASE_BIN:-}" ]; then
+    echo
+    echo "A/B, streamguard tencent: this build against BASE_BIN, req/s (p99 ms, CPU s/10k user / system):"
+    echo
+    echo "| body | transport | this build | BASE_BIN | this ÷ BASE_BIN |"
+    echo "|---|---|---|---|---|"
+    for tls in $TRANSPORTS; do
+      for body in $BODIES; do
+        m() { col "$2" < "$work/res.$tls.$body.$1" | median; }
+        printf '| %s | %s | %s (%s, %s / %s) | %s (%s, %s / %s) | %.2f |\n' \
+          "${body%.ts}" "$([ "$tls" = 1 ] && echo TLS || echo HTTP)" \
+          "$(m sg-tx 1)" "$(m sg-tx 3)" "$(m sg-tx 5)" "$(m sg-tx 6)" \
+          "$(m base-tx 1)" "$(m base-tx 3)" "$(m base-tx 5)" "$(m base-tx 6)" \
+          "$(awk -v a="$(m sg-tx 1)" -v b="$(m base-tx 1)" 'BEGIN {print a/b}')"
+      done
+    done
   fi
 } > "$work/table.md"
 cat "$work/table.md"
