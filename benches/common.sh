@@ -28,3 +28,22 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
+
+# start_origin PORT CONNECTIONS [SERVER_DIRECTIVES]: an nginx origin, one
+# worker, serving $work/www on 127.0.0.1:PORT with keep-alive unbounded.
+start_origin() {
+  cat > "$work/origin.conf" <<NGX
+$user
+worker_processes 1;
+worker_rlimit_nofile $(($2 + 1000));
+pid $work/origin.pid;
+error_log $work/origin.err warn;
+events { worker_connections $2; }
+http {
+  access_log off; sendfile on; tcp_nopush on; keepalive_requests 1000000;
+  server { listen 127.0.0.1:$1 backlog=8192; root $work/www; ${3:-} }
+}
+NGX
+  chmod -R a+rX "$work"
+  "$NGINX" -c "$work/origin.conf" -e "$work/origin.err"
+}

@@ -19,19 +19,7 @@ DUR=${1:-8}
 need valgrind callgrind_control wrk curl
 mkdir -p "$work/www/live"
 head -c 4096 /dev/urandom > "$work/www/live/4k.ts"
-chmod -R a+rX "$work"
-cat > "$work/origin.conf" <<NGX
-$user
-worker_processes 1;
-pid $work/origin.pid;
-error_log $work/origin.err warn;
-events { worker_connections 1024; }
-http {
-  access_log off; sendfile on; keepalive_requests 1000000;
-  server { listen 127.0.0.1:18301; root $work/www; }
-}
-NGX
-"$NGINX" -c "$work/origin.conf" -e "$work/origin.err"
+start_origin 18301 1024
 SECRET=benchsecret0123456789
 cat > "$work/sg.toml" <<TOML
 [server]

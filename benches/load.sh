@@ -33,24 +33,12 @@ head -c 4096 /dev/urandom > "$work/www/live/4k.ts"
 head -c 65536 /dev/urandom > "$work/www/live/64k.ts"
 head -c 1048576 /dev/urandom > "$work/www/live/1m.ts"
 truncate -s 8G "$work/www/live/stream.flv"   # sparse: "endless" for a 10 s read
-chmod -R a+rX "$work"
 openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=bench.local \
   -addext "subjectAltName=DNS:bench.local,IP:127.0.0.1" \
   -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
 
 SECRET=benchsecret0123456789
-cat > "$work/origin.conf" <<NGX
-$user
-worker_processes 1;
-pid $work/origin.pid;
-error_log $work/origin.err warn;
-events { worker_connections 8192; }
-http {
-  access_log off; sendfile on; tcp_nopush on;
-  keepalive_requests 1000000;
-  server { listen 127.0.0.1:18101 backlog=4096; root $work/www; }
-}
-NGX
+start_origin 18101 8192
 cat > "$work/nginx.conf" <<NGX
 $user
 worker_processes 2;
@@ -76,7 +64,6 @@ http {
   }
 }
 NGX
-"$NGINX" -c "$work/origin.conf" -e "$work/origin.err"
 "$NGINX" -c "$work/nginx.conf" -e "$work/nginx.err"
 
 cat > "$work/sg.toml" <<TOML

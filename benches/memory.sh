@@ -20,20 +20,7 @@ need python3 curl
 mkdir -p "$work/www/live"
 truncate -s 64G "$work/www/live/stream.flv"
 head -c 2048 /dev/urandom > "$work/www/live/small.ts"
-chmod -R a+rX "$work"
-cat > "$work/origin.conf" <<NGX
-$user
-worker_processes 1;
-worker_rlimit_nofile $((N * 2 + 1000));
-pid $work/origin.pid;
-error_log $work/origin.err warn;
-events { worker_connections $((N * 2 + 100)); }
-http {
-  access_log off;
-  server { listen 127.0.0.1:18201 backlog=8192; root $work/www; location /live/stream.flv { limit_rate 64k; } }
-}
-NGX
-"$NGINX" -c "$work/origin.conf" -e "$work/origin.err"
+start_origin 18201 $((N * 2 + 100)) "location /live/stream.flv { limit_rate 64k; }"
 cat > "$work/sg.toml" <<TOML
 [server]
 listen = ["127.0.0.1:18203"]
