@@ -47,3 +47,46 @@ NGX
   chmod -R a+rX "$work"
   "$NGINX" -c "$work/origin.conf" -e "$work/origin.err"
 }
+
+# The signing secret of the nginx secure_link URLs.
+SECRET=benchsecret0123456789
+
+# secure_link_location: nginx's side of the job (the setup streamguard
+# replaces): /live/ checked by secure_link, then proxy_pass to the
+# upstream `origin` over keep-alive.
+secure_link_location() {
+  cat <<NGX
+    location /live/ {
+      secure_link \$arg_md5,\$arg_expires;
+      secure_link_md5 "\$secure_link_expires\$uri $SECRET";
+      if (\$secure_link = "") { return 403; }
+      if (\$secure_link = "0") { return 410; }
+      proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection "";
+      proxy_buffering on;
+    }
+NGX
+}
+
+# sites_toml ORIGIN_PORT: streamguard's side of the same job, two sites in
+# front of the origin: nginx_secure_link (127.0.0.1 and sl.bench; the same
+# URLs as nginx's) and Tencent (tx.bench).
+sites_toml() {
+  cat <<TOML
+[[site]]
+id = "sl"
+domains = ["127.0.0.1", "sl.bench"]
+origin = "http://127.0.0.1:$1"
+[site.auth]
+scheme = "nginx_secure_link"
+template = "\$secure_link_expires\$uri \$key"
+key = "$SECRET"
+[[site]]
+id = "tx"
+domains = ["tx.bench"]
+origin = "http://127.0.0.1:$1"
+[site.auth]
+scheme = "tencent"
+key = "benchkey0123456789"
+backup_key = "benchbackup0123456789"
+TOML
+}

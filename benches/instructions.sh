@@ -20,28 +20,12 @@ need valgrind callgrind_control wrk curl
 mkdir -p "$work/www/live"
 head -c 4096 /dev/urandom > "$work/www/live/4k.ts"
 start_origin 18301 1024
-SECRET=benchsecret0123456789
 cat > "$work/sg.toml" <<TOML
 [server]
 listen = ["127.0.0.1:18303"]
 [admin]
 listen = "127.0.0.1:18304"
-[[site]]
-id = "sl"
-domains = ["sl.bench"]
-origin = "http://127.0.0.1:18301"
-[site.auth]
-scheme = "nginx_secure_link"
-template = "\$secure_link_expires\$uri \$key"
-key = "$SECRET"
-[[site]]
-id = "tx"
-domains = ["tx.bench"]
-origin = "http://127.0.0.1:18301"
-[site.auth]
-scheme = "tencent"
-key = "benchkey0123456789"
-backup_key = "benchbackup0123456789"
+$(sites_toml 18301)
 TOML
 
 # The setup streamguard replaces, for comparison: nginx secure_link +
@@ -57,13 +41,7 @@ http {
   upstream origin { server 127.0.0.1:18301; keepalive 64; }
   server {
     listen 127.0.0.1:18302;
-    location /live/ {
-      secure_link \$arg_md5,\$arg_expires;
-      secure_link_md5 "\$secure_link_expires\$uri $SECRET";
-      if (\$secure_link = "") { return 403; }
-      if (\$secure_link = "0") { return 410; }
-      proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection "";
-    }
+$(secure_link_location)
   }
 }
 NGX

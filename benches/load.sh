@@ -37,7 +37,6 @@ openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=bench.local \
   -addext "subjectAltName=DNS:bench.local,IP:127.0.0.1" \
   -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
 
-SECRET=benchsecret0123456789
 start_origin 18101 8192
 cat > "$work/nginx.conf" <<NGX
 $user
@@ -53,14 +52,7 @@ http {
     listen 127.0.0.1:18102 backlog=4096;
     listen 127.0.0.1:18112 ssl backlog=4096;
     ssl_certificate $work/cert.pem; ssl_certificate_key $work/key.pem;
-    location /live/ {
-      secure_link \$arg_md5,\$arg_expires;
-      secure_link_md5 "\$secure_link_expires\$uri $SECRET";
-      if (\$secure_link = "") { return 403; }
-      if (\$secure_link = "0") { return 410; }
-      proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection "";
-      proxy_buffering on;
-    }
+$(secure_link_location)
   }
 }
 NGX
@@ -76,22 +68,7 @@ key_file = "$work/key.pem"
 server_names = ["bench.local"]
 [admin]
 listen = "127.0.0.1:18104"
-[[site]]
-id = "sl"
-domains = ["127.0.0.1", "sl.bench"]
-origin = "http://127.0.0.1:18101"
-[site.auth]
-scheme = "nginx_secure_link"
-template = "\$secure_link_expires\$uri \$key"
-key = "$SECRET"
-[[site]]
-id = "tx"
-domains = ["tx.bench"]
-origin = "http://127.0.0.1:18101"
-[site.auth]
-scheme = "tencent"
-key = "benchkey0123456789"
-backup_key = "benchbackup0123456789"
+$(sites_toml 18101)
 TOML
 RUST_LOG=warn "$BIN" run --config "$work/sg.toml" > "$work/sg.out" 2> "$work/sg.err" &
 SG=$!
