@@ -8,7 +8,8 @@
 # served. Printed per scheme (Tencent, nginx secure_link), and for nginx
 # doing the same job (secure_link + proxy_pass, one process); KEEP=DIR keeps
 # the callgrind files for `callgrind_annotate --inclusive=yes DIR/<name>.*`;
-# BIN=path measures another streamguard binary (an A/B of two builds).
+# BIN=path measures another streamguard binary (an A/B of two builds);
+# BREAKDOWN=1 adds, per run, instructions per request grouped by crate.
 #
 # Needs: valgrind, wrk, nginx, curl (apt-get install -y valgrind wrk nginx curl).
 # Usage: benches/instructions.sh [DURATION_SECS]    (default 8)
@@ -57,6 +58,28 @@ for _ in $(seq 300); do curl -s -o /dev/null http://127.0.0.1:18304/healthz && b
 curl -s -o /dev/null http://127.0.0.1:18304/healthz || { echo "streamguard did not start"; cat "$work/sg.err"; exit 1; }
 
 echo "$(date -u +%F), $(nproc) cores, wrk -t1 -c16 -d${DUR}s, 4 KiB bodies, release build under callgrind"
+# breakdown REQS FILE: instructions per request by where they run (each
+# function's own instructions, grouped by crate or library).
+breakdown() {
+  callgrind_annotate --threshold=100 "$2" 2>/dev/null | grep -E '^ *[0-9,]+ \(' | grep -v 'PROGRAM TOTALS' |
+    sed 's/,//g' | awk -v reqs="$1" '{
+      n = $1; g = "other"
+      if ($0 ~ /malloc\.c|arena\.c/) g = "malloc/free"
+      else if ($0 ~ /memmove|memcpy|memset|memcmp/) g = "libc memcpy etc."
+      else if ($0 ~ /streamguard::auth|md5::|sha2::|hmac::/) g = "streamguard verification"
+      else if ($0 ~ /streamguard::/) g = "streamguard proxy"
+      else if ($0 ~ /hyper_util::/) g = "hyper-util"
+      else if ($0 ~ /hyper::/) g = "hyper"
+      else if ($0 ~ /httparse::/) g = "httparse"
+      else if ($0 ~ /http::header/) g = "http header maps"
+      else if ($0 ~ /http::/) g = "http (uri, method)"
+      else if ($0 ~ /tokio::/) g = "tokio"
+      else if ($0 ~ /bytes::/) g = "bytes"
+      else if ($0 ~ /ngx_|nginx/) g = "nginx"
+      t[g] += n
+    } END { for (g in t) printf "    %7.0f  %s\n", t[g] / reqs, g }' | sort -rn
+}
+
 # count NAME PID URL HOST FILES: one counted wrk run against PID.
 count() {
   local name=$1 pid=$2 url=$3 host=$4 files=$5 out reqs ir
@@ -72,6 +95,7 @@ count() {
   reqs=$(echo "$out" | awk '/requests in/ {print $1}')
   ir=$(cat "$work/$files".*.[0-9]* | awk '/^summary:|^totals:/ {s += $2} END {print s + 0}')
   awk -v n="$name" -v r="$reqs" -v i="$ir" 'BEGIN {printf "%-30s %8d requests  %7.0f instructions per request\n", n, r, i / r}'
+  [ -n "${BREAKDOWN:-}" ] && breakdown "$reqs" "$work/$files".*.[0-9]*
   if [ -n "${KEEP:-}" ]; then
     mkdir -p "$KEEP"
     for f in "$work/$files".*.[0-9]*; do cp "$f" "$KEEP/${name// /_}.$(basename "$f")"; done
