@@ -48,13 +48,6 @@ struct FakeTencent {
     state: Arc<Mutex<TcState>>,
 }
 
-fn tc_error(code: &str, message: &str) -> Response<Full<Bytes>> {
-    json(
-        StatusCode::OK,
-        serde_json::json!({"Response": {"Error": {"Code": code, "Message": message}, "RequestId": "fake"}}),
-    )
-}
-
 impl FakeTencent {
     async fn start() -> FakeTencent {
         let state = TcState {
@@ -77,7 +70,7 @@ impl FakeTencent {
     async fn answer(self, req: FakeRequest) -> Response<Full<Bytes>> {
         let action = req.header("x-tc-action");
         if req.parts.method != http::Method::POST || req.header("x-tc-version") != "2018-08-01" {
-            return tc_error("InvalidAction", "wrong method or version");
+            return tencent_error("InvalidAction", "wrong method or version");
         }
         let secret = if action == "ModifyLivePlayAuthKey" {
             self.state.lock().unwrap().write_secret.clone()
@@ -86,14 +79,14 @@ impl FakeTencent {
         };
         if !tc3_signature_ok(&req, TC_ID, &secret) {
             self.state.lock().unwrap().bad_signatures += 1;
-            return tc_error(
+            return tencent_error(
                 "AuthFailure.SignatureFailure",
                 "The provided credentials could not be validated.",
             );
         }
         let body: serde_json::Value = serde_json::from_slice(&req.body).unwrap();
         if body["DomainName"] != DOMAIN {
-            return tc_error(
+            return tencent_error(
                 "ResourceNotFound.PlayDomainNoRecord",
                 "The playback domain name does not exist.",
             );
@@ -118,7 +111,7 @@ impl FakeTencent {
                     serde_json::json!({"Response": {"RequestId": "fake"}}),
                 )
             }
-            _ => tc_error("InvalidAction", "unknown action"),
+            _ => tencent_error("InvalidAction", "unknown action"),
         }
     }
 

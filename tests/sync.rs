@@ -48,13 +48,6 @@ struct FakeTencent {
     state: Arc<Mutex<VendorState>>,
 }
 
-fn error_envelope(code: &str, message: &str) -> Response<Full<Bytes>> {
-    json(
-        StatusCode::OK,
-        serde_json::json!({"Response": {"Error": {"Code": code, "Message": message}, "RequestId": "fake-req"}}),
-    )
-}
-
 impl FakeTencent {
     async fn start(auth_key: &str) -> FakeTencent {
         let state = VendorState {
@@ -103,11 +96,11 @@ impl FakeTencent {
             || req.header("x-tc-action") != "DescribeLivePlayAuthKey"
             || req.header("x-tc-version") != "2018-08-01"
         {
-            return error_envelope("InvalidAction", "wrong action or version");
+            return tencent_error("InvalidAction", "wrong action or version");
         }
         if !tc3_signature_ok(&req, SECRET_ID, &secret) {
             self.state.lock().unwrap().bad_signatures += 1;
-            return error_envelope(
+            return tencent_error(
                 "AuthFailure.SignatureFailure",
                 "The provided credentials could not be validated.",
             );
@@ -163,16 +156,7 @@ vendor = "tencent-main"
 }
 
 fn start(cfg: &str) -> Proxy {
-    // SAFETY of the env: read by the child process only.
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("streamguard.toml");
-    std::fs::write(&path, cfg).unwrap();
-    let args = vec![
-        "run".to_owned(),
-        "--config".to_owned(),
-        path.display().to_string(),
-    ];
-    Proxy::spawn_env(dir, &args, &[("FAKE_TENCENT_SECRET", SECRET_KEY)])
+    Proxy::start_env(cfg, &[("FAKE_TENCENT_SECRET", SECRET_KEY)])
 }
 
 async fn status_with(proxy: &Proxy, key: &str) -> (StatusCode, Option<String>) {

@@ -350,15 +350,7 @@ vendor = "aliyun-main"
 }
 
 fn start(cfg: &str) -> Proxy {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("streamguard.toml");
-    std::fs::write(&path, cfg).unwrap();
-    let args = vec![
-        "run".to_owned(),
-        "--config".to_owned(),
-        path.display().to_string(),
-    ];
-    Proxy::spawn_env(dir, &args, &[("FAKE_ALIYUN_SECRET", ACCESS_KEY_SECRET)])
+    Proxy::start_env(cfg, &[("FAKE_ALIYUN_SECRET", ACCESS_KEY_SECRET)])
 }
 
 /// A type A URL signed with `key`, computed here from the vendor's formula:

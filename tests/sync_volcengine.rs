@@ -235,15 +235,7 @@ vendor = "volc-main"
 }
 
 fn start(cfg: &str) -> Proxy {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("streamguard.toml");
-    std::fs::write(&path, cfg).unwrap();
-    let args = vec![
-        "run".to_owned(),
-        "--config".to_owned(),
-        path.display().to_string(),
-    ];
-    Proxy::spawn_env(dir, &args, &[("FAKE_VOLC_SECRET", SECRET_KEY)])
+    Proxy::start_env(cfg, &[("FAKE_VOLC_SECRET", SECRET_KEY)])
 }
 
 /// A Volcengine md5 query, computed here: volcSecret =

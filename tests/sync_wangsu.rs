@@ -212,17 +212,8 @@ vendor = "wangsu-main"
 }
 
 fn start(cfg: &str) -> Proxy {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("streamguard.toml");
-    std::fs::write(&path, cfg).unwrap();
-    let args = vec![
-        "run".to_owned(),
-        "--config".to_owned(),
-        path.display().to_string(),
-    ];
-    Proxy::spawn_env(
-        dir,
-        &args,
+    Proxy::start_env(
+        cfg,
         &[
             ("FAKE_WANGSU_USER", USERNAME),
             ("FAKE_WANGSU_API_KEY", API_KEY),

@@ -60,6 +60,19 @@ pub struct Proxy {
     pub stdout: Vec<String>,
 }
 
+/// Writes `config` into `dir` and returns `run --config <file>` plus `extra`.
+fn run_args(dir: &tempfile::TempDir, config: &str, extra: &[&str]) -> Vec<String> {
+    let path = dir.path().join("streamguard.toml");
+    std::fs::write(&path, config).unwrap();
+    let mut args = vec![
+        "run".to_owned(),
+        "--config".to_owned(),
+        path.display().to_string(),
+    ];
+    args.extend(extra.iter().map(|s| (*s).to_owned()));
+    args
+}
+
 impl Proxy {
     /// Writes `config` to a temp dir and runs `streamguard run --config` on it.
     pub fn start(config: &str) -> Proxy {
@@ -69,29 +82,22 @@ impl Proxy {
 
     /// Same, in an existing dir (certificates may live there), with extra args.
     pub fn start_in(dir: tempfile::TempDir, config: &str, extra: &[&str]) -> Proxy {
-        let path = dir.path().join("streamguard.toml");
-        std::fs::write(&path, config).unwrap();
-        let mut args = vec![
-            "run".to_owned(),
-            "--config".to_owned(),
-            path.display().to_string(),
-        ];
-        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        let args = run_args(&dir, config, extra);
         Proxy::spawn(dir, &args)
+    }
+
+    /// Like [`Proxy::start`], with extra environment variables (a fake
+    /// vendor's credentials, say).
+    pub fn start_env(config: &str, env: &[(&str, &str)]) -> Proxy {
+        let dir = tempfile::tempdir().unwrap();
+        let args = run_args(&dir, config, &[]);
+        Proxy::spawn_env(dir, &args, env)
     }
 
     /// Like [`Proxy::start`], with info-level logs (the access log) written
     /// to [`Proxy::log`] instead of the terminal.
     pub fn start_logged(config: &str) -> Proxy {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("streamguard.toml");
-        std::fs::write(&path, config).unwrap();
-        let args = vec![
-            "run".to_owned(),
-            "--config".to_owned(),
-            path.display().to_string(),
-        ];
-        Proxy::spawn_with(dir, &args, true, &[])
+        Proxy::start_logged_env(config, &[])
     }
 
     /// Everything the proxy logged so far (only with [`Proxy::start_logged`]).
@@ -112,13 +118,7 @@ impl Proxy {
     /// Like [`Proxy::start_logged`], with extra environment variables.
     pub fn start_logged_env(config: &str, env: &[(&str, &str)]) -> Proxy {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("streamguard.toml");
-        std::fs::write(&path, config).unwrap();
-        let args = vec![
-            "run".to_owned(),
-            "--config".to_owned(),
-            path.display().to_string(),
-        ];
+        let args = run_args(&dir, config, &[]);
         Proxy::spawn_full(dir, &args, true, env, None)
     }
 
@@ -126,13 +126,7 @@ impl Proxy {
     /// hard), as a service manager would start it.
     pub fn start_logged_with_nofile(config: &str, nofile: u64) -> Proxy {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("streamguard.toml");
-        std::fs::write(&path, config).unwrap();
-        let args = vec![
-            "run".to_owned(),
-            "--config".to_owned(),
-            path.display().to_string(),
-        ];
+        let args = run_args(&dir, config, &[]);
         Proxy::spawn_full(dir, &args, true, &[], Some(nofile))
     }
 
@@ -747,6 +741,14 @@ pub fn json(status: StatusCode, v: serde_json::Value) -> Response<Full<Bytes>> {
     r.headers_mut()
         .insert("content-type", "application/json".parse().unwrap());
     r
+}
+
+/// A Tencent Cloud API 3.0 error answer (HTTP 200, `Response.Error`).
+pub fn tencent_error(code: &str, message: &str) -> Response<Full<Bytes>> {
+    json(
+        StatusCode::OK,
+        serde_json::json!({"Response": {"Error": {"Code": code, "Message": message}, "RequestId": "fake"}}),
+    )
 }
 
 /// One request to a fake vendor API, read whole.
