@@ -366,7 +366,7 @@ async fn client_disconnect_closes_the_origin_stream() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn h2c_prior_knowledge_on_plain_listener() {
-    let (_origin, proxy) = setup("", "").await;
+    let (origin, proxy) = setup("", "").await;
     let q = tencent_query(KEY, "/live/test.flv", now() + 60);
     let tcp = tokio::net::TcpStream::connect(proxy.http_addr())
         .await
@@ -384,6 +384,16 @@ async fn h2c_prior_knowledge_on_plain_listener() {
     assert_eq!(resp.status(), StatusCode::OK);
     let body = resp.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(body, Bytes::from("origin saw /live/test.flv"));
+    // No Host header in HTTP/2: `:authority` is what the client asked for.
+    let seen = origin.last_seen();
+    assert_eq!(
+        header_map_get(&seen.headers, "x-forwarded-host"),
+        Some(HOST)
+    );
+    assert_eq!(
+        header_map_get(&seen.headers, "host"),
+        Some(origin.addr.to_string().as_str())
+    );
 }
 
 fn tls_client(

@@ -284,6 +284,9 @@ pub struct Origin {
     pub tls: bool,
     /// `host[:port]` as written.
     pub authority: http::uri::Authority,
+    /// The same as a `Host` header value, built once (every request that
+    /// sends the origin's Host clones it instead of copying the text).
+    pub host_value: http::HeaderValue,
     /// Path prefix without trailing `/` (empty for none).
     pub base_path: String,
     /// PEM CA bundle replacing the webpki roots, for https origins.
@@ -650,6 +653,10 @@ fn validate_origin(
         ctx.problem(&p, "must not contain user info (user:pass@)");
         return None;
     }
+    let Ok(host_value) = http::HeaderValue::from_str(authority.as_str()) else {
+        ctx.problem(&p, "has a host that cannot be sent as a Host header");
+        return None;
+    };
     if uri.query().is_some() {
         ctx.problem(&p, "must not have a query string");
         return None;
@@ -676,6 +683,7 @@ fn validate_origin(
     Some(Origin {
         tls,
         authority,
+        host_value,
         base_path,
         ca_file,
         ca_roots,

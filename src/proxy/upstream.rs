@@ -141,48 +141,100 @@ impl UpstreamError {
     }
 }
 
-/// True for the headers that describe one hop, never forwarded (RFC 9110
-/// §7.6.1), and `Upgrade`.
-fn is_hop_by_hop(name: &HeaderName) -> bool {
-    matches!(
-        name.as_str(),
-        "connection"
-            | "keep-alive"
-            | "proxy-connection"
-            | "proxy-authenticate"
-            | "proxy-authorization"
-            | "te"
-            | "trailer"
-            | "transfer-encoding"
-            | "upgrade"
-    )
+/// The names one pass over a message's headers looks for: first the
+/// headers that describe one hop, never forwarded (RFC 9110 §7.6.1), and
+/// `Upgrade`; then the two a response may point at the origin with.
+static NAMES: [HeaderName; 11] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::LOCATION,
+    header::CONTENT_LOCATION,
+];
+
+/// The bits of [`scan_names`] for the hop-by-hop names.
+const HOP_BY_HOP: u16 = (1 << 9) - 1;
+const LOCATION: u16 = 1 << 9;
+const CONTENT_LOCATION: u16 = 1 << 10;
+/// Some `Access-Control-*` name is present.
+const CORS: u16 = 1 << 11;
+
+/// Which of [`NAMES`] are present (bit *i* for `NAMES[i]`), and [`CORS`].
+fn scan_names(headers: &HeaderMap) -> u16 {
+    let mut present = 0u16;
+    for name in headers.keys() {
+        let s = name.as_str();
+        // Why a dispatch on the length first: most names of a typical
+        // message (`date`, `content-type`, …) fail it at once, where
+        // comparing each name with every listed one cost ~1,500
+        // instructions per response.
+        let candidates: &[usize] = match s.len() {
+            2 => &[5],
+            7 => &[6, 8],
+            8 => &[9],
+            10 => &[0, 1],
+            16 => &[2, 10],
+            17 => &[7],
+            18 => &[3],
+            19 => &[4],
+            _ => &[],
+        };
+        for &i in candidates {
+            if NAMES[i] == name {
+                present |= 1 << i;
+            }
+        }
+        if s.starts_with("access-control-") {
+            present |= CORS;
+        }
+    }
+    present
 }
 
-/// Removes hop-by-hop headers, including those the `Connection` header names.
+/// Removes the hop-by-hop headers and the names `Connection` lists.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    // Why scans over the names present: most messages carry none or one
-    // (`Connection: keep-alive`), and comparing names costs less than
-    // hashing each hop-by-hop name for a removal. Any `Connection` header
-    // is itself hop-by-hop, so the names it lists are never skipped.
-    if !headers.keys().any(is_hop_by_hop) {
+    remove_hop_by_hop_found(headers, scan_names(headers));
+}
+
+/// [`remove_hop_by_hop`] once [`scan_names`] has said what is present.
+fn remove_hop_by_hop_found(headers: &mut HeaderMap, present: u16) {
+    // Why by the names present: most messages carry none or only
+    // `Connection: keep-alive`, and comparing the names present costs less
+    // than hashing each hop-by-hop name for a removal; nothing is
+    // allocated unless `Connection` lists a name of its own.
+    if present & HOP_BY_HOP == 0 {
         return;
     }
-    // The names `Connection` lists beyond the usual `keep-alive`/`close`
-    // (an empty list allocates nothing).
-    let listed: Vec<&str> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|t| !t.eq_ignore_ascii_case("keep-alive") && !t.eq_ignore_ascii_case("close"))
-        .collect();
-    let doomed: Vec<HeaderName> = headers
-        .keys()
-        .filter(|n| is_hop_by_hop(n) || listed.iter().any(|t| t.eq_ignore_ascii_case(n.as_str())))
-        .cloned()
-        .collect();
-    for name in doomed {
+    let mut listed: Vec<HeaderName> = Vec::new();
+    if present & 1 != 0 {
+        for value in headers.get_all(header::CONNECTION) {
+            for token in value.as_bytes().split(|&b| b == b',') {
+                let token = token.trim_ascii();
+                if token.is_empty()
+                    || token.eq_ignore_ascii_case(b"keep-alive")
+                    || token.eq_ignore_ascii_case(b"close")
+                {
+                    continue;
+                }
+                // A token that is no header name names nothing present.
+                if let Ok(name) = HeaderName::from_bytes(token) {
+                    listed.push(name);
+                }
+            }
+        }
+    }
+    for (i, name) in NAMES.iter().enumerate().take(9) {
+        if present & (1 << i) != 0 {
+            headers.remove(name);
+        }
+    }
+    for name in listed {
         headers.remove(name);
     }
 }
@@ -218,11 +270,18 @@ pub fn prepare(
     // Only our own X-Forwarded-* reach the origin; RFC 7239 Forwarded from
     // the client is not passed on as if we had vouched for it.
     headers.remove(header::FORWARDED);
-    let host = match site.origin_host_header {
-        OriginHost::Origin => HeaderValue::from_str(origin.authority.as_str()),
-        OriginHost::Client => HeaderValue::from_str(client.host_header),
+    // The client's Host as a value: the header itself when it says the
+    // same (a clone shares its bytes), else spelled anew (HTTP/2's
+    // `:authority`, an absolute-form target).
+    let client_host = match headers.get(header::HOST) {
+        Some(v) if v.as_bytes() == client.host_header.as_bytes() => v.clone(),
+        _ => HeaderValue::from_str(client.host_header)?,
     };
-    headers.insert(header::HOST, host.map_err(http::Error::from)?);
+    let host = match site.origin_host_header {
+        OriginHost::Origin => origin.host_value.clone(),
+        OriginHost::Client => client_host.clone(),
+    };
+    headers.insert(header::HOST, host);
     // Why: a client can send any X-Forwarded-For; only a trusted proxy's
     // list is extended, anyone else's is replaced by the peer address.
     let ip = client.remote.ip().to_canonical();
@@ -248,10 +307,7 @@ pub fn prepare(
         HeaderName::from_static("x-forwarded-proto"),
         HeaderValue::from_static(if client.tls { "https" } else { "http" }),
     );
-    headers.insert(
-        HeaderName::from_static("x-forwarded-host"),
-        HeaderValue::from_str(client.host_header).map_err(http::Error::from)?,
-    );
+    headers.insert(HeaderName::from_static("x-forwarded-host"), client_host);
     Ok(req)
 }
 
@@ -272,19 +328,20 @@ fn ip_value(ip: IpAddr) -> Result<HeaderValue, http::header::InvalidHeaderValue>
 /// never reaches the client.
 pub fn filter_response<B>(resp: &mut Response<B>, site: &SiteConfig, tls: bool, host: &str) {
     let h = resp.headers_mut();
-    remove_hop_by_hop(h);
-    let cors: Vec<HeaderName> = h
-        .keys()
-        .filter(|n| n.as_str().starts_with("access-control-"))
-        .cloned()
-        .collect();
-    for n in cors {
-        h.remove(n);
+    // One pass over the names says which of the steps below have work.
+    let present = scan_names(h);
+    remove_hop_by_hop_found(h, present);
+    if present & CORS != 0 {
+        let cors: Vec<HeaderName> = h
+            .keys()
+            .filter(|n| n.as_str().starts_with("access-control-"))
+            .cloned()
+            .collect();
+        for n in cors {
+            h.remove(n);
+        }
     }
-    let located = h
-        .keys()
-        .any(|n| n == header::LOCATION || n == header::CONTENT_LOCATION);
-    if !located {
+    if present & (LOCATION | CONTENT_LOCATION) == 0 {
         return;
     }
     for name in [header::LOCATION, header::CONTENT_LOCATION] {
@@ -341,7 +398,7 @@ fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
 
 #[cfg(test)]
 mod tests {
-    use super::{ip_value, is_stream_path, remove_hop_by_hop};
+    use super::{ip_value, is_stream_path, remove_hop_by_hop, scan_names, CORS, NAMES};
     use http::{HeaderMap, HeaderValue};
 
     fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
@@ -371,6 +428,22 @@ mod tests {
             let addr = std::net::IpAddr::V4(n.into());
             assert_eq!(ip_value(addr).unwrap(), addr.to_string().as_str());
         }
+    }
+
+    #[test]
+    fn each_scanned_name_is_found_by_its_length() {
+        for (i, name) in NAMES.iter().enumerate() {
+            let mut h = headers(&[("date", "x"), ("content-type", "y")]);
+            h.insert(name.clone(), HeaderValue::from_static("1"));
+            assert_eq!(scan_names(&h), 1 << i, "{name}");
+        }
+        // Same lengths, other names; CORS by prefix only.
+        let h = headers(&[("x-abcdefg", "1"), ("ab", "2"), ("abcdefghij", "3")]);
+        assert_eq!(scan_names(&h), 0);
+        let h = headers(&[("access-control-max-age", "1")]);
+        assert_eq!(scan_names(&h), CORS);
+        let h = headers(&[("access-controlx", "1"), ("access-control", "1")]);
+        assert_eq!(scan_names(&h), 0);
     }
 
     #[test]
