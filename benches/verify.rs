@@ -181,6 +181,18 @@ fn verify_cases() -> Vec<Case> {
         None,
         "txSecret",
     );
+    // The same with a stream name short enough that key, name and time
+    // (32 + 3 + 8 bytes) fit one MD5 block; `some-stream_name` above makes
+    // 56 bytes, past the 55 one block holds, so two blocks.
+    scheme_cases(
+        &mut out,
+        "tencent_one_block",
+        Arc::new(Tencent::new(300, TimeFormat::Hex, C)),
+        md5_keys(),
+        "/live/abc.flv",
+        None,
+        "txSecret",
+    );
     scheme_cases(
         &mut out,
         "volcengine",
