@@ -655,6 +655,94 @@ async fn slow_request_head_is_cut_off() {
     assert_eq!(origin.count(), 0);
 }
 
+/// The head timeout holds for every request of a kept-alive HTTP/1
+/// connection, not only the first: a client that starts the next head and
+/// trickles it is cut after `header_read_timeout`, long before the idle
+/// timeout.
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_head_of_a_later_request_is_cut_off() {
+    let origin = Origin::start().await;
+    let cfg = site_config(&format!("http://{}", origin.addr), "", "").replace(
+        "listen = [\"127.0.0.1:0\"]",
+        "listen = [\"127.0.0.1:0\"]\nheader_read_timeout_secs = 1\nidle_timeout_secs = 30",
+    );
+    let proxy = Proxy::start(&cfg);
+    let path = "/live/test.flv";
+    let q = tencent_query(KEY, path, now() + 60);
+    let mut s = raw_get(proxy.http_addr(), HOST, &format!("{path}?{q}")).await;
+    let want = format!("origin saw {path}");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&got).contains(&want) {
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+            .await
+            .expect("no response")
+            .unwrap();
+        assert!(n > 0, "closed before the first response");
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(String::from_utf8_lossy(&got).starts_with("HTTP/1.1 200"));
+    // A second head, begun and then trickled a byte every 300 ms.
+    s.write_all(b"GET /live/test.flv HTTP/1.1\r\nHost: pl")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let closed = async {
+        loop {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            if s.write_all(b"a").await.is_err() {
+                return;
+            }
+            match tokio::time::timeout(Duration::from_millis(1), s.read(&mut buf)).await {
+                Ok(Ok(0) | Err(_)) => return,
+                Ok(Ok(_)) => panic!("a response to an unfinished head"),
+                Err(_) => {}
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), closed)
+        .await
+        .expect("connection still open 5 s after a 1 s header timeout");
+    assert!(started.elapsed() >= Duration::from_millis(900));
+    assert_eq!(origin.count(), 1);
+}
+
+/// An idle HTTP/2 connection reads pings between requests; that is not a
+/// slow request head, and the connection stays usable past the header
+/// timeout.
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_http2_connection_with_pings_outlives_the_header_timeout() {
+    let origin = Origin::start().await;
+    let cfg = site_config(&format!("http://{}", origin.addr), "", "").replace(
+        "listen = [\"127.0.0.1:0\"]",
+        "listen = [\"127.0.0.1:0\"]\nheader_read_timeout_secs = 1\nidle_timeout_secs = 30",
+    );
+    let proxy = Proxy::start(&cfg);
+    let tcp = tokio::net::TcpStream::connect(proxy.http_addr())
+        .await
+        .unwrap();
+    let (mut send, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        .timer(hyper_util::rt::TokioTimer::new())
+        .keep_alive_interval(Duration::from_millis(200))
+        .keep_alive_while_idle(true)
+        .handshake(TokioIo::new(tcp))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    for _ in 0..2 {
+        let path = "/live/test.flv";
+        let q = tencent_query(KEY, path, now() + 60);
+        let req = Request::get(format!("http://{HOST}{path}?{q}"))
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        let resp = send.send_request(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        resp.into_body().collect().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+    }
+    assert_eq!(origin.count(), 2);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn connections_beyond_the_limit_wait_for_a_free_slot() {
     let origin = Origin::start().await;

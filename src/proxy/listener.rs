@@ -3,7 +3,7 @@
 //! auto builder.
 
 use std::convert::Infallible;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -33,9 +33,13 @@ impl Drop for GaugeGuard {
 
 fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
+    // Why no header read timeout of hyper's: the watchdog enforces
+    // `header_read_timeout` (see `Activity::head_pending`); hyper's own
+    // armed and dropped a timer for every request head, about 700
+    // instructions per request.
     b.http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
+        .header_read_timeout(None)
         .max_buf_size(limits.max_header_bytes)
         .keep_alive(true);
     b.http2()
@@ -64,13 +68,21 @@ const H2_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
 /// have no timeout of their own, so a silent client could hold a
 /// connection slot forever. A watchdog closes a connection that has had no
 /// request in flight for too long: `header_read_timeout` before the first
-/// request, `idle_timeout` afterwards.
+/// request, `idle_timeout` afterwards, and `header_read_timeout` once an
+/// HTTP/1 client has begun the next request head.
 #[derive(Default)]
 struct Activity {
     in_flight: AtomicUsize,
     requests: AtomicUsize,
     /// Milliseconds since the connection started when the last request ended.
     last_end_ms: AtomicU64,
+    /// Bytes arrived while no request was in flight: the start of the next
+    /// request head (cleared when a request begins). The watchdog times
+    /// the head from the first tick that sees this, for HTTP/1 only (an
+    /// idle HTTP/2 connection reads pings and window updates).
+    head_pending: AtomicBool,
+    /// The last request was HTTP/1.x.
+    http1: AtomicBool,
     /// Milliseconds since the connection started (plus one; 0 = none) when a
     /// write began to wait for the client to read: the send timeout runs
     /// from here and any write progress clears it.
@@ -101,7 +113,8 @@ impl Activity {
     }
 }
 
-/// The client's socket, noting in [`Activity`] when writes stall.
+/// The client's socket, noting in [`Activity`] when writes stall and when
+/// bytes arrive between requests.
 ///
 /// Why at the socket: a client that stops reading stops hyper polling the
 /// response body too, so nothing above the socket can see the stall.
@@ -135,7 +148,12 @@ impl<I: AsyncRead + Unpin> AsyncRead for WriteWatch<I> {
         cx: &mut std::task::Context<'_>,
         buf: &mut tokio::io::ReadBuf<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.io).poll_read(cx, buf)
+        let before = buf.filled().len();
+        let r = std::pin::Pin::new(&mut self.io).poll_read(cx, buf);
+        if buf.filled().len() > before && self.activity.in_flight.load(Ordering::Relaxed) == 0 {
+            self.activity.head_pending.store(true, Ordering::Relaxed);
+        }
+        r
     }
 }
 
@@ -204,6 +222,10 @@ impl InFlight {
     fn new(activity: Arc<Activity>, started: Instant, version: http::Version) -> Self {
         activity.in_flight.fetch_add(1, Ordering::SeqCst);
         activity.requests.fetch_add(1, Ordering::SeqCst);
+        activity.head_pending.store(false, Ordering::Relaxed);
+        activity
+            .http1
+            .store(version < http::Version::HTTP_2, Ordering::Relaxed);
         let handed = (version == http::Version::HTTP_2).then(|| {
             let handed = Arc::new(AtomicU64::new(0));
             activity.responses().push(handed.clone());
@@ -252,6 +274,9 @@ async fn watchdog(activity: Arc<Activity>, started: Instant, limits: Limits) -> 
     let tick = Duration::from_millis(250)
         .min(limits.header_read_timeout)
         .min(limits.send_timeout);
+    // When the watchdog first saw a request head begin, and after how many
+    // requests (a different count is a new head).
+    let mut head_seen: Option<(usize, Duration)> = None;
     loop {
         tokio::time::sleep(tick).await;
         let blocked = activity.write_blocked_ms.load(Ordering::SeqCst);
@@ -274,7 +299,26 @@ async fn watchdog(activity: Arc<Activity>, started: Instant, limits: Limits) -> 
         if activity.in_flight.load(Ordering::SeqCst) > 0 {
             continue;
         }
-        let (since, limit) = if activity.requests.load(Ordering::SeqCst) == 0 {
+        let requests = activity.requests.load(Ordering::SeqCst);
+        if requests > 0
+            && activity.http1.load(Ordering::Relaxed)
+            && activity.head_pending.load(Ordering::Relaxed)
+        {
+            let elapsed = started.elapsed();
+            let since = match head_seen {
+                Some((n, since)) if n == requests => since,
+                _ => {
+                    head_seen = Some((requests, elapsed));
+                    elapsed
+                }
+            };
+            if elapsed.saturating_sub(since) >= limits.header_read_timeout {
+                return Watchdog::Idle;
+            }
+        } else {
+            head_seen = None;
+        }
+        let (since, limit) = if requests == 0 {
             (Duration::ZERO, limits.header_read_timeout)
         } else {
             (
