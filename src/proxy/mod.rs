@@ -267,12 +267,12 @@ use crate::time::unix_now;
 
 /// The host a request is for: HTTP/2 `:authority` or absolute-form URI
 /// first, else the Host header. Returns (as sent, normalized: lowercase, no port).
-pub fn request_host<B>(req: &Request<B>) -> Option<(String, String)> {
+pub fn request_host<B>(req: &Request<B>) -> Option<(HeaderValue, String)> {
     let raw = match req.uri().authority() {
-        Some(a) => a.as_str().to_owned(),
-        None => req.headers().get(HOST)?.to_str().ok()?.to_owned(),
+        Some(a) => HeaderValue::from_str(a.as_str()).ok()?,
+        None => req.headers().get(HOST)?.clone(),
     };
-    let norm = normalize_host(&raw)?;
+    let norm = normalize_host(raw.to_str().ok()?)?;
     Some((raw, norm))
 }
 
@@ -319,8 +319,9 @@ struct RequestCtx {
     uri: http::Uri,
     /// The routed site.
     site: Option<Arc<Site>>,
-    /// The Host (or `:authority`) as sent, once routed.
-    host_header: String,
+    /// The Host (or `:authority`) as sent, once routed (a clone of the
+    /// header shares its bytes).
+    host_header: HeaderValue,
     /// The same, normalized (lowercase, no port): what routed the request.
     host: String,
     /// The client's address for IP-bound tokens (after trusted proxies).
@@ -357,7 +358,7 @@ pub async fn handle(
         now: unix_now(),
         uri: req.uri().clone(),
         site: None,
-        host_header: String::new(),
+        host_header: HeaderValue::from_static(""),
         host: String::new(),
         client_ip: conn.remote.ip().to_canonical(),
         peer_trusted: false,

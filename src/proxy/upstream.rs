@@ -247,7 +247,7 @@ pub struct ClientSide<'a> {
     /// Whether the client connected over TLS.
     pub tls: bool,
     /// The Host the client asked for, as sent (may include a port).
-    pub host_header: &'a str,
+    pub host_header: &'a HeaderValue,
     /// Whether the peer is one of the site's trusted proxies.
     pub peer_trusted: bool,
 }
@@ -270,13 +270,7 @@ pub fn prepare(
     // Only our own X-Forwarded-* reach the origin; RFC 7239 Forwarded from
     // the client is not passed on as if we had vouched for it.
     headers.remove(header::FORWARDED);
-    // The client's Host as a value: the header itself when it says the
-    // same (a clone shares its bytes), else spelled anew (HTTP/2's
-    // `:authority`, an absolute-form target).
-    let client_host = match headers.get(header::HOST) {
-        Some(v) if v.as_bytes() == client.host_header.as_bytes() => v.clone(),
-        _ => HeaderValue::from_str(client.host_header)?,
-    };
+    let client_host = client.host_header.clone();
     let host = match site.origin_host_header {
         OriginHost::Origin => origin.host_value.clone(),
         OriginHost::Client => client_host.clone(),
@@ -326,7 +320,12 @@ fn ip_value(ip: IpAddr) -> Result<HeaderValue, http::header::InvalidHeaderValue>
 /// origin is rewritten to the address the client used (`tls`, and the Host
 /// it sent), like nginx's default `proxy_redirect`, so the origin's address
 /// never reaches the client.
-pub fn filter_response<B>(resp: &mut Response<B>, site: &SiteConfig, tls: bool, host: &str) {
+pub fn filter_response<B>(
+    resp: &mut Response<B>,
+    site: &SiteConfig,
+    tls: bool,
+    host: &HeaderValue,
+) {
     let h = resp.headers_mut();
     // One pass over the names says which of the steps below have work.
     let present = scan_names(h);
@@ -344,6 +343,10 @@ pub fn filter_response<B>(resp: &mut Response<B>, site: &SiteConfig, tls: bool, 
     if present & (LOCATION | CONTENT_LOCATION) == 0 {
         return;
     }
+    // Routed requests have a text Host (checked when routing).
+    let Ok(host) = host.to_str() else {
+        return;
+    };
     for name in [header::LOCATION, header::CONTENT_LOCATION] {
         let Some(v) = h.get(&name).and_then(|v| v.to_str().ok()) else {
             continue;
