@@ -23,7 +23,7 @@ use serde::Deserialize;
 use tracing::{info, warn};
 
 use super::{read_body, respond, AdminState};
-use crate::auth::{authenticate, percent_decode, DenyReason, RequestView, SiteAuth};
+use crate::auth::{authenticate, percent_decode, query_pairs, DenyReason, RequestView, SiteAuth};
 use crate::host::normalize_host;
 use crate::metrics::outcome;
 use crate::proxy::body::ProxyBody;
@@ -277,10 +277,9 @@ fn rtmp_fixed_fields(call: &str) -> Option<&'static [&'static str]> {
 /// (`&txSecret=…&txTime=…`). The args are taken by position, after the
 /// call's fields, so an arg named like a field (`name=`) cannot replace one.
 fn rtmp_ask(hook: Hook, form: &str) -> Result<Ask, BadHook> {
-    let pairs: Vec<(&str, &str)> = form
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| p.split_once('=').unwrap_or((p, "")))
+    let pairs: Vec<(&str, &str)> = query_pairs(form)
+        .filter(|p| !p.whole.is_empty())
+        .map(|p| (p.key, p.value))
         .collect();
     let call_at = pairs
         .iter()

@@ -688,7 +688,7 @@ pub fn query_params<'a, const N: usize>(
     names: [&str; N],
 ) -> [Result<Option<&'a str>, Duplicate>; N] {
     let mut found: [Result<Option<&'a str>, Duplicate>; N] = [Ok(None); N];
-    for pair in Pairs::of(query.unwrap_or("")) {
+    for pair in query_pairs(query.unwrap_or("")) {
         for (name, slot) in names.iter().zip(found.iter_mut()) {
             if pair.key == *name {
                 *slot = match slot {
@@ -703,11 +703,19 @@ pub fn query_params<'a, const N: usize>(
 
 /// One `&`-separated piece of a query: the whole piece, and its halves
 /// around the first `=` (the value is empty without one).
-#[derive(Debug, Clone, Copy)]
-struct Pair<'a> {
-    whole: &'a str,
-    key: &'a str,
-    value: &'a str,
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pair<'a> {
+    /// The piece as written (`key=value`).
+    pub whole: &'a str,
+    /// Up to the first `=` (all of it without one).
+    pub key: &'a str,
+    /// After the first `=` (empty without one).
+    pub value: &'a str,
+}
+
+/// The `&`-separated pieces of a query, in order, empty ones included.
+pub fn query_pairs(query: &str) -> Pairs<'_> {
+    Pairs { query, start: 0 }
 }
 
 /// The pieces of a query, as `split('&')` then `split_once('=')` give them
@@ -715,16 +723,10 @@ struct Pair<'a> {
 /// every cut is a char boundary, and there is no searcher to set up (that
 /// setup dominated on the short queries of signed URLs). `memchr` finds
 /// the `&` after a 32- or 64-digit signature several bytes at a time.
-struct Pairs<'a> {
+pub struct Pairs<'a> {
     query: &'a str,
     /// Start of the next piece; past the end once the last is given.
     start: usize,
-}
-
-impl<'a> Pairs<'a> {
-    fn of(query: &'a str) -> Self {
-        Pairs { query, start: 0 }
-    }
 }
 
 impl<'a> Iterator for Pairs<'a> {
@@ -778,7 +780,7 @@ pub fn push_kept_params<S: AsRef<str>>(out: &mut String, query: &str, names: &[S
     let mut kept = false;
     for Pair {
         whole: pair, key, ..
-    } in Pairs::of(query)
+    } in query_pairs(query)
     {
         if pair.is_empty() || names.iter().any(|n| n.as_ref() == key) {
             continue;
@@ -1131,7 +1133,7 @@ mod tests {
         #[test]
         fn pairs_agree_with_split(q in "[ab=&é]{0,12}") {
             let got: Vec<(&str, &str, &str)> =
-                Pairs::of(&q).map(|p| (p.whole, p.key, p.value)).collect();
+                query_pairs(&q).map(|p| (p.whole, p.key, p.value)).collect();
             let want: Vec<(&str, &str, &str)> = q
                 .split('&')
                 .map(|w| {

@@ -32,7 +32,7 @@ use prometheus::IntCounter;
 use tracing::warn;
 
 use crate::auth::session::SESSION_PARAM;
-use crate::auth::{authenticate, push_kept_params, Grant, RequestView, SiteAuth};
+use crate::auth::{authenticate, push_kept_params, query_pairs, Grant, RequestView, SiteAuth};
 use crate::config::{Config, Limits, SiteConfig};
 use crate::metrics::{self, Metrics};
 use body::{Counted, ProxyBody};
@@ -796,16 +796,16 @@ fn children_expiry(site: &Site, grant: &Grant, now: u64) -> u64 {
 /// `child_auth = "propagate"`: the playlist request's own auth params.
 fn propagated_params(site: &Site, uri: &http::Uri) -> String {
     let names = site.auth.verifier.auth_params();
-    uri.query()
-        .unwrap_or("")
-        .split('&')
-        .filter(|pair| {
-            names
-                .iter()
-                .any(|n| pair.split('=').next() == Some(n.as_str()))
-        })
-        .collect::<Vec<_>>()
-        .join("&")
+    let mut out = String::new();
+    for pair in query_pairs(uri.query().unwrap_or("")) {
+        if names.iter().any(|n| n == pair.key) {
+            if !out.is_empty() {
+                out.push('&');
+            }
+            out.push_str(pair.whole);
+        }
+    }
+    out
 }
 
 /// Reads a playlist (bounded), rewrites its child URIs and answers with the
