@@ -20,6 +20,19 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const HOST: &str = "play.example.com";
 
+/// An origin, and a proxy in front of it with `server_extra` added to its
+/// `[server]` section.
+async fn setup_server(server_extra: &str) -> (Origin, Proxy) {
+    let origin = Origin::start().await;
+    let cfg = site_config(&format!("http://{}", origin.addr), "", "").replacen(
+        "[server]\n",
+        &format!("[server]\n{server_extra}\n"),
+        1,
+    );
+    let proxy = Proxy::start(&cfg);
+    (origin, proxy)
+}
+
 async fn setup(site_extra: &str, auth_extra: &str) -> (Origin, Proxy) {
     let origin = Origin::start().await;
     let proxy = Proxy::start(&site_config(
@@ -633,12 +646,7 @@ async fn oversized_request_head_is_refused() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn slow_request_head_is_cut_off() {
-    let origin = Origin::start().await;
-    let cfg = site_config(&format!("http://{}", origin.addr), "", "").replace(
-        "listen = [\"127.0.0.1:0\"]",
-        "listen = [\"127.0.0.1:0\"]\nheader_read_timeout_secs = 1",
-    );
-    let proxy = Proxy::start(&cfg);
+    let (origin, proxy) = setup_server("header_read_timeout_secs = 1").await;
     let mut s = tokio::net::TcpStream::connect(proxy.http_addr())
         .await
         .unwrap();
@@ -661,12 +669,8 @@ async fn slow_request_head_is_cut_off() {
 /// timeout.
 #[tokio::test(flavor = "multi_thread")]
 async fn slow_head_of_a_later_request_is_cut_off() {
-    let origin = Origin::start().await;
-    let cfg = site_config(&format!("http://{}", origin.addr), "", "").replace(
-        "listen = [\"127.0.0.1:0\"]",
-        "listen = [\"127.0.0.1:0\"]\nheader_read_timeout_secs = 1\nidle_timeout_secs = 30",
-    );
-    let proxy = Proxy::start(&cfg);
+    let (origin, proxy) =
+        setup_server("header_read_timeout_secs = 1\nidle_timeout_secs = 30").await;
     let path = "/live/test.flv";
     let q = tencent_query(KEY, path, now() + 60);
     let mut s = raw_get(proxy.http_addr(), HOST, &format!("{path}?{q}")).await;
@@ -712,12 +716,8 @@ async fn slow_head_of_a_later_request_is_cut_off() {
 /// timeout.
 #[tokio::test(flavor = "multi_thread")]
 async fn idle_http2_connection_with_pings_outlives_the_header_timeout() {
-    let origin = Origin::start().await;
-    let cfg = site_config(&format!("http://{}", origin.addr), "", "").replace(
-        "listen = [\"127.0.0.1:0\"]",
-        "listen = [\"127.0.0.1:0\"]\nheader_read_timeout_secs = 1\nidle_timeout_secs = 30",
-    );
-    let proxy = Proxy::start(&cfg);
+    let (origin, proxy) =
+        setup_server("header_read_timeout_secs = 1\nidle_timeout_secs = 30").await;
     let tcp = tokio::net::TcpStream::connect(proxy.http_addr())
         .await
         .unwrap();
@@ -745,12 +745,7 @@ async fn idle_http2_connection_with_pings_outlives_the_header_timeout() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn connections_beyond_the_limit_wait_for_a_free_slot() {
-    let origin = Origin::start().await;
-    let cfg = site_config(&format!("http://{}", origin.addr), "", "").replace(
-        "listen = [\"127.0.0.1:0\"]",
-        "listen = [\"127.0.0.1:0\"]\nmax_connections = 1",
-    );
-    let proxy = Proxy::start(&cfg);
+    let (_origin, proxy) = setup_server("max_connections = 1").await;
     let pq = format!(
         "/live/test.flv?{}",
         tencent_query(KEY, "/live/test.flv", now() + 60)
@@ -778,12 +773,7 @@ async fn connections_beyond_the_limit_wait_for_a_free_slot() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn silent_connections_do_not_hold_slots() {
-    let origin = Origin::start().await;
-    let cfg = site_config(&format!("http://{}", origin.addr), "", "").replace(
-        "listen = [\"127.0.0.1:0\"]",
-        "listen = [\"127.0.0.1:0\"]\nheader_read_timeout_secs = 1\nmax_connections = 2",
-    );
-    let proxy = Proxy::start(&cfg);
+    let (_origin, proxy) = setup_server("header_read_timeout_secs = 1\nmax_connections = 2").await;
     // Two clients connect and say nothing, taking both slots…
     let mut a = tokio::net::TcpStream::connect(proxy.http_addr())
         .await
