@@ -709,6 +709,14 @@ async fn slow_head_of_a_later_request_is_cut_off() {
         .expect("connection still open 5 s after a 1 s header timeout");
     assert!(started.elapsed() >= Duration::from_millis(900));
     assert_eq!(origin.count(), 1);
+    let m = proxy.metrics().await;
+    assert_eq!(
+        metric(
+            &m,
+            r#"streamguard_connection_errors_total{kind="idle_timeout"}"#
+        ),
+        1.0
+    );
 }
 
 /// An idle HTTP/2 connection reads pings between requests; that is not a
