@@ -170,39 +170,51 @@ for r in $(seq "$ROUNDS"); do
   done
 done
 
+# Medians of one measured column: m TARGET COLUMN, for the cell $tls/$body.
+m() { col "$2" < "$work/res.$tls.$body.$1" | median; }
+# cells FN: runs FN once per measured cell, with $tls, $body and $proto set.
+cells() {
+  for tls in $TRANSPORTS; do
+    for body in $BODIES; do
+      proto=$([ "$tls" = 1 ] && echo TLS || echo HTTP)
+      "$1"
+    done
+  done
+}
+main_row() {
+  d=$([ "$tls" = 0 ] && m direct 1 || echo "")
+  n=$(m nginx 1); s=$(m sg-sl 1); t=$(m sg-tx 1)
+  nc=$(m nginx 4); sc=$(m sg-sl 4)
+  ratio_d=$([ -n "$d" ] && awk -v a="$s" -v b="$d" 'BEGIN {printf "%.2f", a/b}' || echo "—")
+  printf '| %s | %s | %s | %s (%s/%s, %s) | %s (%s/%s, %s) | %s | **%.2f** | %s | %.2f |\n' \
+    "${body%.ts}" "$proto" "${d:-—}" \
+    "$n" "$(m nginx 2)" "$(m nginx 3)" "$nc" \
+    "$s" "$(m sg-sl 2)" "$(m sg-sl 3)" "$sc" "$t" \
+    "$(awk -v a="$s" -v b="$n" 'BEGIN {print a/b}')" "$ratio_d" \
+    "$(awk -v a="$sc" -v b="$nc" 'BEGIN {print a/b}')"
+}
+cpu_row() {
+  printf '| %s | %s | %s / %s | %s / %s | %s / %s |\n' "${body%.ts}" "$proto" \
+    "$(m nginx 5)" "$(m nginx 6)" "$(m sg-sl 5)" "$(m sg-sl 6)" "$(m sg-tx 5)" "$(m sg-tx 6)"
+}
+ab_row() {
+  printf '| %s | %s | %s (%s, %s / %s) | %s (%s, %s / %s) | %.2f |\n' "${body%.ts}" "$proto" \
+    "$(m sg-tx 1)" "$(m sg-tx 3)" "$(m sg-tx 5)" "$(m sg-tx 6)" \
+    "$(m base-tx 1)" "$(m base-tx 3)" "$(m base-tx 5)" "$(m base-tx 6)" \
+    "$(awk -v a="$(m sg-tx 1)" -v b="$(m base-tx 1)" 'BEGIN {print a/b}')"
+}
 {
   echo "$(date -u +%F), $(nproc) cores ($(awk -F: '/model name/ {print $2; exit}' /proc/cpuinfo | sed 's/^ *//')), wrk -t$THREADS -c$CONNS (16 for 1 MiB) -d${DUR}s, median of $ROUNDS interleaved rounds"
   echo
   echo "| body | transport | direct req/s | nginx req/s (p50/p99 ms, CPU s/10k) | streamguard secure_link req/s (p50/p99 ms, CPU s/10k) | streamguard tencent req/s | sg ÷ nginx | sg ÷ direct | CPU sg ÷ nginx |"
   echo "|---|---|---|---|---|---|---|---|---|"
-  for tls in $TRANSPORTS; do
-    for body in $BODIES; do
-      m() { col "$2" < "$work/res.$tls.$body.$1" | median; }
-      d=$([ "$tls" = 0 ] && m direct 1 || echo "")
-      n=$(m nginx 1); s=$(m sg-sl 1); t=$(m sg-tx 1)
-      nc=$(m nginx 4); sc=$(m sg-sl 4)
-      ratio_d=$([ -n "$d" ] && awk -v a="$s" -v b="$d" 'BEGIN {printf "%.2f", a/b}' || echo "—")
-      printf '| %s | %s | %s | %s (%s/%s, %s) | %s (%s/%s, %s) | %s | **%.2f** | %s | %.2f |\n' \
-        "${body%.ts}" "$([ "$tls" = 1 ] && echo TLS || echo HTTP)" "${d:-—}" \
-        "$n" "$(m nginx 2)" "$(m nginx 3)" "$nc" \
-        "$s" "$(m sg-sl 2)" "$(m sg-sl 3)" "$sc" "$t" \
-        "$(awk -v a="$s" -v b="$n" 'BEGIN {print a/b}')" "$ratio_d" \
-        "$(awk -v a="$sc" -v b="$nc" 'BEGIN {print a/b}')"
-    done
-  done
+  cells main_row
   echo
   echo "CPU seconds per 10k requests, user / system (medians):"
   echo
   echo "| body | transport | nginx | streamguard secure_link | streamguard tencent |"
   echo "|---|---|---|---|---|"
-  for tls in $TRANSPORTS; do
-    for body in $BODIES; do
-      m() { col "$2" < "$work/res.$tls.$body.$1" | median; }
-      printf '| %s | %s | %s / %s | %s / %s | %s / %s |\n' \
-        "${body%.ts}" "$([ "$tls" = 1 ] && echo TLS || echo HTTP)" \
-        "$(m nginx 5)" "$(m nginx 6)" "$(m sg-sl 5)" "$(m sg-sl 6)" "$(m sg-tx 5)" "$(m sg-tx 6)"
-    done
-  done
+  cells cpu_row
   if [ "$FLV" = 1 ]; then
     echo
     echo "Endless stream, one reader, MiB/s: direct $(median < "$work/flv.direct"), nginx $(median < "$work/flv.nginx"), streamguard secure_link $(median < "$work/flv.sg-sl"), streamguard tencent $(median < "$work/flv.sg-tx")"
@@ -213,16 +225,7 @@ done
     echo
     echo "| body | transport | this build | BASE_BIN | this ÷ BASE_BIN |"
     echo "|---|---|---|---|---|"
-    for tls in $TRANSPORTS; do
-      for body in $BODIES; do
-        m() { col "$2" < "$work/res.$tls.$body.$1" | median; }
-        printf '| %s | %s | %s (%s, %s / %s) | %s (%s, %s / %s) | %.2f |\n' \
-          "${body%.ts}" "$([ "$tls" = 1 ] && echo TLS || echo HTTP)" \
-          "$(m sg-tx 1)" "$(m sg-tx 3)" "$(m sg-tx 5)" "$(m sg-tx 6)" \
-          "$(m base-tx 1)" "$(m base-tx 3)" "$(m base-tx 5)" "$(m base-tx 6)" \
-          "$(awk -v a="$(m sg-tx 1)" -v b="$(m base-tx 1)" 'BEGIN {print a/b}')"
-      done
-    done
+    cells ab_row
   fi
 } > "$work/table.md"
 cat "$work/table.md"

@@ -1223,6 +1223,15 @@ async fn counting_origin(
     (addr, counts)
 }
 
+/// A signed segment request through `proxy` to a [`counting_origin`],
+/// which must answer it.
+async fn get_pooled_segment(proxy: &Proxy, i: usize) {
+    let path = format!("/live/seg{i}.ts");
+    let q = tencent_query(KEY, &path, now() + 60);
+    let (status, _, body) = get(proxy.http_addr(), HOST, &format!("{path}?{q}")).await;
+    assert_eq!((status, body), (StatusCode::OK, Bytes::from("pooled")));
+}
+
 /// Origin connections are kept and reused between requests, and closed
 /// once idle longer than `pool_idle_timeout_secs`.
 #[tokio::test(flavor = "multi_thread")]
@@ -1235,10 +1244,7 @@ async fn origin_connections_are_reused_and_closed_when_idle_too_long() {
         "",
     ));
     for i in 0..5 {
-        let path = format!("/live/seg{i}.ts");
-        let q = tencent_query(KEY, &path, now() + 60);
-        let (status, _, body) = get(proxy.http_addr(), HOST, &format!("{path}?{q}")).await;
-        assert_eq!((status, body), (StatusCode::OK, Bytes::from("pooled")));
+        get_pooled_segment(&proxy, i).await;
     }
     assert_eq!(
         counts[0].load(SeqCst),
@@ -1261,10 +1267,7 @@ async fn a_pooled_connection_closed_by_the_origin_is_replaced() {
     let (addr, counts) = counting_origin(Some(Duration::from_millis(100)), "keep-alive").await;
     let proxy = Proxy::start(&site_config(&format!("http://{addr}"), "", ""));
     for i in 0..3 {
-        let path = format!("/live/seg{i}.ts");
-        let q = tencent_query(KEY, &path, now() + 60);
-        let (status, _, body) = get(proxy.http_addr(), HOST, &format!("{path}?{q}")).await;
-        assert_eq!((status, body), (StatusCode::OK, Bytes::from("pooled")));
+        get_pooled_segment(&proxy, i).await;
         tokio::time::sleep(Duration::from_millis(400)).await;
     }
     assert_eq!(counts[0].load(SeqCst), 3);
@@ -1278,10 +1281,7 @@ async fn an_origin_that_closes_after_each_response_is_never_reused() {
     let (addr, counts) = counting_origin(Some(Duration::ZERO), "close").await;
     let proxy = Proxy::start(&site_config(&format!("http://{addr}"), "", ""));
     for i in 0..5 {
-        let path = format!("/live/seg{i}.ts");
-        let q = tencent_query(KEY, &path, now() + 60);
-        let (status, _, body) = get(proxy.http_addr(), HOST, &format!("{path}?{q}")).await;
-        assert_eq!((status, body), (StatusCode::OK, Bytes::from("pooled")));
+        get_pooled_segment(&proxy, i).await;
     }
     assert_eq!(counts[0].load(SeqCst), 5);
 }
