@@ -3,9 +3,12 @@
 //! auto builder.
 
 use std::convert::Infallible;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
+use std::task::Poll;
 use std::time::{Duration, Instant};
+
+use atomic_waker::AtomicWaker;
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -92,9 +95,28 @@ struct Activity {
     /// come back for. Catches what the socket cannot show: an HTTP/2 client
     /// that reads the socket but keeps a stream's window at zero.
     responses: std::sync::Mutex<Vec<Arc<AtomicU64>>>,
+    /// Set by the listener's watchdog when the connection must close
+    /// (a [`Watchdog`] as `u8`; 0 = not).
+    verdict: AtomicU8,
+    /// The connection's task, woken when `verdict` is set.
+    waker: AtomicWaker,
 }
 
 impl Activity {
+    /// Resolves once the watchdog has decided that the connection closes.
+    fn closed_by_watchdog(&self) -> impl std::future::Future<Output = Watchdog> + '_ {
+        std::future::poll_fn(|cx| {
+            if let Some(why) = Watchdog::from_u8(self.verdict.load(Ordering::Acquire)) {
+                return Poll::Ready(why);
+            }
+            self.waker.register(cx.waker());
+            match Watchdog::from_u8(self.verdict.load(Ordering::Acquire)) {
+                Some(why) => Poll::Ready(why),
+                None => Poll::Pending,
+            }
+        })
+    }
+
     fn responses(&self) -> std::sync::MutexGuard<'_, Vec<Arc<AtomicU64>>> {
         // Only timestamps inside: a poisoned list is still usable.
         self.responses
@@ -199,11 +221,22 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for WriteWatch<I> {
 
 /// Why a watchdog closed a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
 enum Watchdog {
     /// No request in flight for too long.
-    Idle,
+    Idle = 1,
     /// A write made no progress for `send_timeout`.
-    SendTimeout,
+    SendTimeout = 2,
+}
+
+impl Watchdog {
+    fn from_u8(v: u8) -> Option<Self> {
+        match v {
+            1 => Some(Watchdog::Idle),
+            2 => Some(Watchdog::SendTimeout),
+            _ => None,
+        }
+    }
 }
 
 /// Held by a request (and its response body) while it is in flight.
@@ -267,18 +300,86 @@ impl Drop for InFlight {
     }
 }
 
-/// Resolves when the connection has been idle past its limit, or a write
-/// to the client has made no progress for `send_timeout` (streams included:
-/// a viewer who reads slowly makes progress and is never cut).
-async fn watchdog(activity: Arc<Activity>, started: Instant, limits: Limits) -> Watchdog {
-    let tick = Duration::from_millis(250)
-        .min(limits.header_read_timeout)
-        .min(limits.send_timeout);
-    // When the watchdog first saw a request head begin, and after how many
-    // requests (a different count is a new head).
-    let mut head_seen: Option<(usize, Duration)> = None;
-    loop {
-        tokio::time::sleep(tick).await;
+/// The connections one listener's watchdog looks after: one task for all
+/// of them, every `tick`, rather than a timer per connection (a timer in
+/// the connection's future was polled on every wake-up of the connection,
+/// some 500 instructions per request).
+///
+/// It closes a connection idle past its limit, or whose writes to the
+/// client have made no progress for `send_timeout` (streams included: a
+/// viewer who reads slowly makes progress and is never cut), by setting
+/// the connection's verdict and waking its task.
+struct Watchdogs {
+    /// Connections accepted since the last tick.
+    incoming: std::sync::Mutex<Vec<Watch>>,
+    limits: Limits,
+}
+
+/// One connection under watch.
+struct Watch {
+    activity: Weak<Activity>,
+    started: Instant,
+    /// The request count and time (since start) at which a tick first saw
+    /// a request head begun; a different count is a new head.
+    head_seen: Option<(usize, Duration)>,
+}
+
+impl Watchdogs {
+    fn new(limits: Limits) -> Arc<Self> {
+        Arc::new(Watchdogs {
+            incoming: std::sync::Mutex::new(Vec::new()),
+            limits,
+        })
+    }
+
+    fn watch(&self, activity: &Arc<Activity>, started: Instant) {
+        self.incoming
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(Watch {
+                activity: Arc::downgrade(activity),
+                started,
+                head_seen: None,
+            });
+    }
+
+    /// Looks at every connection each tick, for as long as the listener
+    /// lives (the caller aborts it).
+    async fn run(self: Arc<Self>) {
+        let tick = Duration::from_millis(250)
+            .min(self.limits.header_read_timeout)
+            .min(self.limits.send_timeout);
+        let mut ticks = tokio::time::interval(tick);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut watched: Vec<Watch> = Vec::new();
+        loop {
+            ticks.tick().await;
+            watched.append(
+                &mut self
+                    .incoming
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner),
+            );
+            watched.retain_mut(|w| {
+                let Some(activity) = w.activity.upgrade() else {
+                    return false;
+                };
+                match self.verdict(w, &activity) {
+                    Some(why) => {
+                        activity.verdict.store(why as u8, Ordering::Release);
+                        activity.waker.wake();
+                        false
+                    }
+                    None => true,
+                }
+            });
+        }
+    }
+
+    /// Whether the connection must close now, and why.
+    fn verdict(&self, w: &mut Watch, activity: &Activity) -> Option<Watchdog> {
+        let limits = &self.limits;
+        let elapsed = w.started.elapsed();
         let blocked = activity.write_blocked_ms.load(Ordering::SeqCst);
         let stalled_since = [
             (blocked > 0).then(|| blocked - 1),
@@ -288,35 +389,30 @@ async fn watchdog(activity: Arc<Activity>, started: Instant, limits: Limits) -> 
         .flatten()
         .min();
         if let Some(since) = stalled_since {
-            if started
-                .elapsed()
-                .saturating_sub(Duration::from_millis(since))
-                >= limits.send_timeout
-            {
-                return Watchdog::SendTimeout;
+            if elapsed.saturating_sub(Duration::from_millis(since)) >= limits.send_timeout {
+                return Some(Watchdog::SendTimeout);
             }
         }
         if activity.in_flight.load(Ordering::SeqCst) > 0 {
-            continue;
+            return None;
         }
         let requests = activity.requests.load(Ordering::SeqCst);
         if requests > 0
             && activity.http1.load(Ordering::Relaxed)
             && activity.head_pending.load(Ordering::Relaxed)
         {
-            let elapsed = started.elapsed();
-            let since = match head_seen {
+            let since = match w.head_seen {
                 Some((n, since)) if n == requests => since,
                 _ => {
-                    head_seen = Some((requests, elapsed));
+                    w.head_seen = Some((requests, elapsed));
                     elapsed
                 }
             };
             if elapsed.saturating_sub(since) >= limits.header_read_timeout {
-                return Watchdog::Idle;
+                return Some(Watchdog::Idle);
             }
         } else {
-            head_seen = None;
+            w.head_seen = None;
         }
         let (since, limit) = if requests == 0 {
             (Duration::ZERO, limits.header_read_timeout)
@@ -326,9 +422,7 @@ async fn watchdog(activity: Arc<Activity>, started: Instant, limits: Limits) -> 
                 limits.idle_timeout,
             )
         };
-        if started.elapsed().saturating_sub(since) >= limit {
-            return Watchdog::Idle;
-        }
+        (elapsed.saturating_sub(since) >= limit).then_some(Watchdog::Idle)
     }
 }
 
@@ -349,6 +443,8 @@ pub async fn serve(
     let graceful = GracefulShutdown::new();
     let builder = builder(&limits);
     let mut connections = tokio::task::JoinSet::new();
+    let watchdogs = Watchdogs::new(limits.clone());
+    let watchdog_task = AbortOnDrop(tokio::spawn(watchdogs.clone().run()));
     loop {
         // Reap finished connection tasks so the set stays small.
         while connections.try_join_next().is_some() {}
@@ -384,6 +480,7 @@ pub async fn serve(
             activity: Arc::new(Activity::default()),
             started: Instant::now(),
         };
+        watchdogs.watch(&watched.activity, watched.started);
         let stream = WriteWatch {
             io: stream,
             activity: watched.activity.clone(),
@@ -398,7 +495,7 @@ pub async fn serve(
             None => {
                 connections.spawn(async move {
                     let _held = (permit, gauge);
-                    serve_io(stream, conn, shared, builder, watcher, limits, watched).await;
+                    serve_io(stream, conn, shared, builder, watcher, watched).await;
                 });
             }
             Some(acceptor) => {
@@ -409,7 +506,7 @@ pub async fn serve(
                     // Boxed: the handshake's state is not kept while serving.
                     match Box::pin(handshake).await {
                         Ok(Ok(s)) => {
-                            serve_io(s, conn, shared, builder, watcher, limits, watched).await;
+                            serve_io(s, conn, shared, builder, watcher, watched).await;
                         }
                         Ok(Err(error)) => {
                             debug!(%error, client = %remote, "tls handshake failed");
@@ -442,6 +539,16 @@ pub async fn serve(
     // Endless streams never finish on their own: end them now.
     connections.abort_all();
     while connections.join_next().await.is_some() {}
+    drop(watchdog_task);
+}
+
+/// Aborts its task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// True when a connection error only says the client hung up (reset, broken
@@ -483,12 +590,12 @@ async fn serve_io<I>(
     shared: Arc<Shared>,
     builder: auto::Builder<TokioExecutor>,
     watcher: Watcher,
-    limits: Limits,
     watched: Watched,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let Watched { activity, started } = watched;
+    let watched_activity = activity.clone();
     let svc_shared = shared.clone();
     let svc_activity = activity.clone();
     let svc = service_fn(move |req| {
@@ -502,6 +609,8 @@ async fn serve_io<I>(
     });
     let connection = watcher.watch(builder.serve_connection(TokioIo::new(io), svc).into_owned());
     tokio::select! {
+        // The connection first: nearly every wake-up is for it.
+        biased;
         result = connection => {
             if let Err(error) = result {
                 // A viewer leaving a stream is not a protocol error.
@@ -510,7 +619,7 @@ async fn serve_io<I>(
                 shared.metrics.connection_errors.with_label_values(&[kind]).inc();
             }
         }
-        why = watchdog(activity, started, limits) => {
+        why = watched_activity.closed_by_watchdog() => {
             let kind = match why {
                 Watchdog::Idle => "idle_timeout",
                 Watchdog::SendTimeout => "send_timeout",
