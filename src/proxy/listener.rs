@@ -443,7 +443,7 @@ pub async fn serve(
     let graceful = GracefulShutdown::new();
     let builder = builder(&limits);
     let mut connections = tokio::task::JoinSet::new();
-    let watchdogs = Watchdogs::new(limits.clone());
+    let watchdogs = Watchdogs::new(limits);
     let watchdog_task = AbortOnDrop(tokio::spawn(watchdogs.clone().run()));
     loop {
         // Reap finished connection tasks so the set stays small.
