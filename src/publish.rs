@@ -18,7 +18,7 @@ use crate::auth::{
     AppKeys, AuthMode, Common, KeySource, Sessions, SiteAuth, VendorDisabled, Verifier,
 };
 use crate::config::{ChildAuth, Config, OnVendorDisabled, SiteConfig};
-use crate::keys::KeySet;
+use crate::keys::{KeySet, Secret};
 use crate::metrics::Metrics;
 use crate::operator::{self, OperatorKeys, Scene, ScopeKeys};
 use crate::proxy::{Shared, Snapshot, SnapshotError};
@@ -114,11 +114,26 @@ pub fn site_auths(config: &Config, sources: &Sources) -> Vec<SiteAuth> {
 }
 
 /// Puts the operator API's keys of `scene` in front of `auth`'s (`pull`
-/// on the site as served, `push` on its publishers' side).
+/// on the site as served, `push` on its publishers' side), though after
+/// the keys that each belong to one part of the verifier (Wangsu's rule
+/// groups, [`KeySet::bound`]), which stay where the verifier looks for them.
 fn add_operator_keys(auth: &mut SiteAuth, operator: &OperatorKeys, scene: Scene) {
     if matches!(auth.mode, AuthMode::VendorDisabled { .. }) {
         return;
     }
+    let merged = |site: &KeySet,
+                  site_sources: &[KeySource],
+                  added: Vec<Secret>,
+                  mut added_sources: Vec<KeySource>| {
+        let bound = site.bound();
+        let mut keys: Vec<Secret> = site.iter().take(bound).cloned().collect();
+        let mut sources: Vec<KeySource> = site_sources.iter().take(bound).cloned().collect();
+        keys.extend(added);
+        sources.append(&mut added_sources);
+        keys.extend(site.iter().skip(bound).cloned());
+        sources.extend(site_sources.iter().skip(bound).cloned());
+        (KeySet::new(keys).bound_first(bound), sources)
+    };
     let source = |s: &ScopeKeys| KeySource::Operator {
         at: s.updated_at,
         app: s.app.clone(),
@@ -134,21 +149,17 @@ fn add_operator_keys(auth: &mut SiteAuth, operator: &OperatorKeys, scene: Scene)
         keys.extend(secrets);
     }
     if !keys.is_empty() {
-        keys.extend(auth.keys.iter().cloned());
-        sources.append(&mut auth.key_sources);
-        auth.keys = KeySet::new(keys);
-        auth.key_sources = sources;
+        (auth.keys, auth.key_sources) = merged(&auth.keys, &auth.key_sources, keys, sources);
     }
     for scope in operator.for_site(&auth.site_id, scene) {
         let Some(app) = &scope.app else { continue };
-        let mut keys = scope.secrets();
-        let mut sources = vec![source(scope); keys.len()];
-        keys.extend(auth.keys.iter().cloned());
-        sources.extend(auth.key_sources.iter().cloned());
+        let keys = scope.secrets();
+        let sources = vec![source(scope); keys.len()];
+        let (keys, key_sources) = merged(&auth.keys, &auth.key_sources, keys, sources);
         auth.app_keys.push(AppKeys {
             app: app.clone(),
-            keys: KeySet::new(keys),
-            key_sources: sources,
+            keys,
+            key_sources,
         });
     }
 }
@@ -200,7 +211,7 @@ fn site_auth(config: &Config, site: &SiteConfig, answers: &Answers) -> SiteAuth 
             let mut all: Vec<_> = keys.iter().cloned().collect();
             all.extend(site.keys.iter().cloned());
             auth.verifier = verifier;
-            auth.keys = KeySet::new(all);
+            auth.keys = KeySet::new(all).bound_first(keys.bound());
             auth.key_sources = sources;
         }
         Ok(SyncedAuth::Disabled) => {
@@ -553,5 +564,64 @@ mod tests {
         assert_eq!(push.keys.len(), 1);
         assert_eq!(push.keys.primary().unwrap().expose(), "oppush");
         assert_eq!(auths[0].keys.len(), 1, "a push key never verifies players");
+    }
+
+    #[test]
+    fn operator_keys_leave_each_wangsu_group_its_own_key() {
+        let text = "[[site]]\nid = \"live\"\ndomains = [\"play.example.com\"]\norigin = \"http://127.0.0.1:8000\"\n[site.auth]\nscheme = \"wangsu\"\n[[site.auth.rule]]\nkey = \"k1\"\ntime_format = \"hex\"\neffective_time_mode = \"abstime\"\n[[site.auth.rule]]\nkey = \"k2\"\ncipher_param = \"sign\"\ntime_param = \"t\"\ntime_format = \"hex\"\neffective_time_mode = \"abstime\"\n";
+        let config = Config::from_toml(text, std::path::Path::new("."), &|_| None).unwrap();
+        let mut sources = Sources::default();
+        for app in [None, Some("live".to_owned())] {
+            sources.operator.put(crate::operator::ScopeKeys {
+                site: "live".to_owned(),
+                domain: None,
+                app,
+                scene: Scene::Pull,
+                details: vec![crate::operator::Detail {
+                    secret_key: "op".to_owned(),
+                    algorithm: "md5".to_owned(),
+                    auth_field: Default::default(),
+                    encrypt_field: Vec::new(),
+                }],
+                valid_duration_secs: 0,
+                enabled: true,
+                updated_at: 1,
+            });
+        }
+        let auths = site_auths(&config, &sources);
+        let allowed = |auth: &SiteAuth, q: &str| {
+            let view = RequestView {
+                host: "play.example.com",
+                path: "/live/s.flv",
+                query: Some(q),
+                client_ip: None,
+                headers: None,
+            };
+            authenticate(auth, &view, 1000).result.is_ok()
+        };
+        let md5 = |s: &str| crate::auth::lower_hex(&crate::auth::md5_parts(&[s.as_bytes()]));
+        let t = "7D0"; // 2000
+        for (key, query) in [
+            (
+                "k1",
+                format!("wsSecret={}&wsTime={t}", md5(&format!("k1/live/s.flv{t}"))),
+            ),
+            (
+                "k2",
+                format!("sign={}&t={t}", md5(&format!("k2/live/s.flv{t}"))),
+            ),
+            (
+                "op",
+                format!("sign={}&t={t}", md5(&format!("op/live/s.flv{t}"))),
+            ),
+        ] {
+            assert!(allowed(&auths[0], &query), "{key}");
+        }
+        let k1_for_group_2 = format!("sign={}&t={t}", md5(&format!("k1/live/s.flv{t}")));
+        assert!(!allowed(&auths[0], &k1_for_group_2));
+        // The app-scoped copy keeps the groups' keys where they were too.
+        let app = &auths[0].app_keys[0];
+        assert_eq!(app.keys.bound(), 2);
+        assert_eq!(app.keys.get(2).unwrap().expose(), "op");
     }
 }

@@ -5,8 +5,10 @@
 //! ```
 //! A domain may have several rule groups (`dataId`s), each with its own key,
 //! param names, time format, effective-time mode and combination order; a URL
-//! passes when any group accepts it. The site's [`KeySet`] holds one key per
-//! group, in group order (key *i* belongs to group *i*).
+//! passes when any group accepts it. The site's [`KeySet`] starts with one
+//! key per group, in group order (key *i* belongs to group *i* and signs
+//! for no other); keys after those (added through the operator API, or a
+//! site's own keys next to a vendor's answer) are tried under every group.
 
 use std::borrow::Cow;
 
@@ -164,6 +166,7 @@ impl RawWangsu {
             path_includes_extension: self.path_includes_extension.unwrap_or(true),
         };
         from_config(settings.build(common), keys, path, ctx, before)
+            .map(|(v, keys)| (v, keys.bound_first(self.rule.len())))
     }
 }
 
@@ -387,12 +390,13 @@ impl Wangsu {
         }
     }
 
-    /// Judges the request against group `i` (whose key is `key`).
+    /// Judges the request against group `i`, with its own key (key `i`) and
+    /// the keys bound to no group.
     fn judge<'a>(
         &self,
         i: usize,
         rule: &Rule,
-        key: Option<&Secret>,
+        keys: &KeySet,
         req: &RequestView<'a>,
         path: &'a str,
         now: u64,
@@ -419,11 +423,19 @@ impl Wangsu {
         let (Some(t), true) = (t, is_hex_of_len(secret, 32)) else {
             return Some(Verdict::pending(DenyReason::MalformedToken, derived));
         };
-        let Some(key) = key else {
+        let bound = keys.bound();
+        let mut candidates = keys
+            .iter()
+            .enumerate()
+            .filter(|&(j, _)| j == i || j >= bound)
+            .peekable();
+        if candidates.peek().is_none() {
             return Some(Verdict::pending(DenyReason::NoKeys, derived));
-        };
+        }
         let window = Self::window(rule, t);
-        let matched = hex_digest_matches(&Self::digest(rule, key, path, time), secret).then_some(i);
+        let matched = candidates
+            .find(|(_, key)| hex_digest_matches(&Self::digest(rule, key, path, time), secret))
+            .map(|(j, _)| j);
         Some(Verdict {
             decision: super::decide(matched, window, now, self.common.clock_skew_secs),
             expires_at: window.expires_at,
@@ -447,7 +459,7 @@ impl Verifier for Wangsu {
         // that); a URL no group allows meets every group, as with keys in
         // `matching_key`.
         for (i, rule) in self.rules.iter().enumerate() {
-            let Some(v) = self.judge(i, rule, keys.get(i), req, path, now) else {
+            let Some(v) = self.judge(i, rule, keys, req, path, now) else {
                 continue;
             };
             if v.decision == Decision::Allow {
@@ -717,6 +729,52 @@ mod tests {
             Decision::Deny(DenyReason::MissingToken)
         );
         assert_eq!(v.auth_params(), ["wsSecret", "wsTime", "sign", "t"]);
+    }
+
+    #[test]
+    fn keys_past_the_groups_own_sign_under_every_group() {
+        let (v, k) = two_groups();
+        assert_eq!(k.bound(), 2);
+        let extra = KeySet::new(vec![
+            k.get(0).unwrap().clone(),
+            k.get(1).unwrap().clone(),
+            Secret::new("op"),
+        ])
+        .bound_first(2);
+        let by_op_1 = lower_hex(&md5_parts(&[b"op", b"/a/b.flv", b"64"]));
+        let q1 = format!("wsSecret={by_op_1}&wsTime=64");
+        let v1 = v.verify(&view_of("/a/b.flv", &q1), &extra, 100);
+        assert!(v1.is_allowed());
+        assert_eq!(v1.matched_key, Some(2));
+        let by_op_2 = lower_hex(&md5_parts(&[b"100", b"op", b"/a/b.flv"]));
+        assert!(v
+            .verify(
+                &view_of("/a/b.flv", &format!("sign={by_op_2}&t=100")),
+                &extra,
+                100
+            )
+            .is_allowed());
+        // Still: group 1's key does not sign for group 2's params.
+        let wrong = lower_hex(&md5_parts(&[b"100", b"k1", b"/a/b.flv"]));
+        assert_eq!(
+            v.verify(
+                &view_of("/a/b.flv", &format!("sign={wrong}&t=100")),
+                &extra,
+                100
+            )
+            .decision,
+            Decision::Deny(DenyReason::BadSignature)
+        );
+        // Unbound, every key is tried under every group (push keys).
+        let push = KeySet::new(vec![Secret::new("p1"), Secret::new("p2")]);
+        let by_p1 = lower_hex(&md5_parts(&[b"100", b"p1", b"/a/b.flv"]));
+        assert!(v
+            .verify(
+                &view_of("/a/b.flv", &format!("sign={by_p1}&t=100")),
+                &push,
+                100
+            )
+            .is_allowed());
     }
 
     fn spec() -> RuleSettings {

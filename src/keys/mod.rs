@@ -100,12 +100,29 @@ impl Eq for Secret {}
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct KeySet {
     keys: Vec<Secret>,
+    /// How many keys, from the first, each belong to one part of the
+    /// verifier only (Wangsu: key *i* to rule group *i*); the rest are
+    /// tried under every part.
+    bound: usize,
 }
 
 impl KeySet {
     /// A key set from keys in priority order (primary first).
     pub fn new(keys: Vec<Secret>) -> Self {
-        KeySet { keys }
+        KeySet { keys, bound: 0 }
+    }
+
+    /// This set with its first `n` keys (at most all) bound each to one
+    /// part of the verifier: key *i* to part *i*.
+    pub fn bound_first(mut self, n: usize) -> Self {
+        self.bound = n.min(self.keys.len());
+        self
+    }
+
+    /// How many keys, from the first, are bound each to one part of the
+    /// verifier (see [`KeySet::bound_first`]); 0 for most schemes.
+    pub fn bound(&self) -> usize {
+        self.bound
     }
 
     /// The key used for signing, if any.
@@ -145,7 +162,7 @@ mod tests {
         assert_eq!(format!("{s}"), "***");
         assert_eq!(
             format!("{:?}", KeySet::new(vec![s])),
-            "KeySet { keys: [***] }"
+            "KeySet { keys: [***], bound: 0 }"
         );
     }
 

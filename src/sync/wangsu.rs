@@ -435,7 +435,11 @@ impl VendorApi for WangsuApi {
         match built {
             Ok(verifier) if problems.is_empty() => Ok(SyncedAuth::Enabled {
                 verifier: Arc::new(verifier),
-                keys: KeySet::new(keys),
+                // One key per group, each signing for its group only.
+                keys: {
+                    let n = keys.len();
+                    KeySet::new(keys).bound_first(n)
+                },
             }),
             Ok(_) => Err(unusable(problems, &raw)),
             Err(p) => {
