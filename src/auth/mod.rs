@@ -815,12 +815,19 @@ pub fn append_params(query: Option<&str>, params: &[(&str, &str)]) -> String {
     out
 }
 
-/// Parses unix seconds written in hex (either case), 1 to 16 digits.
+/// Most digits of a hex time: unix seconds take 8 until 2106.
+pub const MAX_HEX_TIME_DIGITS: usize = 8;
+
+/// Parses unix seconds written in hex (either case), 1 to 8 digits.
+///
+/// Why 8: no vendor writes more, and a longer value is a mistake that
+/// would never expire: a decimal time such as `1546064025` (10 digits, all
+/// of them hex digits too) read as hex is an expiry some 3,000 years away.
 pub fn parse_hex_time(s: &str) -> Option<u64> {
-    if s.is_empty() || s.len() > 16 {
+    if s.is_empty() || s.len() > MAX_HEX_TIME_DIGITS {
         return None;
     }
-    // One pass, no overflow possible in 16 digits (`from_str_radix` after
+    // One pass, no overflow possible in 8 digits (`from_str_radix` after
     // a validity scan took two passes and three times the instructions).
     s.bytes().try_fold(0u64, |acc, b| {
         let digit = match b {
@@ -1087,7 +1094,7 @@ mod tests {
             path in "[a/.é]{0,10}",
         ) {
             let reference = (!hex.is_empty()
-                && hex.len() <= 16
+                && hex.len() <= MAX_HEX_TIME_DIGITS
                 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
             .then(|| u64::from_str_radix(&hex, 16).ok())
             .flatten();
@@ -1198,6 +1205,10 @@ mod tests {
         assert_eq!(parse_hex_time("+5C"), None);
         assert_eq!(parse_hex_time("0x5C"), None);
         assert_eq!(parse_hex_time("11111111111111111"), None);
+        assert_eq!(parse_hex_time("FFFFFFFF"), Some(0xFFFF_FFFF));
+        // A decimal time is no hex time: it would expire in the year 4865.
+        assert_eq!(parse_hex_time("1546064025"), None);
+        assert_eq!(parse_hex_time("05C271099"), None);
         assert_eq!(parse_dec_time("1653632422"), Some(1_653_632_422));
         assert_eq!(parse_dec_time("-1"), None);
         assert_eq!(parse_dec_time("99999999999999999999"), None);

@@ -422,8 +422,12 @@ mod tests {
         assert!(signed.query.ends_with("&txTime=1700000000"));
         let req = view("/live/s.flv", &signed.query);
         assert!(v
-            .verify(&req, &KeySet::new(vec![k]), 1_700_000_000)
+            .verify(&req, &KeySet::new(vec![k.clone()]), 1_700_000_000)
             .is_allowed());
+        // The same URL to a site left at hex: a decimal txTime read as hex
+        // would expire in the year 4865; it is no hex time at all.
+        let hex = verifier().verify(&req, &KeySet::new(vec![k]), 1_800_000_000);
+        assert_eq!(hex.decision, Decision::Deny(DenyReason::MalformedToken));
     }
 
     #[test]
