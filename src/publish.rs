@@ -239,15 +239,17 @@ fn site_auth(config: &Config, site: &SiteConfig, answers: &Answers) -> SiteAuth 
 
 /// Adds the publishers' side to a site as served: the site's push keys
 /// (`[site.push]`) under the scheme the vendor answered with (`synced`),
-/// else the site's own scheme. The vendor's "auth disabled" is about play
+/// else the site's own scheme, as publishers are checked with it
+/// ([`Verifier::for_publishers`]). The vendor's "auth disabled" is about play
 /// and opens no publishing; a vendor site that has not answered yet denies
 /// publishers with `no_keys`, as it denies players.
 fn with_push(mut auth: SiteAuth, site: &SiteConfig, synced: Option<Arc<dyn Verifier>>) -> SiteAuth {
     // Built even without config push keys: the operator API may add some
     // (`site_auths` drops a side that ends up with none).
+    let verifier = synced.unwrap_or_else(|| site.verifier.clone());
     auth.push = Some(Arc::new(SiteAuth {
         site_id: site.id.clone(),
-        verifier: synced.unwrap_or_else(|| site.verifier.clone()),
+        verifier: verifier.for_publishers().unwrap_or(verifier),
         keys: site.push_keys.clone(),
         key_sources: vec![KeySource::Config; site.push_keys.len()],
         mode: AuthMode::Verify,

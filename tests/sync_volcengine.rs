@@ -44,6 +44,8 @@ struct VendorState {
     bad_signatures: usize,
     /// `Version` of the last request.
     last_version: String,
+    /// Another pull entry of the domain (other parameters), if any.
+    extra_entry: Option<serde_json::Value>,
 }
 
 #[derive(Clone)]
@@ -85,6 +87,7 @@ impl FakeVolcengine {
             requests: 0,
             bad_signatures: 0,
             last_version: String::new(),
+            extra_entry: None,
         };
         start_fake(
             |addr| FakeVolcengine {
@@ -105,7 +108,7 @@ impl FakeVolcengine {
                 .to_owned()
         };
         let version = param("Version");
-        let (mode, secret, auth_status, keys) = {
+        let (mode, secret, auth_status, keys, extra_entry) = {
             let mut s = self.state.lock().unwrap();
             s.requests += 1;
             s.last_version = version.clone();
@@ -114,6 +117,7 @@ impl FakeVolcengine {
                 s.expect_secret.clone(),
                 s.auth_status,
                 s.keys.clone(),
+                s.extra_entry.clone(),
             )
         };
         match mode {
@@ -175,18 +179,20 @@ impl FakeVolcengine {
                 })
             })
             .collect();
+        let mut list = vec![
+            serde_json::json!({"Vhost": "vhost.example.com", "Domain": DOMAIN, "App": "", "SceneType": "pull",
+             "AuthStatus": auth_status, "ValidDuration": 0, "AuthDetailList": details}),
+            // Push auth of the same domain: not a play key.
+            serde_json::json!({"Vhost": "vhost.example.com", "Domain": DOMAIN, "App": "", "SceneType": "push",
+             "AuthStatus": true, "ValidDuration": 604800, "AuthDetailList": [
+                {"AuthField": {}, "EncryptField": [], "EncryptionAlgorithm": "md5", "SecretKey": "push-key"}]}),
+        ];
+        list.extend(extra_entry);
         json(
             StatusCode::OK,
             serde_json::json!({
                 "ResponseMetadata": metadata(&version),
-                "Result": {"AuthList": [
-                    {"Vhost": "vhost.example.com", "Domain": DOMAIN, "App": "", "SceneType": "pull",
-                     "AuthStatus": auth_status, "ValidDuration": 0, "AuthDetailList": details},
-                    // Push auth of the same domain: not a play key.
-                    {"Vhost": "vhost.example.com", "Domain": DOMAIN, "App": "", "SceneType": "push",
-                     "AuthStatus": true, "ValidDuration": 604800, "AuthDetailList": [
-                        {"AuthField": {}, "EncryptField": [], "EncryptionAlgorithm": "md5", "SecretKey": "push-key"}]},
-                ]},
+                "Result": {"AuthList": list},
             }),
         )
     }
@@ -425,4 +431,92 @@ async fn volcengine_auth_status_false_denies_by_default_with_api_version_2020() 
         status_with(&proxy, "key-one").await.0 == StatusCode::OK
     })
     .await;
+}
+
+/// POSTs an SRS `on_publish` hook for `/live/{stream}?{query}` to the admin
+/// listener; true when SRS would be told to go on (HTTP 200, body `0`).
+async fn srs_publish_allowed(proxy: &Proxy, stream: &str, query: &str) -> bool {
+    use http_body_util::BodyExt;
+    let body = serde_json::json!({
+        "action": "on_publish", "client_id": "9308h583", "ip": "192.168.1.10",
+        "vhost": DOMAIN, "app": "live", "stream": stream, "param": format!("?{query}"),
+        "server_id": "vid-werty", "stream_url": format!("{DOMAIN}/live/{stream}"),
+        "stream_id": "vid-124q9y3"
+    })
+    .to_string();
+    let stream = tokio::net::TcpStream::connect(proxy.admin).await.unwrap();
+    let (mut tx, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::post("/hooks/srs/on_publish")
+        .header("host", "admin")
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .unwrap();
+    let resp = tx.send_request(req).await.unwrap();
+    let status = resp.status();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    status == StatusCode::OK && &body[..] == b"0"
+}
+
+/// Publishers of a vendor site are checked with its push keys alone, with
+/// decimal push times, even when the synced play side combines entries of
+/// other parameters (here an App-scoped entry with TimeStampBase 16).
+#[tokio::test(flavor = "multi_thread")]
+async fn volcengine_publishers_need_push_keys_and_decimal_times_whatever_the_play_entries() {
+    let vendor = FakeVolcengine::start(&["key-one"]).await;
+    vendor.set(|s| {
+        s.extra_entry = Some(serde_json::json!(
+            {"Vhost": "vhost.example.com", "Domain": DOMAIN, "App": "live", "SceneType": "pull",
+             "AuthStatus": true, "ValidDuration": 0, "TimeStampBase": 16, "AuthDetailList": [
+                {"AuthField": {}, "EncryptField": [], "EncryptionAlgorithm": "md5", "SecretKey": "key-hex"}]}
+        ));
+    });
+    let origin = Origin::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let proxy = start(&config(
+        &vendor,
+        state.path(),
+        origin.addr,
+        "",
+        "[site.push]\nkeys = [\"my-push\"]\n",
+    ));
+    let exp = now() + 60;
+    // Both play entries are in force: the hex one signs hex times.
+    let hex_time = format!("{exp:x}");
+    let hex_secret = hex::encode(Md5::digest(format!("/live/skey-hex{hex_time}").as_bytes()));
+    let hex_q = format!("volcSecret={hex_secret}&volcTime={hex_time}");
+    wait_for("the hex entry", async || {
+        get(proxy.http_addr(), DOMAIN, &format!("/live/s.flv?{hex_q}"))
+            .await
+            .0
+            == StatusCode::OK
+    })
+    .await;
+    assert_eq!(status_with(&proxy, "key-one").await.0, StatusCode::OK);
+    // Publishing: the push key with a decimal time, nothing else.
+    assert!(srs_publish_allowed(&proxy, "s", &volc_query("my-push", "live", "s", exp)).await);
+    for play_key in ["key-one", "key-hex"] {
+        assert!(
+            !srs_publish_allowed(&proxy, "s", &volc_query(play_key, "live", "s", exp)).await,
+            "play key {play_key} published"
+        );
+    }
+    let push_hex = hex::encode(Md5::digest(format!("/live/smy-push{hex_time}").as_bytes()));
+    assert!(
+        !srs_publish_allowed(
+            &proxy,
+            "s",
+            &format!("volcSecret={push_hex}&volcTime={hex_time}")
+        )
+        .await,
+        "a push time in base 16 was taken"
+    );
+    // An expired decimal push time stays expired (in base 16 it would
+    // have been an expiry far away).
+    assert!(
+        !srs_publish_allowed(&proxy, "s", &volc_query("my-push", "live", "s", now() - 5)).await
+    );
 }

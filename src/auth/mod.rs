@@ -272,6 +272,14 @@ pub trait Verifier: Send + Sync + fmt::Debug {
     /// the site asks for it.
     fn auth_params(&self) -> &[String];
 
+    /// This verifier as the site's publishers are checked with it (with the
+    /// push keys), where that differs from players: Volcengine push times
+    /// are always decimal, and a combination of verifiers must not bring
+    /// its play keys along. `None`: the same verifier.
+    fn for_publishers(&self) -> Option<std::sync::Arc<dyn Verifier>> {
+        None
+    }
+
     /// The origin path for a request path whose auth was checked some other
     /// way (an HLS session token): schemes that carry auth in the path drop
     /// it here, as `verify` does in `Verdict::forward_path`.
@@ -603,6 +611,22 @@ impl AnyOf {
 impl Verifier for AnyOf {
     fn scheme(&self) -> &'static str {
         self.inner.first().map_or("any_of", |(v, _)| v.scheme())
+    }
+
+    /// The same parameter sets with no keys of their own (their keys are
+    /// play keys): publishers' keys are tried under every set.
+    fn for_publishers(&self) -> Option<std::sync::Arc<dyn Verifier>> {
+        let inner = self
+            .inner
+            .iter()
+            .map(|(v, _)| {
+                (
+                    v.for_publishers().unwrap_or_else(|| v.clone()),
+                    KeySet::default(),
+                )
+            })
+            .collect();
+        AnyOf::new(inner).map(|a| std::sync::Arc::new(a) as std::sync::Arc<dyn Verifier>)
     }
 
     fn verify<'a>(&self, req: &RequestView<'a>, keys: &KeySet, now: u64) -> Verdict<'a> {

@@ -309,11 +309,16 @@ impl Volcengine {
         }
     }
 
+    /// Digits of the base only (`from_str_radix` alone takes a leading
+    /// `+`), and no later than 2106 (`u32` seconds): a decimal time read in
+    /// base 16 would otherwise be an expiry thousands of years away.
     fn parse_time(&self, s: &str) -> Option<u64> {
-        if s.is_empty() || s.len() > 64 {
+        if s.is_empty() || s.len() > 64 || !s.chars().all(|c| c.is_digit(self.base)) {
             return None;
         }
-        u64::from_str_radix(s, self.base).ok()
+        u64::from_str_radix(s, self.base)
+            .ok()
+            .filter(|&t| t <= u64::from(u32::MAX))
     }
 
     fn format_time(&self, t: u64) -> String {
@@ -340,6 +345,17 @@ impl Volcengine {
 impl Verifier for Volcengine {
     fn scheme(&self) -> &'static str {
         "volcengine"
+    }
+
+    /// Push URLs write volcTime in decimal whatever the play side's
+    /// TimeStampBase.
+    fn for_publishers(&self) -> Option<std::sync::Arc<dyn Verifier>> {
+        (self.base != DEFAULT_TIMESTAMP_BASE).then(|| {
+            std::sync::Arc::new(Volcengine {
+                base: DEFAULT_TIMESTAMP_BASE,
+                ..self.clone()
+            }) as std::sync::Arc<dyn Verifier>
+        })
     }
 
     fn verify<'a>(&self, req: &RequestView<'a>, keys: &KeySet, now: u64) -> Verdict<'a> {
@@ -428,7 +444,7 @@ impl Verifier for Volcengine {
 mod tests {
     use super::*;
     use crate::auth::prop::{param_range, sign_then_tamper, view_of};
-    use crate::auth::Decision;
+    use crate::auth::{AnyOf, Decision};
     use proptest::prelude::*;
 
     const C: Common = Common { clock_skew_secs: 0 };
@@ -502,6 +518,68 @@ mod tests {
                 .decision,
             Decision::Deny(DenyReason::BadSignature)
         );
+    }
+
+    #[test]
+    fn times_are_digits_of_the_base_up_to_2106() {
+        let sign = |base: u32, t: &str| {
+            let s = lower_hex(&md5_parts(&[b"/live/s", b"k", t.as_bytes()]));
+            let q = format!("volcSecret={s}&volcTime={t}");
+            Volcengine::md5(base, 0, C)
+                .verify(&view_of("/live/s.flv", &q), &keys(&["k"]), 1_000)
+                .decision
+        };
+        assert_eq!(sign(10, "1653632422"), Decision::Allow);
+        let malformed = Decision::Deny(DenyReason::MalformedToken);
+        assert_eq!(sign(10, "+1653632422"), malformed);
+        assert_eq!(sign(16, "+628f9f26"), malformed);
+        assert_eq!(sign(10, "4294967296"), malformed);
+        // A decimal time read in base 16 would be the year 4865.
+        assert_eq!(sign(16, "1653632422"), malformed);
+        assert_eq!(sign(16, "628f9f26"), Decision::Allow);
+        assert_eq!(sign(2, "1102"), malformed);
+    }
+
+    #[test]
+    fn publishers_are_checked_with_decimal_times() {
+        let play = Volcengine::md5(16, 0, C);
+        let push = play.for_publishers().unwrap_or_else(|| unreachable!());
+        let q = "volcSecret=e5bb77201cbaa2f9ccdd316fcda4c212&volcTime=1653632422";
+        let k = keys(&["A1B2C3d4e5f6"]);
+        assert!(push
+            .verify(&view_of("/live/livestream", q), &k, 1_653_632_422)
+            .is_allowed());
+        assert!(!play
+            .verify(&view_of("/live/livestream", q), &k, 1_653_632_422)
+            .is_allowed());
+        assert!(Volcengine::md5(10, 0, C).for_publishers().is_none());
+        // Combined parameter sets bring no play key to publishers.
+        let any = AnyOf::new(vec![
+            (
+                std::sync::Arc::new(play) as std::sync::Arc<dyn Verifier>,
+                keys(&["play"]),
+            ),
+            (
+                std::sync::Arc::new(Volcengine::md5(10, 0, C)),
+                keys(&["play2"]),
+            ),
+        ])
+        .unwrap_or_else(|| unreachable!());
+        let push = any.for_publishers().unwrap_or_else(|| unreachable!());
+        let by = |key: &str| {
+            let s = lower_hex(&md5_parts(&[b"/live/s", key.as_bytes(), b"1653632422"]));
+            format!("volcSecret={s}&volcTime=1653632422")
+        };
+        let pushers = keys(&["pushkey"]);
+        for (key, allowed) in [("pushkey", true), ("play", false), ("play2", false)] {
+            let q = by(key);
+            assert_eq!(
+                push.verify(&view_of("/live/s.flv", &q), &pushers, 1_000)
+                    .is_allowed(),
+                allowed,
+                "{key}"
+            );
+        }
     }
 
     fn custom(fields: &[&str], auth_field: Option<(&str, &str)>) -> Volcengine {
