@@ -619,14 +619,15 @@ impl Verifier for Akamai {
             Cow::Borrowed(t) => self.verify_token(t, req, keys, now, Cow::Borrowed),
             Cow::Owned(t) => self.verify_token(t, req, keys, now, |v| Cow::Owned(v.to_owned())),
         };
-        // Why a second reading: an escape_early token holds `%xx` escapes
-        // inside its signed text, so the generator's token pasted unencoded
-        // into a URL is only genuine as received. Both readings must carry a
-        // valid HMAC over exactly the text they parse, so accepting either
-        // grants nothing a key did not sign; it costs at most one more HMAC
-        // per key, and only for escape_early sites.
-        if self.escape_early
-            && token != raw
+        // Why a second reading: a token may hold `%xx` inside its signed
+        // text (escape_early escapes; an acl, id or data written with
+        // escapes, e.g. an acl for `/live/a%20b/*`, which matches the path
+        // as sent), so the generator's token pasted unencoded into a URL,
+        // cookie or header is only genuine as received. Both readings must
+        // carry a valid HMAC over exactly the text they parse, so accepting
+        // either grants nothing a key did not sign; it costs at most one
+        // more HMAC per key, and only for tokens holding a `%`.
+        if token != raw
             && raw.len() <= MAX_TOKEN_BYTES
             && matches!(
                 verdict.decision,
@@ -892,6 +893,31 @@ mod tests {
             ])
         );
         assert_eq!(verdict.matched_key, Some(0));
+    }
+
+    /// EdgeAuth-Token-Python without escape_early copies acl and data into
+    /// the token as given: `generate_acl_token('/live/a%20b/*')` and
+    /// `E(payload='a%2Fb').generate_acl_token('/live/*')` (HMACs computed
+    /// independently with Python's hmac over the hash source).
+    #[test]
+    fn tokens_holding_escapes_verify_as_received_without_escape_early() {
+        let spaced = "exp=1700000000~acl=/live/a%20b/*~hmac=6997a0329bcb381b3685915c749d9952a30a336fc6f40dec526847e30795bf0d";
+        assert_eq!(
+            decide(&acl(), "/live/a%20b/x.ts", &q(spaced), EXP),
+            Decision::Allow
+        );
+        assert_eq!(
+            decide(&acl(), "/live/a%20b/x.ts", &q(spaced), EXP + 1),
+            deny(DenyReason::Expired)
+        );
+        let data = "exp=1700000000~acl=/live/*~data=a%2Fb~hmac=ba9ad32d7c55c051728af6eb341a8134d9dcbcda9896a7405141577b39876653";
+        assert_eq!(decide(&acl(), "/live/x.ts", &q(data), EXP), Decision::Allow);
+        // The same token with the escape altered is no token of the key.
+        let altered = data.replace("a%2Fb", "a%2Fc");
+        assert_eq!(
+            decide(&acl(), "/live/x.ts", &q(&altered), EXP),
+            deny(DenyReason::BadSignature)
+        );
     }
 
     #[test]
