@@ -263,12 +263,13 @@ fn format_b_time(t: u64) -> String {
     format!("{y:04}{mo:02}{d:02}{h:02}{mi:02}")
 }
 
-/// Splits `/first/second/rest…` into (`first`, `second`, `/rest…`).
+/// Splits `/first/second/rest…` into (`first`, `second`, `/rest…`); the
+/// rest may be `/` alone (the vendor's demo signs the root path).
 fn two_leading(path: &str) -> Option<(&str, &str, &str)> {
     let rest = path.strip_prefix('/')?;
     let (a, rest) = rest.split_once('/')?;
     let (b, rest) = rest.split_once('/')?;
-    if a.is_empty() || b.is_empty() || rest.is_empty() {
+    if a.is_empty() || b.is_empty() {
         return None;
     }
     Some((a, b, &path[path.len() - rest.len() - 1..]))
@@ -454,11 +455,10 @@ impl Verifier for Aliyun {
     ) -> Result<Signed, SignError> {
         let ts = expires_at.saturating_sub(self.auth_delta_secs);
         let k = key.expose().as_bytes();
-        // In-path auth needs a path after its segments: `/` alone would sign
-        // a URL the verifier reads as having no token.
-        if matches!(self.form, Form::B | Form::CPath) && path.len() <= 1 {
+        // In-path auth goes in front of the path's own `/`.
+        if matches!(self.form, Form::B | Form::CPath) && !path.starts_with('/') {
             return Err(SignError::BadPath(
-                "in-path auth (types B and C) needs a path below /".into(),
+                "in-path auth (types B and C) needs a path starting with /".into(),
             ));
         }
         Ok(match &self.form {
@@ -584,6 +584,49 @@ mod tests {
             v.verify(&view_of("/a.flv", "x=1"), &k, 0).decision,
             Decision::Deny(DenyReason::MissingToken)
         );
+    }
+
+    #[test]
+    /// The vendor's documented type B example (key `aliyuncdnexp1234`,
+    /// 2015-08-15 08:00 UTC+8, 1800 s), and the root path its demo signs.
+    #[test]
+    fn type_b_documented_example_and_the_root_path() {
+        let v = Aliyun::new(Form::B, 1800, C);
+        let k = keys(&["aliyuncdnexp1234"]);
+        let path = "/201508150800/9044548ef1527deadafa49a890a377f0/4/44/44c0909bcfc20a01afaf256ca99a8b8b.mp3";
+        let at = |now| v.verify(&view_of(path, ""), &k, now);
+        assert_eq!(at(1_439_598_600).decision, Decision::Allow);
+        assert_eq!(
+            at(1_439_598_600).forward_path,
+            Some("/4/44/44c0909bcfc20a01afaf256ca99a8b8b.mp3")
+        );
+        assert_eq!(
+            at(1_439_598_601).decision,
+            Decision::Deny(DenyReason::Expired)
+        );
+        let root = "/201508150800/1cbaa871b429a0677a127bb9d45b35f1/";
+        let verdict = v.verify(&view_of(root, ""), &k, 1_439_598_600);
+        assert_eq!(verdict.decision, Decision::Allow);
+        assert_eq!(verdict.forward_path, Some("/"));
+        let signed = v
+            .sign(
+                "h",
+                "/",
+                None,
+                &Secret::new("aliyuncdnexp1234"),
+                1_439_598_600,
+            )
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        assert_eq!(signed.path, root);
+        // Type C signs the root path the same way.
+        let c = Aliyun::new(Form::CPath, 1800, C);
+        let signed = c
+            .sign("h", "/", None, &Secret::new("k"), 1_439_598_600)
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        assert!(c
+            .verify(&view_of(&signed.path, ""), &keys(&["k"]), 1_439_598_600)
+            .is_allowed());
+        assert!(v.sign("h", "", None, &Secret::new("k"), 0).is_err());
     }
 
     #[test]
