@@ -586,7 +586,6 @@ mod tests {
         );
     }
 
-    #[test]
     /// The vendor's documented type B example (key `aliyuncdnexp1234`,
     /// 2015-08-15 08:00 UTC+8, 1800 s), and the root path its demo signs.
     #[test]
