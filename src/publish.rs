@@ -200,6 +200,9 @@ fn site_auth(config: &Config, site: &SiteConfig, answers: &Answers) -> SiteAuth 
     let mut push_verifier = None;
     match crate::sync::interpret(account, domain, answer, common) {
         Ok(SyncedAuth::Enabled { verifier, keys }) => {
+            let verifier = verifier
+                .named_like(site.verifier.as_ref())
+                .unwrap_or(verifier);
             push_verifier = Some(verifier.clone());
             let source = KeySource::Vendor {
                 account: vendor.clone(),

@@ -394,3 +394,54 @@ async fn sigterm_during_a_hanging_vendor_request_exits_within_the_grace_period()
         started.elapsed()
     );
 }
+
+/// Tencent's API reports no param names and no txTime format: a site that
+/// names its own in `[site.auth]` keeps them with the vendor's keys.
+#[tokio::test(flavor = "multi_thread")]
+async fn synced_keys_keep_the_sites_own_param_names_and_time_format() {
+    let vendor = FakeTencent::start("key-one").await;
+    let origin = Origin::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let proxy = start(&config(
+        &vendor,
+        state.path(),
+        origin.addr,
+        "[site.auth]\nscheme = \"tencent\"\nkey = \"local-key\"\ntime_format = \"decimal\"\nsecret_param = \"sign\"\ntime_param = \"t\"\n",
+    ));
+    let query = |key: &str, t: u64| {
+        let t = t.to_string();
+        let secret = hex::encode(<md5::Md5 as md5::Digest>::digest(
+            format!("{key}s{t}").as_bytes(),
+        ));
+        format!("/live/s.flv?a=1&sign={secret}&t={t}")
+    };
+    let exp = now() + 60;
+    wait_for("the vendor key", async || {
+        get(
+            proxy.http_addr(),
+            "play.example.com",
+            &query("key-one", exp),
+        )
+        .await
+        .0 == StatusCode::OK
+    })
+    .await;
+    assert_eq!(origin.last_seen().path_and_query, "/live/s.flv?a=1");
+    let (s, _, _) = get(
+        proxy.http_addr(),
+        "play.example.com",
+        &query("local-key", exp),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "the site's own key, after the vendor's");
+    let (s, h, _) = get(
+        proxy.http_addr(),
+        "play.example.com",
+        &query("key-one", now() - 5),
+    )
+    .await;
+    assert_eq!(
+        (s, header_map_get(&h, "x-streamguard-deny")),
+        (StatusCode::FORBIDDEN, Some("expired"))
+    );
+}

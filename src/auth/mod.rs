@@ -280,6 +280,20 @@ pub trait Verifier: Send + Sync + fmt::Debug {
         None
     }
 
+    /// This verifier, built from a vendor's answer, with what the answer
+    /// does not say taken from the site's own verifier `site` when that is
+    /// of the same scheme (Tencent: the param names and the txTime
+    /// format). `None`: nothing to take.
+    fn named_like(&self, _site: &dyn Verifier) -> Option<std::sync::Arc<dyn Verifier>> {
+        None
+    }
+
+    /// How the scheme writes its time value, for schemes that offer a
+    /// choice.
+    fn time_format(&self) -> Option<TimeFormat> {
+        None
+    }
+
     /// The origin path for a request path whose auth was checked some other
     /// way (an HLS session token): schemes that carry auth in the path drop
     /// it here, as `verify` does in `Verdict::forward_path`.

@@ -184,6 +184,28 @@ impl Verifier for Tencent {
         &self.params
     }
 
+    fn time_format(&self) -> Option<TimeFormat> {
+        Some(self.time_format)
+    }
+
+    /// Tencent's API reports the keys and AuthDelta only: the site's own
+    /// `[site.auth]` (when Tencent) names the params and the txTime format.
+    fn named_like(&self, site: &dyn Verifier) -> Option<std::sync::Arc<dyn Verifier>> {
+        let time_format = site.time_format()?;
+        let params = site.auth_params();
+        if site.scheme() != self.scheme()
+            || params.len() != 2
+            || (params == self.params.as_slice() && time_format == self.time_format)
+        {
+            return None;
+        }
+        Some(std::sync::Arc::new(Tencent {
+            params: params.to_vec(),
+            time_format,
+            ..self.clone()
+        }))
+    }
+
     fn sign(
         &self,
         _host: &str,
