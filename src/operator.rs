@@ -36,8 +36,8 @@ pub enum Scene {
     Push,
 }
 
-/// One key of a scope, as stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One key of a scope, as stored. `Debug` shows `***` for the key.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Detail {
     /// The key.
     pub secret_key: String,
@@ -49,6 +49,17 @@ pub struct Detail {
     /// Signed fields (`md5_custom`), as given.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub encrypt_field: Vec<String>,
+}
+
+impl std::fmt::Debug for Detail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Detail")
+            .field("secret_key", &"***")
+            .field("algorithm", &self.algorithm)
+            .field("auth_field", &self.auth_field)
+            .field("encrypt_field", &self.encrypt_field)
+            .finish()
+    }
 }
 
 /// One scope and its keys.
@@ -241,8 +252,8 @@ pub struct UpdateAuthKey {
     pub push_pull_enable: Option<bool>,
 }
 
-/// One `AuthDetailList` entry as sent.
-#[derive(Debug, Clone, Default, Deserialize)]
+/// One `AuthDetailList` entry as sent. `Debug` shows `***` for the key.
+#[derive(Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawDetail {
     /// The key.
@@ -257,6 +268,17 @@ pub struct RawDetail {
     /// Signed fields.
     #[serde(rename = "EncryptField")]
     pub encrypt_field: Option<Vec<String>>,
+}
+
+impl std::fmt::Debug for RawDetail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawDetail")
+            .field("secret_key", &self.secret_key.as_ref().map(|_| "***"))
+            .field("encryption_algorithm", &self.encryption_algorithm)
+            .field("auth_field", &self.auth_field)
+            .field("encrypt_field", &self.encrypt_field)
+            .finish()
+    }
 }
 
 /// The scope named by a request, before it is matched to a site.

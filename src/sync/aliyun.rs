@@ -302,11 +302,7 @@ impl VendorApi for AliyunApi {
     ) -> Result<SyncedAuth, SyncError> {
         if !status.is_success() {
             return match serde_json::from_slice::<VendorErr>(body) {
-                Ok(e) => Err(SyncError::Vendor {
-                    status: status.as_u16(),
-                    code: e.code,
-                    message: e.message,
-                }),
+                Ok(e) => Err(super::vendor_error(status, e.code, e.message)),
                 Err(_) => Err(SyncError::Malformed(format!(
                     "http {status} without an error envelope"
                 ))),

@@ -60,7 +60,8 @@ pub enum SyncedAuth {
 
 /// A good vendor answer for one domain, kept as the vendor sent it: the
 /// snapshot builder reads it with each site's own settings (clock skew).
-#[derive(Debug, Clone)]
+/// `Debug` shows the body's length only (it holds the keys).
+#[derive(Clone)]
 pub struct Answer {
     /// The response body.
     pub body: Bytes,
@@ -68,6 +69,16 @@ pub struct Answer {
     pub at: Option<u64>,
     /// True when read back from the state directory.
     pub restored: bool,
+}
+
+impl std::fmt::Debug for Answer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Answer")
+            .field("body", &format_args!("<{} bytes>", self.body.len()))
+            .field("at", &self.at)
+            .field("restored", &self.restored)
+            .finish()
+    }
 }
 
 /// Where a [`SyncService`] sends its answers.
@@ -173,6 +184,66 @@ pub fn malformed(status: StatusCode, e: &serde_json::Error) -> SyncError {
         e.line(),
         e.column()
     ))
+}
+
+/// A vendor's error envelope as a [`SyncError::Vendor`], its code and
+/// message made fit for a log line, a metric-free error field and the
+/// operator API: cut short, and without what may be a credential.
+///
+/// Why: vendors echo the request they could not verify. Alibaba Cloud's
+/// `SignatureDoesNotMatch` says "server string to sign is:GET&%2F&AccessKeyId%3D…",
+/// which puts the account's AccessKeyId in every retry's log line.
+pub fn vendor_error(status: StatusCode, code: String, message: String) -> SyncError {
+    SyncError::Vendor {
+        status: status.as_u16(),
+        code: scrub(&code, MAX_VENDOR_CODE_CHARS),
+        message: scrub(&message, MAX_VENDOR_MESSAGE_CHARS),
+    }
+}
+
+/// Longest vendor error code kept, in chars.
+const MAX_VENDOR_CODE_CHARS: usize = 64;
+/// Longest vendor error message kept, in chars.
+const MAX_VENDOR_MESSAGE_CHARS: usize = 240;
+/// Shortest run of token characters with a digit or `%` that is taken for
+/// a credential, signature or echoed request and replaced.
+const MIN_REDACTED_RUN: usize = 16;
+
+/// `text` up to an echoed string to sign, with every run of token
+/// characters (`A-Z a-z 0-9 % + / = _ - .`) of [`MIN_REDACTED_RUN`] or more
+/// that holds a digit or a `%` replaced by `***` (words stay), cut at
+/// `max` chars.
+fn scrub(text: &str, max: usize) -> String {
+    let lower = text.to_ascii_lowercase();
+    let text = match lower.find("string to sign") {
+        Some(i) => &text[..i],
+        None => text,
+    };
+    let token = |c: char| c.is_ascii_alphanumeric() || "%+/=_-.".contains(c);
+    let mut out = String::with_capacity(text.len().min(max));
+    let mut run = String::new();
+    let flush = |run: &mut String, out: &mut String| {
+        if run.len() >= MIN_REDACTED_RUN && run.chars().any(|c| c.is_ascii_digit() || c == '%') {
+            out.push_str("***");
+        } else {
+            out.push_str(run);
+        }
+        run.clear();
+    };
+    for c in text.chars() {
+        if token(c) {
+            run.push(c);
+        } else {
+            flush(&mut run, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut run, &mut out);
+    let out = out.trim_end();
+    match out.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &out[..i]),
+        None => out.to_owned(),
+    }
 }
 
 /// One vendor's API: how to ask, and how to read the answer. Pure functions.
@@ -557,4 +628,68 @@ pub fn interpret(
     common: Common,
 ) -> Result<SyncedAuth, SyncError> {
     api_for(account).parse(domain, StatusCode::OK, &answer.body, common)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_of_an_answer_or_a_key_shows_no_key() {
+        let answer = Answer {
+            body: Bytes::from_static(br#"{"AuthKey":"sekrit-key"}"#),
+            at: Some(1),
+            restored: false,
+        };
+        assert!(!format!("{answer:?}").contains("sekrit"));
+        let detail = crate::operator::Detail {
+            secret_key: "sekrit-key".into(),
+            algorithm: "md5".into(),
+            auth_field: Default::default(),
+            encrypt_field: Vec::new(),
+        };
+        assert!(!format!("{detail:?}").contains("sekrit"));
+        let raw = crate::operator::RawDetail {
+            secret_key: Some("sekrit-key".into()),
+            ..Default::default()
+        };
+        assert!(!format!("{raw:?}").contains("sekrit"));
+    }
+
+    #[test]
+    fn vendor_messages_lose_echoed_requests_and_credentials() {
+        // Alibaba Cloud's answer to a wrong secret, as its SDKs report it.
+        let aliyun = "Specified signature is not matched with our calculation. server string to sign is:GET&%2F&AccessKeyId%3DLTAIACCESSKEYID12345%26Action%3DDescribeLiveDomainConfigs";
+        let e = vendor_error(
+            StatusCode::BAD_REQUEST,
+            "SignatureDoesNotMatch".into(),
+            aliyun.into(),
+        );
+        let text = e.to_string();
+        assert!(!text.contains("LTAI"), "{text}");
+        assert!(text.starts_with("vendor error SignatureDoesNotMatch: Specified signature is not matched with our calculation. server"), "{text}");
+        // A credential or signature quoted elsewhere in a message.
+        let e = vendor_error(
+            StatusCode::UNAUTHORIZED,
+            "InvalidAccessKey".into(),
+            "The access key AKLTMjI2ODVlYzI3ZGY1NGU4 is not valid, nor signature 28eeabbbd726b87002e0fe58ad8c1c76".into(),
+        );
+        let text = e.to_string();
+        assert!(
+            !text.contains("AKLTMjI2") && !text.contains("28eeab"),
+            "{text}"
+        );
+        assert!(text.contains("The access key *** is not valid"), "{text}");
+        // Plain words stay, long messages are cut.
+        let e = vendor_error(
+            StatusCode::OK,
+            "ResourceNotFound.PlayDomainNoRecord".into(),
+            "x ".repeat(500),
+        );
+        let SyncError::Vendor { code, message, .. } = e else {
+            unreachable!()
+        };
+        assert_eq!(code, "ResourceNotFound.PlayDomainNoRecord");
+        assert_eq!(message.chars().count(), MAX_VENDOR_MESSAGE_CHARS + 1);
+    }
 }

@@ -221,11 +221,7 @@ fn response(status: StatusCode, body: &[u8]) -> Result<ResponseBody, SyncError> 
         .response
         .ok_or_else(|| SyncError::Malformed(format!("http {status}: no Response")))?;
     if let Some(e) = resp.error {
-        return Err(SyncError::Vendor {
-            status: status.as_u16(),
-            code: e.code,
-            message: e.message,
-        });
+        return Err(super::vendor_error(status, e.code, e.message));
     }
     if !status.is_success() {
         return Err(SyncError::Malformed(format!(

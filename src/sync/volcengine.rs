@@ -414,11 +414,7 @@ fn answer(status: StatusCode, body: &[u8]) -> Result<Envelope, SyncError> {
     let mut env: Envelope =
         serde_json::from_slice(body).map_err(|e| super::malformed(status, &e))?;
     if let Some(e) = env.response_metadata.take().and_then(|m| m.error) {
-        return Err(SyncError::Vendor {
-            status: status.as_u16(),
-            code: e.code,
-            message: e.message,
-        });
+        return Err(super::vendor_error(status, e.code, e.message));
     }
     if !status.is_success() {
         return Err(malformed(format!(

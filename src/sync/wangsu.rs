@@ -380,24 +380,25 @@ impl VendorApi for WangsuApi {
                     code: Some(code),
                     message,
                     ..
-                }) => Err(SyncError::Vendor {
-                    status: status.as_u16(),
-                    code: text_of(&code),
-                    message: message.unwrap_or_default(),
-                }),
+                }) => Err(super::vendor_error(
+                    status,
+                    text_of(&code),
+                    message.unwrap_or_default(),
+                )),
                 _ => Err(SyncError::Malformed(format!(
                     "http {status} without an error envelope"
                 ))),
             };
         }
-        let env = parsed.map_err(|e| SyncError::Malformed(format!("http {status}: {e}")))?;
+        // Not `{e}`: serde_json quotes the offending value, maybe a key.
+        let env = parsed.map_err(|e| super::malformed(status, &e))?;
         // The docs send `code` only with errors, and "0" with success.
         if let Some(code) = env.code.as_ref().map(text_of).filter(|c| c != "0") {
-            return Err(SyncError::Vendor {
-                status: status.as_u16(),
+            return Err(super::vendor_error(
+                status,
                 code,
-                message: env.message.unwrap_or_default(),
-            });
+                env.message.unwrap_or_default(),
+            ));
         }
         let data = env
             .data
@@ -574,11 +575,9 @@ impl KeyWriter for WangsuApi {
         };
         let message = parsed.ok().and_then(|e| e.message).unwrap_or_default();
         match code {
-            Some(code) if !status.is_success() || code != "0" => Err(SyncError::Vendor {
-                status: status.as_u16(),
-                code,
-                message,
-            }),
+            Some(code) if !status.is_success() || code != "0" => {
+                Err(super::vendor_error(status, code, message))
+            }
             None if !status.is_success() => Err(SyncError::Malformed(format!(
                 "http {status} without an error envelope"
             ))),
