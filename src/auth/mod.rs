@@ -878,12 +878,28 @@ pub fn parse_hex_time(s: &str) -> Option<u64> {
     })
 }
 
-/// Parses unix seconds written in decimal, 1 to 20 digits, no sign.
+/// Latest time a URL may carry: the end of `u32` unix seconds (2106).
+pub const MAX_URL_TIME: u64 = u32::MAX as u64;
+
+/// Parses unix seconds written in decimal: digits only, no sign, no
+/// leading zero, no later than [`MAX_URL_TIME`] (so at most 10 digits).
+///
+/// Why so strict: several schemes hash the stream name or path directly
+/// followed by the time (Tencent `StreamName + txTime`, Wangsu
+/// `path + time`). With leading zeros or longer numbers allowed, the last
+/// digit of a stream name could move into the time and keep the hash:
+/// `cam1` + `1700000000` signs `cam` + `11700000000`, an expiry in the
+/// year 2340, and `cam0` + `1700000000` signs `cam` + `01700000000`,
+/// another stream.
 pub fn parse_dec_time(s: &str) -> Option<u64> {
-    if s.is_empty() || s.len() > 20 || !s.bytes().all(|b| b.is_ascii_digit()) {
+    if s.is_empty()
+        || s.len() > 10
+        || (s.len() > 1 && s.starts_with('0'))
+        || !s.bytes().all(|b| b.is_ascii_digit())
+    {
         return None;
     }
-    s.parse().ok()
+    s.parse().ok().filter(|&t| t <= MAX_URL_TIME)
 }
 
 /// How a scheme writes its time value.
@@ -1250,6 +1266,13 @@ mod tests {
         assert_eq!(parse_dec_time("1653632422"), Some(1_653_632_422));
         assert_eq!(parse_dec_time("-1"), None);
         assert_eq!(parse_dec_time("99999999999999999999"), None);
+        assert_eq!(parse_dec_time("0"), Some(0));
+        assert_eq!(parse_dec_time("4294967295"), Some(4_294_967_295));
+        // A stream name's last digit moved into the time: refused.
+        assert_eq!(parse_dec_time("11700000000"), None);
+        assert_eq!(parse_dec_time("4294967296"), None);
+        assert_eq!(parse_dec_time("01700000000"), None);
+        assert_eq!(parse_dec_time("0100"), None);
     }
 
     #[test]

@@ -452,6 +452,35 @@ mod tests {
         assert_eq!(hex.decision, Decision::Deny(DenyReason::MalformedToken));
     }
 
+    /// `MD5(KEY + StreamName + txTime)` has nothing between name and time:
+    /// the last digit of a stream name moved into a decimal txTime keeps
+    /// the hash. Such times are refused, so an expired URL for `cam1`
+    /// opens neither `cam` for centuries, nor (`cam0`) another stream.
+    #[test]
+    fn a_digit_moved_from_the_stream_name_into_the_time_is_refused() {
+        let v = Tencent::new(0, TimeFormat::Decimal, Common { clock_skew_secs: 0 });
+        let k = KeySet::new(vec![Secret::new("k")]);
+        for (signed_stream, shifted_stream, digit) in [("cam1", "cam", "1"), ("cam0", "cam", "0")] {
+            let path = format!("/live/{signed_stream}.flv");
+            let signed = v
+                .sign("h", &path, None, &Secret::new("k"), 1_700_000_000)
+                .unwrap_or_else(|e| unreachable!("{e}"));
+            let secret = signed
+                .query
+                .split('&')
+                .find_map(|p| p.strip_prefix("txSecret="))
+                .unwrap_or_default();
+            let shifted = format!("txSecret={secret}&txTime={digit}1700000000");
+            let shifted_path = format!("/live/{shifted_stream}.flv");
+            let verdict = v.verify(&view(&shifted_path, &shifted), &k, 1_700_000_100);
+            assert_eq!(
+                verdict.decision,
+                Decision::Deny(DenyReason::MalformedToken),
+                "{signed_stream}"
+            );
+        }
+    }
+
     #[test]
     fn sign_produces_the_vendor_vector() {
         let v = verifier();

@@ -310,15 +310,21 @@ impl Volcengine {
     }
 
     /// Digits of the base only (`from_str_radix` alone takes a leading
-    /// `+`), and no later than 2106 (`u32` seconds): a decimal time read in
-    /// base 16 would otherwise be an expiry thousands of years away.
+    /// `+`), no leading zero, and no later than 2106 (`u32` seconds): a
+    /// decimal time read in base 16 would otherwise be an expiry thousands
+    /// of years away, and with `md5_custom` fields a stream name's last
+    /// digit could move into the time (see [`super::parse_dec_time`]).
     fn parse_time(&self, s: &str) -> Option<u64> {
-        if s.is_empty() || s.len() > 64 || !s.chars().all(|c| c.is_digit(self.base)) {
+        if s.is_empty()
+            || s.len() > 64
+            || (s.len() > 1 && s.starts_with('0'))
+            || !s.chars().all(|c| c.is_digit(self.base))
+        {
             return None;
         }
         u64::from_str_radix(s, self.base)
             .ok()
-            .filter(|&t| t <= u64::from(u32::MAX))
+            .filter(|&t| t <= super::MAX_URL_TIME)
     }
 
     fn format_time(&self, t: u64) -> String {
@@ -538,6 +544,8 @@ mod tests {
         assert_eq!(sign(16, "1653632422"), malformed);
         assert_eq!(sign(16, "628f9f26"), Decision::Allow);
         assert_eq!(sign(2, "1102"), malformed);
+        assert_eq!(sign(10, "01653632422"), malformed);
+        assert_eq!(sign(16, "0628f9f26"), malformed);
     }
 
     #[test]

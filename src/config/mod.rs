@@ -273,7 +273,7 @@ impl Config {
                 ctx.problem(
                     &path,
                     format!(
-                        "address {addr} is also used by {prev}; give each listener its own address"
+                        "the same address is also used by {prev}; give each listener its own address"
                     ),
                 );
             }

@@ -320,17 +320,14 @@ fn load_certificate(
         Ok(_) => {
             ctx.problem(
                 &format!("{path}.cert_file"),
-                format!("{} holds no PEM certificate", cert_file.display()),
+                "holds no PEM certificate".to_owned(),
             );
             None
         }
         Err(e) => {
             ctx.problem(
                 &format!("{path}.cert_file"),
-                format!(
-                    "cannot read PEM certificates from {}: {e}",
-                    cert_file.display()
-                ),
+                format!("cannot read PEM certificates from the file: {e}"),
             );
             None
         }
@@ -341,7 +338,7 @@ fn load_certificate(
             Err(e) => {
                 ctx.problem(
                     &format!("{path}.key_file"),
-                    format!("unsupported private key in {}: {e}", key_file.display()),
+                    format!("unsupported private key in the file: {e}"),
                 );
                 None
             }
@@ -349,10 +346,7 @@ fn load_certificate(
         Err(e) => {
             ctx.problem(
                 &format!("{path}.key_file"),
-                format!(
-                    "cannot read a PEM private key from {}: {e}",
-                    key_file.display()
-                ),
+                format!("cannot read a PEM private key from the file: {e}"),
             );
             None
         }

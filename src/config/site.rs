@@ -675,7 +675,7 @@ fn validate_origin(
                 Ok(roots) => ca_roots = Some(Arc::new(roots)),
                 Err(reason) => ctx.problem(
                     &format!("{path}.origin_ca_file"),
-                    format!("cannot load origin CA file {}: {reason}", f.display()),
+                    format!("cannot load the CA file: {reason}"),
                 ),
             }
         }

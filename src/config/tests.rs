@@ -200,7 +200,7 @@ key = "k"
         ("site[1].auth.key", "whitespace"),
         ("site[2].id", "already the id of site[1]"),
         ("site[2].domains[0]", "already a domain of site[1]"),
-        ("site[2].origin_ca_file", "cannot load origin CA file"),
+        ("site[2].origin_ca_file", "cannot load the CA file"),
     ];
     for (path, needle) in expect {
         assert!(
