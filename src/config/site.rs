@@ -653,6 +653,28 @@ fn validate_origin(
         ctx.problem(&p, "must not contain user info (user:pass@)");
         return None;
     }
+    // `http::Uri` takes `host:abc` (and `host:99999`) and gives no port:
+    // it would be port 80. The text after the host must be a port.
+    let after_host = authority
+        .as_str()
+        .rsplit_once(']')
+        .map_or(authority.as_str(), |(_, rest)| rest);
+    if let Some((_, port)) = after_host.rsplit_once(':') {
+        if !port.bytes().all(|b| b.is_ascii_digit()) || !port.parse::<u16>().is_ok_and(|p| p > 0) {
+            ctx.problem(&p, "has a port that is not a number from 1 to 65535");
+            return None;
+        }
+    }
+    // The origin pool needs the host as a TLS server name: found here, not
+    // when the proxy starts.
+    let host = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    if tls && rustls::pki_types::ServerName::try_from(host).is_err() {
+        ctx.problem(&p, "has a host that is not a valid TLS server name");
+        return None;
+    }
     let Ok(host_value) = http::HeaderValue::from_str(authority.as_str()) else {
         ctx.problem(&p, "has a host that cannot be sent as a Host header");
         return None;

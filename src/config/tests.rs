@@ -258,6 +258,28 @@ fn origin_forms() {
     assert!(has(&p, "site[0].origin", "user info"));
     let p = problems(&MINIMAL.replace("http://127.0.0.1:8000", "127.0.0.1:8000"));
     assert!(has(&p, "site[0].origin", "http:// or https://"), "{p:?}");
+    // Found by validation, not when the proxy starts (or silently port 80).
+    for bad in [
+        "http://127.0.0.1:abc",
+        "http://127.0.0.1:0",
+        "http://o:",
+        "http://o:99999",
+    ] {
+        let p = problems(&MINIMAL.replace("http://127.0.0.1:8000", bad));
+        assert!(has(&p, "site[0].origin", "port"), "{bad}: {p:?}");
+    }
+    let p = problems(&MINIMAL.replace("http://127.0.0.1:8000", "https://-bad-.example"));
+    assert!(has(&p, "site[0].origin", "TLS server name"), "{p:?}");
+    for good in [
+        "https://[::1]:8443",
+        "https://127.0.0.1",
+        "http://-odd-.example",
+    ] {
+        assert!(
+            parse(&MINIMAL.replace("http://127.0.0.1:8000", good)).is_ok(),
+            "{good}"
+        );
+    }
 }
 
 #[test]
