@@ -21,9 +21,13 @@ use tracing::{error, info, warn};
 use crate::config::Config;
 use crate::publish::Publisher;
 
-/// How long file events are collected before one reload (editors write in
-/// several steps: truncate, write, rename).
+/// How long the files must be quiet (no event) before one reload: editors
+/// and tools write in several steps (truncate, write, rename), and a file
+/// written in pieces must not be read half-written.
 pub const DEBOUNCE: Duration = Duration::from_millis(300);
+/// Longest wait for quiet: a file that never stops changing is read after
+/// this anyway.
+pub const MAX_SETTLE: Duration = Duration::from_secs(3);
 
 /// What a reload did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -201,11 +205,20 @@ impl Reloader {
                     let Some(mut trigger) = got else {
                         return;
                     };
-                    // Debounce: one reload for a burst of events.
-                    tokio::time::sleep(DEBOUNCE).await;
-                    while let Ok(t) = rx.try_recv() {
-                        if t == Trigger::Signal {
-                            trigger = Trigger::Signal;
+                    // Debounce: one reload for a burst of events, once
+                    // they have stopped for DEBOUNCE (at most MAX_SETTLE).
+                    let first = tokio::time::Instant::now();
+                    loop {
+                        tokio::time::sleep(DEBOUNCE).await;
+                        let mut more = false;
+                        while let Ok(t) = rx.try_recv() {
+                            more = true;
+                            if t == Trigger::Signal {
+                                trigger = Trigger::Signal;
+                            }
+                        }
+                        if !more || first.elapsed() >= MAX_SETTLE {
+                            break;
                         }
                     }
                     // A file event reloads only when the file's bytes changed

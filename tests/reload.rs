@@ -434,3 +434,53 @@ async fn a_renewed_certificate_is_picked_up_and_its_expiry_exported() {
     })
     .await;
 }
+
+/// A config written in pieces (a tool appending line by line, 150 ms
+/// apart) is read once, whole: no reload of a half-written file, none
+/// rejected, and site b never served by a truncated config in between.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_config_written_in_pieces_is_read_once_whole() {
+    use std::io::Write;
+    let origin = Origin::start().await;
+    let base = site_config(&format!("http://{}", origin.addr), "", "");
+    let proxy = Proxy::start(&base);
+    let reloads = |m: &str, outcome: &str| {
+        metric(
+            m,
+            &format!("streamguard_config_reloads_total{{outcome=\"{outcome}\"}}"),
+        )
+    };
+    let m = proxy.metrics().await;
+    let (applied0, rejected0) = (reloads(&m, "applied"), reloads(&m, "rejected"));
+    let full = format!(
+        "{base}{}",
+        SITE_B.replace("ORIGIN", &format!("http://{}", origin.addr))
+    );
+    let path = proxy.path("streamguard.toml");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(&path)
+        .unwrap();
+    for piece in full.as_bytes().chunks(full.len().div_ceil(8)) {
+        file.write_all(piece).unwrap();
+        file.flush().unwrap();
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    drop(file);
+    let b_url = format!(
+        "/live/b.flv?{}",
+        tencent_query("key-b", "/live/b.flv", now() + 600)
+    );
+    wait_for("site b", async || {
+        get(proxy.http_addr(), "b.example.com", &b_url).await.0 == StatusCode::OK
+    })
+    .await;
+    let m = proxy.metrics().await;
+    assert_eq!(
+        reloads(&m, "rejected"),
+        rejected0,
+        "a half-written file was read"
+    );
+    assert_eq!(reloads(&m, "applied"), applied0 + 1.0, "{m}");
+}
