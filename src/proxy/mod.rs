@@ -111,22 +111,30 @@ impl Snapshot {
     ) -> Result<Snapshot, SnapshotError> {
         let mut by_host = HashMap::new();
         let mut sites = Vec::new();
-        for (sc, auth) in config.sites.iter().zip(auths) {
-            let reused = same_config_as
-                .and_then(|prev| prev.sites.iter().find(|s| s.config.id == sc.id))
-                .map(|s| (s.client.clone(), s.stream_client.clone()));
-            let (client, stream_client) = match reused {
-                Some(c) => c,
-                None => {
-                    let build = |stream| {
-                        upstream::build_client(sc, stream).map_err(|source| SnapshotError {
-                            site: sc.id.clone(),
-                            source,
-                        })
-                    };
-                    (build(false)?, build(true)?)
+        // Every fallible step first: a snapshot that cannot be built leaves
+        // the metrics of the one in force untouched.
+        let clients = config
+            .sites
+            .iter()
+            .map(|sc| {
+                let reused = same_config_as
+                    .and_then(|prev| prev.sites.iter().find(|s| s.config.id == sc.id))
+                    .map(|s| (s.client.clone(), s.stream_client.clone()));
+                match reused {
+                    Some(c) => Ok(c),
+                    None => {
+                        let build = |stream| {
+                            upstream::build_client(sc, stream).map_err(|source| SnapshotError {
+                                site: sc.id.clone(),
+                                source,
+                            })
+                        };
+                        Ok((build(false)?, build(true)?))
+                    }
                 }
-            };
+            })
+            .collect::<Result<Vec<_>, SnapshotError>>()?;
+        for ((sc, auth), (client, stream_client)) in config.sites.iter().zip(auths).zip(clients) {
             metrics
                 .site_keys
                 .with_label_values(&[&sc.id])
