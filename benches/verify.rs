@@ -507,6 +507,7 @@ fn main() {
                     hls::Scope { hosts: &hosts },
                     "/live/s/index.m3u8",
                     &mut |target| site.child_session(&grant, "/live/s/index.m3u8", target, EXP),
+                    usize::MAX,
                 )
             })
         });

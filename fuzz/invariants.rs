@@ -811,10 +811,18 @@ pub fn playlist(data: &[u8]) {
     let text = String::from_utf8_lossy(input.rest());
     let hosts = vec!["play.example.com".to_owned(), "cdn.example.com".to_owned()];
     let mut asked: Vec<String> = Vec::new();
-    let out = hls::rewrite(&text, Scope { hosts: &hosts }, base, &mut |p| {
-        asked.push(p.to_owned());
-        Some(format!("sg_session=T{}", p.len()))
-    });
+    let Some(out) = hls::rewrite(
+        &text,
+        Scope { hosts: &hosts },
+        base,
+        &mut |p| {
+            asked.push(p.to_owned());
+            Some(format!("sg_session=T{}", p.len()))
+        },
+        usize::MAX,
+    ) else {
+        panic!("no bound was given, yet the rewrite gave up");
+    };
     for p in &asked {
         // The path the player requests, then the URI's own query after `?`.
         let path = p.split('?').next().unwrap_or(p);

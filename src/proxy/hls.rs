@@ -226,15 +226,21 @@ pub fn add_params(uri: &str, params: &str) -> String {
 /// Rewrites a playlist served at `base` (its request path); see the module
 /// docs. `params` gives each child's params from what the player will
 /// request ([`Scope::target`]: the path, and `?query` when the URI has one);
-/// `None` leaves that URI as it is.
+/// `None` leaves that URI as it is. `None` when the result would pass
+/// `max_len` bytes: given up as soon as it does, so that a playlist of
+/// very many short lines costs neither the memory nor a token per line.
 pub fn rewrite(
     playlist: &str,
     scope: Scope<'_>,
     base: &str,
     params: &mut dyn FnMut(&str) -> Option<String>,
-) -> String {
-    let mut out = String::with_capacity(playlist.len() + playlist.len() / 4);
+    max_len: usize,
+) -> Option<String> {
+    let mut out = String::with_capacity((playlist.len() + playlist.len() / 4).min(max_len));
     for line in playlist.split_inclusive('\n') {
+        if out.len() > max_len {
+            return None;
+        }
         let (body, ending) = match line.strip_suffix("\r\n") {
             Some(b) => (b, "\r\n"),
             None => match line.strip_suffix('\n') {
@@ -266,7 +272,7 @@ pub fn rewrite(
             out.push_str(line);
         }
     }
-    out
+    (out.len() <= max_len).then_some(out)
 }
 
 /// Rewrites the `URI="…"` attribute of a tag line, scanning the attribute
@@ -338,9 +344,41 @@ mod tests {
 
     fn rw(text: &str) -> String {
         let h = hosts();
-        rewrite(text, Scope { hosts: &h }, "/live/s/index.m3u8", &mut |_| {
-            Some(P.to_owned())
-        })
+        rewrite(
+            text,
+            Scope { hosts: &h },
+            "/live/s/index.m3u8",
+            &mut |_| Some(P.to_owned()),
+            usize::MAX,
+        )
+        .unwrap_or_default()
+    }
+
+    #[test]
+    fn a_rewrite_past_its_bound_stops_there() {
+        let h = hosts();
+        let text = format!("#EXTM3U\n{}", "a.ts\n".repeat(10_000));
+        let mut calls = 0;
+        let out = rewrite(
+            &text,
+            Scope { hosts: &h },
+            "/live/s/index.m3u8",
+            &mut |_| {
+                calls += 1;
+                Some("tok=0123456789".to_owned())
+            },
+            1_000,
+        );
+        assert!(out.is_none());
+        assert!(calls < 100, "{calls} tokens made past the bound");
+        let within = rewrite(
+            "#EXTM3U\na.ts\n",
+            Scope { hosts: &h },
+            "/live/s/index.m3u8",
+            &mut |_| Some("t=1".to_owned()),
+            "#EXTM3U\na.ts?t=1\n".len(),
+        );
+        assert_eq!(within.as_deref(), Some("#EXTM3U\na.ts?t=1\n"));
     }
 
     #[test]
@@ -384,10 +422,17 @@ mod tests {
         let h = hosts();
         let src = "#EXTM3U\n#EXT-X-MAP:URI=\"init.mp4\"\nseg0.ts\n../v1/index.m3u8\nhttps://cdn.other.com/x.ts\n";
         let mut seen = Vec::new();
-        let out = rewrite(src, Scope { hosts: &h }, "/live/v0/index.m3u8", &mut |p| {
-            seen.push(p.to_owned());
-            Some(format!("for={}", p.len()))
-        });
+        let out = rewrite(
+            src,
+            Scope { hosts: &h },
+            "/live/v0/index.m3u8",
+            &mut |p| {
+                seen.push(p.to_owned());
+                Some(format!("for={}", p.len()))
+            },
+            usize::MAX,
+        )
+        .unwrap_or_default();
         assert_eq!(
             seen,
             [
@@ -459,9 +504,14 @@ mod tests {
         let src = "#EXT-X-KEY:METHOD=SAMPLE-AES,URI=\"skd://key-id\",KEYFORMAT=\"com.apple.streamingkeydelivery\"\n#EXT-X-KEY:METHOD=AES-128,URI=\"data:text/plain;base64,AAAA\"\nhttps://cdn.other.com/a.ts\n";
         assert_eq!(rw(src), src);
         let h = vec!["play.example.com".to_owned(), "cdn.other.com".to_owned()];
-        let out = rewrite(src, Scope { hosts: &h }, "/live/s/index.m3u8", &mut |_| {
-            Some(P.to_owned())
-        });
+        let out = rewrite(
+            src,
+            Scope { hosts: &h },
+            "/live/s/index.m3u8",
+            &mut |_| Some(P.to_owned()),
+            usize::MAX,
+        )
+        .unwrap_or_default();
         assert!(out.contains("https://cdn.other.com/a.ts?tok=1"));
         assert!(out.contains("skd://key-id\""));
     }

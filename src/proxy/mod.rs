@@ -852,19 +852,20 @@ async fn rewrite_playlist(
         site.bytes.inc_by(bytes.len() as u64);
         return Ok(Response::from_parts(parts, body::full(bytes)));
     }
-    let out = hls::rewrite(
+    // Why a bound: every URI line grows by the params; a playlist of very
+    // short lines must not turn into an unbounded allocation (nor a token
+    // for each of its lines: the rewrite stops at the bound).
+    let Some(out) = hls::rewrite(
         text,
         hls::Scope {
             hosts: &cfg.hls.hosts,
         },
         playlist_path,
         params,
-    );
-    // Why a bound: every URI line grows by the params; a playlist of very
-    // short lines must not turn into an unbounded allocation.
-    if out.len() > cfg.hls.max_playlist_bytes.saturating_mul(4) {
+        cfg.hls.max_playlist_bytes.saturating_mul(4),
+    ) else {
         return Err(Stop::PlaylistTooLarge);
-    }
+    };
     let h = &mut parts.headers;
     for name in [
         CONTENT_LENGTH,
