@@ -826,12 +826,18 @@ async fn hop_by_hop_headers_and_client_forwarded_for_are_not_passed_on() {
             ("te", "trailers"),
             ("x-forwarded-for", "6.6.6.6"),
             ("forwarded", "for=6.6.6.6"),
+            ("x-real-ip", "6.6.6.6"),
             ("x-kept", "yes"),
         ],
     )
     .await;
     assert_eq!(resp.status(), StatusCode::OK);
     let seen = origin.last_seen();
+    assert_eq!(
+        header_map_get(&seen.headers, "x-real-ip"),
+        Some("127.0.0.1"),
+        "a client's X-Real-IP reached the origin"
+    );
     for h in ["x-secret-hop", "proxy-authorization", "te", "forwarded"] {
         assert!(seen.headers.get(h).is_none(), "{h} reached the origin");
     }
@@ -852,7 +858,10 @@ async fn trusted_proxy_forwarded_for_is_extended() {
         HOST,
         &format!("/live/test.flv?{q}"),
         http::Method::GET,
-        &[("x-forwarded-for", "203.0.113.9")],
+        &[
+            ("x-forwarded-for", "203.0.113.9"),
+            ("x-real-ip", "203.0.113.9"),
+        ],
     )
     .await;
     assert_eq!(resp.status(), StatusCode::OK);
@@ -860,6 +869,38 @@ async fn trusted_proxy_forwarded_for_is_extended() {
         header_map_get(&origin.last_seen().headers, "x-forwarded-for"),
         Some("203.0.113.9, 127.0.0.1")
     );
+    assert_eq!(
+        header_map_get(&origin.last_seen().headers, "x-real-ip"),
+        Some("203.0.113.9"),
+        "a trusted proxy's X-Real-IP is kept"
+    );
+}
+
+/// Two `Host` headers: 400 (RFC 9112 §3.2), whichever names a site.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_host_headers_are_a_bad_request() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (origin, proxy) = setup("", "").await;
+    let q = tencent_query(KEY, "/live/test.flv", now() + 60);
+    let mut s = tokio::net::TcpStream::connect(proxy.http_addr())
+        .await
+        .unwrap();
+    s.write_all(
+        format!(
+            "GET /live/test.flv?{q} HTTP/1.1\r\nHost: {HOST}\r\nHost: other.example.com\r\nConnection: close\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.1 400"), "{text}");
+    assert_eq!(origin.count(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread")]

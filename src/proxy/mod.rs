@@ -278,7 +278,16 @@ use crate::time::unix_now;
 pub fn request_host<B>(req: &Request<B>) -> Option<(HeaderValue, String)> {
     let raw = match req.uri().authority() {
         Some(a) => HeaderValue::from_str(a.as_str()).ok()?,
-        None => req.headers().get(HOST)?.clone(),
+        None => {
+            // Two Host headers are a bad request (RFC 9112 §3.2): a front
+            // proxy routing by the other one would disagree with us.
+            let mut hosts = req.headers().get_all(HOST).iter();
+            let host = hosts.next()?;
+            if hosts.next().is_some() {
+                return None;
+            }
+            host.clone()
+        }
     };
     let norm = normalize_host(raw.to_str().ok()?)?;
     Some((raw, norm))

@@ -254,7 +254,7 @@ pub struct ClientSide<'a> {
 /// Turns the client's request into the origin request: origin-form URI
 /// `path_and_query` (the origin's base path included; the pool adds scheme
 /// and authority for HTTP/2), HTTP/1.1, hop-by-hop headers removed, Host per the
-/// site's policy, and `X-Forwarded-For/-Proto/-Host` set.
+/// site's policy, and `X-Forwarded-For/-Proto/-Host` and `X-Real-IP` set.
 pub fn prepare(
     mut req: Request<Incoming>,
     site: &SiteConfig,
@@ -296,6 +296,14 @@ pub fn prepare(
         HeaderName::from_static("x-forwarded-for"),
         xff.map_err(http::Error::from)?,
     );
+    // Origins behind nginx often trust `X-Real-IP` (`real_ip_header`): a
+    // client's own is replaced by its address; a trusted proxy's is kept.
+    if !client.peer_trusted || !headers.contains_key("x-real-ip") {
+        headers.insert(
+            HeaderName::from_static("x-real-ip"),
+            ip_value(ip).map_err(http::Error::from)?,
+        );
+    }
     headers.insert(
         HeaderName::from_static("x-forwarded-proto"),
         HeaderValue::from_static(if client.tls { "https" } else { "http" }),
