@@ -273,6 +273,22 @@ async fn each_scheme_allows_its_signed_urls_and_denies_forgeries() {
     .await;
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(origin.last_seen().path_and_query, "/vod/a/b.ts");
+    // The token's cookie is stripped like its query param; others stay.
+    assert_eq!(
+        header_map_get(&origin.last_seen().headers, "cookie"),
+        Some("x=1")
+    );
+    // ... and so is the token's header.
+    let resp = send_with(
+        proxy.http_addr(),
+        "ak.example.com",
+        "/vod/a/b.ts",
+        http::Method::GET,
+        &[("__token__", &token), ("x-forwarded-for", "203.0.113.7")],
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(origin.last_seen().headers.get("__token__").is_none());
     let resp = send_with(
         proxy.http_addr(),
         "ak.example.com",

@@ -594,6 +594,10 @@ impl Verifier for Akamai {
         "akamai"
     }
 
+    fn token_carrier(&self) -> Option<&str> {
+        Some(self.token_name())
+    }
+
     fn verify<'a>(&self, req: &RequestView<'a>, keys: &KeySet, now: u64) -> Verdict<'a> {
         let raw = match self.find_token(req) {
             Ok(Some(raw)) => raw,

@@ -272,6 +272,13 @@ pub trait Verifier: Send + Sync + fmt::Debug {
     /// the site asks for it.
     fn auth_params(&self) -> &[String];
 
+    /// A name under which the token may also come as a cookie or a header
+    /// (Akamai's `__token__`): removed from both before forwarding, like
+    /// the auth params from the query. `None` for query-only schemes.
+    fn token_carrier(&self) -> Option<&str> {
+        None
+    }
+
     /// This verifier as the site's publishers are checked with it (with the
     /// push keys), where that differs from players: Volcengine push times
     /// are always decimal, and a combination of verifiers must not bring

@@ -26,7 +26,7 @@ use http::header::{
     HeaderValue, ACCEPT_ENCODING, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE,
     ETAG, HOST, LAST_MODIFIED, RANGE,
 };
-use http::{Method, Request, Response, StatusCode};
+use http::{HeaderName, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use prometheus::IntCounter;
 use tracing::warn;
@@ -60,6 +60,9 @@ pub struct Site {
     active_streams: prometheus::IntGauge,
     /// Query params removed before forwarding: the scheme's and the session token.
     strip_params: Vec<String>,
+    /// The cookie and header a token may also come in, removed before
+    /// forwarding when the site strips auth params (Akamai's `__token__`).
+    strip_carrier: Option<HeaderName>,
 }
 
 impl Site {
@@ -209,6 +212,11 @@ impl Snapshot {
                     .cloned()
                     .chain(std::iter::once(SESSION_PARAM.to_owned()))
                     .collect(),
+                strip_carrier: auth
+                    .verifier
+                    .token_carrier()
+                    .filter(|_| sc.strip_auth_params)
+                    .and_then(|n| HeaderName::from_bytes(n.as_bytes()).ok()),
                 auth,
                 client,
                 stream_client,
@@ -579,6 +587,9 @@ async fn forward(
         if hls::is_playlist(None, uri.path()) {
             req.headers_mut().remove(RANGE);
         }
+    }
+    if let Some(name) = &site.strip_carrier {
+        upstream::remove_token_carriers(req.headers_mut(), name);
     }
     let client_side = ClientSide {
         remote: ctx.conn.remote,

@@ -312,6 +312,51 @@ pub fn prepare(
     Ok(req)
 }
 
+/// Removes the header `name` and every `name=…` cookie (the other cookies
+/// stay; a `Cookie` header left empty goes).
+pub fn remove_token_carriers(headers: &mut HeaderMap, name: &HeaderName) {
+    headers.remove(name);
+    let holds = |v: &HeaderValue| {
+        v.as_bytes()
+            .split(|&b| b == b';')
+            .any(|p| cookie_name(p) == name.as_str().as_bytes())
+    };
+    if !headers.get_all(header::COOKIE).iter().any(holds) {
+        return;
+    }
+    let kept: Vec<HeaderValue> = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| {
+            let pairs: Vec<&[u8]> = v
+                .as_bytes()
+                .split(|&b| b == b';')
+                .filter(|p| {
+                    let n = cookie_name(p);
+                    !n.is_empty() && n != name.as_str().as_bytes()
+                })
+                .map(<[u8]>::trim_ascii)
+                .collect();
+            (!pairs.is_empty())
+                .then(|| HeaderValue::from_bytes(&pairs.join(&b"; "[..])).ok())
+                .flatten()
+        })
+        .collect();
+    headers.remove(header::COOKIE);
+    for v in kept {
+        headers.append(header::COOKIE, v);
+    }
+}
+
+/// The name of one `name=value` cookie pair, trimmed.
+fn cookie_name(pair: &[u8]) -> &[u8] {
+    let pair = pair.trim_ascii();
+    pair.split(|&b| b == b'=')
+        .next()
+        .unwrap_or(pair)
+        .trim_ascii()
+}
+
 /// `ip` as a header value (IPv4 without the formatting machinery: this
 /// runs on every request).
 fn ip_value(ip: IpAddr) -> Result<HeaderValue, http::header::InvalidHeaderValue> {
@@ -408,7 +453,10 @@ fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
 
 #[cfg(test)]
 mod tests {
-    use super::{ip_value, is_stream_path, remove_hop_by_hop, scan_names, CORS, NAMES};
+    use super::{
+        ip_value, is_stream_path, remove_hop_by_hop, remove_token_carriers, scan_names, CORS, NAMES,
+    };
+    use http::header::{self, HeaderName};
     use http::{HeaderMap, HeaderValue};
 
     fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
@@ -438,6 +486,27 @@ mod tests {
             let addr = std::net::IpAddr::V4(n.into());
             assert_eq!(ip_value(addr).unwrap(), addr.to_string().as_str());
         }
+    }
+
+    #[test]
+    fn token_carriers_go_and_other_cookies_stay() {
+        let name = HeaderName::from_static("__token__");
+        let mut h = HeaderMap::new();
+        h.insert("__token__", HeaderValue::from_static("exp=1~hmac=ab"));
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; __token__=exp=1~hmac=ab; b=2"),
+        );
+        h.append(header::COOKIE, HeaderValue::from_static("__token__=x"));
+        h.append(header::COOKIE, HeaderValue::from_static("__token__x=kept"));
+        remove_token_carriers(&mut h, &name);
+        assert!(h.get("__token__").is_none());
+        let cookies: Vec<_> = h.get_all(header::COOKIE).iter().collect();
+        assert_eq!(cookies, ["a=1; b=2", "__token__x=kept"]);
+        let mut untouched = HeaderMap::new();
+        untouched.insert(header::COOKIE, HeaderValue::from_static("a=1;b=2"));
+        remove_token_carriers(&mut untouched, &name);
+        assert_eq!(untouched.get(header::COOKIE).unwrap(), "a=1;b=2");
     }
 
     #[test]
