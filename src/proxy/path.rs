@@ -17,7 +17,7 @@ pub enum PathError {
     /// A `.` or `..` segment, literal or percent-encoded.
     #[error("path has a dot segment")]
     DotSegment,
-    /// A percent-encoded `/`, `\`, `.`, NUL, or a broken escape.
+    /// A percent-encoded `/`, `\`, `.`, `?`, `#`, NUL, or a broken escape.
     #[error("path has an ambiguous or invalid percent-escape")]
     BadEscape,
     /// A backslash, which some origins treat as `/`.
@@ -98,8 +98,10 @@ pub fn validate_with(path: &str, allow_params: bool) -> Result<(), PathError> {
                     (Some(h), Some(l)) => hex_val(*h).zip(hex_val(*l)).map(|(h, l)| h << 4 | l),
                     _ => None,
                 };
+                // `%3F`/`%23`: an origin that decodes the path and splits
+                // it again would see `/a.flv%3F.ts` as `/a.flv`, a query.
                 match decoded {
-                    Some(d) if !matches!(d, b'/' | b'\\' | b'.' | 0) => i += 3,
+                    Some(d) if !matches!(d, b'/' | b'\\' | b'.' | b'?' | b'#' | 0) => i += 3,
                     _ => return Err(outranked(&bytes[i..], PathError::BadEscape)),
                 }
             }
@@ -295,6 +297,8 @@ mod tests {
             ("/live%2Fx", PathError::BadEscape),
             ("/live%5cx", PathError::BadEscape),
             ("/live%00", PathError::BadEscape),
+            ("/live/s/x.flv%3f.ts", PathError::BadEscape),
+            ("/live/s/x.flv%23.ts", PathError::BadEscape),
             ("/live%zz", PathError::BadEscape),
             ("/live%2", PathError::BadEscape),
             ("/live\\x", PathError::Backslash),
