@@ -498,10 +498,46 @@ mod tests {
     use crate::auth::{authenticate, RequestView};
 
     fn config(push: &str) -> Config {
+        site_config(&format!("scheme = \"tencent\"\nkey = \"playkey\"\n{push}"))
+    }
+
+    /// Site `live` with `auth` as its `[site.auth]` body.
+    fn site_config(auth: &str) -> Config {
         let text = format!(
-            "[[site]]\nid = \"live\"\ndomains = [\"play.example.com\"]\norigin = \"http://127.0.0.1:8000\"\n[site.auth]\nscheme = \"tencent\"\nkey = \"playkey\"\n{push}"
+            "[[site]]\nid = \"live\"\ndomains = [\"play.example.com\"]\norigin = \"http://127.0.0.1:8000\"\n[site.auth]\n{auth}"
         );
         Config::from_toml(&text, std::path::Path::new("."), &|_| None).unwrap()
+    }
+
+    /// An operator scope of site `live` holding one md5 key.
+    fn scope(app: Option<&str>, scene: Scene, key: &str) -> crate::operator::ScopeKeys {
+        crate::operator::ScopeKeys {
+            site: "live".to_owned(),
+            domain: None,
+            app: app.map(str::to_owned),
+            scene,
+            details: vec![crate::operator::Detail {
+                secret_key: key.to_owned(),
+                algorithm: "md5".to_owned(),
+                auth_field: Default::default(),
+                encrypt_field: Vec::new(),
+            }],
+            valid_duration_secs: 0,
+            enabled: true,
+            updated_at: 1,
+        }
+    }
+
+    /// Whether `auth` allows `path?query` on play.example.com at time 1000.
+    fn allowed(auth: &SiteAuth, path: &str, query: &str) -> bool {
+        let view = RequestView {
+            host: "play.example.com",
+            path,
+            query: Some(query),
+            client_ip: None,
+            headers: None,
+        };
+        authenticate(auth, &view, 1000).result.is_ok()
     }
 
     #[test]
@@ -526,20 +562,10 @@ mod tests {
                 .query
         };
         let (by_push, by_play) = (sign("pushkey"), sign("playkey"));
-        let allowed = |auth: &SiteAuth, q: &str| {
-            let view = RequestView {
-                host: "play.example.com",
-                path: "/live/s",
-                query: Some(q),
-                client_ip: None,
-                headers: None,
-            };
-            authenticate(auth, &view, 1000).result.is_ok()
-        };
-        assert!(allowed(push, &by_push));
-        assert!(!allowed(push, &by_play));
-        assert!(allowed(&auths[0], &by_play));
-        assert!(!allowed(&auths[0], &by_push));
+        assert!(allowed(push, "/live/s", &by_push));
+        assert!(!allowed(push, "/live/s", &by_play));
+        assert!(allowed(&auths[0], "/live/s", &by_play));
+        assert!(!allowed(&auths[0], "/live/s", &by_push));
         assert!(site_auths(&config(""), &Sources::default())[0]
             .push
             .is_none());
@@ -547,23 +573,8 @@ mod tests {
 
     #[test]
     fn operator_push_keys_open_publishing_and_never_playing() {
-        let scope = |scene| crate::operator::ScopeKeys {
-            site: "live".to_owned(),
-            domain: None,
-            app: None,
-            scene,
-            details: vec![crate::operator::Detail {
-                secret_key: "oppush".to_owned(),
-                algorithm: "md5".to_owned(),
-                auth_field: Default::default(),
-                encrypt_field: Vec::new(),
-            }],
-            valid_duration_secs: 0,
-            enabled: true,
-            updated_at: 1,
-        };
         let mut sources = Sources::default();
-        sources.operator.put(scope(Scene::Push));
+        sources.operator.put(scope(None, Scene::Push, "oppush"));
         let auths = site_auths(&config(""), &sources);
         let push = auths[0].push.as_ref().unwrap();
         assert_eq!(push.keys.len(), 1);
@@ -573,37 +584,14 @@ mod tests {
 
     #[test]
     fn operator_keys_leave_each_wangsu_group_its_own_key() {
-        let text = "[[site]]\nid = \"live\"\ndomains = [\"play.example.com\"]\norigin = \"http://127.0.0.1:8000\"\n[site.auth]\nscheme = \"wangsu\"\n[[site.auth.rule]]\nkey = \"k1\"\ntime_format = \"hex\"\neffective_time_mode = \"abstime\"\n[[site.auth.rule]]\nkey = \"k2\"\ncipher_param = \"sign\"\ntime_param = \"t\"\ntime_format = \"hex\"\neffective_time_mode = \"abstime\"\n";
-        let config = Config::from_toml(text, std::path::Path::new("."), &|_| None).unwrap();
+        let config = site_config(
+            "scheme = \"wangsu\"\n[[site.auth.rule]]\nkey = \"k1\"\ntime_format = \"hex\"\neffective_time_mode = \"abstime\"\n[[site.auth.rule]]\nkey = \"k2\"\ncipher_param = \"sign\"\ntime_param = \"t\"\ntime_format = \"hex\"\neffective_time_mode = \"abstime\"\n",
+        );
         let mut sources = Sources::default();
-        for app in [None, Some("live".to_owned())] {
-            sources.operator.put(crate::operator::ScopeKeys {
-                site: "live".to_owned(),
-                domain: None,
-                app,
-                scene: Scene::Pull,
-                details: vec![crate::operator::Detail {
-                    secret_key: "op".to_owned(),
-                    algorithm: "md5".to_owned(),
-                    auth_field: Default::default(),
-                    encrypt_field: Vec::new(),
-                }],
-                valid_duration_secs: 0,
-                enabled: true,
-                updated_at: 1,
-            });
+        for app in [None, Some("live")] {
+            sources.operator.put(scope(app, Scene::Pull, "op"));
         }
         let auths = site_auths(&config, &sources);
-        let allowed = |auth: &SiteAuth, q: &str| {
-            let view = RequestView {
-                host: "play.example.com",
-                path: "/live/s.flv",
-                query: Some(q),
-                client_ip: None,
-                headers: None,
-            };
-            authenticate(auth, &view, 1000).result.is_ok()
-        };
         let md5 = |s: &str| crate::auth::lower_hex(&crate::auth::md5_parts(&[s.as_bytes()]));
         let t = "7D0"; // 2000
         for (key, query) in [
@@ -620,10 +608,10 @@ mod tests {
                 format!("sign={}&t={t}", md5(&format!("op/live/s.flv{t}"))),
             ),
         ] {
-            assert!(allowed(&auths[0], &query), "{key}");
+            assert!(allowed(&auths[0], "/live/s.flv", &query), "{key}");
         }
         let k1_for_group_2 = format!("sign={}&t={t}", md5(&format!("k1/live/s.flv{t}")));
-        assert!(!allowed(&auths[0], &k1_for_group_2));
+        assert!(!allowed(&auths[0], "/live/s.flv", &k1_for_group_2));
         // The app-scoped copy keeps the groups' keys where they were too.
         let app = &auths[0].app_keys[0];
         assert_eq!(app.keys.bound(), 2);
