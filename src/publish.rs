@@ -616,5 +616,22 @@ mod tests {
         let app = &auths[0].app_keys[0];
         assert_eq!(app.keys.bound(), 2);
         assert_eq!(app.keys.get(2).unwrap().expose(), "op");
+        // The operator's key signs (under the first group), and verifies.
+        let target = crate::signing::Target::parse("http://play.example.com/live/s.flv").unwrap();
+        let signed = crate::signing::sign(
+            &config.sites[0],
+            &auths[0],
+            &target,
+            crate::signing::Expiry::At(2000),
+            1000,
+            &Default::default(),
+        )
+        .unwrap();
+        assert!(matches!(
+            signed.key_source,
+            Some(KeySource::Operator { .. })
+        ));
+        let op_only = format!("wsSecret={}&wsTime=7d0", md5("op/live/s.flv7d0"));
+        assert_eq!(signed.query, op_only);
     }
 }

@@ -209,7 +209,10 @@ impl Reloader {
                     // they have stopped for DEBOUNCE (at most MAX_SETTLE).
                     let first = tokio::time::Instant::now();
                     loop {
-                        tokio::time::sleep(DEBOUNCE).await;
+                        tokio::select! {
+                            () = tokio::time::sleep(DEBOUNCE) => {}
+                            _ = shutdown.changed() => return,
+                        }
                         let mut more = false;
                         while let Ok(t) = rx.try_recv() {
                             more = true;

@@ -107,6 +107,9 @@ pub enum SignError {
     /// A lifetime of zero.
     #[error("the lifetime must be at least 1 second")]
     ZeroLifetime,
+    /// Later than any URL time the proxy reads (2106).
+    #[error("the expiry is later than 4294967295 (2106), the latest time a URL may carry")]
+    TooLate,
     /// The vendor reports auth off: nothing to sign with.
     #[error("the vendor reports auth disabled for site {site}, so there is no key to sign with")]
     VendorDisabled {
@@ -141,12 +144,23 @@ pub fn sign(
         Expiry::In(0) => return Err(SignError::ZeroLifetime),
         Expiry::In(secs) => now.saturating_add(secs),
     };
+    // A URL time past this is refused as malformed by every verifier.
+    if expires_at > crate::auth::MAX_URL_TIME {
+        return Err(SignError::TooLate);
+    }
     if let AuthMode::VendorDisabled { .. } = auth.mode {
         return Err(SignError::VendorDisabled {
             site: site.id.clone(),
         });
     }
-    let key = auth.keys.primary().ok_or_else(|| SignError::NoKey {
+    // The newest operator key signs when there is one (it is first, but
+    // after the keys bound to Wangsu rule groups), else the primary.
+    let at = auth
+        .key_sources
+        .iter()
+        .position(|s| matches!(s, crate::auth::KeySource::Operator { app: None, .. }))
+        .unwrap_or(0);
+    let key = auth.keys.get(at).ok_or_else(|| SignError::NoKey {
         site: site.id.clone(),
     })?;
     let signed = auth.verifier.sign_with(
@@ -170,6 +184,6 @@ pub fn sign(
         path: signed.path,
         query: signed.query,
         expires_at,
-        key_source: auth.key_sources.first().cloned(),
+        key_source: auth.key_sources.get(at).cloned(),
     })
 }

@@ -243,6 +243,17 @@ fn sign_refuses_a_past_expiry_and_signs_path_form_urls_without_a_trailing_questi
     ]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("in the past"), "{err}");
+    // Past 2106 no verifier reads the time: refused, not signed.
+    let (code, _, err) = run(&[
+        "sign",
+        "--config",
+        &cfg,
+        "--expires-at",
+        "4294967296",
+        "http://play.example.com/live/x.flv",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("2106"), "{err}");
 
     // Alibaba Cloud type C carries everything in the path: nothing after it.
     let aliyun = r#"

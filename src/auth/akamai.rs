@@ -606,18 +606,28 @@ impl Verifier for Akamai {
         };
         // Without a `%` the decoded token is the raw one: borrow it (and
         // the derived fields from it) rather than copy.
-        let token: Cow<'a, str> = if raw.contains('%') {
-            match percent_decode(raw)
-                .filter(|t| t.len() <= MAX_TOKEN_BYTES)
-                .and_then(|t| String::from_utf8(t).ok())
-            {
-                Some(t) => Cow::Owned(t),
-                None => return Verdict::deny(DenyReason::MalformedToken),
-            }
-        } else if raw.len() <= MAX_TOKEN_BYTES {
-            Cow::Borrowed(raw)
-        } else {
+        if raw.len() > MAX_TOKEN_BYTES {
             return Verdict::deny(DenyReason::MalformedToken);
+        }
+        let token: Cow<'a, str> = if raw.contains('%') {
+            match percent_decode(raw).and_then(|t| String::from_utf8(t).ok()) {
+                Some(t) => Cow::Owned(t),
+                // A `%` that does not decode (`%zz`, or bytes that are no
+                // UTF-8, such as an acl for `/live/caf%E9/*`): only the
+                // token as received can be genuine. One that is not (no
+                // key signed it) stays malformed, as it cannot be read.
+                None => {
+                    let as_received = self.verify_token(raw, req, keys, now, Cow::Borrowed);
+                    return match as_received.decision {
+                        Decision::Deny(DenyReason::BadSignature) => {
+                            Verdict::deny(DenyReason::MalformedToken)
+                        }
+                        _ => as_received,
+                    };
+                }
+            }
+        } else {
+            Cow::Borrowed(raw)
         };
         let verdict = match &token {
             Cow::Borrowed(t) => self.verify_token(t, req, keys, now, Cow::Borrowed),
@@ -632,7 +642,6 @@ impl Verifier for Akamai {
         // either grants nothing a key did not sign; it costs at most one
         // more HMAC per key, and only for tokens holding a `%`.
         if token != raw
-            && raw.len() <= MAX_TOKEN_BYTES
             && matches!(
                 verdict.decision,
                 Decision::Deny(DenyReason::MalformedToken | DenyReason::BadSignature)
@@ -916,6 +925,12 @@ mod tests {
         );
         let data = "exp=1700000000~acl=/live/*~data=a%2Fb~hmac=ba9ad32d7c55c051728af6eb341a8134d9dcbcda9896a7405141577b39876653";
         assert_eq!(decide(&acl(), "/live/x.ts", &q(data), EXP), Decision::Allow);
+        // An escape that decodes to no UTF-8: the token as received.
+        let latin = "exp=1700000000~acl=/live/caf%E9/*~hmac=47d5fb420692f5d6a4c87a5639e04f49ffdd4d9aed9c2db3ac9ed5c84d1679d6";
+        assert_eq!(
+            decide(&acl(), "/live/caf%E9/x.ts", &q(latin), EXP),
+            Decision::Allow
+        );
         // The same token with the escape altered is no token of the key.
         let altered = data.replace("a%2Fb", "a%2Fc");
         assert_eq!(

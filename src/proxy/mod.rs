@@ -60,9 +60,10 @@ pub struct Site {
     active_streams: prometheus::IntGauge,
     /// Query params removed before forwarding: the scheme's and the session token.
     strip_params: Vec<String>,
-    /// The cookie and header a token may also come in, removed before
-    /// forwarding when the site strips auth params (Akamai's `__token__`).
-    strip_carrier: Option<HeaderName>,
+    /// The cookie (name as configured) and header a token may also come
+    /// in, removed before forwarding when the site strips auth params
+    /// (Akamai's `__token__`).
+    strip_carrier: Option<(String, HeaderName)>,
 }
 
 impl Site {
@@ -216,7 +217,7 @@ impl Snapshot {
                     .verifier
                     .token_carrier()
                     .filter(|_| sc.strip_auth_params)
-                    .and_then(|n| HeaderName::from_bytes(n.as_bytes()).ok()),
+                    .and_then(|n| Some((n.to_owned(), HeaderName::from_bytes(n.as_bytes()).ok()?))),
                 auth,
                 client,
                 stream_client,
@@ -588,8 +589,8 @@ async fn forward(
             req.headers_mut().remove(RANGE);
         }
     }
-    if let Some(name) = &site.strip_carrier {
-        upstream::remove_token_carriers(req.headers_mut(), name);
+    if let Some((cookie, header)) = &site.strip_carrier {
+        upstream::remove_token_carriers(req.headers_mut(), cookie, header);
     }
     let client_side = ClientSide {
         remote: ctx.conn.remote,

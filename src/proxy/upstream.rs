@@ -312,14 +312,16 @@ pub fn prepare(
     Ok(req)
 }
 
-/// Removes the header `name` and every `name=…` cookie (the other cookies
-/// stay; a `Cookie` header left empty goes).
-pub fn remove_token_carriers(headers: &mut HeaderMap, name: &HeaderName) {
-    headers.remove(name);
+/// Removes the header `header` and every `cookie=…` cookie (cookie names
+/// are case-sensitive, as the verifier reads them; the other cookies stay;
+/// a `Cookie` header left empty goes).
+pub fn remove_token_carriers(headers: &mut HeaderMap, cookie: &str, header: &HeaderName) {
+    headers.remove(header);
+    let name = cookie.as_bytes();
     let holds = |v: &HeaderValue| {
         v.as_bytes()
             .split(|&b| b == b';')
-            .any(|p| cookie_name(p) == name.as_str().as_bytes())
+            .any(|p| cookie_name(p) == name)
     };
     if !headers.get_all(header::COOKIE).iter().any(holds) {
         return;
@@ -333,7 +335,7 @@ pub fn remove_token_carriers(headers: &mut HeaderMap, name: &HeaderName) {
                 .split(|&b| b == b';')
                 .filter(|p| {
                     let n = cookie_name(p);
-                    !n.is_empty() && n != name.as_str().as_bytes()
+                    !n.is_empty() && n != name
                 })
                 .map(<[u8]>::trim_ascii)
                 .collect();
@@ -490,22 +492,24 @@ mod tests {
 
     #[test]
     fn token_carriers_go_and_other_cookies_stay() {
-        let name = HeaderName::from_static("__token__");
+        let name = HeaderName::from_static("authtoken");
         let mut h = HeaderMap::new();
-        h.insert("__token__", HeaderValue::from_static("exp=1~hmac=ab"));
-        h.append(
-            header::COOKIE,
-            HeaderValue::from_static("a=1; __token__=exp=1~hmac=ab; b=2"),
-        );
-        h.append(header::COOKIE, HeaderValue::from_static("__token__=x"));
-        h.append(header::COOKIE, HeaderValue::from_static("__token__x=kept"));
-        remove_token_carriers(&mut h, &name);
-        assert!(h.get("__token__").is_none());
+        h.insert("AuthToken", HeaderValue::from_static("exp=1~hmac=ab"));
+        let cookie = |v| HeaderValue::from_static(v);
+        h.append(header::COOKIE, cookie("a=1; AuthToken=exp=1~hmac=ab; b=2"));
+        h.append(header::COOKIE, cookie("AuthToken=x"));
+        h.append(header::COOKIE, cookie("AuthTokenx=kept"));
+        h.append(header::COOKIE, cookie("authtoken=another"));
+        remove_token_carriers(&mut h, "AuthToken", &name);
+        assert!(h.get("authtoken").is_none());
         let cookies: Vec<_> = h.get_all(header::COOKIE).iter().collect();
-        assert_eq!(cookies, ["a=1; b=2", "__token__x=kept"]);
+        assert_eq!(
+            cookies,
+            ["a=1; b=2", "AuthTokenx=kept", "authtoken=another"]
+        );
         let mut untouched = HeaderMap::new();
-        untouched.insert(header::COOKIE, HeaderValue::from_static("a=1;b=2"));
-        remove_token_carriers(&mut untouched, &name);
+        untouched.insert(header::COOKIE, cookie("a=1;b=2"));
+        remove_token_carriers(&mut untouched, "AuthToken", &name);
         assert_eq!(untouched.get(header::COOKIE).unwrap(), "a=1;b=2");
     }
 
