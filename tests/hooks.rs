@@ -116,6 +116,18 @@ async fn srs_hooks_answer_zero_for_signed_play_and_publish_only() {
     )
     .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
+    // A push token for `livestream` publishes neither `livestream.evil`
+    // nor `x/livestream` (a stream-name scheme would judge both as
+    // `livestream`).
+    for other in ["livestream.evil", "x/livestream"] {
+        let (status, _) = post(
+            proxy.admin,
+            "/hooks/srs/on_publish",
+            srs_body("on_publish", other, &push),
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{other}");
+    }
     let m = proxy.metrics().await;
     assert_eq!(
         metric(
@@ -192,6 +204,29 @@ async fn nginx_auth_request_passes_signed_and_refuses_others() {
     // A host no site serves is refused, not a 500.
     let (s, _, _) = get(nginx.addr, "other.example.com", &signed).await;
     assert_eq!(s, StatusCode::FORBIDDEN);
+    // A raw `#`: nginx serves the path before it, so a token for the
+    // stream after it (`cam`) must not open `a.ts`.
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let cam = tencent_query(KEY, "/live/cam", now() + 300);
+        let mut c = tokio::net::TcpStream::connect(nginx.addr).await.unwrap();
+        c.write_all(
+            format!(
+                "GET /live/a.ts#/cam?{cam} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+        let mut out = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), c.read_to_end(&mut out))
+            .await
+            .unwrap()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.starts_with("HTTP/1.1 403"), "{text}");
+        assert!(!text.contains("segment"), "{text}");
+    }
 }
 
 // ---------------------------------------------------------------------------

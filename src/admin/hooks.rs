@@ -23,7 +23,10 @@ use serde::Deserialize;
 use tracing::{info, warn};
 
 use super::{read_body, respond, AdminState};
-use crate::auth::{authenticate, percent_decode, query_pairs, DenyReason, RequestView, SiteAuth};
+use crate::auth::session::SESSION_PARAM;
+use crate::auth::{
+    authenticate, percent_decode, query_pairs, strip_params, DenyReason, RequestView, SiteAuth,
+};
 use crate::host::normalize_host;
 use crate::metrics::outcome;
 use crate::proxy::body::ProxyBody;
@@ -103,6 +106,9 @@ struct Ask {
     client: Client,
     /// The original request's headers (cookies), for `auth_request`.
     headers: Option<HeaderMap>,
+    /// A media server's stream (`/{app}/{stream}`, RTMP or SRS), not an
+    /// HTTP path.
+    media_stream: bool,
 }
 
 /// Why a hook request could not even be asked.
@@ -257,6 +263,8 @@ fn auth_request_ask(req: &Request<Incoming>, peer: IpAddr) -> Result<Ask, BadHoo
         query: query.map(str::to_owned),
         client: Client::Forwarded(peer.to_canonical()),
         headers: Some(headers.clone()),
+
+        media_stream: false,
     })
 }
 
@@ -327,9 +335,11 @@ fn rtmp_ask(hook: Hook, form: &str) -> Result<Ask, BadHook> {
         scene,
         host,
         path: stream_path(&app, &name)?,
-        query: (!args.is_empty()).then(|| args.join("&")),
+        query: stream_args(&args.join("&")),
         client: Client::Reported(addr.parse::<IpAddr>().ok().map(|ip| ip.to_canonical())),
         headers: None,
+
+        media_stream: true,
     })
 }
 
@@ -363,6 +373,29 @@ fn stream_path(app: &str, stream: &str) -> Result<String, BadHook> {
         ));
     }
     Ok(format!("/{app}/{stream}"))
+}
+
+/// Whether a media server's `/{app}/{stream}` is one app and one stream
+/// name without a dot.
+///
+/// Why: a stream-name scheme (Tencent, Volcengine) judges the last path
+/// segment without its extension, so `x/cam` or `cam.evil` would be judged
+/// as `cam` while the media server serves another stream.
+fn one_plain_stream(path: &str) -> bool {
+    let mut segments = path.strip_prefix('/').unwrap_or(path).split('/');
+    matches!(
+        (segments.next(), segments.next(), segments.next()),
+        (Some(_), Some(stream), None) if !stream.contains('.')
+    )
+}
+
+/// A media server's stream args without the proxy's HLS session token:
+/// those are for HLS children fetched through the proxy, never a stream.
+fn stream_args(args: &str) -> Option<String> {
+    match strip_params(args, &[SESSION_PARAM]) {
+        Some(q) if !q.is_empty() => Some(q),
+        _ => None,
+    }
 }
 
 /// The body SRS posts (`http_hooks`, documented in SRS's `full.conf`):
@@ -413,8 +446,7 @@ fn srs_ask(scene: Scene, body: &[u8]) -> Result<Ask, BadHook> {
         .param
         .as_deref()
         .map(|p| p.strip_prefix('?').unwrap_or(p))
-        .filter(|p| !p.is_empty())
-        .map(str::to_owned);
+        .and_then(stream_args);
     Ok(Ask {
         scene,
         host,
@@ -426,6 +458,8 @@ fn srs_ask(scene: Scene, body: &[u8]) -> Result<Ask, BadHook> {
                 .map(|ip| ip.to_canonical()),
         ),
         headers: None,
+
+        media_stream: true,
     })
 }
 
@@ -442,6 +476,9 @@ fn decide(state: &AdminState, ask: &Ask, now: u64, at: Instant) -> Outcome {
     };
     if let Err(stop) = check_target(&snapshot.limits, &site.config, &path_and_query, &ask.path) {
         return Outcome::Rejected(stop.labels().1);
+    }
+    if ask.media_stream && !one_plain_stream(&ask.path) {
+        return Outcome::Rejected("bad_path");
     }
     // The address is the end client's when the media server reported it or
     // a trusted proxy named it; only then may it spend a failure budget
@@ -588,6 +625,22 @@ impl Cache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stream_names_that_a_scheme_would_judge_as_another_are_refused() {
+        assert!(one_plain_stream("/live/cam"));
+        for path in ["/live/cam.evil", "/live/x/cam", "/li/ve/cam", "/live"] {
+            assert!(!one_plain_stream(path), "{path}");
+        }
+        // HLS session tokens are for children fetched through the proxy.
+        assert_eq!(stream_args("sg_session=abc"), None);
+        assert_eq!(
+            stream_args("txSecret=a&sg_session=abc&txTime=1").as_deref(),
+            Some("txSecret=a&txTime=1")
+        );
+        let srs = br#"{"action":"on_play","app":"live","stream":"cam","vhost":"play.example.com","param":"?sg_session=abc"}"#;
+        assert_eq!(srs_ask(Scene::Play, srs).unwrap().query, None);
+    }
 
     const RTMP_PUBLISH: &str = "app=live&flashver=FMLE%2F3.0&swfurl=&tcurl=rtmp%3A%2F%2FPush.Example.com%3A1935%2Flive&pageurl=&addr=192.168.1.10&clientid=7&call=publish&name=stream1&type=live&txSecret=abc&txTime=5F5E0FF";
 

@@ -23,6 +23,11 @@ pub enum PathError {
     /// A backslash, which some origins treat as `/`.
     #[error("path has a backslash")]
     Backslash,
+    /// A raw `#`: servers end the path there (a fragment), so what is
+    /// served is not what was judged (a media server's hook sees the
+    /// client's raw request target).
+    #[error("path has a #")]
+    Fragment,
     /// A `;` path parameter, which servlet containers strip (so
     /// `/a.flv;x.ts` would be judged as a `.ts` but served as the `.flv`).
     #[error("path has a ; parameter")]
@@ -93,6 +98,7 @@ pub fn validate_with(path: &str, allow_params: bool) -> Result<(), PathError> {
                 i += 1;
             }
             Some(b'\\') => return Err(outranked(&bytes[i..], PathError::Backslash)),
+            Some(b'#') => return Err(outranked(&bytes[i..], PathError::Fragment)),
             Some(b'%') => {
                 let decoded = match (bytes.get(i + 1), bytes.get(i + 2)) {
                     (Some(h), Some(l)) => hex_val(*h).zip(hex_val(*l)).map(|(h, l)| h << 4 | l),
@@ -302,6 +308,7 @@ mod tests {
             ("/live%zz", PathError::BadEscape),
             ("/live%2", PathError::BadEscape),
             ("/live\\x", PathError::Backslash),
+            ("/live/secret.flv#/cam", PathError::Fragment),
         ];
         for (p, e) in cases {
             assert_eq!(validate_with(p, true), Err(e), "{p}");
