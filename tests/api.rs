@@ -262,6 +262,18 @@ async fn sign_gives_the_cli_s_url_and_refuses_what_the_proxy_would_deny() {
             StatusCode::BAD_REQUEST,
             "InvalidParam.BindError",
         ),
+        // Past 2106 no verifier reads the time.
+        (
+            json!({"url": "http://play.example.com/live/a.flv", "expires_in": u64::MAX}),
+            StatusCode::BAD_REQUEST,
+            "InvalidParam",
+        ),
+        // A fragment would sit before the query the signature goes in.
+        (
+            json!({"site": "live", "path": "/live/a.flv#frag", "expires_in": 60}),
+            StatusCode::BAD_REQUEST,
+            "InvalidParam",
+        ),
     ] {
         let r = call_authed(proxy.admin, Method::POST, "/v1/sign", body.clone()).await;
         assert_error(&r, status, code);
@@ -271,6 +283,27 @@ async fn sign_gives_the_cli_s_url_and_refuses_what_the_proxy_would_deny() {
             r.json
         );
     }
+    // One JSON value, nothing after it.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let body = r#"{"url": "http://play.example.com/live/a.flv", "expires_in": 60} trailing {{"#;
+    let mut c = tokio::net::TcpStream::connect(proxy.admin).await.unwrap();
+    c.write_all(
+        format!(
+            "POST /v1/sign HTTP/1.1\r\nHost: admin\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), c.read_to_end(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.1 400"), "{text}");
+    assert!(text.contains("InvalidParam.BindError"), "{text}");
 }
 
 #[tokio::test]

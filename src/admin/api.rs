@@ -304,7 +304,7 @@ async fn parse_body<T: DeserializeOwned>(req: Request<Incoming>) -> Result<T, Ap
         err(status, "InvalidParam.Body", e.to_string())
     })?;
     let de = &mut serde_json::Deserializer::from_slice(&bytes);
-    serde_path_to_error::deserialize(de).map_err(|e| {
+    let value = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         let message = match inner.classify() {
@@ -328,7 +328,20 @@ async fn parse_body<T: DeserializeOwned>(req: Request<Incoming>) -> Result<T, Ap
             ),
         };
         err(StatusCode::BAD_REQUEST, "InvalidParam.BindError", message)
-    })
+    })?;
+    // One JSON value and nothing after it but whitespace.
+    de.end().map_err(|e| {
+        err(
+            StatusCode::BAD_REQUEST,
+            "InvalidParam.BindError",
+            format!(
+                "the body is not valid JSON: text after the value (line {}, column {})",
+                e.line(),
+                e.column()
+            ),
+        )
+    })?;
+    Ok(value)
 }
 
 /// The served site and its target for a URL or a (site, path).
