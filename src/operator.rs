@@ -25,6 +25,8 @@ pub const VALID_DURATION_SECS: (u64, u64) = (60, 2_592_000);
 pub const DEFAULT_VALID_DURATION_SECS: u64 = 604_800;
 /// Longest `App`.
 pub const MAX_APP_CHARS: usize = 30;
+/// Most scopes (App and SceneType pairs) the operator API keeps per site.
+pub const MAX_SCOPES_PER_SITE: usize = 64;
 
 /// Which requests a scope's keys verify.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

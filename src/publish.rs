@@ -287,6 +287,12 @@ pub enum PutKeysError {
     /// No site has that id or domain.
     #[error("no site is named by this {0}")]
     NoSuchSite(&'static str),
+    /// The site already has [`operator::MAX_SCOPES_PER_SITE`] scopes.
+    #[error(
+        "the site already has {} key scopes (App and SceneType pairs)",
+        operator::MAX_SCOPES_PER_SITE
+    )]
+    TooManyScopes,
     /// The keys could not be kept; nothing changed.
     #[error(transparent)]
     Store(#[from] operator::StoreError),
@@ -368,6 +374,18 @@ impl Publisher {
             .operator
             .scope(&site.id, checked.app.as_deref(), checked.scene)
             .map(|s| s.enabled);
+        // Bounded: every scope is kept in memory, in the state file and in
+        // each snapshot build.
+        let held = cur
+            .sources
+            .operator
+            .scopes
+            .iter()
+            .filter(|s| s.site == site.id)
+            .count();
+        if previous.is_none() && held >= operator::MAX_SCOPES_PER_SITE {
+            return Err(PutKeysError::TooManyScopes);
+        }
         let scope = ScopeKeys {
             site: site.id.clone(),
             domain,

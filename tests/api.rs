@@ -589,3 +589,46 @@ async fn auth_keys_are_validated_applied_kept_and_restored() {
         StatusCode::OK
     );
 }
+
+/// The operator API keeps at most 64 scopes (App and SceneType pairs) per
+/// site: the 65th new one is refused, an update of a held one is not.
+#[tokio::test]
+async fn auth_key_scopes_per_site_are_bounded() {
+    let origin = Origin::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let proxy = start(&config(
+        &format!("http://{}", origin.addr),
+        state.path(),
+        "",
+    ));
+    let put = |app: String| {
+        json!({"Vhost": "live", "App": app, "SceneType": "pull",
+            "AuthDetailList": [{"SecretKey": "Key0123456789", "EncryptionAlgorithm": "md5"}]})
+    };
+    for i in 0..64 {
+        let r = call_authed(
+            proxy.admin,
+            Method::PUT,
+            "/v1/auth-keys",
+            put(format!("app{i}")),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::OK, "{i}: {}", r.json);
+    }
+    let r = call_authed(
+        proxy.admin,
+        Method::PUT,
+        "/v1/auth-keys",
+        put("app64".into()),
+    )
+    .await;
+    assert_error(&r, StatusCode::CONFLICT, "LimitExceeded.Scopes");
+    let r = call_authed(
+        proxy.admin,
+        Method::PUT,
+        "/v1/auth-keys",
+        put("app3".into()),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+}

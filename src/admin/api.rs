@@ -781,6 +781,11 @@ fn put_keys(state: &AdminState, body: UpdateAuthKey, id: &str) -> Result<Value, 
                 "ResourceNotFound",
                 format!("{field}: no site is named by it"),
             ),
+            e @ crate::publish::PutKeysError::TooManyScopes => err(
+                StatusCode::CONFLICT,
+                "LimitExceeded.Scopes",
+                format!("{e}; update or disable an existing one"),
+            ),
             crate::publish::PutKeysError::Store(crate::operator::StoreError::NoStateDir) => err(
                 StatusCode::CONFLICT,
                 "Conflict.NoStateDir",
