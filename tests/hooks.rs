@@ -128,6 +128,22 @@ async fn srs_hooks_answer_zero_for_signed_play_and_publish_only() {
         .await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{other}");
     }
+    // A hook URL pinned to a site (`…/site/{id}`) accepts only that site's
+    // hosts: another tenant's vhost and tokens do not pass on this server.
+    let (status, body) = post(
+        proxy.admin,
+        "/hooks/srs/on_play/site/live",
+        srs_body("on_play", "livestream", &play),
+    )
+    .await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "0"));
+    let (status, _) = post(
+        proxy.admin,
+        "/hooks/srs/on_play/site/other",
+        srs_body("on_play", "livestream", &play),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
     let m = proxy.metrics().await;
     assert_eq!(
         metric(

@@ -50,7 +50,18 @@ enum Hook {
 }
 
 impl Hook {
-    fn from_path(path: &str) -> Option<Hook> {
+    /// The hook of `/hooks/…`, and the site it is pinned to when the path
+    /// ends in `/site/{id}` (e.g. `/hooks/srs/on_play/site/live`).
+    fn from_path(path: &str) -> Option<(Hook, Option<&str>)> {
+        let (path, site) = match path.split_once("/site/") {
+            Some((p, id)) if !id.is_empty() && !id.contains('/') => (p, Some(id)),
+            Some(_) => return None,
+            None => (path, None),
+        };
+        Self::exact(path).map(|h| (h, site))
+    }
+
+    fn exact(path: &str) -> Option<Hook> {
         Some(match path {
             "/hooks/auth_request" => Hook::AuthRequest,
             "/hooks/rtmp/on_play" => Hook::RtmpPlay,
@@ -109,6 +120,10 @@ struct Ask {
     /// A media server's stream (`/{app}/{stream}`, RTMP or SRS), not an
     /// HTTP path.
     media_stream: bool,
+    /// The site the hook URL names (`…/site/{id}`): the host the media
+    /// server reports (from its client: `tcUrl`, `Host`) must be one of
+    /// its domains, so one tenant's tokens never pass on another's server.
+    pinned: Option<String>,
 }
 
 /// Why a hook request could not even be asked.
@@ -136,11 +151,12 @@ pub async fn handle(
     req: Request<Incoming>,
     remote: SocketAddr,
 ) -> Response<ProxyBody> {
-    let Some(hook) = Hook::from_path(req.uri().path()) else {
+    let Some((hook, pinned)) = Hook::from_path(req.uri().path()) else {
         return respond(StatusCode::NOT_FOUND, "text/plain", "not found\n");
     };
+    let pinned = pinned.map(str::to_owned);
     let ask = match read_ask(hook, req, remote).await {
-        Ok(a) => a,
+        Ok(a) => Ask { pinned, ..a },
         Err(error) => {
             warn!(hook = hook.name(), %error, "hook request not understood");
             count(state, hook, outcome::REJECTED);
@@ -265,6 +281,7 @@ fn auth_request_ask(req: &Request<Incoming>, peer: IpAddr) -> Result<Ask, BadHoo
         headers: Some(headers.clone()),
 
         media_stream: false,
+        pinned: None,
     })
 }
 
@@ -340,6 +357,7 @@ fn rtmp_ask(hook: Hook, form: &str) -> Result<Ask, BadHook> {
         headers: None,
 
         media_stream: true,
+        pinned: None,
     })
 }
 
@@ -460,6 +478,7 @@ fn srs_ask(scene: Scene, body: &[u8]) -> Result<Ask, BadHook> {
         headers: None,
 
         media_stream: true,
+        pinned: None,
     })
 }
 
@@ -470,6 +489,9 @@ fn decide(state: &AdminState, ask: &Ask, now: u64, at: Instant) -> Outcome {
     let Some(site) = snapshot.site(&ask.host) else {
         return Outcome::Rejected("unknown_host");
     };
+    if ask.pinned.as_ref().is_some_and(|id| *id != site.config.id) {
+        return Outcome::Rejected("other_site");
+    }
     let path_and_query = match &ask.query {
         Some(q) => format!("{}?{q}", ask.path),
         None => ask.path.clone(),
