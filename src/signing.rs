@@ -127,7 +127,17 @@ pub enum SignError {
     Scheme(#[from] crate::auth::SignError),
 }
 
-/// Signs `target` for `site` (as served: `auth`) with its primary key,
+/// Which of the site's keys signs: the newest operator key when there is
+/// one (it is first, but after the keys bound to Wangsu rule groups), else
+/// the primary.
+pub fn signing_key(auth: &SiteAuth) -> usize {
+    auth.key_sources
+        .iter()
+        .position(|s| matches!(s, crate::auth::KeySource::Operator { app: None, .. }))
+        .unwrap_or(0)
+}
+
+/// Signs `target` for `site` (as served: `auth`) with its signing key,
 /// valid until `expiry`, as of `now`.
 pub fn sign(
     site: &SiteConfig,
@@ -153,13 +163,7 @@ pub fn sign(
             site: site.id.clone(),
         });
     }
-    // The newest operator key signs when there is one (it is first, but
-    // after the keys bound to Wangsu rule groups), else the primary.
-    let at = auth
-        .key_sources
-        .iter()
-        .position(|s| matches!(s, crate::auth::KeySource::Operator { app: None, .. }))
-        .unwrap_or(0);
+    let at = signing_key(auth);
     let key = auth.keys.get(at).ok_or_else(|| SignError::NoKey {
         site: site.id.clone(),
     })?;

@@ -94,7 +94,7 @@ async fn the_token_is_required_compared_and_never_logged() {
     let proxy = start(&config(
         &format!("http://{}", origin.addr),
         state.path(),
-        "",
+        "[site.push]\nkeys = [\"PushKey0123456789\"]\n",
     ));
     let admin = proxy.admin;
 
@@ -112,6 +112,14 @@ async fn the_token_is_required_compared_and_never_logged() {
     assert_error(&r, StatusCode::UNAUTHORIZED, "Unauthorized.InvalidToken");
     let r = call(admin, Method::GET, "/v1/keys", Some(TOKEN), None).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    // Push keys are listed too, as fingerprints.
+    let push = &r.json["sites"][0]["push_keys"];
+    assert_eq!(push[0]["source"], "config", "{}", r.json);
+    assert!(push[0]["fingerprint"]
+        .as_str()
+        .unwrap()
+        .starts_with("sha256:"));
+    assert!(!r.json.to_string().contains("PushKey0123456789"));
     let r = call(admin, Method::POST, "/v1/keys", Some(TOKEN), None).await;
     assert_error(&r, StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed");
     let r = call(admin, Method::GET, "/v1/nope", Some(TOKEN), None).await;

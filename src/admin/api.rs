@@ -664,12 +664,23 @@ fn keys(state: &AdminState, id: &str) -> Value {
         .iter()
         .map(|site| {
             let auth = &site.auth;
+            let signing = signing::signing_key(auth);
             let mut keys: Vec<Value> = auth
                 .keys
                 .iter()
                 .zip(&auth.key_sources)
                 .enumerate()
-                .map(|(i, (k, s))| key_json(k, s, i == 0))
+                .map(|(i, (k, s))| key_json(k, s, i == signing))
+                .collect();
+            let push_keys: Vec<Value> = auth
+                .push
+                .iter()
+                .flat_map(|p| {
+                    p.keys
+                        .iter()
+                        .zip(&p.key_sources)
+                        .map(|(k, s)| key_json(k, s, false))
+                })
                 .collect();
             for a in &auth.app_keys {
                 for (k, s) in a.keys.iter().zip(&a.key_sources) {
@@ -708,6 +719,7 @@ fn keys(state: &AdminState, id: &str) -> Value {
                 "mode": mode,
                 "ready": site.ready(),
                 "keys": keys,
+                "push_keys": push_keys,
                 "vendor": vendor,
             })
         })
@@ -941,6 +953,8 @@ pub fn openapi() -> Value {
                         "keys": {"type": "array", "items": {"type": "object", "properties": {
                             "fingerprint": {"type": "string"}, "source": {"type": "string", "enum": ["config", "vendor", "operator"]},
                             "signing": {"type": "boolean"}}}},
+                        "push_keys": {"type": "array", "items": {"type": "object", "properties": {
+                            "fingerprint": {"type": "string"}, "source": {"type": "string", "enum": ["config", "vendor", "operator"]}}}},
                         "vendor": {"type": "object", "nullable": true}}}},
                     "operator_scopes": {"type": "array", "items": {"$ref": "#/components/schemas/Scope"}},
                     "request_id": {"type": "string"}}},
