@@ -287,22 +287,18 @@ pub fn prepare(
     } else {
         Vec::new()
     };
+    // Spelled once, shared by both headers (a clone shares the bytes).
+    let ip_header = ip_value(ip).map_err(http::Error::from)?;
     let xff = if prev.is_empty() {
-        ip_value(ip)
+        ip_header.clone()
     } else {
-        HeaderValue::from_str(&format!("{}, {ip}", prev.join(", ")))
+        HeaderValue::from_str(&format!("{}, {ip}", prev.join(", "))).map_err(http::Error::from)?
     };
-    headers.insert(
-        HeaderName::from_static("x-forwarded-for"),
-        xff.map_err(http::Error::from)?,
-    );
+    headers.insert(HeaderName::from_static("x-forwarded-for"), xff);
     // Origins behind nginx often trust `X-Real-IP` (`real_ip_header`): a
     // client's own is replaced by its address; a trusted proxy's is kept.
     if !client.peer_trusted || !headers.contains_key("x-real-ip") {
-        headers.insert(
-            HeaderName::from_static("x-real-ip"),
-            ip_value(ip).map_err(http::Error::from)?,
-        );
+        headers.insert(HeaderName::from_static("x-real-ip"), ip_header);
     }
     headers.insert(
         HeaderName::from_static("x-forwarded-proto"),
