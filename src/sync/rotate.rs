@@ -266,21 +266,37 @@ impl RotateError {
 }
 
 /// The time a key needs to reach every replica: one sync interval with its
-/// +10% jitter, rounded up, plus two request timeouts (a sync that read the
-/// vendor just before the change may take one to finish before the interval
-/// starts, the next one may take one to answer).
-pub fn propagation(account: &VendorConfig) -> u64 {
-    let interval = account.sync_interval.mul_f64(1.1);
-    let rounded = interval.as_secs() + u64::from(interval.subsec_nanos() > 0);
-    rounded + 2 * account.request_timeout.as_secs()
+/// +10% jitter, plus one whole sync round (a round fetches the account's
+/// `domains` one after another, each taking up to a request timeout and
+/// paced at the vendor's `rate` per second; the interval starts only after
+/// the round), plus one more request timeout (the fetch that brings the
+/// key), rounded up to whole seconds.
+///
+/// Why the round: a replica whose previous round read this domain just
+/// before the change reads it again only after the rest of that round and
+/// the interval.
+pub fn propagation(account: &VendorConfig, domains: usize, rate: u32) -> u64 {
+    let timeout = account.request_timeout.as_secs_f64();
+    let per_fetch = timeout + 1.0 / f64::from(rate.max(1));
+    let round = per_fetch * domains.max(1) as f64;
+    let total = account.sync_interval.as_secs_f64() * 1.1 + round + timeout;
+    // Whole seconds, rounded up (and a hair of float error not counted).
+    (total - 1e-9).ceil().max(0.0) as u64
 }
 
 /// The wait between promote and retire: [`propagation`] (replicas sign
 /// with the old key until their next sync) plus the longest validity of a
 /// URL signed with it, the account's `max_url_lifetime_secs` or the vendor's
 /// own window (`vendor_window`) if longer.
-pub fn retire_delay(account: &VendorConfig, vendor_window: u64) -> u64 {
-    propagation(account) + account.max_url_lifetime.as_secs().max(vendor_window)
+pub fn retire_delay(propagation: u64, account: &VendorConfig, vendor_window: u64) -> u64 {
+    propagation + account.max_url_lifetime.as_secs().max(vendor_window)
+}
+
+impl Rotator {
+    /// [`propagation`] for this account's domains and rate limit.
+    fn propagation(&self) -> u64 {
+        propagation(&self.account, self.domains, self.api.max_requests_per_sec())
+    }
 }
 
 /// A strong random key of [`KEY_LENGTH`] letters and digits (every vendor
@@ -355,6 +371,8 @@ fn lock(path: &Path) -> Result<StepLock, RotateError> {
 /// The rotation driver of one vendor account.
 pub struct Rotator {
     account: VendorConfig,
+    /// How many domains the account syncs (one sync round fetches each).
+    domains: usize,
     api: Arc<dyn VendorApi>,
     writer: Arc<dyn KeyWriter>,
     state: StateDir,
@@ -369,10 +387,19 @@ impl Rotator {
     /// none in the CLI, which saves them to the state directory only).
     pub fn new(
         account: &VendorConfig,
-        state_dir: Option<PathBuf>,
+        config: &Config,
         metrics: &Metrics,
         sink: Option<Arc<dyn Sink>>,
     ) -> Result<Rotator, RotateError> {
+        let state_dir = config.state_dir.clone();
+        let domains = config
+            .sites
+            .iter()
+            .filter_map(|s| s.vendor.as_ref())
+            .filter(|(name, _)| *name == account.name)
+            .map(|(_, domain)| domain)
+            .collect::<std::collections::HashSet<_>>()
+            .len();
         let writer =
             super::writer_for(account).ok_or(RotateError::Unsupported(account.kind.scheme()))?;
         if state_dir.is_none() {
@@ -393,6 +420,7 @@ impl Rotator {
             api: super::api_for(account),
             writer,
             account: account.clone(),
+            domains,
             state: StateDir::new(state_dir),
             metrics: metrics.clone(),
             sink,
@@ -660,12 +688,13 @@ impl Rotator {
                     Phase::Pending => {
                         record.phase = Phase::Staged;
                         record.staged_at = Some(done);
-                        record.next_step_at = done + propagation(&self.account);
+                        record.next_step_at = done + self.propagation();
                     }
                     Phase::Staged => {
                         record.phase = Phase::Promoted;
                         record.promoted_at = Some(done);
-                        record.next_step_at = done + retire_delay(&self.account, window);
+                        record.next_step_at =
+                            done + retire_delay(self.propagation(), &self.account, window);
                     }
                     Phase::Promoted | Phase::Retired => {
                         record.phase = Phase::Retired;
@@ -821,7 +850,7 @@ pub async fn start(
     opts: StartOptions,
 ) -> Result<RotationStatus, RotateError> {
     let account = account(config, vendor, domain)?;
-    Rotator::new(account, config.state_dir.clone(), metrics, sink)?
+    Rotator::new(account, config, metrics, sink)?
         .start(domain, opts, crate::time::unix_now())
         .await
 }
@@ -834,7 +863,7 @@ pub fn status(
     domain: &str,
 ) -> Result<Option<RotationStatus>, RotateError> {
     let account = account(config, vendor, domain)?;
-    Rotator::new(account, config.state_dir.clone(), metrics, None)?.status(domain)
+    Rotator::new(account, config, metrics, None)?.status(domain)
 }
 
 /// Runs the next step of the rotation of `domain` at `vendor` if it is due.
@@ -846,7 +875,7 @@ pub async fn advance(
     domain: &str,
 ) -> Result<RotationStatus, RotateError> {
     let account = account(config, vendor, domain)?;
-    Rotator::new(account, config.state_dir.clone(), metrics, sink)?
+    Rotator::new(account, config, metrics, sink)?
         .advance(domain, crate::time::unix_now())
         .await
 }
@@ -863,7 +892,7 @@ pub async fn rotate_command(
 ) -> Result<RotationStatus, RotateError> {
     let metrics = Metrics::new().map_err(|e| RotateError::Corrupt(e.to_string()))?;
     let account = account(config, vendor, domain)?;
-    let rotator = Rotator::new(account, config.state_dir.clone(), &metrics, None)?;
+    let rotator = Rotator::new(account, config, &metrics, None)?;
     let started = match rotator.start(domain, opts, crate::time::unix_now()).await {
         Err(RotateError::InProgress { .. }) if wait => {
             info!(vendor, domain, "resuming the unfinished key rotation");
@@ -934,7 +963,7 @@ impl RotationService {
             .vendors
             .iter()
             .filter_map(|v| {
-                Rotator::new(v, config.state_dir.clone(), metrics, Some(sink.clone())).ok()
+                Rotator::new(v, config, metrics, Some(sink.clone())).ok()
             })
             .collect();
         RotationService { rotators }
@@ -1002,14 +1031,16 @@ mod tests {
     }
 
     #[test]
-    fn promote_waits_a_jittered_interval_and_retire_the_url_lifetime() {
-        // 300 s × 1.1 = 330, + 2 × 10 s timeout.
-        assert_eq!(propagation(&account(300, 10, 86_400)), 350);
-        // 1 s × 1.1 rounds up to 2.
-        assert_eq!(propagation(&account(1, 1, 5)), 4);
-        assert_eq!(retire_delay(&account(300, 10, 86_400), 300), 350 + 86_400);
+    fn promote_waits_a_jittered_interval_and_a_whole_round_and_retire_the_url_lifetime() {
+        // 300 s × 1.1 = 330, + one domain (10 s timeout + 0.5 s pace) + 10 s.
+        assert_eq!(propagation(&account(300, 10, 86_400), 1, 2), 351);
+        // A round of 10 domains at 10 requests per second: 10 × 10.1 s.
+        assert_eq!(propagation(&account(300, 10, 86_400), 10, 10), 330 + 101 + 10);
+        // No domain counts as one; 1.1 + 1.5 + 1 = 3.6 rounds up to 4.
+        assert_eq!(propagation(&account(1, 1, 5), 0, 2), 4);
+        assert_eq!(retire_delay(351, &account(300, 10, 86_400), 300), 351 + 86_400);
         // A vendor window longer than the setting wins.
-        assert_eq!(retire_delay(&account(1, 1, 5), 60), 64);
+        assert_eq!(retire_delay(4, &account(1, 1, 5), 60), 64);
     }
 
     #[test]
