@@ -962,9 +962,7 @@ impl RotationService {
         let rotators = config
             .vendors
             .iter()
-            .filter_map(|v| {
-                Rotator::new(v, config, metrics, Some(sink.clone())).ok()
-            })
+            .filter_map(|v| Rotator::new(v, config, metrics, Some(sink.clone())).ok())
             .collect();
         RotationService { rotators }
     }
@@ -1035,10 +1033,16 @@ mod tests {
         // 300 s × 1.1 = 330, + one domain (10 s timeout + 0.5 s pace) + 10 s.
         assert_eq!(propagation(&account(300, 10, 86_400), 1, 2), 351);
         // A round of 10 domains at 10 requests per second: 10 × 10.1 s.
-        assert_eq!(propagation(&account(300, 10, 86_400), 10, 10), 330 + 101 + 10);
+        assert_eq!(
+            propagation(&account(300, 10, 86_400), 10, 10),
+            330 + 101 + 10
+        );
         // No domain counts as one; 1.1 + 1.5 + 1 = 3.6 rounds up to 4.
         assert_eq!(propagation(&account(1, 1, 5), 0, 2), 4);
-        assert_eq!(retire_delay(351, &account(300, 10, 86_400), 300), 351 + 86_400);
+        assert_eq!(
+            retire_delay(351, &account(300, 10, 86_400), 300),
+            351 + 86_400
+        );
         // A vendor window longer than the setting wins.
         assert_eq!(retire_delay(4, &account(1, 1, 5), 60), 64);
     }

@@ -248,6 +248,9 @@ struct VendorErr {
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct PlayAuthKeyInfo {
+    /// The domain the answer is about (absent: not checked).
+    #[serde(default)]
+    domain_name: Option<String>,
     enable: i64,
     #[serde(default)]
     auth_key: String,
@@ -281,7 +284,7 @@ impl VendorApi for TencentApi {
 
     fn parse(
         &self,
-        _domain: &str,
+        domain: &str,
         status: StatusCode,
         body: &[u8],
         common: Common,
@@ -290,6 +293,16 @@ impl VendorApi for TencentApi {
         let info = resp
             .play_auth_key_info
             .ok_or_else(|| SyncError::Malformed("no PlayAuthKeyInfo".into()))?;
+        // Why: an answer about another domain must not install its keys here.
+        if info
+            .domain_name
+            .as_deref()
+            .is_some_and(|d| !d.is_empty() && !d.eq_ignore_ascii_case(domain))
+        {
+            return Err(SyncError::Malformed(
+                "PlayAuthKeyInfo.DomainName is another domain than the one asked".into(),
+            ));
+        }
         if info.enable == 0 {
             return Ok(SyncedAuth::Disabled);
         }
@@ -359,10 +372,18 @@ mod tests {
     #[test]
     fn parses_keys_disabled_and_error_envelopes() {
         let ok = br#"{"Response":{"PlayAuthKeyInfo":{"DomainName":"5000.livepush.myqcloud.com","Enable":1,"AuthKey":"xxxx","AuthDelta":300,"AuthBackKey":"yyy"},"RequestId":"8e50cdb5"}}"#;
-        match api().parse("d", StatusCode::OK, ok, C).unwrap() {
+        match api()
+            .parse("5000.livepush.myqcloud.com", StatusCode::OK, ok, C)
+            .unwrap()
+        {
             SyncedAuth::Enabled { keys, .. } => assert_eq!(keys.len(), 2),
             SyncedAuth::Disabled => panic!("enabled domain read as disabled"),
         }
+        // An answer about another domain installs nothing.
+        assert!(matches!(
+            api().parse("play.example.com", StatusCode::OK, ok, C),
+            Err(SyncError::Malformed(_))
+        ));
         let off = br#"{"Response":{"PlayAuthKeyInfo":{"DomainName":"d","Enable":0,"AuthKey":"","AuthDelta":0,"AuthBackKey":""},"RequestId":"r"}}"#;
         assert!(matches!(
             api().parse("d", StatusCode::OK, off, C).unwrap(),
