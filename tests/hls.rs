@@ -212,6 +212,23 @@ async fn ffmpeg_plays_a_signed_master_playlist_and_fetches_every_segment() {
             .unwrap(),
         text.len()
     );
+    // A conditional request still gets the rewritten body: the origin's 304
+    // (with its validators and caching) is of another body.
+    let (_, origin_headers, _) = get(nginx.addr, "127.0.0.1", "/live/master.m3u8").await;
+    let etag = header_map_get(&origin_headers, "etag").unwrap().to_owned();
+    let resp = send_with(
+        addr,
+        "127.0.0.1",
+        &format!("/live/master.m3u8?{q}"),
+        http::Method::GET,
+        &[("if-none-match", &etag)],
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(
+        header_map_get(resp.headers(), "cache-control"),
+        Some("private, no-cache")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

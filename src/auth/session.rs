@@ -65,8 +65,12 @@ const HLS_CHILD_EXTENSIONS: [&str; 16] = [
 ];
 
 /// True when `path` names something an HLS player fetches from a playlist.
+/// A directory (`/live/s/`, an index listing) is none.
 pub fn is_hls_child(path: &str) -> bool {
     let (_, last) = super::last_segment(path);
+    if last.is_empty() {
+        return false;
+    }
     match last.rsplit_once('.') {
         None => true,
         Some((_, ext)) => HLS_CHILD_EXTENSIONS
@@ -307,6 +311,21 @@ mod tests {
             10,
             0,
         )
+    }
+
+    #[test]
+    fn a_directory_is_no_hls_child() {
+        for child in ["/live/s/a.ts", "/live/s/index.m3u8", "/live/s/key"] {
+            assert!(is_hls_child(child), "{child}");
+        }
+        for other in [
+            "/live/s/",
+            "/live/s/sub/",
+            "/live/s/s.flv/",
+            "/live/s/s.flv",
+        ] {
+            assert!(!is_hls_child(other), "{other}");
+        }
     }
 
     #[test]

@@ -61,6 +61,9 @@ impl Scope<'_> {
     /// http(s) URL on one of the hosts; `None` for anything else (other
     /// hosts, other schemes), which is left alone.
     pub fn target_path(&self, base: &str, uri: &str) -> Option<String> {
+        if !unambiguous(uri) {
+            return None;
+        }
         self.resolve(base, &as_browser_reads(uri))
     }
 
@@ -120,6 +123,16 @@ impl Scope<'_> {
     }
 }
 
+/// Whether every player resolves `uri` the same way: no control character
+/// (players end a line at a lone CR; browsers drop tabs and newlines, and
+/// trim leading controls), no backslash (read as `/`, so `/\\evil/x` is on
+/// another host), no `{$var}` (EXT-X-DEFINE: the player substitutes it).
+/// Anything else is left alone: no auth is added to a URI that some player
+/// might fetch from another host.
+fn unambiguous(uri: &str) -> bool {
+    !uri.bytes().any(|b| b < 0x20 || b == 0x7f || b == b'\\') && !uri.contains("{$")
+}
+
 /// `uri` as a browser reads a URL: tabs and newlines dropped (borrowed when
 /// there are none).
 fn as_browser_reads(uri: &str) -> std::borrow::Cow<'_, str> {
@@ -165,6 +178,9 @@ impl Scope<'_> {
     /// URI's own query (if any) after a `?`. The query is part of what a
     /// child token opens: an origin may pick the resource by it (`key?id=1`).
     pub fn target(&self, base: &str, uri: &str) -> Option<String> {
+        if !unambiguous(uri) {
+            return None;
+        }
         let cleaned = as_browser_reads(uri);
         let path = self.resolve(base, &cleaned)?;
         let query = cleaned
@@ -352,6 +368,25 @@ mod tests {
             usize::MAX,
         )
         .unwrap_or_default()
+    }
+
+    /// URIs some player resolves to another host get no auth: a lone CR
+    /// (hls.js ends the line there), backslashes, a leading control
+    /// character, an EXT-X-DEFINE variable.
+    #[test]
+    fn uris_a_player_may_read_as_another_host_get_no_auth() {
+        for src in [
+            "#EXTM3U\n#EXTINF:2,\nseg0.ts\r//evil.example/x.ts\n",
+            "#EXTM3U\n/\\evil.example/a.ts\n",
+            "#EXTM3U\n\\\\evil.example\\a.ts\n",
+            "#EXTM3U\n\u{1}//evil.example/a.ts\n",
+            "#EXTM3U\n#EXT-X-DEFINE:NAME=\"cdn\",VALUE=\"//evil.example/live\"\n{$cdn}/x.ts\n",
+            "#EXTM3U\n#EXT-X-MAP:URI=\"/\\evil.example/init.mp4\"\n",
+            "#EXTM3U\n/li\tve/a.ts\n",
+        ] {
+            assert_eq!(rw(src), src, "{src:?}");
+        }
+        assert_eq!(rw("#EXTM3U\nseg0.ts\n"), format!("#EXTM3U\nseg0.ts?{P}\n"));
     }
 
     #[test]

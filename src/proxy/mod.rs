@@ -586,7 +586,15 @@ async fn forward(
         req.headers_mut()
             .insert(ACCEPT_ENCODING, HeaderValue::from_static("identity"));
         if hls::is_playlist(None, uri.path()) {
-            req.headers_mut().remove(RANGE);
+            // The body goes out rewritten (per viewer, validators dropped):
+            // neither a byte range nor the origin's 304 of it would fit.
+            for name in [
+                RANGE,
+                http::header::IF_NONE_MATCH,
+                http::header::IF_MODIFIED_SINCE,
+            ] {
+                req.headers_mut().remove(name);
+            }
         }
     }
     if let Some((cookie, header)) = &site.strip_carrier {
@@ -888,11 +896,19 @@ async fn rewrite_playlist(
         return Err(Stop::PlaylistTooLarge);
     };
     let h = &mut parts.headers;
+    // Besides the validators, the caching orders a shared cache obeys
+    // before Cache-Control (RFC 9213 `CDN-Cache-Control`, Surrogate-Control,
+    // nginx's X-Accel-Expires) and Expires: the body now holds one viewer's
+    // tokens.
     for name in [
         CONTENT_LENGTH,
         ETAG,
         LAST_MODIFIED,
         http::header::ACCEPT_RANGES,
+        http::header::EXPIRES,
+        HeaderName::from_static("cdn-cache-control"),
+        HeaderName::from_static("surrogate-control"),
+        HeaderName::from_static("x-accel-expires"),
     ] {
         h.remove(name);
     }
