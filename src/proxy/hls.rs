@@ -264,7 +264,8 @@ pub fn rewrite(
                 None => (line, ""),
             },
         };
-        let trimmed = body.trim();
+        // A byte-order mark before `#EXTM3U` is no URI.
+        let trimmed = body.trim().trim_start_matches('\u{FEFF}');
         if trimmed.is_empty() {
             out.push_str(line);
         } else if trimmed.starts_with('#') {
@@ -387,6 +388,11 @@ mod tests {
             assert_eq!(rw(src), src, "{src:?}");
         }
         assert_eq!(rw("#EXTM3U\nseg0.ts\n"), format!("#EXTM3U\nseg0.ts?{P}\n"));
+        // A byte-order mark before the header stays as it is.
+        assert_eq!(
+            rw("\u{FEFF}#EXTM3U\nseg0.ts\n"),
+            format!("\u{FEFF}#EXTM3U\nseg0.ts?{P}\n")
+        );
     }
 
     #[test]

@@ -565,7 +565,9 @@ impl SyncService {
                 backoff = INITIAL_BACKOFF;
                 jitter(interval)
             } else {
-                let w = backoff.min(interval);
+                // Jittered too: replicas failing together must not retry
+                // in lockstep.
+                let w = jitter(backoff.min(interval));
                 backoff = (backoff * 2).min(interval);
                 w
             };
