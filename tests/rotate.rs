@@ -935,3 +935,30 @@ async fn the_operator_api_starts_and_reports_a_rotation() {
     );
     assert!(!proxy.log().contains(&new_key));
 }
+
+/// Tencent holds two keys already: the stage is refused and the rotation
+/// waits, pending. Asked again with `--replace-backup`, the same rotation
+/// (its new key) goes on, without deleting any record by hand.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_stage_goes_on_when_asked_again_with_the_backup_replaced() {
+    let vendor = FakeTencent::start().await;
+    vendor.state.lock().unwrap().back_key = "ThirdKeyNobodyRetired".into();
+    let origin = Origin::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let cfg = tencent_config(vendor.addr, state.path(), origin.addr);
+    let out = keys_rotate(&cfg, "tencent-main", &[]).await;
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("replace_backup"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(phase(state.path(), "tencent-main"), "pending");
+    assert_eq!(vendor.keys().1, "ThirdKeyNobodyRetired");
+    let out = keys_rotate(&cfg, "tencent-main", &["--replace-backup"]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(phase(state.path(), "tencent-main"), "staged");
+    let (auth, back) = vendor.keys();
+    assert_eq!(auth, OLD_KEY);
+    assert_eq!(back.len(), 32, "the new key is staged as the backup");
+}

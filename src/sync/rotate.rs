@@ -529,7 +529,23 @@ impl Rotator {
         now: u64,
     ) -> Result<RotationStatus, RotateError> {
         let _lock = self.lock(domain)?;
-        if let Some(r) = self.load(domain)? {
+        if let Some(mut r) = self.load(domain)? {
+            // A stage not yet done (the vendor refused it: Tencent holds two
+            // keys already) may be asked again with the backup replaced:
+            // the same rotation and new key, so nothing the vendor may hold
+            // is lost.
+            if r.phase == Phase::Pending && opts.replace_backup && !r.replace_backup {
+                r.replace_backup = true;
+                r.next_step_at = now;
+                r.retry_at = None;
+                self.save(&r)?;
+                info!(
+                    vendor = %self.account.name,
+                    domain, "key rotation asked again with the backup key replaced"
+                );
+                self.run_step(&mut r, now).await?;
+                return Ok(r.status());
+            }
             if let Some(next) = r.phase.next_step() {
                 return Err(RotateError::InProgress {
                     vendor: self.account.name.clone(),
