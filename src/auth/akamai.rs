@@ -606,12 +606,17 @@ impl Verifier for Akamai {
         };
         // Without a `%` the decoded token is the raw one: borrow it (and
         // the derived fields from it) rather than copy.
-        if raw.len() > MAX_TOKEN_BYTES {
-            return Verdict::deny(DenyReason::MalformedToken);
-        }
         let token: Cow<'a, str> = if raw.contains('%') {
             match percent_decode(raw).and_then(|t| String::from_utf8(t).ok()) {
+                // The token's size is what it decodes to (the query form
+                // escapes it further).
+                Some(t) if t.len() > MAX_TOKEN_BYTES => {
+                    return Verdict::deny(DenyReason::MalformedToken)
+                }
                 Some(t) => Cow::Owned(t),
+                None if raw.len() > MAX_TOKEN_BYTES => {
+                    return Verdict::deny(DenyReason::MalformedToken)
+                }
                 // A `%` that does not decode (`%zz`, or bytes that are no
                 // UTF-8, such as an acl for `/live/caf%E9/*`): only the
                 // token as received can be genuine. One that is not (no
@@ -626,6 +631,8 @@ impl Verifier for Akamai {
                     };
                 }
             }
+        } else if raw.len() > MAX_TOKEN_BYTES {
+            return Verdict::deny(DenyReason::MalformedToken);
         } else {
             Cow::Borrowed(raw)
         };
@@ -642,6 +649,7 @@ impl Verifier for Akamai {
         // either grants nothing a key did not sign; it costs at most one
         // more HMAC per key, and only for tokens holding a `%`.
         if token != raw
+            && raw.len() <= MAX_TOKEN_BYTES
             && matches!(
                 verdict.decision,
                 Decision::Deny(DenyReason::MalformedToken | DenyReason::BadSignature)
