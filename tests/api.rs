@@ -292,24 +292,15 @@ async fn sign_gives_the_cli_s_url_and_refuses_what_the_proxy_would_deny() {
         );
     }
     // One JSON value, nothing after it.
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let body = r#"{"url": "http://play.example.com/live/a.flv", "expires_in": 60} trailing {{"#;
-    let mut c = tokio::net::TcpStream::connect(proxy.admin).await.unwrap();
-    c.write_all(
-        format!(
+    let text = raw_exchange(
+        proxy.admin,
+        &format!(
             "POST /v1/sign HTTP/1.1\r\nHost: admin\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()
-        )
-        .as_bytes(),
+        ),
     )
-    .await
-    .unwrap();
-    let mut out = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), c.read_to_end(&mut out))
-        .await
-        .unwrap()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out);
+    .await;
     assert!(text.starts_with("HTTP/1.1 400"), "{text}");
     assert!(text.contains("InvalidParam.BindError"), "{text}");
 }

@@ -223,23 +223,14 @@ async fn nginx_auth_request_passes_signed_and_refuses_others() {
     // A raw `#`: nginx serves the path before it, so a token for the
     // stream after it (`cam`) must not open `a.ts`.
     {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let cam = tencent_query(KEY, "/live/cam", now() + 300);
-        let mut c = tokio::net::TcpStream::connect(nginx.addr).await.unwrap();
-        c.write_all(
-            format!(
+        let text = raw_exchange(
+            nginx.addr,
+            &format!(
                 "GET /live/a.ts#/cam?{cam} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-            )
-            .as_bytes(),
+            ),
         )
-        .await
-        .unwrap();
-        let mut out = Vec::new();
-        tokio::time::timeout(Duration::from_secs(10), c.read_to_end(&mut out))
-            .await
-            .unwrap()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out);
+        .await;
         assert!(text.starts_with("HTTP/1.1 403"), "{text}");
         assert!(!text.contains("segment"), "{text}");
     }

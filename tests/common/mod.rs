@@ -320,6 +320,22 @@ pub async fn raw_get(addr: SocketAddr, host: &str, path_and_query: &str) -> toki
     s
 }
 
+/// Sends `request` (a whole HTTP/1.1 request, written as is, with
+/// `Connection: close`) and returns everything the server answers, as text.
+/// For requests a client library would not send (two Host headers, a raw
+/// `#`, a body with text after its JSON).
+pub async fn raw_exchange(addr: SocketAddr, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out))
+        .await
+        .expect("no whole answer in time")
+        .unwrap();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// A request with a method and extra headers; the body still streaming.
 pub async fn send_with(
     addr: SocketAddr,
