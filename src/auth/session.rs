@@ -57,11 +57,12 @@ pub struct SessionGrant {
 }
 
 /// File extensions a session token may open: HLS playlists, segments,
-/// init sections, keys and subtitles. Extension-less paths (key servers)
-/// are allowed too.
-const HLS_CHILD_EXTENSIONS: [&str; 16] = [
+/// init sections, keys, subtitles, session data (`EXT-X-SESSION-DATA`) and
+/// thumbnail images (`EXT-X-IMAGE-STREAM-INF`). Extension-less paths (key
+/// servers) are allowed too.
+const HLS_CHILD_EXTENSIONS: [&str; 21] = [
     "m3u8", "m3u", "ts", "m4s", "mp4", "m4a", "m4v", "aac", "ac3", "ec3", "mp3", "cmfv", "cmfa",
-    "vtt", "webvtt", "key",
+    "vtt", "webvtt", "key", "json", "jpg", "jpeg", "png", "webp",
 ];
 
 /// True when `path` names something an HLS player fetches from a playlist.

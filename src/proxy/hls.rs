@@ -13,7 +13,7 @@
 //! (`skd://`, `data:`), are left alone unless the host is listed.
 
 /// Tags whose `URI` attribute names a resource the player will fetch.
-pub const URI_TAGS: [&str; 8] = [
+pub const URI_TAGS: [&str; 10] = [
     "#EXT-X-KEY:",
     "#EXT-X-MAP:",
     "#EXT-X-MEDIA:",
@@ -22,6 +22,8 @@ pub const URI_TAGS: [&str; 8] = [
     "#EXT-X-PRELOAD-HINT:",
     "#EXT-X-RENDITION-REPORT:",
     "#EXT-X-SESSION-KEY:",
+    "#EXT-X-SESSION-DATA:",
+    "#EXT-X-IMAGE-STREAM-INF:",
 ];
 
 /// True when a response is an HLS playlist, by Content-Type or path.
@@ -388,6 +390,11 @@ mod tests {
             assert_eq!(rw(src), src, "{src:?}");
         }
         assert_eq!(rw("#EXTM3U\nseg0.ts\n"), format!("#EXTM3U\nseg0.ts?{P}\n"));
+        // Session data and image streams (thumbnails) are children too.
+        assert_eq!(
+            rw("#EXTM3U\n#EXT-X-SESSION-DATA:DATA-ID=\"t\",URI=\"t.json\"\n#EXT-X-IMAGE-STREAM-INF:BANDWIDTH=1,URI=\"img/i.m3u8\"\n"),
+            format!("#EXTM3U\n#EXT-X-SESSION-DATA:DATA-ID=\"t\",URI=\"t.json?{P}\"\n#EXT-X-IMAGE-STREAM-INF:BANDWIDTH=1,URI=\"img/i.m3u8?{P}\"\n")
+        );
         // A byte-order mark before the header stays as it is.
         assert_eq!(
             rw("\u{FEFF}#EXTM3U\nseg0.ts\n"),
