@@ -5,7 +5,8 @@
 //! The rewriter is a pure function over the playlist text: URI lines and the
 //! `URI="…"` attribute of EXT-X-KEY, EXT-X-MAP, EXT-X-MEDIA,
 //! EXT-X-I-FRAME-STREAM-INF, EXT-X-PART, EXT-X-PRELOAD-HINT,
-//! EXT-X-RENDITION-REPORT and EXT-X-SESSION-KEY get params appended to
+//! EXT-X-RENDITION-REPORT, EXT-X-SESSION-KEY, EXT-X-SESSION-DATA and
+//! EXT-X-IMAGE-STREAM-INF get params appended to
 //! their query: for each, the caller is given the path the player will
 //! request (the URI resolved against the playlist's path, RFC 3986 §5.2,
 //! dot segments removed) and answers with that child's params. Comments, other tags, blank lines and line endings (LF or
