@@ -229,6 +229,22 @@ async fn ffmpeg_plays_a_signed_master_playlist_and_fetches_every_segment() {
         header_map_get(resp.headers(), "cache-control"),
         Some("private, no-cache")
     );
+    // HEAD says what the GET would: private, no validators.
+    let resp = send_with(
+        addr,
+        "127.0.0.1",
+        &format!("/live/master.m3u8?{q}"),
+        http::Method::HEAD,
+        &[],
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(
+        header_map_get(resp.headers(), "cache-control"),
+        Some("private, no-cache")
+    );
+    assert!(resp.headers().get("etag").is_none());
+    assert!(resp.headers().get("last-modified").is_none());
 }
 
 #[tokio::test(flavor = "multi_thread")]

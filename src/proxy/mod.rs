@@ -625,6 +625,23 @@ async fn forward(
     }
 }
 
+/// Headers a rewritten playlist goes out without: its length and
+/// validators are the origin body's, and besides them the caching orders a
+/// shared cache obeys before Cache-Control (RFC 9213 `CDN-Cache-Control`,
+/// Surrogate-Control, nginx's X-Accel-Expires) and Expires: the body holds
+/// one viewer's tokens.
+const DROPPED_FROM_REWRITTEN: [HeaderName; 8] = [
+    // First: a HEAD answer keeps it (skips the first).
+    CONTENT_LENGTH,
+    ETAG,
+    LAST_MODIFIED,
+    http::header::ACCEPT_RANGES,
+    http::header::EXPIRES,
+    HeaderName::from_static("cdn-cache-control"),
+    HeaderName::from_static("surrogate-control"),
+    HeaderName::from_static("x-accel-expires"),
+];
+
 fn wants_rewrite(cfg: &SiteConfig, method: &Method) -> bool {
     cfg.hls.rewrite && method == Method::GET
 }
@@ -689,6 +706,20 @@ async fn filter_response(
                 .await
             }
         };
+    }
+    if cfg.hls.rewrite
+        && !ctx.is_get
+        && resp.status() == StatusCode::OK
+        && hls::is_playlist(content_type, ctx.uri.path())
+    {
+        // HEAD: the GET would send a rewritten body, without validators,
+        // private. (Its length is unknown without reading the playlist:
+        // the origin's stays, as hyper would otherwise answer 0.)
+        let h = resp.headers_mut();
+        for name in DROPPED_FROM_REWRITTEN.into_iter().skip(1) {
+            h.remove(name);
+        }
+        h.insert(CACHE_CONTROL, HeaderValue::from_static("private, no-cache"));
     }
     let active = [
         shared.metrics.active_streams.clone(),
@@ -896,20 +927,7 @@ async fn rewrite_playlist(
         return Err(Stop::PlaylistTooLarge);
     };
     let h = &mut parts.headers;
-    // Besides the validators, the caching orders a shared cache obeys
-    // before Cache-Control (RFC 9213 `CDN-Cache-Control`, Surrogate-Control,
-    // nginx's X-Accel-Expires) and Expires: the body now holds one viewer's
-    // tokens.
-    for name in [
-        CONTENT_LENGTH,
-        ETAG,
-        LAST_MODIFIED,
-        http::header::ACCEPT_RANGES,
-        http::header::EXPIRES,
-        HeaderName::from_static("cdn-cache-control"),
-        HeaderName::from_static("surrogate-control"),
-        HeaderName::from_static("x-accel-expires"),
-    ] {
+    for name in DROPPED_FROM_REWRITTEN {
         h.remove(name);
     }
     h.insert(CONTENT_LENGTH, HeaderValue::from(out.len()));
