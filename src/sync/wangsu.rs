@@ -260,6 +260,26 @@ fn vendor_field(field: &str, raw: &[VendorRule]) -> String {
     }
 }
 
+impl VendorRule {
+    /// A group whose values were cleared: no key and no setting left.
+    fn is_cleared(&self) -> bool {
+        let blank = |v: &Option<String>| v.as_deref().is_none_or(str::is_empty);
+        let blank_value = |v: &Option<Value>| match v {
+            None | Some(Value::Null) => true,
+            Some(Value::String(s)) => s.is_empty(),
+            Some(_) => false,
+        };
+        blank_value(&self.secret_key)
+            && blank(&self.cipher_param)
+            && blank(&self.time_param)
+            && blank(&self.time_format)
+            && blank(&self.effective_time_mode)
+            && blank_value(&self.effective_time)
+            && blank_value(&self.tolerant_time)
+            && blank(&self.ciphe_combination)
+    }
+}
+
 /// One rule group's settings and key, as the vendor sends them. Only
 /// reading happens here (shapes, numbers, names, the vendor's defaults);
 /// every rule is [`Settings::build`]'s. Problems are named by settings field
@@ -414,15 +434,18 @@ impl VendorApi for WangsuApi {
                 )));
             }
         }
-        // An empty (or absent) list is how the vendor says the config is cleared.
+        // An empty (or absent) list is how the vendor says the config is
+        // cleared; so is a group with only its dataId left (the documented
+        // answer to a write of `{"dataId": X}` alone: "clear that group's
+        // values"), which verifies nothing and is skipped.
         let raw = data.timestamp_visit_control_rules.unwrap_or_default();
-        if raw.is_empty() {
+        if raw.iter().all(VendorRule::is_cleared) {
             return Ok(SyncedAuth::Disabled);
         }
         let mut problems = Vec::new();
         let mut keys = Vec::new();
         let mut rules = Vec::new();
-        for (i, r) in raw.iter().enumerate() {
+        for (i, r) in raw.iter().enumerate().filter(|(_, r)| !r.is_cleared()) {
             let (rule, key) = read_rule(i, r, &mut problems);
             rules.push(rule);
             keys.extend(key);
@@ -848,6 +871,8 @@ mod tests {
             r#"{"code":"0","message":"success","data":{"domainId":"1","domainName":"www.example.com","timestampVisitControlRules":[]}}"#,
             r#"{"message":"success","data":{"domainId":"1","domainName":"www.example.com"}}"#,
             r#"{"code":0,"message":"success","data":{"timestampVisitControlRules":null}}"#,
+            // A group whose values were cleared by dataId, and nothing else.
+            r#"{"code":"0","data":{"domainName":"www.example.com","timestampVisitControlRules":[{"dataId":7,"secretKey":"","cipherParam":null}]}}"#,
         ] {
             assert!(
                 matches!(
@@ -856,6 +881,22 @@ mod tests {
                 ),
                 "{body}"
             );
+        }
+    }
+
+    /// A cleared group next to a working one: skipped, not a malformed
+    /// answer (which would stop every sync of the domain).
+    #[test]
+    fn a_cleared_group_is_skipped() {
+        let body = r#"{"code":"0","data":{"domainName":"www.example.com","timestampVisitControlRules":[
+            {"dataId":7,"secretKey":""},
+            {"dataId":8,"secretKey":"live-key","timeFormat":"hex","effectiveTimeMode":"abstime","cipheCombination":"key+path+time"}]}}"#;
+        match api().parse("www.example.com", StatusCode::OK, body.as_bytes(), C) {
+            Ok(SyncedAuth::Enabled { keys, .. }) => {
+                assert_eq!(keys.len(), 1);
+                assert_eq!(keys.primary().map(Secret::expose), Some("live-key"));
+            }
+            other => panic!("{other:?}"),
         }
     }
 
