@@ -672,16 +672,20 @@ fn keys(state: &AdminState, id: &str) -> Value {
                 .enumerate()
                 .map(|(i, (k, s))| key_json(k, s, i == signing))
                 .collect();
-            let push_keys: Vec<Value> = auth
-                .push
-                .iter()
-                .flat_map(|p| {
-                    p.keys
-                        .iter()
-                        .zip(&p.key_sources)
-                        .map(|(k, s)| key_json(k, s, false))
-                })
-                .collect();
+            // The publishers' keys, app-scoped operator keys included.
+            let push_keys: Vec<Value> =
+                auth.push
+                    .iter()
+                    .flat_map(|p| {
+                        let app_only = p.app_keys.iter().flat_map(|a| {
+                            a.keys.iter().zip(&a.key_sources).filter(|(_, s)| {
+                                matches!(s, KeySource::Operator { app: Some(_), .. })
+                            })
+                        });
+                        p.keys.iter().zip(&p.key_sources).chain(app_only)
+                    })
+                    .map(|(k, s)| key_json(k, s, false))
+                    .collect();
             for a in &auth.app_keys {
                 for (k, s) in a.keys.iter().zip(&a.key_sources) {
                     if matches!(s, KeySource::Operator { app: Some(_), .. }) {
@@ -796,7 +800,7 @@ fn put_keys(state: &AdminState, body: UpdateAuthKey, id: &str) -> Result<Value, 
             e @ crate::publish::PutKeysError::TooManyScopes => err(
                 StatusCode::CONFLICT,
                 "LimitExceeded.Scopes",
-                format!("{e}; update or disable an existing one"),
+                format!("{e}; update an existing one (the API removes none)"),
             ),
             crate::publish::PutKeysError::Store(crate::operator::StoreError::NoStateDir) => err(
                 StatusCode::CONFLICT,

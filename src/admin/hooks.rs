@@ -393,6 +393,10 @@ fn stream_path(app: &str, stream: &str) -> Result<String, BadHook> {
     Ok(format!("/{app}/{stream}"))
 }
 
+/// Schemes that judge a stream by its last path segment without the
+/// extension (Wangsu when `path_includes_extension = false`).
+const STREAM_NAME_SCHEMES: [&str; 3] = ["tencent", "volcengine", "wangsu"];
+
 /// Whether a media server's `/{app}/{stream}` is one app and one stream
 /// name without a dot.
 ///
@@ -499,7 +503,10 @@ fn decide(state: &AdminState, ask: &Ask, now: u64, at: Instant) -> Outcome {
     if let Err(stop) = check_target(&snapshot.limits, &site.config, &path_and_query, &ask.path) {
         return Outcome::Rejected(stop.labels().1);
     }
-    if ask.media_stream && !one_plain_stream(&ask.path) {
+    if ask.media_stream
+        && STREAM_NAME_SCHEMES.contains(&site.auth.verifier.scheme())
+        && !one_plain_stream(&ask.path)
+    {
         return Outcome::Rejected("bad_path");
     }
     // The address is the end client's when the media server reported it or

@@ -267,8 +267,10 @@ pub fn rewrite(
                 None => (line, ""),
             },
         };
-        // A byte-order mark before `#EXTM3U` is no URI.
-        let trimmed = body.trim().trim_start_matches('\u{FEFF}');
+        // A byte-order mark (first line) is kept, but is no part of a URI
+        // or tag: `lead` is the line after whitespace and any mark.
+        let lead = body.trim_start().trim_start_matches('\u{FEFF}');
+        let trimmed = lead.trim_end();
         if trimmed.is_empty() {
             out.push_str(line);
         } else if trimmed.starts_with('#') {
@@ -282,8 +284,8 @@ pub fn rewrite(
             .target(base, trimmed)
             .and_then(|target| params(&target))
         {
-            // Keep surrounding whitespace as it was.
-            let start = body.len() - body.trim_start().len();
+            // Keep surrounding whitespace (and a mark) as it was.
+            let start = body.len() - lead.len();
             out.push_str(&body[..start]);
             out.push_str(&add_params(trimmed, &p));
             out.push_str(&body[start + trimmed.len()..]);
@@ -396,10 +398,14 @@ mod tests {
             rw("#EXTM3U\n#EXT-X-SESSION-DATA:DATA-ID=\"t\",URI=\"t.json\"\n#EXT-X-IMAGE-STREAM-INF:BANDWIDTH=1,URI=\"img/i.m3u8\"\n"),
             format!("#EXTM3U\n#EXT-X-SESSION-DATA:DATA-ID=\"t\",URI=\"t.json?{P}\"\n#EXT-X-IMAGE-STREAM-INF:BANDWIDTH=1,URI=\"img/i.m3u8?{P}\"\n")
         );
-        // A byte-order mark before the header stays as it is.
+        // A byte-order mark before the header, or a URI, stays as it is.
         assert_eq!(
             rw("\u{FEFF}#EXTM3U\nseg0.ts\n"),
             format!("\u{FEFF}#EXTM3U\nseg0.ts?{P}\n")
+        );
+        assert_eq!(
+            rw("#EXTM3U\n\u{FEFF}seg1.ts\n \u{FEFF}a/éé \n"),
+            format!("#EXTM3U\n\u{FEFF}seg1.ts?{P}\n \u{FEFF}a/éé?{P} \n")
         );
     }
 

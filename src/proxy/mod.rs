@@ -579,23 +579,23 @@ async fn forward(
             path_and_query.truncate(bare);
         }
     }
+    if cfg.hls.rewrite && hls::is_playlist(None, uri.path()) {
+        // GET and HEAD alike (a HEAD answers as the GET would).
+        // The body goes out rewritten (per viewer, validators dropped):
+        // neither a byte range nor the origin's 304 of it would fit.
+        for name in [
+            RANGE,
+            http::header::IF_NONE_MATCH,
+            http::header::IF_MODIFIED_SINCE,
+        ] {
+            req.headers_mut().remove(name);
+        }
+    }
     if wants_rewrite(cfg, req.method()) {
         // Playlists are read whole and rewritten: ask for plain bytes (a
-        // playlist may be recognised only by its Content-Type), and all of
-        // them when the path says playlist.
+        // playlist may be recognised only by its Content-Type).
         req.headers_mut()
             .insert(ACCEPT_ENCODING, HeaderValue::from_static("identity"));
-        if hls::is_playlist(None, uri.path()) {
-            // The body goes out rewritten (per viewer, validators dropped):
-            // neither a byte range nor the origin's 304 of it would fit.
-            for name in [
-                RANGE,
-                http::header::IF_NONE_MATCH,
-                http::header::IF_MODIFIED_SINCE,
-            ] {
-                req.headers_mut().remove(name);
-            }
-        }
     }
     if let Some((cookie, header)) = &site.strip_carrier {
         upstream::remove_token_carriers(req.headers_mut(), cookie, header);
