@@ -293,9 +293,15 @@ pub fn retire_delay(propagation: u64, account: &VendorConfig, vendor_window: u64
 }
 
 impl Rotator {
-    /// [`propagation`] for this account's domains and rate limit.
+    /// [`propagation`] for this account's domains (as the running server
+    /// syncs them now, a reload included; else as the config named them)
+    /// and rate limit.
     fn propagation(&self) -> u64 {
-        propagation(&self.account, self.domains, self.api.max_requests_per_sec())
+        let domains = self
+            .sink
+            .as_ref()
+            .map_or(self.domains, |s| s.domains(&self.account.name).len());
+        propagation(&self.account, domains, self.api.max_requests_per_sec())
     }
 }
 
