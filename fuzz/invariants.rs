@@ -836,22 +836,36 @@ pub fn playlist(data: &[u8]) {
         after.len(),
         "line count changed:\n{text:?}\n{out:?}"
     );
-    let mut params = asked.iter().map(|p| format!("sg_session=T{}", p.len()));
+    let params: Vec<String> = asked
+        .iter()
+        .map(|p| format!("sg_session=T{}", p.len()))
+        .collect();
+    let mut next = 0;
     for (old, new) in before.iter().zip(&after) {
         let body = old.trim();
         let uri_line = !body.is_empty() && !body.starts_with('#');
-        let uri_tag = hls::URI_TAGS.iter().any(|t| body.starts_with(t));
+        let uri_tag = hls::URI_TAGS.iter().any(|(t, _)| body.starts_with(t));
         if old == new {
             continue;
         }
         assert!(uri_line || uri_tag, "line {old:?} changed to {new:?}");
-        let Some(p) = params.next() else {
-            panic!("line {old:?} changed to {new:?} without params");
+        // The fewest of the next params whose insertion makes the line: a
+        // tag may have several URI attributes (a date range's asset and
+        // list, or one attribute given twice), each `=` at most one.
+        let most = if uri_line {
+            1
+        } else {
+            old.matches('=').count()
         };
-        assert!(
-            is_insertion(old, new, &p),
-            "line {old:?} became {new:?}, not the line with {p:?} added"
-        );
+        let took = (1..=most)
+            .find(|&k| next + k <= params.len() && is_insertion(old, new, &params[next..next + k]));
+        let Some(k) = took else {
+            panic!(
+                "line {old:?} became {new:?}, not the line with the next params added ({:?})",
+                &params[next..]
+            );
+        };
+        next += k;
         if uri_line {
             // Surrounding whitespace and the URI itself come first.
             let uri = body.split('#').next().unwrap_or(body);
@@ -862,32 +876,30 @@ pub fn playlist(data: &[u8]) {
             );
         }
     }
-    assert!(
-        params.next().is_none(),
+    assert_eq!(
+        next,
+        params.len(),
         "params handed out for a line left alone"
     );
 }
 
-/// True when `new` is `old` with `?p`, `&p` or `p` inserted at one place.
-fn is_insertion(old: &str, new: &str, p: &str) -> bool {
+/// True when `new` is `old` with `?p`, `&p` or `p` inserted, for each `p`
+/// of `ps` in order, each at one place.
+fn is_insertion(old: &str, new: &str, ps: &[String]) -> bool {
+    let Some((p, rest)) = ps.split_first() else {
+        return old == new;
+    };
+    let prefix = old
+        .bytes()
+        .zip(new.bytes())
+        .take_while(|(a, b)| a == b)
+        .count();
     ["?", "&", ""].iter().any(|sep| {
         let ins = format!("{sep}{p}");
-        if new.len() != old.len() + ins.len() {
-            return false;
-        }
-        let prefix = old
-            .bytes()
-            .zip(new.bytes())
-            .take_while(|(a, b)| a == b)
-            .count();
-        let suffix = old
-            .bytes()
-            .rev()
-            .zip(new.bytes().rev())
-            .take_while(|(a, b)| a == b)
-            .count();
-        (old.len().saturating_sub(suffix)..=prefix.min(old.len())).any(|i| {
-            new.get(i..i + ins.len()) == Some(ins.as_str()) && new.get(..i) == old.get(..i)
+        (0..=prefix.min(old.len())).any(|i| {
+            new.get(i..i + ins.len()) == Some(ins.as_str())
+                && old.is_char_boundary(i)
+                && is_insertion(&old[i..], &new[i + ins.len()..], rest)
         })
     })
 }

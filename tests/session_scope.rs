@@ -39,6 +39,11 @@ async fn origin() -> std::net::SocketAddr {
             "/live/q/index.m3u8" => playlist(
                 "#EXTM3U\n#EXT-X-KEY:METHOD=AES-128,URI=\"keys/k?id=1\"\n#EXTINF:2,\nseg0.ts\n",
             ),
+            "/live/steered/index.m3u8" => playlist(concat!(
+                "#EXTM3U\n#EXT-X-CONTENT-STEERING:SERVER-URI=\"/steer/m.json\",PATHWAY-ID=\"A\"\n",
+                "#EXT-X-DATERANGE:ID=\"ad\",CLASS=\"com.apple.hls.interstitial\",START-DATE=\"2026-12-03T00:00:00Z\",X-ASSET-LIST=\"ads/list.json\"\n",
+                "#EXTINF:2,\nseg0.ts\n"
+            )),
             "/live/master/index.m3u8" => playlist(
                 "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\n../a/index.m3u8\n#EXT-X-STREAM-INF:BANDWIDTH=2\n../b/index.m3u8\n",
             ),
@@ -72,10 +77,12 @@ async fn children(proxy: &Proxy, pq: &str) -> Vec<String> {
         .unwrap()
         .lines()
         .flat_map(|l| {
-            let uri = l
-                .split("URI=\"")
-                .nth(1)
-                .map_or(l, |u| u.split('"').next().unwrap());
+            // A URI line, or the quoted attribute value holding the token.
+            let uri = if l.starts_with('#') {
+                l.split('"').find(|v| v.contains("sg_session="))?
+            } else {
+                l
+            };
             uri.contains("sg_session=").then(|| uri.to_owned())
         })
         .collect()
@@ -205,6 +212,41 @@ async fn a_child_token_opens_its_query_and_no_other() {
             status(&proxy, &format!("/live/q/keys/k?{other}&sg_session={t}")).await,
             (StatusCode::FORBIDDEN, Some("bad_signature".to_owned())),
             "{other}"
+        );
+    }
+}
+
+/// A content steering manifest and an interstitial's asset list are
+/// fetched with their own tokens, which open those files and no sibling.
+#[tokio::test(flavor = "multi_thread")]
+async fn steering_manifests_and_interstitial_asset_lists_get_their_own_tokens() {
+    let origin = origin().await;
+    let proxy = Proxy::start(&config(origin, "session"));
+    let q = tencent_query(KEY, "/live/steered/index.m3u8", now() + 600);
+    let kids = children(&proxy, &format!("/live/steered/index.m3u8?{q}")).await;
+    assert_eq!(kids.len(), 3, "{kids:?}");
+    for (kid, path, sibling) in [
+        (&kids[0], "/steer/m.json", "/steer/other.json"),
+        (
+            &kids[1],
+            "/live/steered/ads/list.json",
+            "/live/steered/ads/x.json",
+        ),
+    ] {
+        assert!(
+            path.ends_with(kid.split('?').next().unwrap()),
+            "{kid} for {path}"
+        );
+        let t = token(kid);
+        assert_eq!(
+            status(&proxy, &format!("{path}?sg_session={t}")).await,
+            (StatusCode::OK, None),
+            "{path}"
+        );
+        assert_eq!(
+            status(&proxy, &format!("{sibling}?sg_session={t}")).await,
+            (StatusCode::FORBIDDEN, Some("bad_signature".to_owned())),
+            "{sibling}"
         );
     }
 }

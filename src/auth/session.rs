@@ -57,8 +57,9 @@ pub struct SessionGrant {
 }
 
 /// File extensions a session token may open: HLS playlists, segments,
-/// init sections, keys, subtitles, session data (`EXT-X-SESSION-DATA`) and
-/// thumbnail images (`EXT-X-IMAGE-STREAM-INF`). Extension-less paths (key
+/// init sections, keys, subtitles, JSON (`EXT-X-SESSION-DATA`, content
+/// steering manifests, interstitial asset lists) and thumbnail images
+/// (`EXT-X-IMAGE-STREAM-INF`). Extension-less paths (key
 /// servers) are allowed too.
 const HLS_CHILD_EXTENSIONS: [&str; 21] = [
     "m3u8", "m3u", "ts", "m4s", "mp4", "m4a", "m4v", "aac", "ac3", "ec3", "mp3", "cmfv", "cmfa",

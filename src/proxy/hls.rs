@@ -2,29 +2,35 @@
 //! will accept, because players resolve relative URIs without the
 //! playlist's query string.
 //!
-//! The rewriter is a pure function over the playlist text: URI lines and the
+//! The rewriter is a pure function over the playlist text: URI lines, the
 //! `URI="…"` attribute of EXT-X-KEY, EXT-X-MAP, EXT-X-MEDIA,
 //! EXT-X-I-FRAME-STREAM-INF, EXT-X-PART, EXT-X-PRELOAD-HINT,
 //! EXT-X-RENDITION-REPORT, EXT-X-SESSION-KEY, EXT-X-SESSION-DATA and
-//! EXT-X-IMAGE-STREAM-INF get params appended to
+//! EXT-X-IMAGE-STREAM-INF, the `SERVER-URI` of EXT-X-CONTENT-STEERING and
+//! the interstitials' `X-ASSET-URI`/`X-ASSET-LIST` of EXT-X-DATERANGE get
+//! params appended to
 //! their query: for each, the caller is given the path the player will
 //! request (the URI resolved against the playlist's path, RFC 3986 §5.2,
 //! dot segments removed) and answers with that child's params. Comments, other tags, blank lines and line endings (LF or
 //! CRLF) are kept byte for byte. URIs on other hosts, and non-HTTP URIs
 //! (`skd://`, `data:`), are left alone unless the host is listed.
 
-/// Tags whose `URI` attribute names a resource the player will fetch.
-pub const URI_TAGS: [&str; 10] = [
-    "#EXT-X-KEY:",
-    "#EXT-X-MAP:",
-    "#EXT-X-MEDIA:",
-    "#EXT-X-I-FRAME-STREAM-INF:",
-    "#EXT-X-PART:",
-    "#EXT-X-PRELOAD-HINT:",
-    "#EXT-X-RENDITION-REPORT:",
-    "#EXT-X-SESSION-KEY:",
-    "#EXT-X-SESSION-DATA:",
-    "#EXT-X-IMAGE-STREAM-INF:",
+/// Tags with attributes that name a resource the player will fetch, and
+/// those attributes' names (RFC 8216bis: content steering's server,
+/// interstitials' asset or asset list on a date range).
+pub const URI_TAGS: [(&str, &[&str]); 12] = [
+    ("#EXT-X-KEY:", &["URI"]),
+    ("#EXT-X-MAP:", &["URI"]),
+    ("#EXT-X-MEDIA:", &["URI"]),
+    ("#EXT-X-I-FRAME-STREAM-INF:", &["URI"]),
+    ("#EXT-X-PART:", &["URI"]),
+    ("#EXT-X-PRELOAD-HINT:", &["URI"]),
+    ("#EXT-X-RENDITION-REPORT:", &["URI"]),
+    ("#EXT-X-SESSION-KEY:", &["URI"]),
+    ("#EXT-X-SESSION-DATA:", &["URI"]),
+    ("#EXT-X-IMAGE-STREAM-INF:", &["URI"]),
+    ("#EXT-X-CONTENT-STEERING:", &["SERVER-URI"]),
+    ("#EXT-X-DATERANGE:", &["X-ASSET-URI", "X-ASSET-LIST"]),
 ];
 
 /// True when a response is an HLS playlist, by Content-Type or path.
@@ -274,8 +280,8 @@ pub fn rewrite(
         if trimmed.is_empty() {
             out.push_str(line);
         } else if trimmed.starts_with('#') {
-            if URI_TAGS.iter().any(|t| trimmed.starts_with(t)) {
-                out.push_str(&rewrite_uri_attribute(body, scope, base, params));
+            if let Some((_, names)) = URI_TAGS.iter().find(|(t, _)| trimmed.starts_with(t)) {
+                out.push_str(&rewrite_uri_attributes(body, names, scope, base, params));
                 out.push_str(ending);
             } else {
                 out.push_str(line);
@@ -297,10 +303,13 @@ pub fn rewrite(
     (out.len() <= max_len).then_some(out)
 }
 
-/// Rewrites the `URI="…"` attribute of a tag line, scanning the attribute
-/// list properly so a `URI=` inside another quoted value is not touched.
-fn rewrite_uri_attribute(
+/// Rewrites the URI-valued attributes `names` of a tag line, scanning the
+/// attribute list properly so a `URI=` inside another quoted value is not
+/// touched. An attribute whose URI gets no params is kept as it is; a line
+/// with an unterminated quoted value is left alone (and no params asked).
+fn rewrite_uri_attributes(
     line: &str,
+    names: &[&str],
     scope: Scope<'_>,
     base: &str,
     params: &mut dyn FnMut(&str) -> Option<String>,
@@ -309,6 +318,8 @@ fn rewrite_uri_attribute(
         return line.to_owned();
     };
     let bytes = line.as_bytes();
+    // The byte ranges of the values to rewrite, found before any is.
+    let mut values = Vec::new();
     let mut i = colon + 1;
     while i < bytes.len() {
         // At the start of an attribute name.
@@ -328,17 +339,8 @@ fn rewrite_uri_attribute(
                 return line.to_owned(); // unterminated: leave the line alone
             };
             let value_end = value_start + len;
-            if name == "URI" {
-                let value = &line[value_start..value_end];
-                let Some(p) = scope.target(base, value).and_then(|target| params(&target)) else {
-                    return line.to_owned();
-                };
-                return format!(
-                    "{}{}{}",
-                    &line[..value_start],
-                    add_params(value, &p),
-                    &line[value_end..]
-                );
+            if names.contains(&name) {
+                values.push(value_start..value_end);
             }
             i = value_end + 1;
         } else {
@@ -351,7 +353,22 @@ fn rewrite_uri_attribute(
             i += 1;
         }
     }
-    line.to_owned()
+    let mut out = String::new();
+    // `line[copied..]` is still to be copied to `out`.
+    let mut copied = 0;
+    for range in values {
+        let value = &line[range.clone()];
+        if let Some(p) = scope.target(base, value).and_then(|target| params(&target)) {
+            out.push_str(&line[copied..range.start]);
+            out.push_str(&add_params(value, &p));
+            copied = range.end;
+        }
+    }
+    if copied == 0 {
+        return line.to_owned();
+    }
+    out.push_str(&line[copied..]);
+    out
 }
 
 #[cfg(test)]
@@ -552,6 +569,54 @@ mod tests {
             assert!(out.contains(want), "missing {want:?} in\n{out}");
         }
         assert_eq!(out.matches("tok=1").count(), 9);
+    }
+
+    /// Content steering's server and interstitials' assets (RFC 8216bis)
+    /// are fetched by the player too; other attributes, and a date range's
+    /// other client attributes, are not URIs and stay as they are.
+    #[test]
+    fn steering_server_and_interstitial_assets_get_auth() {
+        let src = concat!(
+            "#EXTM3U\n",
+            "#EXT-X-CONTENT-STEERING:SERVER-URI=\"/steer/manifest.json\",PATHWAY-ID=\"CDN-A\"\n",
+            "#EXT-X-DATERANGE:ID=\"ad1\",CLASS=\"com.apple.hls.interstitial\",START-DATE=\"2026-12-03T00:00:00Z\",X-ASSET-URI=\"ads/ad1.m3u8\",X-ASSET-LIST=\"https://cdn.other.com/list.json\",X-RESUME-OFFSET=0\n",
+            "#EXT-X-DATERANGE:ID=\"ad2\",X-COM-EXAMPLE-URI=\"x.json\",X-ASSET-LIST=\"ads/list.json\"\n",
+            "#EXT-X-DATERANGE:ID=\"ad3\",X-ASSET-URI=\"a.m3u8\",X-ASSET-LIST=\"b.json\"\n",
+        );
+        let want = concat!(
+            "#EXTM3U\n",
+            "#EXT-X-CONTENT-STEERING:SERVER-URI=\"/steer/manifest.json?tok=1\",PATHWAY-ID=\"CDN-A\"\n",
+            "#EXT-X-DATERANGE:ID=\"ad1\",CLASS=\"com.apple.hls.interstitial\",START-DATE=\"2026-12-03T00:00:00Z\",X-ASSET-URI=\"ads/ad1.m3u8?tok=1\",X-ASSET-LIST=\"https://cdn.other.com/list.json\",X-RESUME-OFFSET=0\n",
+            "#EXT-X-DATERANGE:ID=\"ad2\",X-COM-EXAMPLE-URI=\"x.json\",X-ASSET-LIST=\"ads/list.json?tok=1\"\n",
+            "#EXT-X-DATERANGE:ID=\"ad3\",X-ASSET-URI=\"a.m3u8?tok=1\",X-ASSET-LIST=\"b.json?tok=1\"\n",
+        );
+        assert_eq!(rw(src), want);
+        // An unterminated value leaves the whole line as it was.
+        let bad = "#EXT-X-DATERANGE:ID=\"a\",X-ASSET-URI=\"a.m3u8\",X-B=\"open\n";
+        assert_eq!(rw(bad), bad);
+        // Each attribute asks for its own resolved path.
+        let h = hosts();
+        let mut asked = Vec::new();
+        rewrite(
+            src,
+            Scope { hosts: &h },
+            "/live/s/index.m3u8",
+            &mut |t| {
+                asked.push(t.to_owned());
+                None
+            },
+            usize::MAX,
+        );
+        assert_eq!(
+            asked,
+            [
+                "/steer/manifest.json",
+                "/live/s/ads/ad1.m3u8",
+                "/live/s/ads/list.json",
+                "/live/s/a.m3u8",
+                "/live/s/b.json"
+            ]
+        );
     }
 
     #[test]
