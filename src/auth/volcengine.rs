@@ -26,6 +26,15 @@ pub const DEFAULT_SECRET_PARAM: &str = "volcSecret";
 pub const DEFAULT_TIME_PARAM: &str = "volcTime";
 /// Default radix of volcTime (TimeStampBase).
 pub const DEFAULT_TIMESTAMP_BASE: u32 = 10;
+
+/// How far ahead of now a binary (`timestamp_base = 2`) volcTime may be.
+/// Why: a binary time of today has 31 digits, so with `md5_custom` fields a
+/// stream name's trailing `1` moved into the time still fits in `u32`
+/// (2^31 + t, the year 2094) and would revive an expired URL. Such a shift
+/// of any time after 2004 (31 digits) less than 34 years old lands more
+/// than 2^30 s ahead; honest URLs expire sooner.
+const BINARY_TIME_HORIZON_SECS: u64 = 1 << 30;
+
 /// Default ValidDuration: the 2020 DescribeAuth API's default (7 days).
 /// Set 0 when volcTime should be the hard expiry.
 pub const DEFAULT_VALID_DURATION_SECS: u64 = 604_800;
@@ -384,6 +393,7 @@ impl Verifier for Volcengine {
         ]);
         let Some(expires_at) = self
             .parse_time(time)
+            .filter(|&t| self.base != 2 || t <= now.saturating_add(BINARY_TIME_HORIZON_SECS))
             .and_then(|t| t.checked_add(self.valid_duration_secs))
         else {
             return Verdict::pending(DenyReason::MalformedToken, derived);
@@ -546,6 +556,46 @@ mod tests {
         assert_eq!(sign(2, "1102"), malformed);
         assert_eq!(sign(10, "01653632422"), malformed);
         assert_eq!(sign(16, "0628f9f26"), malformed);
+    }
+
+    /// With `md5_custom` fields `StreamName` then `volcTime`, a stream name's
+    /// trailing `1` moved into a binary time keeps the hash: an expired URL
+    /// for `cam1` would open `cam` until 2094. Binary times more than 2^30 s
+    /// ahead are refused.
+    #[test]
+    fn a_digit_moved_into_a_binary_time_revives_nothing() {
+        let mut v = custom(&["key", "AppName", "StreamName", "volcTime"], None);
+        v.base = 2;
+        let k = keys(&["k"]);
+        let now = 1_764_800_000u64;
+        let expired = format!("{:b}", now - 3_600);
+        let signed = v
+            .sign("h", "/live/cam1.flv", None, &Secret::new("k"), now - 3_600)
+            .unwrap_or_else(|_| unreachable!());
+        assert!(signed.query.ends_with(&expired), "{}", signed.query);
+        let q = signed.query;
+        assert_eq!(
+            v.verify(&view_of("/live/cam1.flv", &q), &k, now).decision,
+            Decision::Deny(DenyReason::Expired)
+        );
+        let shifted = q.replace(
+            &format!("volcTime={expired}"),
+            &format!("volcTime=1{expired}"),
+        );
+        assert_eq!(
+            v.verify(&view_of("/live/cam.flv", &shifted), &k, now)
+                .decision,
+            Decision::Deny(DenyReason::MalformedToken)
+        );
+        // Honest binary URLs, decades ahead included, still verify.
+        for ahead in [60, 86_400 * 365 * 30] {
+            let s = v
+                .sign("h", "/live/cam.flv", None, &Secret::new("k"), now + ahead)
+                .unwrap_or_else(|_| unreachable!());
+            assert!(v
+                .verify(&view_of("/live/cam.flv", &s.query), &k, now)
+                .is_allowed());
+        }
     }
 
     #[test]
