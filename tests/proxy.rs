@@ -827,6 +827,8 @@ async fn hop_by_hop_headers_and_client_forwarded_for_are_not_passed_on() {
             ("x-forwarded-for", "6.6.6.6"),
             ("forwarded", "for=6.6.6.6"),
             ("x-real-ip", "6.6.6.6"),
+            ("x-original-url", "/live/secret.flv"),
+            ("x-rewrite-url", "/live/secret.flv"),
             ("x-kept", "yes"),
         ],
     )
@@ -838,7 +840,14 @@ async fn hop_by_hop_headers_and_client_forwarded_for_are_not_passed_on() {
         Some("127.0.0.1"),
         "a client's X-Real-IP reached the origin"
     );
-    for h in ["x-secret-hop", "proxy-authorization", "te", "forwarded"] {
+    for h in [
+        "x-secret-hop",
+        "proxy-authorization",
+        "te",
+        "forwarded",
+        "x-original-url",
+        "x-rewrite-url",
+    ] {
         assert!(seen.headers.get(h).is_none(), "{h} reached the origin");
     }
     assert_eq!(header_map_get(&seen.headers, "x-kept"), Some("yes"));
@@ -859,20 +868,42 @@ async fn trusted_proxy_forwarded_for_is_extended() {
         &format!("/live/test.flv?{q}"),
         http::Method::GET,
         &[
-            ("x-forwarded-for", "203.0.113.9"),
-            ("x-real-ip", "203.0.113.9"),
+            ("x-forwarded-for", "6.6.6.6, 203.0.113.9"),
+            ("x-real-ip", "9.9.9.9"),
         ],
     )
     .await;
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(
         header_map_get(&origin.last_seen().headers, "x-forwarded-for"),
-        Some("203.0.113.9, 127.0.0.1")
+        Some("6.6.6.6, 203.0.113.9, 127.0.0.1")
     );
     assert_eq!(
         header_map_get(&origin.last_seen().headers, "x-real-ip"),
         Some("203.0.113.9"),
-        "a trusted proxy's X-Real-IP is kept"
+        "X-Real-IP is the client address the verdict used, not one sent"
+    );
+    // A `Connection` header naming X-Forwarded-For does not erase the chain.
+    let resp = send_with(
+        proxy.http_addr(),
+        HOST,
+        &format!("/live/test.flv?{q}"),
+        http::Method::GET,
+        &[
+            ("x-forwarded-for", "203.0.113.9"),
+            ("connection", "x-forwarded-for, x-real-ip"),
+        ],
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let seen = origin.last_seen();
+    assert_eq!(
+        header_map_get(&seen.headers, "x-forwarded-for"),
+        Some("203.0.113.9, 127.0.0.1")
+    );
+    assert_eq!(
+        header_map_get(&seen.headers, "x-real-ip"),
+        Some("203.0.113.9")
     );
 }
 
@@ -890,6 +921,63 @@ async fn two_host_headers_are_a_bad_request() {
     .await;
     assert!(text.starts_with("HTTP/1.1 400"), "{text}");
     assert_eq!(origin.count(), 0);
+}
+
+/// A GET or HEAD with a body is refused before any origin sees it: an
+/// origin that does not read a GET's body (Python's `http.server`, many
+/// small servers) takes it for the next request on that pooled connection,
+/// an unsigned request smuggled past the verdict. `Content-Length: 0` is no
+/// body.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_get_or_head_with_a_body_is_a_bad_request() {
+    let (origin, proxy) = setup("", "").await;
+    let q = tencent_query(KEY, "/live/test.flv", now() + 60);
+    let inner = "GET /live/secret.flv HTTP/1.1\r\nHost: x\r\n\r\n";
+    for (method, framing, body) in [
+        (
+            "GET",
+            format!("Content-Length: {}", inner.len()),
+            inner.to_owned(),
+        ),
+        (
+            "HEAD",
+            format!("Content-Length: {}", inner.len()),
+            inner.to_owned(),
+        ),
+        (
+            "GET",
+            "Transfer-Encoding: chunked".to_owned(),
+            format!("{:x}\r\n{inner}\r\n0\r\n\r\n", inner.len()),
+        ),
+        (
+            "GET",
+            "Transfer-Encoding: chunked".to_owned(),
+            "0\r\n\r\n".to_owned(),
+        ),
+    ] {
+        let text = raw_exchange(
+            proxy.http_addr(),
+            &format!(
+                "{method} /live/test.flv?{q} HTTP/1.1\r\nHost: {HOST}\r\n{framing}\r\nConnection: close\r\n\r\n{body}"
+            ),
+        )
+        .await;
+        assert!(
+            text.starts_with("HTTP/1.1 400"),
+            "{method} {framing}: {text}"
+        );
+        assert!(text.contains("x-streamguard-error: request_body"), "{text}");
+    }
+    assert_eq!(origin.count(), 0);
+    let text = raw_exchange(
+        proxy.http_addr(),
+        &format!(
+            "GET /live/test.flv?{q} HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        ),
+    )
+    .await;
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert_eq!(origin.count(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -1314,4 +1402,46 @@ async fn an_origin_that_closes_after_each_response_is_never_reused() {
         get_pooled_segment(&proxy, i).await;
     }
     assert_eq!(counts[0].load(SeqCst), 5);
+}
+
+/// An origin that answers every request head with `response`, as is.
+async fn fixed_origin(response: &'static str) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (mut s, _) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while let Ok(n @ 1..) = s.read(&mut chunk).await {
+                    buf.extend_from_slice(&chunk[..n]);
+                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        buf.drain(..end + 4);
+                        if s.write_all(response.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// An origin response with both `Transfer-Encoding` and `Content-Length` is
+/// read by its chunked framing (RFC 9112 §6.3), so the stale length must
+/// not reach the client: it would cut the body short.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_chunked_origin_response_loses_its_stale_content_length() {
+    let addr = fixed_origin(
+        "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    )
+    .await;
+    let proxy = Proxy::start(&site_config(&format!("http://{addr}"), "", ""));
+    let q = tencent_query(KEY, "/live/seg.ts", now() + 60);
+    let (status, h, body) = get(proxy.http_addr(), HOST, &format!("/live/seg.ts?{q}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, Bytes::from("hello"));
+    assert_ne!(header_map_get(&h, "content-length"), Some("3"));
 }

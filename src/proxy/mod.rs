@@ -462,6 +462,12 @@ fn check_request(
     if !matches!(*req.method(), Method::GET | Method::HEAD) {
         return Err(Stop::MethodNotAllowed);
     }
+    // Why: no play request has a body, and an origin that does not read a
+    // GET's body would take it for its next request on that connection (an
+    // unsigned request smuggled past the verdict).
+    if !hyper::body::Body::is_end_stream(req.body()) {
+        return Err(Stop::RequestBody);
+    }
     let pq = req.uri().path_and_query().map_or("", |pq| pq.as_str());
     check_target(limits, cfg, pq, req.uri().path())?;
     Ok(None)
@@ -605,6 +611,7 @@ async fn forward(
         tls: ctx.conn.tls,
         host_header: &ctx.host_header,
         peer_trusted: ctx.peer_trusted,
+        client_ip: ctx.client_ip,
     };
     let upstream_req =
         upstream::prepare(req, cfg, path_and_query, client_side).map_err(Stop::Internal)?;

@@ -30,6 +30,9 @@ pub enum Stop {
     /// Only GET and HEAD are proxied.
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// A GET or HEAD carried a body.
+    #[error("request body not allowed")]
+    RequestBody,
     /// The request named no host.
     #[error("request has no host")]
     MissingHost,
@@ -67,6 +70,7 @@ impl Stop {
             Stop::NoSiteForHost => (outcome::REJECTED, "unknown_host"),
             Stop::MissingHost => (outcome::REJECTED, "missing_host"),
             Stop::MethodNotAllowed => (outcome::REJECTED, "method_not_allowed"),
+            Stop::RequestBody => (outcome::REJECTED, "request_body"),
             Stop::UriTooLong => (outcome::REJECTED, "uri_too_long"),
             Stop::Throttled { .. } => (outcome::REJECTED, "throttled"),
             Stop::BadPath(_) => (outcome::REJECTED, "bad_path"),
@@ -85,7 +89,9 @@ impl Stop {
         let (status, header) = match self {
             Stop::Denied(_) => (deny_status, DENY_HEADER),
             Stop::NoSiteForHost => (StatusCode::NOT_FOUND, ERROR_HEADER),
-            Stop::MissingHost | Stop::BadPath(_) => (StatusCode::BAD_REQUEST, ERROR_HEADER),
+            Stop::MissingHost | Stop::BadPath(_) | Stop::RequestBody => {
+                (StatusCode::BAD_REQUEST, ERROR_HEADER)
+            }
             Stop::UriTooLong => (StatusCode::URI_TOO_LONG, ERROR_HEADER),
             Stop::Throttled { .. } => (StatusCode::TOO_MANY_REQUESTS, ERROR_HEADER),
             Stop::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, ERROR_HEADER),

@@ -143,8 +143,11 @@ impl UpstreamError {
 
 /// The names one pass over a message's headers looks for: first the
 /// headers that describe one hop, never forwarded (RFC 9110 §7.6.1), and
-/// `Upgrade`; then the two a response may point at the origin with.
-static NAMES: [HeaderName; 11] = [
+/// `Upgrade`; then the URL overrides some origin frameworks route by (IIS
+/// URL Rewrite, older Symfony and Zend), never forwarded either: the
+/// origin must serve the path that was verified; then the two a response
+/// may point at the origin with.
+static NAMES: [HeaderName; 13] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -154,16 +157,19 @@ static NAMES: [HeaderName; 11] = [
     header::TRAILER,
     header::TRANSFER_ENCODING,
     header::UPGRADE,
+    HeaderName::from_static("x-original-url"),
+    HeaderName::from_static("x-rewrite-url"),
     header::LOCATION,
     header::CONTENT_LOCATION,
 ];
 
-/// The bits of [`scan_names`] for the hop-by-hop names.
-const HOP_BY_HOP: u16 = (1 << 9) - 1;
-const LOCATION: u16 = 1 << 9;
-const CONTENT_LOCATION: u16 = 1 << 10;
+/// The bits of [`scan_names`] for the names never forwarded.
+const HOP_BY_HOP: u16 = (1 << 11) - 1;
+const TRANSFER_ENCODING: u16 = 1 << 7;
+const LOCATION: u16 = 1 << 11;
+const CONTENT_LOCATION: u16 = 1 << 12;
 /// Some `Access-Control-*` name is present.
-const CORS: u16 = 1 << 11;
+const CORS: u16 = 1 << 13;
 
 /// Which of [`NAMES`] are present (bit *i* for `NAMES[i]`), and [`CORS`].
 fn scan_names(headers: &HeaderMap) -> u16 {
@@ -176,9 +182,11 @@ fn scan_names(headers: &HeaderMap) -> u16 {
         let candidates: &[usize] = match s.len() {
             2 => &[5],
             7 => &[6, 8],
-            8 => &[9],
+            8 => &[11],
             10 => &[0, 1],
-            16 => &[2, 10],
+            13 => &[10],
+            14 => &[9],
+            16 => &[2, 12],
             17 => &[7],
             18 => &[3],
             19 => &[4],
@@ -228,7 +236,7 @@ fn remove_hop_by_hop_found(headers: &mut HeaderMap, present: u16) {
             }
         }
     }
-    for (i, name) in NAMES.iter().enumerate().take(9) {
+    for (i, name) in NAMES.iter().enumerate().take(11) {
         if present & (1 << i) != 0 {
             headers.remove(name);
         }
@@ -249,6 +257,8 @@ pub struct ClientSide<'a> {
     pub host_header: &'a HeaderValue,
     /// Whether the peer is one of the site's trusted proxies.
     pub peer_trusted: bool,
+    /// The client address the verdict used (see `proxy::client_ip`).
+    pub client_ip: IpAddr,
 }
 
 /// Turns the client's request into the origin request: origin-form URI
@@ -265,18 +275,10 @@ pub fn prepare(
     *req.uri_mut() = Uri::from(PathAndQuery::try_from(path_and_query)?);
     *req.version_mut() = Version::HTTP_11;
     let headers = req.headers_mut();
-    remove_hop_by_hop(headers);
-    // Only our own X-Forwarded-* reach the origin; RFC 7239 Forwarded from
-    // the client is not passed on as if we had vouched for it.
-    headers.remove(header::FORWARDED);
-    let client_host = client.host_header.clone();
-    let host = match site.origin_host_header {
-        OriginHost::Origin => origin.host_value.clone(),
-        OriginHost::Client => client_host.clone(),
-    };
-    headers.insert(header::HOST, host);
     // Why: a client can send any X-Forwarded-For; only a trusted proxy's
-    // list is extended, anyone else's is replaced by the peer address.
+    // list is extended, anyone else's is replaced by the peer address. Read
+    // before the hop-by-hop removal, which a `Connection` header naming it
+    // would otherwise turn into erasing the chain.
     let ip = client.remote.ip().to_canonical();
     let prev: Vec<&str> = if client.peer_trusted {
         headers
@@ -287,19 +289,35 @@ pub fn prepare(
     } else {
         Vec::new()
     };
-    // Spelled once, shared by both headers (a clone shares the bytes).
-    let ip_header = ip_value(ip).map_err(http::Error::from)?;
+    // Spelled once, shared by both headers when the client is the peer (a
+    // clone shares the bytes).
+    let peer_header = ip_value(ip).map_err(http::Error::from)?;
     let xff = if prev.is_empty() {
-        ip_header.clone()
+        peer_header.clone()
     } else {
         HeaderValue::from_str(&format!("{}, {ip}", prev.join(", "))).map_err(http::Error::from)?
     };
+    remove_hop_by_hop(headers);
+    // Only our own X-Forwarded-* reach the origin; RFC 7239 Forwarded from
+    // the client is not passed on as if we had vouched for it.
+    headers.remove(header::FORWARDED);
+    let client_host = client.host_header.clone();
+    let host = match site.origin_host_header {
+        OriginHost::Origin => origin.host_value.clone(),
+        OriginHost::Client => client_host.clone(),
+    };
+    headers.insert(header::HOST, host);
     headers.insert(HeaderName::from_static("x-forwarded-for"), xff);
-    // Origins behind nginx often trust `X-Real-IP` (`real_ip_header`): a
-    // client's own is replaced by its address; a trusted proxy's is kept.
-    if !client.peer_trusted || !headers.contains_key("x-real-ip") {
-        headers.insert(HeaderName::from_static("x-real-ip"), ip_header);
-    }
+    // Origins behind nginx often trust `X-Real-IP` (`real_ip_header`): it
+    // is the client address the verdict used (the peer, or behind trusted
+    // proxies the right-most untrusted X-Forwarded-For hop), never a value
+    // a client or proxy sent.
+    let real_ip = if client.client_ip == ip {
+        peer_header
+    } else {
+        ip_value(client.client_ip).map_err(http::Error::from)?
+    };
+    headers.insert(HeaderName::from_static("x-real-ip"), real_ip);
     headers.insert(
         HeaderName::from_static("x-forwarded-proto"),
         HeaderValue::from_static(if client.tls { "https" } else { "http" }),
@@ -379,6 +397,11 @@ pub fn filter_response<B>(
     let h = resp.headers_mut();
     // One pass over the names says which of the steps below have work.
     let present = scan_names(h);
+    // Why: with both, the body was read by its chunked framing (RFC 9112
+    // §6.3); the origin's Content-Length no longer describes it.
+    if present & TRANSFER_ENCODING != 0 {
+        h.remove(header::CONTENT_LENGTH);
+    }
     remove_hop_by_hop_found(h, present);
     if present & CORS != 0 {
         let cors: Vec<HeaderName> = h
