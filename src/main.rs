@@ -274,6 +274,9 @@ fn run(
     }
     let loaded = config.as_deref().map(Config::load).transpose()?;
     init_tracing(log_format(loaded.as_ref())?);
+    if let Some(c) = &loaded {
+        c.log_warnings();
+    }
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if let Some(n) = worker_threads()? {
         builder.worker_threads(n);
@@ -525,6 +528,9 @@ fn check_config(file: &std::path::Path) -> Result<ExitCode> {
         config.sites.len(),
         config.server.listen.len() + config.server.tls_listen.len()
     );
+    for w in &config.warnings {
+        println!("warning: {w}");
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -63,6 +63,7 @@ impl fmt::Display for Problem {
 /// Validation context: collects problems and resolves `${ENV_VAR}` secrets.
 pub struct Ctx<'e> {
     problems: Vec<Problem>,
+    warnings: Vec<Problem>,
     env: &'e dyn Fn(&str) -> Option<String>,
 }
 
@@ -71,8 +72,23 @@ impl<'e> Ctx<'e> {
     pub fn new(env: &'e dyn Fn(&str) -> Option<String>) -> Self {
         Ctx {
             problems: Vec::new(),
+            warnings: Vec::new(),
             env,
         }
+    }
+
+    /// Records a warning at `path`: a setting that is valid but weakens
+    /// what the signatures protect.
+    pub fn warn(&mut self, path: &str, message: impl Into<String>) {
+        self.warnings.push(Problem {
+            path: path.to_owned(),
+            message: message.into(),
+        });
+    }
+
+    /// The warnings recorded so far, taken out.
+    pub fn take_warnings(&mut self) -> Vec<Problem> {
+        std::mem::take(&mut self.warnings)
     }
 
     /// Records a problem at `path`.

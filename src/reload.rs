@@ -157,6 +157,7 @@ impl Reloader {
 
     fn try_reload(&mut self) -> Result<ReloadOutcome, String> {
         let mut config = Config::load(&self.path).map_err(|e| crate::error_chain(&e))?;
+        config.log_warnings();
         (self.adjust)(&mut config);
         let restart_needed = self.bound.differences(&config);
         let sites = config.sites.len();

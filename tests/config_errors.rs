@@ -173,3 +173,52 @@ fn env_references_work_in_plain_values() {
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("ok (1 site(s)"), "{out}");
 }
+
+/// Valid settings whose concatenation cannot say where a client-chosen value
+/// ends are accepted with a warning naming the setting (never its value):
+/// an nginx template with `$uri` right before `$secure_link_expires`, and
+/// Volcengine `md5_custom` fields with AppName next to StreamName.
+#[test]
+fn ambiguous_signed_strings_are_warned_about() {
+    let site = |auth: &str| {
+        format!(
+            "[[site]]\nid = \"s\"\ndomains = [\"play.example.com\"]\norigin = \"http://127.0.0.1:8000\"\n[site.auth]\n{auth}\n"
+        )
+    };
+    for (auth, setting, warned) in [
+        (
+            format!("scheme = \"nginx_secure_link\"\nkey = \"{SECRET}\"\ntemplate = \"$uri$secure_link_expires $key\""),
+            "site[0].auth.template",
+            true,
+        ),
+        (
+            format!("scheme = \"nginx_secure_link\"\nkey = \"{SECRET}\"\ntemplate = \"$secure_link_expires$remote_addr $key\""),
+            "site[0].auth.template",
+            true,
+        ),
+        (
+            format!("scheme = \"nginx_secure_link\"\nkey = \"{SECRET}\"\ntemplate = \"$secure_link_expires$uri$remote_addr $key\""),
+            "site[0].auth.template",
+            false,
+        ),
+        (
+            format!("scheme = \"volcengine\"\nkeys = [\"{SECRET}\"]\nalgorithm = \"md5_custom\"\nencrypt_fields = [\"AppName\", \"StreamName\", \"key\", \"volcTime\"]"),
+            "site[0].auth.encrypt_fields",
+            true,
+        ),
+        (
+            format!("scheme = \"volcengine\"\nkeys = [\"{SECRET}\"]\nalgorithm = \"md5_custom\"\nencrypt_fields = [\"AppName\", \"key\", \"StreamName\", \"volcTime\"]"),
+            "site[0].auth.encrypt_fields",
+            false,
+        ),
+    ] {
+        let (code, out, _) = check(&site(&auth), &[]);
+        assert_eq!(code, 0, "{out}");
+        assert_eq!(
+            out.contains(&format!("warning: {setting}: ")),
+            warned,
+            "{auth}: {out}"
+        );
+        assert!(!out.contains(SECRET), "{out}");
+    }
+}

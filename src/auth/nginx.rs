@@ -106,8 +106,33 @@ impl RawNginxSecureLink {
             expires_param: self.expires_param.clone(),
             expires: self.expires.unwrap_or(DEFAULT_EXPIRES),
         };
+        let (pieces, _) = parse_template(&settings.template);
+        if expiry_may_shift(&pieces) {
+            ctx.warn(
+                &format!("{path}.template"),
+                "`$secure_link_expires` borders a value a client chooses (`$uri`, `$host` or `$remote_addr` before it, `$host` or `$remote_addr` after it): a digit can move between the two without changing the hash (as in nginx), so a link for `/a/cam1` also opens `/a/cam` until a far later expiry; put a literal separator or `$key` next to it, as in `$secure_link_expires$uri$remote_addr $key`",
+            );
+        }
         from_config(settings.build(common), keys, path, ctx, before)
     }
+}
+
+/// True when the expiry borders a client-chosen value that can end (before
+/// it) or start (after it) with a digit: `$uri` never starts with one (it
+/// begins with `/`), `$key` is no client's to choose.
+fn expiry_may_shift(pieces: &[Piece]) -> bool {
+    pieces.windows(2).any(|w| {
+        matches!(
+            (&w[0], &w[1]),
+            (
+                Piece::Var(Var::Uri | Var::Host | Var::RemoteAddr),
+                Piece::Var(Var::Expires)
+            ) | (
+                Piece::Var(Var::Expires),
+                Piece::Var(Var::Host | Var::RemoteAddr)
+            )
+        )
+    })
 }
 
 /// The scheme's settings (`[site.auth]`; no vendor reports them). Plain

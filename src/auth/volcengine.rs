@@ -161,6 +161,17 @@ impl RawVolcengine {
             app: self.app.clone(),
         };
         ctx.extend(field_problems, |f| format!("{path}.{f}"));
+        if settings.fields.windows(2).any(|w| {
+            matches!(
+                (w[0], w[1]),
+                (Field::App, Field::Stream) | (Field::Stream, Field::App)
+            )
+        }) {
+            ctx.warn(
+                &format!("{path}.{FIELDS}"),
+                "AppName and StreamName are next to each other: their concatenation does not say where one ends, so a URL signed for /live/cam.flv also opens /livec/am.flv (as at the vendor's edge); put key or volcTime between them",
+            );
+        }
         from_config(settings.build(common), keys, path, ctx, before)
     }
 }

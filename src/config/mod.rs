@@ -110,6 +110,9 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Unix time this config was validated (the age of its keys).
     pub loaded_at: u64,
+    /// Valid settings that weaken what signatures protect (logged at load,
+    /// printed by `check-config`).
+    pub warnings: Vec<Problem>,
 }
 
 /// Why a config could not be loaded.
@@ -240,6 +243,13 @@ impl Config {
         Err(ConfigError::Invalid(problems))
     }
 
+    /// Logs each of [`Config::warnings`] (they name settings, never values).
+    pub fn log_warnings(&self) {
+        for w in &self.warnings {
+            tracing::warn!(setting = %w.path, "{}", w.message);
+        }
+    }
+
     /// Stage 2: turns a raw config into a validated one, reporting every problem.
     pub fn validate(
         raw: &RawConfig,
@@ -363,6 +373,7 @@ impl Config {
                 }
             }
         }
+        let warnings = ctx.take_warnings();
         match (server, admin_listen) {
             (Some(server), Some(admin_listen)) if ctx.problem_count() == 0 => Ok(Config {
                 server,
@@ -373,6 +384,7 @@ impl Config {
                 state_dir: raw.state_dir.as_ref().map(|d| resolve(base_dir, d)),
                 log_format: raw.log.format.unwrap_or_default(),
                 loaded_at: crate::time::unix_now(),
+                warnings,
             }),
             _ => Err(ConfigError::Invalid(ctx.into_problems())),
         }
