@@ -54,7 +54,7 @@ use crate::problems::Ctx;
 pub const DEFAULT_TOKEN_NAME: &str = "__token__";
 /// Default separator between the token's fields (Akamai's default).
 pub const DEFAULT_FIELD_DELIMITER: char = '~';
-/// Separator between the patterns of one `acl` field (Akamai's default).
+/// Default separator between the patterns of one `acl` field (Akamai's).
 pub const ACL_DELIMITER: char = '!';
 /// Longest decoded token accepted.
 ///
@@ -66,6 +66,10 @@ pub const MAX_TOKEN_BYTES: usize = 4096;
 /// values (paths, addresses, times), in the `name=value` split, in ACL syntax,
 /// or in a query string.
 const UNUSABLE_DELIMITERS: &str = "=&#%+!*?/.:-_";
+
+/// ACL delimiters that would make patterns ambiguous: they occur in paths,
+/// in ACL syntax, or in a query string.
+const UNUSABLE_ACL_DELIMITERS: &str = "=&#%+*?/.:-_";
 
 /// The names of the fields that may precede `hmac`, in Akamai's order.
 const FIELDS: [&str; 6] = ["ip", "st", "exp", "acl", "id", "data"];
@@ -143,6 +147,10 @@ pub struct RawAkamai {
     /// One character between the token's fields. Default `~`.
     #[serde(default)]
     pub field_delimiter: Option<String>,
+    /// The generator's `acl_delimiter`: one character between the patterns
+    /// of the `acl` field. Default `!`.
+    #[serde(default)]
+    pub acl_delimiter: Option<String>,
     /// The generator's `salt`: hashed after the fields, never sent in the
     /// token. A secret: `${ENV_VAR}` allowed. Default: none.
     #[serde(default)]
@@ -211,6 +219,30 @@ impl RawAkamai {
                 }
             }
         };
+        // The field delimiter is never `!` (UNUSABLE_DELIMITERS), so the
+        // default cannot clash with it.
+        let acl_delimiter = match self.acl_delimiter.as_deref() {
+            None => ACL_DELIMITER,
+            Some(d) => {
+                let mut chars = d.chars();
+                match (chars.next(), chars.next()) {
+                    (Some(c), None)
+                        if c.is_ascii_punctuation()
+                            && !UNUSABLE_ACL_DELIMITERS.contains(c)
+                            && c != delimiter =>
+                    {
+                        c
+                    }
+                    _ => {
+                        ctx.problem(
+                            &format!("{path}.acl_delimiter"),
+                            format!("is not usable; give one ASCII punctuation character other than {UNUSABLE_ACL_DELIMITERS} and the field delimiter (default !)"),
+                        );
+                        ACL_DELIMITER
+                    }
+                }
+            }
+        };
         // `ctx.secret` refuses an empty, oversized or space-padded salt, and
         // never quotes it. Why not an empty salt as "none": the generator
         // ignores an empty salt, so `salt = ""` would silently not salt.
@@ -227,6 +259,7 @@ impl RawAkamai {
                 algorithm: self.algorithm,
                 mode: self.mode,
                 delimiter,
+                acl_delimiter,
                 salt,
                 escape_early: self.escape_early,
                 common,
@@ -244,6 +277,8 @@ pub struct Akamai {
     algorithm: Algorithm,
     mode: Mode,
     delimiter: char,
+    /// Between the patterns of one `acl` field.
+    acl_delimiter: char,
     /// Hashed after the fields as `<delimiter>salt=<salt>`; never in the token.
     salt: Option<Secret>,
     /// The generator's `escape_early` (see the module docs).
@@ -271,6 +306,7 @@ impl Akamai {
             algorithm,
             mode,
             delimiter: DEFAULT_FIELD_DELIMITER,
+            acl_delimiter: ACL_DELIMITER,
             salt: None,
             escape_early: false,
             common,
@@ -505,9 +541,10 @@ fn cookie<'h>(headers: &'h http::HeaderMap, name: &str) -> Result<Option<&'h str
     Ok(found)
 }
 
-/// True when `path` matches one of the `!`-separated patterns of `acl`.
-fn acl_covers(acl: &str, path: &str) -> bool {
-    acl.split(ACL_DELIMITER)
+/// True when `path` matches one of the patterns of `acl`, separated by
+/// `delimiter` (`!` by default).
+fn acl_covers(acl: &str, delimiter: char, path: &str) -> bool {
+    acl.split(delimiter)
         .any(|pattern| glob_matches(pattern.as_bytes(), path.as_bytes()))
 }
 
@@ -705,8 +742,8 @@ impl Verifier for Akamai {
         fields.push_str(&format!("exp={expires_at}"));
         match (self.mode, opts.acl.as_deref()) {
             (Mode::Acl, Some(acl)) => {
-                check_acl(acl, d)?;
-                if !acl_covers(acl, path) {
+                check_acl(acl, d, self.acl_delimiter)?;
+                if !acl_covers(acl, self.acl_delimiter, path) {
                     return Err(SignError::BadPath(format!(
                         "the acl does not cover {}; the signed URL would be denied (outside_acl)",
                         path.escape_default()
@@ -717,9 +754,10 @@ impl Verifier for Akamai {
             (Mode::Acl, None) => {
                 // Why: the acl is the exact path; ACL syntax or the delimiter in
                 // it would widen the grant or break the token.
-                if path.contains([d, ACL_DELIMITER, '*', '?']) {
+                let ad = self.acl_delimiter;
+                if path.contains([d, ad, '*', '?']) {
                     return Err(SignError::BadPath(format!(
-                        "an Akamai acl cannot hold a path with {d}, {ACL_DELIMITER}, * or ?"
+                        "an Akamai acl cannot hold a path with {d}, {ad}, * or ?"
                     )));
                 }
                 fields.push_str(&format!("{d}acl={path}"));
@@ -751,11 +789,11 @@ impl Verifier for Akamai {
 /// `*` (a request path starts with `/`, so anything else matches nothing),
 /// of printable ASCII (paths on the wire are ASCII), without the field
 /// delimiter (it would end the `acl` field).
-fn check_acl(acl: &str, delimiter: char) -> Result<(), SignError> {
-    for pattern in acl.split(ACL_DELIMITER) {
+fn check_acl(acl: &str, delimiter: char, acl_delimiter: char) -> Result<(), SignError> {
+    for pattern in acl.split(acl_delimiter) {
         if !(pattern.starts_with('/') || pattern.starts_with('*')) {
             return Err(SignError::BadPath(format!(
-                "acl pattern `{}` must start with / or * (patterns are separated by {ACL_DELIMITER})",
+                "acl pattern `{}` must start with / or * (patterns are separated by {acl_delimiter})",
                 pattern.escape_default()
             )));
         }
@@ -822,7 +860,7 @@ impl Akamai {
         // window: a token for another directory is denied as such even when
         // it has also expired.
         if let (Mode::Acl, Some(acl)) = (self.mode, t.acl) {
-            if !acl_covers(acl, req.path) {
+            if !acl_covers(acl, self.acl_delimiter, req.path) {
                 verdict.decision = Decision::Deny(DenyReason::OutsideAcl);
                 return verdict;
             }
@@ -840,6 +878,10 @@ impl Akamai {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn acl_covers_default(acl: &str, path: &str) -> bool {
+        acl_covers(acl, ACL_DELIMITER, path)
+    }
     use crate::auth::prop::{sign_then_tamper, view_of};
     use proptest::prelude::*;
 
@@ -895,6 +937,7 @@ mod tests {
             mode: Mode::default(),
             token_name: None,
             field_delimiter: None,
+            acl_delimiter: None,
             salt: None,
             escape_early: false,
         }
@@ -991,20 +1034,20 @@ mod tests {
 
     #[test]
     fn acl_wildcards_cover_subpaths_lists_and_single_chars() {
-        assert!(acl_covers("/live/*", "/live/a/b.ts"));
-        assert!(acl_covers("/live/*", "/live/"));
-        assert!(!acl_covers("/live/*", "/live"));
-        assert!(!acl_covers("/live/*", "/vod/live/a.ts"));
-        assert!(acl_covers("/a/*/c*.ts", "/a/x/y/c1.ts"));
-        assert!(!acl_covers("/a/*/c*.ts", "/a/x/y/c1.m3u8"));
-        assert!(acl_covers("/vod/??.mp4", "/vod/ab.mp4"));
-        assert!(!acl_covers("/vod/??.mp4", "/vod/abc.mp4"));
-        assert!(!acl_covers("/vod/??.mp4", "/vod/a.mp4"));
-        assert!(acl_covers("/x!/live/*", "/live/s.ts"));
-        assert!(acl_covers("/x!/live/*", "/x"));
-        assert!(!acl_covers("/x!/live/*", "/x/y"));
-        assert!(acl_covers("*", "/anything/at/all"));
-        assert!(!acl_covers("", "/"));
+        assert!(acl_covers_default("/live/*", "/live/a/b.ts"));
+        assert!(acl_covers_default("/live/*", "/live/"));
+        assert!(!acl_covers_default("/live/*", "/live"));
+        assert!(!acl_covers_default("/live/*", "/vod/live/a.ts"));
+        assert!(acl_covers_default("/a/*/c*.ts", "/a/x/y/c1.ts"));
+        assert!(!acl_covers_default("/a/*/c*.ts", "/a/x/y/c1.m3u8"));
+        assert!(acl_covers_default("/vod/??.mp4", "/vod/ab.mp4"));
+        assert!(!acl_covers_default("/vod/??.mp4", "/vod/abc.mp4"));
+        assert!(!acl_covers_default("/vod/??.mp4", "/vod/a.mp4"));
+        assert!(acl_covers_default("/x!/live/*", "/live/s.ts"));
+        assert!(acl_covers_default("/x!/live/*", "/x"));
+        assert!(!acl_covers_default("/x!/live/*", "/x/y"));
+        assert!(acl_covers_default("*", "/anything/at/all"));
+        assert!(!acl_covers_default("", "/"));
 
         let v = acl();
         let k = keys(&[KEY]);
@@ -1311,6 +1354,64 @@ mod tests {
             .query
             .starts_with("hdnts=exp=1700000000,acl=/live/a.ts,hmac="));
         assert_eq!(decide(&v, "/live/a.ts", &s.query, EXP), Decision::Allow);
+    }
+
+    /// The generator's `acl_delimiter` (EdgeAuth-Token-Python:
+    /// `EdgeAuth(key=KEY, end_time=1700000000, acl_delimiter=',')
+    /// .generate_acl_token(['/vod/*', '/live/cam-1/*'])`).
+    #[test]
+    fn acl_delimiter_splits_the_patterns_as_the_generator_joined_them() {
+        const TOKEN: &str = "exp=1700000000~acl=/vod/*,/live/cam-1/*~hmac=2be878c673cc83ab9f12944014754f53417c4c43219d57250c49539315438e3c";
+        let mut r = raw(KEY);
+        r.acl_delimiter = Some(",".into());
+        let (v, problems) = build(&r, &|_| None);
+        assert_eq!(problems, 0);
+        let v = v.unwrap();
+        for path in ["/live/cam-1/index.m3u8", "/vod/a.mp4"] {
+            assert_eq!(
+                decide(&v, path, &q(TOKEN), EXP - 9_500),
+                Decision::Allow,
+                "{path}"
+            );
+        }
+        assert_eq!(
+            decide(&v, "/live/cam-2/index.m3u8", &q(TOKEN), EXP - 9_500),
+            deny(DenyReason::OutsideAcl)
+        );
+        // With the default `!`, the same token is one pattern.
+        assert_eq!(
+            decide(&acl(), "/live/cam-1/index.m3u8", &q(TOKEN), EXP - 9_500),
+            deny(DenyReason::OutsideAcl)
+        );
+        let opts = SignOptions {
+            client_ip: None,
+            acl: Some("/vod/*,/live/cam-1/*".into()),
+        };
+        let s = v
+            .sign_with(
+                "h",
+                "/live/cam-1/index.m3u8",
+                None,
+                &opts,
+                &Secret::new(KEY),
+                EXP,
+            )
+            .unwrap();
+        assert!(
+            s.query
+                .contains("2be878c673cc83ab9f12944014754f53417c4c43219d57250c49539315438e3c"),
+            "{}",
+            s.query
+        );
+        for d in ["", "~", "/", "*", "-", "ab"] {
+            let mut r = raw(KEY);
+            r.acl_delimiter = Some(d.into());
+            assert_eq!(build(&r, &|_| None).1, 1, "{d:?}");
+        }
+        let mut clash = raw(KEY);
+        clash.field_delimiter = Some(",".into());
+        clash.acl_delimiter = Some(",".into());
+        assert_eq!(build(&clash, &|_| None).1, 1);
     }
 
     #[test]

@@ -348,8 +348,13 @@ impl Verifier for Aliyun {
                 ) else {
                     return Verdict::deny(DenyReason::MalformedToken);
                 };
+                // URL-unreserved characters but `-` (the separator): the
+                // vendor asks only that rand and uid hold no `-`.
                 let ok_id = |s: &str| {
-                    !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric())
+                    !s.is_empty()
+                        && s.len() <= 64
+                        && s.bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'~'))
                 };
                 if !ok_id(rand) || !ok_id(uid) {
                     return Verdict::deny(DenyReason::MalformedToken);
@@ -584,6 +589,34 @@ mod tests {
             v.verify(&view_of("/a.flv", "x=1"), &k, 0).decision,
             Decision::Deny(DenyReason::MissingToken)
         );
+        // rand and uid may hold any URL-unreserved character but `-` (the
+        // vendor rules out `-` alone); other characters stay malformed.
+        let signed = |rand: &str, uid: &str| {
+            let h = lower_hex(&md5_parts(&[
+                format!("/a.flv-1700000000-{rand}-{uid}-k").as_bytes()
+            ]));
+            format!("auth_key=1700000000-{rand}-{uid}-{h}")
+        };
+        for (rand, uid) in [
+            ("0", "u_1"),
+            ("a_b", "0"),
+            ("477b3bbc253f467b8def6711128c7bec", "user.9~x"),
+        ] {
+            assert_eq!(
+                v.verify(&view_of("/a.flv", &signed(rand, uid)), &k, 1_700_000_000)
+                    .decision,
+                Decision::Allow,
+                "{rand} {uid}"
+            );
+        }
+        for (rand, uid) in [("a%2Db", "0"), ("0", "a b"), ("0", "a+b"), ("0", "a/b")] {
+            assert_eq!(
+                v.verify(&view_of("/a.flv", &signed(rand, uid)), &k, 1_700_000_000)
+                    .decision,
+                Decision::Deny(DenyReason::MalformedToken),
+                "{rand} {uid}"
+            );
+        }
     }
 
     /// The vendor's documented type B example (key `aliyuncdnexp1234`,
