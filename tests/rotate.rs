@@ -546,6 +546,9 @@ struct VolcState {
     details: Vec<serde_json::Value>,
     updates: usize,
     bad_signatures: usize,
+    /// Refuse every UpdateAuthKey, echoing its body in the message (as
+    /// vendors' parameter errors do).
+    echo_refusal: bool,
 }
 
 #[derive(Clone)]
@@ -571,6 +574,7 @@ impl FakeVolc {
             })],
             updates: 0,
             bad_signatures: 0,
+            echo_refusal: false,
         };
         start_fake(
             |addr| FakeVolc {
@@ -597,6 +601,14 @@ impl FakeVolc {
                         "AuthStatus": true, "ValidDuration": 2, "AuthDetailList": s.details}]}}),
             ),
             "Action=UpdateAuthKey&Version=2023-01-01" => {
+                if s.echo_refusal {
+                    return json(
+                        StatusCode::BAD_REQUEST,
+                        serde_json::json!({"ResponseMetadata": {"RequestId": "fake", "Error": {
+                            "Code": "InvalidParameter",
+                            "Message": format!("cannot apply: {}", String::from_utf8_lossy(&req.body))}}}),
+                    );
+                }
                 if body["Domain"] != DOMAIN
                     || body["SceneType"] != "pull"
                     || body["ValidDuration"] != 2
@@ -685,6 +697,57 @@ async fn volcengine_rotation_rolls_the_key_through_update_auth_key() {
     );
     let s = vendor.state.lock().unwrap();
     assert_eq!((s.updates, s.bad_signatures), (3, 0));
+}
+
+/// A vendor that refuses a write echoing its body (which carries every key
+/// of the domain) gets none of those keys into the CLI's output, the
+/// server's log or the operator-visible error, whatever they look like: a
+/// short letters-only key is no run a heuristic could spot.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_write_echoing_its_body_shows_no_key() {
+    const SHORT: &str = "letterskey";
+    let vendor = FakeVolc::start().await;
+    {
+        let mut s = vendor.state.lock().unwrap();
+        s.echo_refusal = true;
+        s.details
+            .push(serde_json::json!({"SecretKey": SHORT, "EncryptionAlgorithm": "md5"}));
+    }
+    let origin = Origin::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let cfg = vendor_config(
+        "volcengine",
+        "volc",
+        VOLC_AK,
+        "FAKE_VOLC_SECRET",
+        &format!("http://{}/", vendor.addr),
+        state.path(),
+        origin.addr,
+    );
+    let proxy = start(&cfg);
+    wait_for("the vendor key", async || {
+        status(&proxy, &volc_query(OLD_KEY, STREAM, now() + 2)).await == StatusCode::OK
+    })
+    .await;
+    let out = keys_rotate(&cfg, "volc", &[]).await;
+    assert!(!out.status.success());
+    let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(all.contains("InvalidParameter"), "{all}");
+    let status_out = keys_rotate(&cfg, "volc", &["--status"]).await;
+    let all = format!(
+        "{all}{}{}",
+        text(&status_out.stdout),
+        text(&status_out.stderr)
+    );
+    wait_for("the server to retry the step", async || {
+        proxy.log().contains("key rotation step failed")
+    })
+    .await;
+    let all = format!("{all}{}", proxy.log());
+    for key in [SHORT, OLD_KEY, VOLC_SK] {
+        assert!(!all.contains(key), "{key} in:\n{all}");
+    }
+    assert!(all.contains(r#""SecretKey":"***""#), "{all}");
 }
 
 // ---------------------------------------------------------------------------

@@ -119,7 +119,39 @@ pub enum SyncError {
     Malformed(String),
 }
 
+/// Shortest secret looked for in a vendor's text by [`SyncError::without`]:
+/// shorter ones would match ordinary words.
+const MIN_MASKED_SECRET_CHARS: usize = 4;
+
 impl SyncError {
+    /// The error with every occurrence of one of `secrets` in the vendor's
+    /// code or message, or in what an answer was found to hold, replaced by
+    /// `***`: a vendor may echo a credential or key of any shape (a Wangsu
+    /// username, a short letters-only key) that [`vendor_error`]'s scrub
+    /// cannot tell from words.
+    pub fn without(self, secrets: &[&Secret]) -> SyncError {
+        let mask = |text: String| {
+            secrets
+                .iter()
+                .map(|s| s.expose())
+                .filter(|s| s.chars().count() >= MIN_MASKED_SECRET_CHARS)
+                .fold(text, |t, s| t.replace(s, "***"))
+        };
+        match self {
+            SyncError::Vendor {
+                status,
+                code,
+                message,
+            } => SyncError::Vendor {
+                status,
+                code: mask(code),
+                message: mask(message),
+            },
+            SyncError::Malformed(m) => SyncError::Malformed(mask(m)),
+            other => other,
+        }
+    }
+
     /// Metric label.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -209,16 +241,20 @@ const MAX_VENDOR_MESSAGE_CHARS: usize = 240;
 /// a credential, signature or echoed request and replaced.
 const MIN_REDACTED_RUN: usize = 16;
 
-/// `text` up to an echoed string to sign, with every run of token
-/// characters (`A-Z a-z 0-9 % + / = _ - .`) of [`MIN_REDACTED_RUN`] or more
-/// that holds a digit or a `%` replaced by `***` (words stay), cut at
-/// `max` chars.
+/// `text` up to an echoed string to sign, with the value of every quoted
+/// field whose name speaks of a key, secret, signature, token or password
+/// replaced by `***` (an echoed request body: a write carries the domain's
+/// keys), and every run of token characters (`A-Z a-z 0-9 % + / = _ - .`)
+/// of [`MIN_REDACTED_RUN`] or more that holds a digit or a `%` replaced
+/// too (words stay), cut at `max` chars.
 fn scrub(text: &str, max: usize) -> String {
     let lower = text.to_ascii_lowercase();
     let text = match lower.find("string to sign") {
         Some(i) => &text[..i],
         None => text,
     };
+    let unfielded = redact_secret_fields(text);
+    let text = unfielded.as_str();
     let token = |c: char| c.is_ascii_alphanumeric() || "%+/=_-.".contains(c);
     let mut out = String::with_capacity(text.len().min(max));
     let mut run = String::new();
@@ -244,6 +280,52 @@ fn scrub(text: &str, max: usize) -> String {
         Some((i, _)) => format!("{}…", &out[..i]),
         None => out.to_owned(),
     }
+}
+
+/// Words in a field name that mark its value as a credential.
+const SECRET_FIELD_WORDS: [&str; 5] = ["key", "secret", "signature", "token", "password"];
+
+/// `text` with the value of each `"name": "value"` (or `\"name\":\"value\"`,
+/// JSON inside a JSON string) whose name holds one of
+/// [`SECRET_FIELD_WORDS`] replaced by `***`; an unterminated value is cut
+/// there.
+fn redact_secret_fields(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    // At each `:`, look back for a quoted name and ahead for a quoted value.
+    while let Some(colon) = rest.find(':') {
+        let (head, tail) = rest.split_at(colon);
+        out.push_str(head);
+        out.push(':');
+        let tail = &tail[1..];
+        let name = head.trim_end().trim_end_matches('"').trim_end_matches('\\');
+        let name_start = name
+            .rfind(|c: char| c == '"' || c.is_whitespace() || c == '{' || c == ',')
+            .map_or(0, |i| i + 1);
+        let name = name[name_start..].to_ascii_lowercase();
+        let quoted_name = head.trim_end().ends_with('"');
+        let value = tail.trim_start();
+        let (open, inner) = if let Some(v) = value.strip_prefix("\\\"") {
+            ("\\\"", v)
+        } else if let Some(v) = value.strip_prefix('"') {
+            ("\"", v)
+        } else {
+            ("", value)
+        };
+        if quoted_name && !open.is_empty() && SECRET_FIELD_WORDS.iter().any(|w| name.contains(w)) {
+            out.push_str(&tail[..tail.len() - value.len()]);
+            out.push_str(open);
+            out.push_str("***");
+            match inner.find(open) {
+                Some(end) => rest = &inner[end..],
+                None => return out,
+            }
+        } else {
+            rest = tail;
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// One vendor's API: how to ask, and how to read the answer. Pure functions.
@@ -296,6 +378,15 @@ pub enum KeyChange<'a> {
 }
 
 impl KeyChange<'_> {
+    /// The two keys the change names.
+    pub fn keys(&self) -> [&Secret; 2] {
+        match self {
+            KeyChange::Stage { old, new, .. }
+            | KeyChange::Promote { old, new }
+            | KeyChange::Retire { old, new } => [old, new],
+        }
+    }
+
     /// The step's name: `stage`, `promote`, `retire` (metric label, logs).
     pub fn step(&self) -> &'static str {
         match self {
@@ -522,6 +613,8 @@ impl SyncService {
                     );
                 }
                 Err(error) => {
+                    let error =
+                        error.without(&[&self.account.access_key, &self.account.secret_key]);
                     all_ok = false;
                     // A 5xx without the vendor's error envelope is the
                     // vendor (or a gateway) failing, not an answer we could
@@ -693,5 +786,43 @@ mod tests {
         };
         assert_eq!(code, "ResourceNotFound.PlayDomainNoRecord");
         assert_eq!(message.chars().count(), MAX_VENDOR_MESSAGE_CHARS + 1);
+    }
+
+    /// A write the vendor refuses may echo its body, which carries the
+    /// domain's keys under their field names, whatever the keys look like
+    /// (short, letters only), also as JSON inside a JSON string.
+    #[test]
+    fn echoed_bodies_lose_the_values_of_key_fields() {
+        for (message, gone) in [
+            (
+                r#"cannot apply: {"AuthDetailList":[{"AuthField":{},"EncryptField":[],"EncryptionAlgorithm":"md5","SecretKey":"VKEYMARKERVOLC"}],"SceneType":"pull"}"#,
+                "VKEYMARKERVOLC",
+            ),
+            (
+                r#"bad body {\"secretKey\":\"shortkey\",\"cipherParam\":\"wsSecret\"}"#,
+                "shortkey",
+            ),
+            (r#"{"access_token": "letters", "x": 1}"#, "letters"),
+            (r#"{"Password":"hunter"#, "hunter"),
+        ] {
+            let e = vendor_error(
+                StatusCode::BAD_REQUEST,
+                "InvalidParameter".into(),
+                message.into(),
+            );
+            let text = e.to_string();
+            assert!(!text.contains(gone), "{text}");
+            assert!(text.contains("***"), "{text}");
+        }
+        let text = vendor_error(
+            StatusCode::BAD_REQUEST,
+            "InvalidParameter".into(),
+            r#"{"SceneType":"pull","EncryptionAlgorithm":"md5"} key: value"#.into(),
+        )
+        .to_string();
+        assert!(
+            text.contains(r#""SceneType":"pull""#) && text.contains("key: value"),
+            "{text}"
+        );
     }
 }

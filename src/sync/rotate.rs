@@ -332,6 +332,16 @@ enum StepError {
     Failed(SyncError),
 }
 
+impl StepError {
+    /// See [`SyncError::without`].
+    fn without(self, secrets: &[&Secret]) -> StepError {
+        match self {
+            StepError::Failed(e) => StepError::Failed(e.without(secrets)),
+            refused => refused,
+        }
+    }
+}
+
 impl From<SyncError> for StepError {
     fn from(e: SyncError) -> Self {
         StepError::Failed(e)
@@ -770,7 +780,12 @@ impl Rotator {
     /// Reads, writes and confirms one change; the vendor's URL window on
     /// success.
     async fn apply(&self, domain: &str, change: &KeyChange<'_>) -> Result<u64, StepError> {
-        let (current, keys) = self.describe(domain).await?;
+        // What a vendor's error text must not repeat (it may echo the write,
+        // which carries the domain's keys, or the account's name).
+        let mut known: Vec<&Secret> = vec![&self.account.access_key, &self.account.secret_key];
+        known.extend(change.keys());
+        let (current, keys) = self.describe(domain).await.map_err(|e| e.without(&known))?;
+        known.extend(keys.iter());
         if holds_after(change, &keys) {
             // Applied before a crash, or by another process.
             info!(vendor = %self.account.name, domain, step = change.step(), "the vendor already shows this step");
@@ -783,8 +798,10 @@ impl Rotator {
             .writer
             .write(domain, &current, change, crate::time::unix_now())?;
         let (status, body) = exchange(&self.client, req, self.account.request_timeout).await?;
-        self.writer.written(status, &body)?;
-        let (confirmed, keys) = self.describe(domain).await?;
+        self.writer
+            .written(status, &body)
+            .map_err(|e| StepError::from(e).without(&known))?;
+        let (confirmed, keys) = self.describe(domain).await.map_err(|e| e.without(&known))?;
         if !holds_after(change, &keys) {
             return Err(StepError::Failed(SyncError::Malformed(
                 "the vendor accepted the change but its Describe answer does not show it".into(),

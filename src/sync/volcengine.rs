@@ -502,7 +502,7 @@ impl NumOrStr {
                 .trim()
                 .parse()
                 .map(Some)
-                .map_err(|_| Problem::field(field, format!("`{s}` is not a number"))),
+                .map_err(|_| Problem::field(field, "is not a number")),
         }
     }
 }
@@ -609,11 +609,8 @@ fn settings(entry: &AuthEntry, detail: &AuthDetail) -> Result<Settings, Vec<Prob
         "" => Algorithm::Md5,
         a if a.eq_ignore_ascii_case("md5") => Algorithm::Md5,
         a if a.eq_ignore_ascii_case("md5_custom") => Algorithm::Md5Custom,
-        other => {
-            problems.push(Problem::field(
-                "algorithm",
-                format!("`{other}` is not md5 or md5_custom"),
-            ));
+        _ => {
+            problems.push(Problem::field("algorithm", "is not md5 or md5_custom"));
             Algorithm::Md5
         }
     };
