@@ -1445,3 +1445,39 @@ async fn a_chunked_origin_response_loses_its_stale_content_length() {
     assert_eq!(body, Bytes::from("hello"));
     assert_ne!(header_map_get(&h, "content-length"), Some("3"));
 }
+
+/// An origin that sends a head and a little of the body, then nothing, is
+/// given up after `origin_read_timeout_secs`: the viewer's response ends
+/// (cut short, so it knows), instead of both connections being held forever.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_origin_stalling_mid_body_is_cut_after_the_read_timeout() {
+    let addr = fixed_origin("HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\nfirst bytes").await;
+    let proxy = Proxy::start(&site_config(
+        &format!("http://{addr}"),
+        "origin_read_timeout_secs = 1",
+        "",
+    ));
+    let q = tencent_query(KEY, "/live/seg.ts", now() + 60);
+    let started = std::time::Instant::now();
+    let text = raw_exchange(
+        proxy.http_addr(),
+        &format!("GET /live/seg.ts?{q} HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n"),
+    )
+    .await;
+    let took = started.elapsed();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.ends_with("first bytes"), "{text}");
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+    let m = proxy.metrics().await;
+    assert_eq!(
+        metric(
+            &m,
+            r#"streamguard_upstream_errors_total{kind="stream",site="live"}"#
+        ),
+        1.0,
+        "{m}"
+    );
+}

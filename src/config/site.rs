@@ -18,6 +18,10 @@ use crate::keys::{KeySet, Secret};
 pub const DEFAULT_CONNECT_TIMEOUT_SECS: u64 = 5;
 /// Seconds the origin has to send its response head.
 pub const DEFAULT_RESPONSE_HEADER_TIMEOUT_SECS: u64 = 15;
+/// Longest wait for the next byte of an origin body (nginx's
+/// `proxy_read_timeout`): an origin that stalls mid-body must not hold the
+/// viewer and both connections forever.
+pub const DEFAULT_ORIGIN_READ_TIMEOUT_SECS: u64 = 60;
 /// Seconds an idle pooled origin connection is kept.
 pub const DEFAULT_POOL_IDLE_TIMEOUT_SECS: u64 = 60;
 /// Status for denied requests.
@@ -54,6 +58,8 @@ pub struct RawSite {
     pub connect_timeout_secs: Option<u64>,
     /// See [`DEFAULT_RESPONSE_HEADER_TIMEOUT_SECS`].
     pub response_header_timeout_secs: Option<u64>,
+    /// See [`DEFAULT_ORIGIN_READ_TIMEOUT_SECS`].
+    pub origin_read_timeout_secs: Option<u64>,
     /// See [`DEFAULT_POOL_IDLE_TIMEOUT_SECS`].
     pub pool_idle_timeout_secs: Option<u64>,
     /// Remove the scheme's auth params from the query before forwarding. Default true.
@@ -244,6 +250,8 @@ pub struct SiteConfig {
     pub connect_timeout: Duration,
     /// Origin response-head timeout.
     pub response_header_timeout: Duration,
+    /// Longest gap between two reads of an origin body.
+    pub origin_read_timeout: Duration,
     /// Idle pooled connection lifetime.
     pub pool_idle_timeout: Duration,
     /// Strip auth params before forwarding.
@@ -347,6 +355,13 @@ pub(super) fn validate_site(
         DEFAULT_RESPONSE_HEADER_TIMEOUT_SECS,
         3600,
     );
+    let origin_read_timeout = secs(
+        ctx,
+        &format!("{path}.origin_read_timeout_secs"),
+        raw.origin_read_timeout_secs,
+        DEFAULT_ORIGIN_READ_TIMEOUT_SECS,
+        3600,
+    );
     let pool_idle_timeout = secs(
         ctx,
         &format!("{path}.pool_idle_timeout_secs"),
@@ -448,6 +463,7 @@ pub(super) fn validate_site(
         origin_host_header: raw.origin_host_header,
         connect_timeout,
         response_header_timeout,
+        origin_read_timeout,
         pool_idle_timeout,
         strip_auth_params: raw.strip_auth_params.unwrap_or(true),
         deny_status,

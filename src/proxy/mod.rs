@@ -904,13 +904,13 @@ async fn rewrite_playlist(
         return Err(Stop::PlaylistUnreadable("content-encoded"));
     }
     let (mut parts, body) = resp.into_parts();
-    let limited = http_body_util::Limited::new(body, cfg.hls.max_playlist_bytes);
-    let bytes = match tokio::time::timeout(cfg.response_header_timeout, limited.collect()).await {
-        Ok(Ok(c)) => c.to_bytes(),
-        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
-            return Err(Stop::PlaylistTooLarge)
+    let read = body::read_bounded(body, cfg.hls.max_playlist_bytes);
+    let bytes = match tokio::time::timeout(cfg.response_header_timeout, read).await {
+        Ok(Ok(b)) => b,
+        Ok(Err(body::ReadError::TooLarge)) => return Err(Stop::PlaylistTooLarge),
+        Ok(Err(body::ReadError::Body(e))) => {
+            return Err(upstream::UpstreamError::Protocol(e).into())
         }
-        Ok(Err(e)) => return Err(upstream::UpstreamError::Protocol(e).into()),
         Err(_) => return Err(upstream::UpstreamError::Timeout("playlist body").into()),
     };
     let text = std::str::from_utf8(&bytes).map_err(|_| Stop::PlaylistUnreadable("not utf-8"))?;

@@ -47,6 +47,8 @@ pub struct PoolConfig {
     pub connect_timeout: Duration,
     /// Idle connections older than this are closed.
     pub idle_timeout: Duration,
+    /// Longest wait for the next frame of a response body.
+    pub read_timeout: Duration,
     /// Largest read buffer per connection (HTTP/1.1), largest send buffer
     /// per stream (HTTP/2).
     pub max_buf: usize,
@@ -139,13 +141,14 @@ where
         &self,
         mut req: Request<B>,
     ) -> Result<Response<OriginBody<B>>, UpstreamError> {
+        let read_timeout = self.inner.config.read_timeout;
         loop {
             let h2 = self.lock().h2.clone();
             if let Some(mut tx) = h2 {
                 if tx.ready().await.is_ok() {
                     self.absolute(&mut req);
                     match tx.try_send_request(req).await {
-                        Ok(resp) => return Ok(resp.map(|b| OriginBody::new(b, None))),
+                        Ok(resp) => return Ok(resp.map(|b| OriginBody::new(b, None, read_timeout))),
                         Err(mut e) => match e.take_message() {
                             Some(r) => req = r,
                             None => return Err(protocol(e.into_error())),
@@ -186,7 +189,7 @@ where
                 tx.ready().await.map_err(protocol)?;
                 self.absolute(&mut req);
                 let resp = tx.send_request(req).await.map_err(protocol)?;
-                Ok(resp.map(|b| OriginBody::new(b, None)))
+                Ok(resp.map(|b| OriginBody::new(b, None, read_timeout)))
             }
         }
     }
@@ -240,13 +243,14 @@ where
         resp: Response<Incoming>,
         tx: http1::SendRequest<B>,
     ) -> Response<OriginBody<B>> {
+        let read_timeout = self.inner.config.read_timeout;
         if resp.body().is_end_stream() {
             // No body (HEAD, 204, 304, empty): idle as soon as hyper sees it.
             give_back(&self.inner, tx);
-            return resp.map(|b| OriginBody::new(b, None));
+            return resp.map(|b| OriginBody::new(b, None, read_timeout));
         }
         let pool = Arc::downgrade(&self.inner);
-        resp.map(|b| OriginBody::new(b, Some(GiveBack { tx, pool })))
+        resp.map(|b| OriginBody::new(b, Some(GiveBack { tx, pool }), read_timeout))
     }
 
     async fn connect(&self) -> Result<Fresh<B>, UpstreamError> {
@@ -380,41 +384,83 @@ impl<B: Send + 'static> GiveBack<B> {
 
 pin_project_lite::pin_project! {
     /// An origin response body; an HTTP/1.1 connection goes back to its
-    /// pool when this body has yielded its last byte.
+    /// pool when this body has yielded its last byte. A body that yields
+    /// nothing for the pool's `read_timeout` fails (`OriginReadTimeout`),
+    /// which ends the response and closes the origin connection.
     pub struct OriginBody<B> {
         #[pin]
         inner: Incoming,
         back: Option<GiveBack<B>>,
+        read_timeout: Duration,
+        // Made at the first wait only: a body that arrives with its head
+        // (most segments) never arms a timer.
+        idle: Option<Pin<Box<tokio::time::Sleep>>>,
+        // A frame came since the timer was last armed.
+        progressed: bool,
     }
 }
 
+/// An origin sent no body bytes within `origin_read_timeout_secs`.
+#[derive(Debug, thiserror::Error)]
+#[error("the origin sent nothing for {0:?}")]
+pub struct OriginReadTimeout(pub Duration);
+
 impl<B> OriginBody<B> {
-    fn new(inner: Incoming, back: Option<GiveBack<B>>) -> Self {
-        OriginBody { inner, back }
+    fn new(inner: Incoming, back: Option<GiveBack<B>>, read_timeout: Duration) -> Self {
+        OriginBody {
+            inner,
+            back,
+            read_timeout,
+            idle: None,
+            progressed: false,
+        }
     }
 }
 
 impl<B: Send + 'static> Body for OriginBody<B> {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = crate::proxy::body::BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let mut this = self.project();
         let polled = this.inner.as_mut().poll_frame(cx);
-        let ended = match &polled {
-            Poll::Ready(None) => true,
-            Poll::Ready(Some(Ok(_))) => this.inner.is_end_stream(),
-            _ => false,
-        };
-        if ended {
-            if let Some(back) = this.back.take() {
-                back.now();
+        match &polled {
+            Poll::Pending => {
+                let timeout = *this.read_timeout;
+                let idle = match this.idle {
+                    Some(sleep) => {
+                        if *this.progressed {
+                            sleep.as_mut().reset(tokio::time::Instant::now() + timeout);
+                        }
+                        sleep
+                    }
+                    None => this.idle.insert(Box::pin(tokio::time::sleep(timeout))),
+                };
+                *this.progressed = false;
+                if std::future::Future::poll(idle.as_mut(), cx).is_ready() {
+                    return Poll::Ready(Some(Err(Box::new(OriginReadTimeout(timeout)))));
+                }
+                return Poll::Pending;
             }
+            Poll::Ready(None) => {
+                if let Some(back) = this.back.take() {
+                    back.now();
+                }
+            }
+            Poll::Ready(Some(Ok(_))) => {
+                *this.progressed = true;
+                if this.inner.is_end_stream() {
+                    if let Some(back) = this.back.take() {
+                        back.now();
+                    }
+                }
+            }
+            Poll::Ready(Some(Err(_))) => {}
         }
-        polled
+        polled.map(|f| f.map(|r| r.map_err(Into::into)))
     }
 
     fn is_end_stream(&self) -> bool {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST};
 use http::{HeaderValue, Method, Request, StatusCode, Uri};
-use http_body_util::{BodyExt, Empty, Limited};
+use http_body_util::Empty;
 
 use super::upstream::{build_client_for, UpstreamError, ORIGIN_MAX_BUF_BYTES};
 use crate::config::{OriginHost, SiteConfig};
@@ -72,13 +72,17 @@ pub async fn probe(site: &SiteConfig, host: &str, path: &str) -> Result<MediaMet
             content_type,
         });
     }
-    let body = Limited::new(resp.into_body(), site.hls.max_playlist_bytes);
-    let bytes =
-        match tokio::time::timeout(timeout.max(Duration::from_secs(1)), body.collect()).await {
-            Ok(Ok(c)) => c.to_bytes(),
-            Ok(Err(e)) => return Err(UpstreamError::Protocol(e)),
-            Err(_) => return Err(UpstreamError::Timeout("playlist body")),
-        };
+    let read = super::body::read_bounded(resp.into_body(), site.hls.max_playlist_bytes);
+    let bytes = match tokio::time::timeout(timeout.max(Duration::from_secs(1)), read).await {
+        Ok(Ok(b)) => b,
+        Ok(Err(super::body::ReadError::TooLarge)) => {
+            return Err(UpstreamError::Protocol(
+                "playlist larger than max_playlist_bytes".into(),
+            ))
+        }
+        Ok(Err(super::body::ReadError::Body(e))) => return Err(UpstreamError::Protocol(e)),
+        Err(_) => return Err(UpstreamError::Timeout("playlist body")),
+    };
     Ok(MediaMeta {
         status,
         size: Some(bytes.len() as u64),

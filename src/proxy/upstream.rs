@@ -108,6 +108,7 @@ where
         tls,
         connect_timeout: site.connect_timeout,
         idle_timeout: site.pool_idle_timeout,
+        read_timeout: site.origin_read_timeout,
         // Why a small read buffer: a client that stops reading leaves what
         // the origin sent in this buffer; bounded, a stalled reader costs
         // little memory (hyper's default grows to ~400 KiB).
