@@ -91,6 +91,9 @@ pub mod outcome {
     pub const REJECTED: &str = "rejected";
     /// Forwarding failed (origin down, timeout).
     pub const ERROR: &str = "error";
+    /// The client gave up before the response head (reason
+    /// `client_closed`; nginx's 499).
+    pub const CANCELLED: &str = "cancelled";
 }
 
 /// The metrics handles, registered in one registry.
@@ -335,6 +338,7 @@ impl Metrics {
             "client_abort",
             "idle_timeout",
             "send_timeout",
+            "cancelled_requests",
             "accept",
         ] {
             connection_errors.with_label_values(&[kind]);

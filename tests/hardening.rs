@@ -761,3 +761,61 @@ async fn an_http2_stream_whose_window_stays_shut_is_cut_by_the_send_timeout() {
     .await;
     drop(resp);
 }
+
+/// An HTTP/2 client that resets its streams while the origin is asked
+/// ("rapid reset"): each reset request is counted and logged as
+/// `cancelled`/`client_closed`, and once most of a connection's requests are
+/// given up that way (past 100) the connection is closed.
+#[tokio::test(flavor = "multi_thread")]
+async fn streams_reset_before_their_answer_are_counted_and_a_reset_flood_closes_the_connection() {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let origin = Origin::start().await;
+    let proxy = Proxy::start_logged(&site_config(&format!("http://{}", origin.addr), "", ""));
+    let tcp = tokio::net::TcpStream::connect(proxy.http_addr())
+        .await
+        .unwrap();
+    let (mut send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .unwrap();
+    let conn = tokio::spawn(conn);
+    let q = tencent_query(KEY, "/hang/s.ts", now() + 600);
+    let mut sent = 0;
+    for _ in 0..300 {
+        let req = http::Request::get(format!("http://play.example.com/hang/s.ts?{q}"))
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap();
+        if send.ready().await.is_err() {
+            break;
+        }
+        // Sent, then given up before any answer: the stream is reset.
+        let pending = send.send_request(req);
+        let _ = tokio::time::timeout(std::time::Duration::from_millis(5), pending).await;
+        sent += 1;
+    }
+    assert!(
+        (101..300).contains(&sent),
+        "{sent} streams before the close"
+    );
+    tokio::time::timeout(std::time::Duration::from_secs(10), conn)
+        .await
+        .expect("the connection was not closed")
+        .unwrap()
+        .ok();
+    wait_for("the close and the cancels counted", async || {
+        let m = proxy.metrics().await;
+        metric(
+            &m,
+            r#"streamguard_connection_errors_total{kind="cancelled_requests"}"#,
+        ) == 1.0
+            && metric(
+                &m,
+                r#"streamguard_requests_total{outcome="cancelled",reason="client_closed",site="live"}"#,
+            ) >= 100.0
+    })
+    .await;
+    assert!(
+        proxy.log().contains("status=499") || proxy.log().contains("\"status\":499"),
+        "no access line for a cancelled request"
+    );
+}

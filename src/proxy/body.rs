@@ -147,22 +147,29 @@ pin_project_lite::pin_project! {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
             if let Some(e) = this.entry.take() {
-                tracing::info!(
-                    target: "streamguard::access",
-                    site = %e.site,
-                    client = %e.client,
-                    method = %e.method,
-                    path = %e.path,
-                    status = e.status,
-                    outcome = e.outcome,
-                    reason = e.reason,
-                    bytes = *this.bytes,
-                    complete = *this.complete,
-                    head_ms = e.head_ms,
-                    ms = e.started.elapsed().as_secs_f64() * 1000.0,
-                );
+                e.write(*this.bytes, *this.complete);
             }
         }
+    }
+}
+
+impl AccessEntry {
+    /// Writes the line, with the body bytes sent and whether the body ended.
+    pub fn write(self, bytes: u64, complete: bool) {
+        tracing::info!(
+            target: "streamguard::access",
+            site = %self.site,
+            client = %self.client,
+            method = %self.method,
+            path = %self.path,
+            status = self.status,
+            outcome = self.outcome,
+            reason = self.reason,
+            bytes,
+            complete,
+            head_ms = self.head_ms,
+            ms = self.started.elapsed().as_secs_f64() * 1000.0,
+        );
     }
 }
 

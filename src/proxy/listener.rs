@@ -95,6 +95,9 @@ struct Activity {
     /// come back for. Catches what the socket cannot show: an HTTP/2 client
     /// that reads the socket but keeps a stream's window at zero.
     responses: std::sync::Mutex<Vec<Arc<AtomicU64>>>,
+    /// Requests the client gave up before their response head (an HTTP/2
+    /// stream reset, or a hang-up while waiting).
+    cancelled: AtomicUsize,
     /// Set by the listener's watchdog when the connection must close
     /// (a [`Watchdog`] as `u8`; 0 = not).
     verdict: AtomicU8,
@@ -227,6 +230,8 @@ enum Watchdog {
     Idle = 1,
     /// A write made no progress for `send_timeout`.
     SendTimeout = 2,
+    /// The client gave up most of its requests before their response head.
+    Cancels = 3,
 }
 
 impl Watchdog {
@@ -234,10 +239,20 @@ impl Watchdog {
         match v {
             1 => Some(Watchdog::Idle),
             2 => Some(Watchdog::SendTimeout),
+            3 => Some(Watchdog::Cancels),
             _ => None,
         }
     }
 }
+
+/// Requests a connection may give up before their response head, once they
+/// are also most of its requests, before it is closed.
+///
+/// Why: each such request may have cost an origin connection (one that was
+/// sent a request is not reused), and an HTTP/2 client can open and reset
+/// streams as fast as it can write (the "rapid reset" attack); a player
+/// that abandons a segment now and then never comes near.
+const MAX_CANCELLED_REQUESTS: usize = 100;
 
 /// Held by a request (and its response body) while it is in flight.
 struct InFlight {
@@ -249,6 +264,8 @@ struct InFlight {
     /// bookkeeping (a clock read per frame, a lock per request) would buy
     /// nothing there.
     handed: Option<Arc<AtomicU64>>,
+    /// The response head was handed to hyper.
+    answered: bool,
 }
 
 impl InFlight {
@@ -268,7 +285,14 @@ impl InFlight {
             activity,
             started,
             handed,
+            answered: false,
         }
+    }
+
+    /// The request has its response head; dropping this now is no cancel.
+    fn answered(mut self) -> Self {
+        self.answered = true;
+        self
     }
 }
 
@@ -289,6 +313,17 @@ impl super::body::Progress for InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
+        if !self.answered {
+            let a = &self.activity;
+            let cancelled = a.cancelled.fetch_add(1, Ordering::SeqCst) + 1;
+            if cancelled > MAX_CANCELLED_REQUESTS
+                && cancelled * 2 > a.requests.load(Ordering::SeqCst)
+                && a.verdict.load(Ordering::Acquire) == 0
+            {
+                a.verdict.store(Watchdog::Cancels as u8, Ordering::Release);
+                a.waker.wake();
+            }
+        }
         let ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.activity.last_end_ms.store(ms, Ordering::SeqCst);
         self.activity.in_flight.fetch_sub(1, Ordering::SeqCst);
@@ -604,6 +639,7 @@ async fn serve_io<I>(
         async move {
             let resp = handle(shared, conn, req).await;
             // The request stays in flight until its body is done or dropped.
+            let in_flight = in_flight.answered();
             Ok::<_, Infallible>(resp.map(|b| WithGuard::new(b, in_flight).boxed_unsync()))
         }
     });
@@ -623,6 +659,7 @@ async fn serve_io<I>(
             let kind = match why {
                 Watchdog::Idle => "idle_timeout",
                 Watchdog::SendTimeout => "send_timeout",
+                Watchdog::Cancels => "cancelled_requests",
             };
             debug!(client = %conn.remote, kind, "closing connection");
             shared.metrics.connection_errors.with_label_values(&[kind]).inc();

@@ -378,7 +378,7 @@ pub async fn handle(
     let snapshot = shared.snapshot.load_full();
     // Only kept when the access log is on: no per-request copies otherwise.
     let access_log_on = tracing::enabled!(target: "streamguard::access", tracing::Level::INFO);
-    let mut ctx = RequestCtx {
+    let ctx = RequestCtx {
         started: Instant::now(),
         conn,
         now: unix_now(),
@@ -393,13 +393,45 @@ pub async fn handle(
         is_get: req.method() == Method::GET,
         logged: access_log_on.then(|| (req.method().clone(), req.uri().path().to_owned())),
     };
+    // Counted and logged if the client gives up before the answer (this
+    // future is then dropped mid-way).
+    let mut pending = Unanswered {
+        shared: &shared,
+        ctx,
+        answered: false,
+    };
     // Boxed: hyper keeps room for this future in every connection for as
     // long as the connection lives; the phases' state (origin exchange,
     // playlist rewrite) is needed only until the response head.
-    let result = Box::pin(phases(&shared, &snapshot, &mut ctx, req)).await;
-    let (response, outcome, reason) = respond(&shared, &ctx, result);
-    count(&shared, &ctx, outcome, reason);
-    access_log(&ctx, response, outcome, reason)
+    let result = Box::pin(phases(&shared, &snapshot, &mut pending.ctx, req)).await;
+    pending.answered = true;
+    let ctx = &pending.ctx;
+    let (response, outcome, reason) = respond(&shared, ctx, result);
+    count(&shared, ctx, outcome, reason);
+    access_log(ctx, response, outcome, reason)
+}
+
+/// A request on its way to an answer. Dropped unanswered (an HTTP/2 stream
+/// reset, a client hanging up while the origin is asked), it is counted
+/// and logged as `cancelled`/`client_closed` with status 499, as nginx
+/// logs it.
+struct Unanswered<'a> {
+    shared: &'a Shared,
+    ctx: RequestCtx,
+    answered: bool,
+}
+
+impl Drop for Unanswered<'_> {
+    fn drop(&mut self) {
+        if self.answered {
+            return;
+        }
+        let (outcome, reason) = (metrics::outcome::CANCELLED, "client_closed");
+        count(self.shared, &self.ctx, outcome, reason);
+        if let Some(entry) = access_entry(&self.ctx, 499, outcome, reason) {
+            entry.write(0, false);
+        }
+    }
 }
 
 async fn phases(
@@ -836,11 +868,22 @@ fn access_log(
     outcome: &'static str,
     reason: &'static str,
 ) -> Response<ProxyBody> {
-    let Some((method, path)) = &ctx.logged else {
-        return response;
-    };
+    match access_entry(ctx, response.status().as_u16(), outcome, reason) {
+        Some(entry) => response.map(|b| body::AccessLogged::new(b, entry).boxed_unsync()),
+        None => response,
+    }
+}
+
+/// The request's access log line so far; `None` when the log is off.
+fn access_entry(
+    ctx: &RequestCtx,
+    status: u16,
+    outcome: &'static str,
+    reason: &'static str,
+) -> Option<body::AccessEntry> {
+    let (method, path) = ctx.logged.as_ref()?;
     let site = ctx.site.as_ref();
-    let entry = body::AccessEntry {
+    Some(body::AccessEntry {
         site: site
             .map_or(metrics::UNKNOWN_SITE, |s| s.config.id.as_str())
             .to_owned(),
@@ -849,13 +892,12 @@ fn access_log(
         method: method.clone(),
         // Schemes with auth in the path (Alibaba Cloud B/C) log it without.
         path: path::for_log(site.map_or(path.as_str(), |s| s.auth.origin_path(path))).into_owned(),
-        status: response.status().as_u16(),
+        status,
         outcome,
         reason,
         started: ctx.started,
         head_ms: ctx.started.elapsed().as_secs_f64() * 1000.0,
-    };
-    response.map(|b| body::AccessLogged::new(b, entry).boxed_unsync())
+    })
 }
 
 /// Until when the children of a playlist work: never later than the
