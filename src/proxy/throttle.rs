@@ -22,9 +22,15 @@ use std::time::Instant;
 use crate::auth::DenyReason;
 
 /// Most addresses tracked at once; past it, addresses whose budget is full
-/// again are forgotten, and if that is not enough new addresses are not
-/// tracked (never forgetting a spent budget: that would reset an attacker).
+/// again are forgotten, and if that is not enough a new address spends
+/// from the budget of its network ([`coarse_key`]) instead (never
+/// forgetting a spent budget: that would reset an attacker).
 pub const MAX_TRACKED: usize = 100_000;
+/// Most networks tracked at once (see [`MAX_TRACKED`]).
+pub const MAX_TRACKED_NETWORKS: usize = 20_000;
+/// Shortest time between two sweeps of a full table: a sweep looks at every
+/// entry, and a spraying flood must not pay for one per failure.
+const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The key of an address: IPv4 as is, IPv6 by its /64 (one subscriber's
 /// prefix; a single host can use every address in it).
@@ -38,15 +44,45 @@ fn key(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// The network of an address, for a table full of addresses: IPv4 /24,
+/// IPv6 /48 (a site's allocation).
+fn coarse_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], 0, 0, 0, 0, 0))
+        }
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            IpAddr::V4(std::net::Ipv4Addr::new(o[0], o[1], o[2], 0))
+        }
+    }
+}
+
 struct Bucket {
     tokens: f64,
     at: Instant,
 }
 
+/// Budgets by address, and by network for addresses a full table could
+/// not take.
+#[derive(Default)]
+struct Tables {
+    addresses: HashMap<IpAddr, Bucket>,
+    networks: HashMap<IpAddr, Bucket>,
+    last_sweep: Option<Instant>,
+}
+
+impl Tables {
+    fn len(&self) -> usize {
+        self.addresses.len() + self.networks.len()
+    }
+}
+
 /// Failure budgets by client address.
 pub struct Throttle {
     per_minute: f64,
-    table: Mutex<HashMap<IpAddr, Bucket>>,
+    table: Mutex<Tables>,
     /// `table.len()`, readable without the lock: the common case (no
     /// address has failed lately) costs one atomic load per request.
     tracked: AtomicUsize,
@@ -77,12 +113,12 @@ impl Throttle {
     pub fn new(per_minute: u32) -> Option<Throttle> {
         (per_minute > 0).then(|| Throttle {
             per_minute: f64::from(per_minute),
-            table: Mutex::new(HashMap::new()),
+            table: Mutex::new(Tables::default()),
             tracked: AtomicUsize::new(0),
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, Bucket>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Tables> {
         // The table is only a cache of budgets: a poisoned one is still usable.
         self.table
             .lock()
@@ -95,51 +131,80 @@ impl Throttle {
         b.at = now;
     }
 
-    /// True when `ip` may be verified: its failure budget is not empty.
+    /// True when `ip` may be verified: its failure budget (or, for an
+    /// address a full table could not take, its network's) is not empty.
     pub fn allows(&self, ip: IpAddr, now: Instant) -> bool {
         if self.tracked.load(Ordering::Relaxed) == 0 {
             return true;
         }
-        let ip = key(ip);
-        let mut table = self.lock();
-        let allowed = match table.get_mut(&ip) {
-            None => return true,
-            Some(b) => {
-                self.refill(b, now);
-                b.tokens >= 1.0
-            }
+        let mut guard = self.lock();
+        let tables = &mut *guard;
+        let (table, k) = if tables.addresses.contains_key(&key(ip)) {
+            (&mut tables.addresses, key(ip))
+        } else if !tables.networks.is_empty() {
+            (&mut tables.networks, coarse_key(ip))
+        } else {
+            return true;
         };
+        let Some(b) = table.get_mut(&k) else {
+            return true;
+        };
+        self.refill(b, now);
+        let allowed = b.tokens >= 1.0;
         // A budget that refilled completely is forgotten, so the table (and
         // this lock on every request) goes away once guessing stops.
-        if table.get(&ip).is_some_and(|b| b.tokens >= self.per_minute) {
-            table.remove(&ip);
-            self.tracked.store(table.len(), Ordering::Relaxed);
+        if b.tokens >= self.per_minute {
+            table.remove(&k);
+            self.tracked.store(tables.len(), Ordering::Relaxed);
         }
         allowed
     }
 
-    /// Spends one failure of `ip`'s budget.
+    /// Spends one failure of `ip`'s budget (its network's when the table of
+    /// addresses is full of spent budgets).
     pub fn failed(&self, ip: IpAddr, now: Instant) {
         let ip = key(ip);
-        let mut table = self.lock();
-        if table.len() >= MAX_TRACKED && !table.contains_key(&ip) {
-            let per_minute = self.per_minute;
-            table.retain(|_, b| {
-                let secs = now.saturating_duration_since(b.at).as_secs_f64();
-                b.tokens + secs * per_minute / 60.0 < per_minute
-            });
-            if table.len() >= MAX_TRACKED {
-                // Full of spent budgets: keep them, track no newcomer.
-                return;
-            }
-        }
-        let b = table.entry(ip).or_insert(Bucket {
-            tokens: self.per_minute,
+        let mut guard = self.lock();
+        let tables = &mut *guard;
+        let per_minute = self.per_minute;
+        let (table, k) =
+            if tables.addresses.len() < MAX_TRACKED || tables.addresses.contains_key(&ip) {
+                (&mut tables.addresses, ip)
+            } else {
+                // Forget the budgets that refilled, at most once a SWEEP_EVERY.
+                if tables
+                    .last_sweep
+                    .is_none_or(|t| now.saturating_duration_since(t) >= SWEEP_EVERY)
+                {
+                    tables.last_sweep = Some(now);
+                    let spent = |b: &mut Bucket| {
+                        let secs = now.saturating_duration_since(b.at).as_secs_f64();
+                        b.tokens + secs * per_minute / 60.0 < per_minute
+                    };
+                    tables.addresses.retain(|_, b| spent(b));
+                    tables.networks.retain(|_, b| spent(b));
+                }
+                if tables.addresses.len() < MAX_TRACKED {
+                    (&mut tables.addresses, ip)
+                } else {
+                    let net = coarse_key(ip);
+                    if tables.networks.len() >= MAX_TRACKED_NETWORKS
+                        && !tables.networks.contains_key(&net)
+                    {
+                        // Past every bound: not tracked (both tables full of
+                        // spent budgets, held until they refill).
+                        return;
+                    }
+                    (&mut tables.networks, net)
+                }
+            };
+        let b = table.entry(k).or_insert(Bucket {
+            tokens: per_minute,
             at: now,
         });
         self.refill(b, now);
         b.tokens = (b.tokens - 1.0).max(0.0);
-        self.tracked.store(table.len(), Ordering::Relaxed);
+        self.tracked.store(tables.len(), Ordering::Relaxed);
     }
 
     /// Seconds until `ip` has one failure of budget again (for `Retry-After`).
@@ -177,5 +242,33 @@ mod tests {
         assert!(is_guess(DenyReason::BadSignature));
         assert!(!is_guess(DenyReason::Expired));
         assert!(!is_guess(DenyReason::MissingToken));
+    }
+
+    /// An address-spraying flood that fills the table does not make every
+    /// later address free to guess: a newcomer then spends its network's
+    /// budget (IPv4 /24), and a full table is swept at most once a second.
+    #[test]
+    fn a_full_table_throttles_newcomers_by_network() {
+        let t = Throttle::new(2).unwrap();
+        let t0 = Instant::now();
+        for i in 0..MAX_TRACKED as u32 {
+            let ip = IpAddr::V4(std::net::Ipv4Addr::from(0x0A00_0000 + i));
+            t.failed(ip, t0);
+            t.failed(ip, t0);
+        }
+        let fresh: IpAddr = "198.51.100.7".parse().unwrap();
+        let neighbour: IpAddr = "198.51.100.8".parse().unwrap();
+        let elsewhere: IpAddr = "203.0.113.1".parse().unwrap();
+        assert!(t.allows(fresh, t0));
+        t.failed(fresh, t0);
+        t.failed(fresh, t0);
+        assert!(!t.allows(fresh, t0), "a newcomer is throttled by its /24");
+        assert!(!t.allows(neighbour, t0), "as its network is");
+        assert!(t.allows(elsewhere, t0), "other networks are not");
+        // Once the budgets refill, the table takes addresses again.
+        let later = t0 + Duration::from_secs(61);
+        t.failed(elsewhere, later);
+        assert!(t.allows(elsewhere, later));
+        assert!(t.allows(fresh, later));
     }
 }
