@@ -235,6 +235,7 @@ impl Server {
         let mut limits = self.shared.snapshot.load().limits;
         limits.max_connections =
             fds::clamp_connections(limits.max_connections, fds::raise_nofile_limit());
+        proxy::pool::set_origin_budget(limits.max_connections);
         let permits = Arc::new(Semaphore::new(limits.max_connections));
         let tls_acceptor = TlsAcceptor::from(Arc::new(proxy::tls::server_config(
             self.shared.snapshot.clone(),

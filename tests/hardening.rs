@@ -819,3 +819,82 @@ async fn streams_reset_before_their_answer_are_counted_and_a_reset_flood_closes_
         "no access line for a cancelled request"
     );
 }
+
+/// HTTP/2 clients holding an origin connection per stream cannot take every
+/// descriptor: origin connections are bounded by the same cap as client
+/// connections, so accepts keep working, a request past the bound is
+/// answered `503 origin_busy` at once, and the budget comes back when the
+/// streams end.
+#[tokio::test(flavor = "multi_thread")]
+async fn origin_connections_are_bounded_by_the_descriptor_budget() {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let origin = Origin::start().await;
+    // 256 descriptors: 96 client connections, 96 origin connections.
+    let proxy = Proxy::start_logged_with_nofile(
+        &site_config(&format!("http://{}", origin.addr), "", ""),
+        256,
+    );
+    let q = tencent_query(KEY, "/hang/s.ts", now() + 600);
+    let mut clients = Vec::new();
+    let mut pending = Vec::new();
+    for _ in 0..4 {
+        let tcp = tokio::net::TcpStream::connect(proxy.http_addr())
+            .await
+            .unwrap();
+        let (send, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+                .await
+                .unwrap();
+        clients.push(tokio::spawn(conn));
+        for _ in 0..32 {
+            let mut send = send.clone();
+            let req = http::Request::get(format!("http://play.example.com/hang/s.ts?{q}"))
+                .body(http_body_util::Empty::<bytes::Bytes>::new())
+                .unwrap();
+            pending.push(tokio::spawn(async move {
+                send.ready().await.ok()?;
+                send.send_request(req).await.ok().map(|r| r.status())
+            }));
+        }
+    }
+    wait_for(
+        "streams refused for want of origin connections",
+        async || {
+            metric(
+                &proxy.metrics().await,
+                r#"streamguard_upstream_errors_total{kind="busy",site="live"}"#,
+            ) >= 32.0
+        },
+    )
+    .await;
+    // A new viewer is still accepted, and answered at once.
+    let path = "/live/a.ts";
+    let pq = format!("{path}?{}", tencent_query(KEY, path, now() + 600));
+    let (status, h, _) = tokio::time::timeout(
+        std::time::Duration::from_secs(3),
+        get(proxy.http_addr(), "play.example.com", &pq),
+    )
+    .await
+    .expect("no answer in time");
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        header_map_get(&h, "x-streamguard-error"),
+        Some("origin_busy")
+    );
+    // The streams end: their origin connections close and the budget is back.
+    for p in pending {
+        p.abort();
+    }
+    for c in clients {
+        c.abort();
+    }
+    wait_for("an origin connection again", async || {
+        get(proxy.http_addr(), "play.example.com", &pq).await.0 == StatusCode::OK
+    })
+    .await;
+    let log = proxy.log();
+    assert!(
+        !log.contains("Too many open files"),
+        "descriptors ran out:\n{log}"
+    );
+}

@@ -194,7 +194,7 @@ impl Snapshot {
             }
             // Every series a dashboard or alert reads exists from the start
             // (at 0), not only after the first error.
-            for kind in ["connect", "timeout", "protocol", "stream"] {
+            for kind in ["connect", "timeout", "protocol", "busy", "stream"] {
                 metrics.upstream_errors.with_label_values(&[&sc.id, kind]);
             }
             let site = Arc::new(Site {

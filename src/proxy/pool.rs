@@ -13,6 +13,7 @@
 
 use std::collections::VecDeque;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -254,6 +255,7 @@ where
     }
 
     async fn connect(&self) -> Result<Fresh<B>, UpstreamError> {
+        let slot = OriginSlot::take().ok_or(UpstreamError::Busy)?;
         let cfg = &self.inner.config;
         let deadline = tokio::time::Instant::now() + cfg.connect_timeout;
         let tcp = tokio::time::timeout_at(
@@ -266,7 +268,7 @@ where
         tcp.set_nodelay(true)
             .map_err(|e| UpstreamError::Connect(e.into()))?;
         let (Some(tls), Some(name)) = (&cfg.tls, &self.inner.server_name) else {
-            return self.handshake_h1(TokioIo::new(tcp)).await;
+            return self.handshake_h1(TokioIo::new(tcp), slot).await;
         };
         let stream = tokio::time::timeout_at(deadline, tls.connect(name.clone(), tcp))
             .await
@@ -280,16 +282,18 @@ where
                 .await
                 .map_err(|e| UpstreamError::Connect(crate::error_chain(&e).into()))?;
             tokio::spawn(async move {
+                // The descriptor is counted until the connection ends.
+                let _slot = slot;
                 if let Err(e) = conn.await {
                     tracing::debug!(error = %e, "origin h2 connection ended");
                 }
             });
             return Ok(Fresh::H2(tx));
         }
-        self.handshake_h1(TokioIo::new(stream)).await
+        self.handshake_h1(TokioIo::new(stream), slot).await
     }
 
-    async fn handshake_h1<T>(&self, io: T) -> Result<Fresh<B>, UpstreamError>
+    async fn handshake_h1<T>(&self, io: T, slot: OriginSlot) -> Result<Fresh<B>, UpstreamError>
     where
         T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
     {
@@ -299,11 +303,49 @@ where
             .await
             .map_err(|e| UpstreamError::Connect(crate::error_chain(&e).into()))?;
         tokio::spawn(async move {
+            let _slot = slot;
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, "origin connection ended");
             }
         });
         Ok(Fresh::H1(tx))
+    }
+}
+
+/// Origin connections open now, in every pool.
+static ORIGIN_OPEN: AtomicUsize = AtomicUsize::new(0);
+/// Most origin connections open at once ([`set_origin_budget`]).
+static ORIGIN_BUDGET: AtomicUsize = AtomicUsize::new(usize::MAX);
+
+/// Bounds the origin connections of every pool together: the server sets it
+/// to its client connection cap, so that clients and origins together stay
+/// within the descriptors (see `fds`).
+///
+/// Why: an HTTP/2 client connection may hold an origin connection per
+/// stream; without a bound, a few such clients took every descriptor, and
+/// accepts then failed for everyone.
+pub fn set_origin_budget(n: usize) {
+    ORIGIN_BUDGET.store(n.max(1), Ordering::Relaxed);
+}
+
+/// One origin connection's place in the budget, given back when dropped.
+struct OriginSlot(());
+
+impl OriginSlot {
+    fn take() -> Option<OriginSlot> {
+        let budget = ORIGIN_BUDGET.load(Ordering::Relaxed);
+        ORIGIN_OPEN
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < budget).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| OriginSlot(()))
+    }
+}
+
+impl Drop for OriginSlot {
+    fn drop(&mut self) {
+        ORIGIN_OPEN.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

@@ -77,6 +77,7 @@ impl Stop {
             Stop::Upstream(UpstreamError::Connect(_)) => (outcome::ERROR, "origin_unreachable"),
             Stop::Upstream(UpstreamError::Timeout(_)) => (outcome::ERROR, "origin_timeout"),
             Stop::Upstream(UpstreamError::Protocol(_)) => (outcome::ERROR, "origin_error"),
+            Stop::Upstream(UpstreamError::Busy) => (outcome::ERROR, "origin_busy"),
             Stop::PlaylistTooLarge => (outcome::ERROR, "playlist_too_large"),
             Stop::PlaylistUnreadable(_) => (outcome::ERROR, "playlist_unreadable"),
             Stop::Internal(_) => (outcome::ERROR, "internal"),
@@ -98,6 +99,7 @@ impl Stop {
             Stop::Upstream(UpstreamError::Timeout(_)) => {
                 (StatusCode::GATEWAY_TIMEOUT, ERROR_HEADER)
             }
+            Stop::Upstream(UpstreamError::Busy) => (StatusCode::SERVICE_UNAVAILABLE, ERROR_HEADER),
             Stop::Upstream(_) | Stop::PlaylistTooLarge | Stop::PlaylistUnreadable(_) => {
                 (StatusCode::BAD_GATEWAY, ERROR_HEADER)
             }

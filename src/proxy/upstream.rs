@@ -129,6 +129,9 @@ pub enum UpstreamError {
     /// The connection broke or the origin spoke bad HTTP.
     #[error("origin exchange failed: {0}")]
     Protocol(BoxError),
+    /// Every origin connection the descriptors allow is open.
+    #[error("too many origin connections open")]
+    Busy,
 }
 
 impl UpstreamError {
@@ -138,6 +141,7 @@ impl UpstreamError {
             UpstreamError::Connect(_) => "connect",
             UpstreamError::Timeout(_) => "timeout",
             UpstreamError::Protocol(_) => "protocol",
+            UpstreamError::Busy => "busy",
         }
     }
 }
