@@ -8,8 +8,10 @@
 //! origin), and the process needs a few more for listeners, the admin
 //! listener, the event loop, config and state files and vendor syncs.
 
-/// Descriptors kept for everything that is not a client connection pair.
-pub const RESERVED_FDS: u64 = 64;
+/// Descriptors kept for everything that is not a client connection pair:
+/// the admin listener's connections (at most 64) and 64 for listeners, the
+/// event loop, config and state files and vendor syncs.
+pub const RESERVED_FDS: u64 = 128;
 
 /// Raises the soft `RLIMIT_NOFILE` to the hard limit. Returns the soft
 /// limit in force afterwards (`None` when unlimited or unknown).
@@ -64,10 +66,10 @@ mod tests {
 
     #[test]
     fn the_cap_keeps_a_reserve_and_two_descriptors_per_connection() {
-        assert_eq!(connection_cap(1024), 480);
-        assert_eq!(connection_cap(64), 1);
+        assert_eq!(connection_cap(1024), 448);
+        assert_eq!(connection_cap(128), 1);
         assert_eq!(connection_cap(0), 1);
-        assert_eq!(clamp_connections(10_000, Some(1024)), 480);
+        assert_eq!(clamp_connections(10_000, Some(1024)), 448);
         assert_eq!(clamp_connections(100, Some(1024)), 100);
         assert_eq!(clamp_connections(10_000, None), 10_000);
     }

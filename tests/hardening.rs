@@ -829,7 +829,7 @@ async fn streams_reset_before_their_answer_are_counted_and_a_reset_flood_closes_
 async fn origin_connections_are_bounded_by_the_descriptor_budget() {
     use hyper_util::rt::{TokioExecutor, TokioIo};
     let origin = Origin::start().await;
-    // 256 descriptors: 96 client connections, 96 origin connections.
+    // 256 descriptors: 64 client connections, 64 origin connections.
     let proxy = Proxy::start_logged_with_nofile(
         &site_config(&format!("http://{}", origin.addr), "", ""),
         256,
@@ -897,4 +897,34 @@ async fn origin_connections_are_bounded_by_the_descriptor_budget() {
         !log.contains("Too many open files"),
         "descriptors ran out:\n{log}"
     );
+}
+
+/// The admin listener serves a bounded number of connections: more wait in
+/// the listen backlog (taking no descriptor of the process) and are served
+/// once a place frees.
+#[tokio::test(flavor = "multi_thread")]
+async fn admin_connections_are_bounded_and_the_rest_wait() {
+    let origin = Origin::start().await;
+    let proxy = Proxy::start(&site_config(&format!("http://{}", origin.addr), "", ""));
+    // Served: the listener is up.
+    proxy.metrics().await;
+    let mut idle = Vec::new();
+    for _ in 0..64 {
+        idle.push(tokio::net::TcpStream::connect(proxy.admin).await.unwrap());
+    }
+    let waiting = tokio::spawn({
+        let admin = proxy.admin;
+        async move { get(admin, "admin", "/healthz").await.0 }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(
+        !waiting.is_finished(),
+        "a 65th connection was served at once"
+    );
+    drop(idle);
+    let status = tokio::time::timeout(std::time::Duration::from_secs(5), waiting)
+        .await
+        .expect("not served once places freed")
+        .unwrap();
+    assert_eq!(status, StatusCode::OK);
 }

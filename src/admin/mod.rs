@@ -43,6 +43,11 @@ pub struct AdminState {
     pub publisher: Arc<Publisher>,
 }
 
+/// Most admin connections served at once (metrics scrapes, probes, hooks,
+/// the operator API): they share the process's descriptors with the proxy,
+/// whose budget keeps room for them (`fds::RESERVED_FDS`).
+pub const MAX_ADMIN_CONNECTIONS: usize = 64;
+
 /// Serves admin requests until `stop` flips. Once `draining` flips (the
 /// proxy stopped accepting and drains), `/readyz` answers 503 so a load
 /// balancer takes the instance out, while `/metrics` and `/healthz` keep
@@ -53,7 +58,17 @@ pub async fn serve(
     draining: watch::Receiver<bool>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_ADMIN_CONNECTIONS));
     loop {
+        // A free place first: past the bound, connections wait in the
+        // listen backlog instead of taking descriptors.
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+            _ = stop.changed() => return,
+        };
         let (stream, remote) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(x) => x,
@@ -68,6 +83,7 @@ pub async fn serve(
         let state = state.clone();
         let draining = draining.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             let svc = service_fn(move |req| {
                 let state = state.clone();
                 let draining = *draining.borrow();
