@@ -536,8 +536,9 @@ fn check_config(file: &std::path::Path) -> Result<ExitCode> {
 
 /// A URL split into what the proxy would see.
 fn parse_url(url: &str) -> Result<streamguard::signing::Target> {
+    // Not quoted: what was given may hold a signature.
     streamguard::signing::Target::parse(url).map_err(|_| {
-        anyhow!("`{url}` needs scheme and host, e.g. http://play.example.com/live/s.flv")
+        anyhow!("the URL needs a scheme and host, e.g. http://play.example.com/live/s.flv")
     })
 }
 
@@ -628,7 +629,9 @@ fn check(config: &std::path::Path, q: &CheckRequest) -> Result<ExitCode> {
         "site",
         format!("{} (scheme {})", site.id, auth.verifier.scheme()),
     );
-    out.line("path", &t.path);
+    // As the access log shows it: in-path signatures (Alibaba Cloud B/C)
+    // hidden.
+    out.line("path", streamguard::proxy::path::for_log(&t.path));
     let pq = match &t.query {
         Some(q) => format!("{}?{q}", t.path),
         None => t.path.clone(),

@@ -286,6 +286,30 @@ auth_delta_secs = 0
         out.trim(),
         "http://cdn.example.com/a37fa50a5fb8f71214b1e7c95ec7a1bd/55CE8100/test.flv"
     );
+    // `check` shows the path as the access log does: the in-path signature
+    // hidden; and input that is no URL is not repeated.
+    let (code, out, err) = run(&[
+        "check",
+        "--config",
+        &cfg2,
+        "--at",
+        "1439596000",
+        "http://cdn.example.com/a37fa50a5fb8f71214b1e7c95ec7a1bd/55CE8100/test.flv",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("path:") && out.contains("test.flv"), "{out}");
+    assert!(!out.contains("a37fa50a5fb8f71214b1e7c95ec7a1bd"), "{out}");
+    let (code, out, err) = run(&[
+        "check",
+        "--config",
+        &cfg2,
+        "/test.flv?txSecret=0123456789abcdef0123456789abcdef",
+    ]);
+    assert_ne!(code, 0);
+    assert!(
+        !format!("{out}{err}").contains("0123456789abcdef"),
+        "{out}{err}"
+    );
 }
 
 #[test]

@@ -309,6 +309,8 @@ impl Config {
             ctx.problem("site", "no [[site]] is configured; add at least one");
         }
         let mut sites = Vec::new();
+        // Which `[[site]]` each valid site came from (invalid ones are left out).
+        let mut raw_index = Vec::new();
         let mut ids: HashMap<&str, usize> = HashMap::new();
         let mut domains: HashMap<String, usize> = HashMap::new();
         for (i, s) in raw.site.iter().enumerate() {
@@ -347,6 +349,7 @@ impl Config {
             }
             if let Some(site) = validate_site(s, &path, base_dir, &mut ctx) {
                 sites.push(site);
+                raw_index.push(i);
             }
         }
 
@@ -364,7 +367,7 @@ impl Config {
                 vendors.push(vc);
             }
         }
-        for (i, s) in sites.iter().enumerate() {
+        for (&i, s) in raw_index.iter().zip(&sites) {
             if let Some((v, _)) = &s.vendor {
                 if let Some(vc) = vendors.iter().find(|vc| &vc.name == v) {
                     if raw.site[i].auth.is_some() && s.verifier.scheme() != vc.kind.scheme() {

@@ -645,3 +645,45 @@ fn push_keys_are_secrets_and_an_empty_list_is_a_problem() {
         "{p:?}"
     );
 }
+
+/// A site left out for its own problems does not shift the checks made on
+/// the sites after it: each is judged with its own `[site.auth]`, and
+/// reported at its own index.
+#[test]
+fn an_invalid_site_does_not_shift_the_vendor_scheme_check() {
+    let text = r#"
+[[vendor]]
+name = "tc"
+kind = "tencent"
+access_key = "AKID"
+secret_key = "secret"
+
+[[site]]
+id = "broken"
+domains = ["a.example.com"]
+origin = "not a url"
+[site.auth]
+scheme = "tencent"
+key = "k"
+
+[[site]]
+id = "synced"
+domains = ["b.example.com"]
+origin = "http://127.0.0.1:8000"
+vendor = "tc"
+[site.auth]
+scheme = "nginx_secure_link"
+key = "k"
+template = "$secure_link_expires$uri $key"
+"#;
+    let p = problems(text);
+    assert!(
+        p.iter().any(|p| p.path.starts_with("site[0].origin")),
+        "{p:?}"
+    );
+    assert!(
+        has(&p, "site[1].auth.scheme", "supplies tencent keys"),
+        "{p:?}"
+    );
+    assert!(!p.iter().any(|p| p.path == "site[0].auth.scheme"), "{p:?}");
+}
