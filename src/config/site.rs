@@ -212,6 +212,9 @@ pub struct HlsConfig {
 }
 
 /// One random session secret per process, so reloads keep tokens valid.
+/// Shortest `hls.session_secret` accepted.
+pub const MIN_SESSION_SECRET_CHARS: usize = 16;
+
 fn process_session_secret() -> Option<Secret> {
     static SECRET: std::sync::OnceLock<Option<Secret>> = std::sync::OnceLock::new();
     SECRET
@@ -587,7 +590,18 @@ fn validate_hls(
         ctx.problem(&format!("{path}.hls.child_auth"), format!("`propagate` needs a scheme with auth in the query; {} carries it in the path: use `session`", verifier.scheme()));
     }
     let session_secret = match &raw.session_secret {
-        Some(s) => ctx.secret(&format!("{path}.hls.session_secret"), s),
+        Some(s) => {
+            let at = format!("{path}.hls.session_secret");
+            ctx.secret(&at, s).filter(|secret| {
+                // Why: it keys every child token's MAC; a short one could
+                // be searched for from one token.
+                let long = secret.expose().chars().count() >= MIN_SESSION_SECRET_CHARS;
+                if !long {
+                    ctx.problem(&at, format!("must be at least {MIN_SESSION_SECRET_CHARS} characters (a random one: `openssl rand -hex 32`)"));
+                }
+                long
+            })
+        }
         None => {
             let secret = process_session_secret();
             if secret.is_none() {

@@ -687,3 +687,20 @@ template = "$secure_link_expires$uri $key"
     );
     assert!(!p.iter().any(|p| p.path == "site[0].auth.scheme"), "{p:?}");
 }
+
+#[test]
+fn a_short_session_secret_is_refused() {
+    let with = |secret: &str| {
+        MINIMAL.replace(
+            "[site.auth]",
+            &format!("[site.hls]\nsession_secret = \"{secret}\"\n[site.auth]"),
+        )
+    };
+    let p = problems(&with("ninechars"));
+    assert!(
+        has(&p, "site[0].hls.session_secret", "at least 16"),
+        "{p:?}"
+    );
+    assert!(!p.iter().any(|p| p.message.contains("ninechars")));
+    assert!(parse(&with("sixteen-chars-ok")).is_ok());
+}
