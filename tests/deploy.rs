@@ -250,7 +250,7 @@ fn kubernetes_manifests_pass_the_schema_and_their_config_validates() {
         .envs([
             ("PLAY_KEY", "k1"),
             ("PLAY_BACKUP_KEY", "k2"),
-            ("SESSION_SECRET", "s3"),
+            ("SESSION_SECRET", "session-secret-0123456789abcdef"),
         ])
         .output()
         .unwrap();
