@@ -243,6 +243,22 @@ async fn steering_manifests_and_interstitial_asset_lists_get_their_own_tokens() 
             (StatusCode::OK, None),
             "{path}"
         );
+        // Players add delivery directives of their own (content steering:
+        // pathway and throughput; blocking reloads: _HLS_msn, _HLS_part).
+        for directives in [
+            "&_HLS_pathway=A&_HLS_throughput=5000000",
+            "&_HLS_msn=12&_HLS_part=2",
+        ] {
+            assert_eq!(
+                status(&proxy, &format!("{path}?sg_session={t}{directives}")).await,
+                (StatusCode::OK, None),
+                "{path} {directives}"
+            );
+        }
+        assert_eq!(
+            status(&proxy, &format!("{path}?sg_session={t}&other=1")).await,
+            (StatusCode::FORBIDDEN, Some("bad_signature".to_owned())),
+        );
         assert_eq!(
             status(&proxy, &format!("{sibling}?sg_session={t}")).await,
             (StatusCode::FORBIDDEN, Some("bad_signature".to_owned())),

@@ -126,13 +126,31 @@ fn path_mac(
     )
 }
 
-/// The part of a query a path token covers: everything but `sg_session`,
-/// in order (`""` for none). The same function reads the playlist's URI at
-/// issue and the request at verification, so both sides agree.
+/// The part of a query a path token covers: everything but `sg_session`
+/// and the `_HLS_`-prefixed delivery directives, in order (`""` for none).
+/// The same function reads the playlist's URI at issue and the request at
+/// verification, so both sides agree.
+///
+/// Why the directives are left out: RFC 8216bis reserves `_HLS_` names for
+/// what players add to a URI on their own — blocking playlist reloads
+/// (`_HLS_msn`, `_HLS_part`, `_HLS_skip`) and content steering requests
+/// (`_HLS_pathway`, `_HLS_throughput`) — so no playlist's token could
+/// cover them. They still reach the origin, which answers them.
 pub fn covered_query(query: Option<&str>) -> String {
-    query
-        .and_then(|q| super::strip_params(q, &[SESSION_PARAM]))
-        .unwrap_or_default()
+    let Some(query) = query else {
+        return String::new();
+    };
+    let mut out = String::new();
+    for pair in super::query_pairs(query) {
+        if pair.whole.is_empty() || pair.key == SESSION_PARAM || pair.key.starts_with("_HLS_") {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push('&');
+        }
+        out.push_str(pair.whole);
+    }
+    out
 }
 
 fn directory_mac(secret: &Secret, site: &str, scope: &str, ip: &str, expires: &str) -> [u8; 16] {
