@@ -144,8 +144,8 @@ impl SyncError {
                 message,
             } => SyncError::Vendor {
                 status,
-                code: mask(code),
-                message: mask(message),
+                code: cut(&mask(code), MAX_VENDOR_CODE_CHARS),
+                message: cut(&mask(message), MAX_VENDOR_MESSAGE_CHARS),
             },
             SyncError::Malformed(m) => SyncError::Malformed(mask(m)),
             other => other,
@@ -228,8 +228,19 @@ pub fn malformed(status: StatusCode, e: &serde_json::Error) -> SyncError {
 pub fn vendor_error(status: StatusCode, code: String, message: String) -> SyncError {
     SyncError::Vendor {
         status: status.as_u16(),
-        code: scrub(&code, MAX_VENDOR_CODE_CHARS),
-        message: scrub(&message, MAX_VENDOR_MESSAGE_CHARS),
+        // Cut short only once [`SyncError::without`] has masked what it
+        // knows (a secret cut in two would no longer match); a generous
+        // bound until then.
+        code: cut(&scrub(&code), 4 * MAX_VENDOR_CODE_CHARS),
+        message: cut(&scrub(&message), 4 * MAX_VENDOR_MESSAGE_CHARS),
+    }
+}
+
+/// `text` cut at `max` chars (an ellipsis marks the cut).
+fn cut(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &text[..i]),
+        None => text.to_owned(),
     }
 }
 
@@ -246,8 +257,8 @@ const MIN_REDACTED_RUN: usize = 16;
 /// replaced by `***` (an echoed request body: a write carries the domain's
 /// keys), and every run of token characters (`A-Z a-z 0-9 % + / = _ - .`)
 /// of [`MIN_REDACTED_RUN`] or more that holds a digit or a `%` replaced
-/// too (words stay), cut at `max` chars.
-fn scrub(text: &str, max: usize) -> String {
+/// too (words stay).
+fn scrub(text: &str) -> String {
     let lower = text.to_ascii_lowercase();
     let text = match lower.find("string to sign") {
         Some(i) => &text[..i],
@@ -256,7 +267,7 @@ fn scrub(text: &str, max: usize) -> String {
     let unfielded = redact_secret_fields(text);
     let text = unfielded.as_str();
     let token = |c: char| c.is_ascii_alphanumeric() || "%+/=_-.".contains(c);
-    let mut out = String::with_capacity(text.len().min(max));
+    let mut out = String::with_capacity(text.len());
     let mut run = String::new();
     let flush = |run: &mut String, out: &mut String| {
         if run.len() >= MIN_REDACTED_RUN && run.chars().any(|c| c.is_ascii_digit() || c == '%') {
@@ -275,11 +286,7 @@ fn scrub(text: &str, max: usize) -> String {
         }
     }
     flush(&mut run, &mut out);
-    let out = out.trim_end();
-    match out.char_indices().nth(max) {
-        Some((i, _)) => format!("{}…", &out[..i]),
-        None => out.to_owned(),
-    }
+    out.trim_end().to_owned()
 }
 
 /// Words in a field name that mark its value as a credential.
@@ -292,32 +299,48 @@ const SECRET_FIELD_WORDS: [&str; 5] = ["key", "secret", "signature", "token", "p
 fn redact_secret_fields(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
-    // At each `:`, look back for a quoted name and ahead for a quoted value.
+    // At each `:`, look back for a name and ahead for a quoted value.
     while let Some(colon) = rest.find(':') {
         let (head, tail) = rest.split_at(colon);
         out.push_str(head);
         out.push(':');
         let tail = &tail[1..];
-        let name = head.trim_end().trim_end_matches('"').trim_end_matches('\\');
-        let name_start = name
-            .rfind(|c: char| c == '"' || c.is_whitespace() || c == '{' || c == ',')
-            .map_or(0, |i| i + 1);
-        let name = name[name_start..].to_ascii_lowercase();
-        let quoted_name = head.trim_end().ends_with('"');
+        // The name: the run of name characters before the colon, past a
+        // closing quote (and the backslash of an escaped one).
+        let name_end = head
+            .trim_end()
+            .trim_end_matches(['"', '\''])
+            .trim_end_matches('\\');
+        let name_start = name_end
+            .char_indices()
+            .rev()
+            .find(|&(_, c)| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+            .map_or(0, |(i, c)| i + c.len_utf8());
+        let name = name_end[name_start..].to_ascii_lowercase();
         let value = tail.trim_start();
         let (open, inner) = if let Some(v) = value.strip_prefix("\\\"") {
             ("\\\"", v)
         } else if let Some(v) = value.strip_prefix('"') {
             ("\"", v)
+        } else if let Some(v) = value.strip_prefix('\'') {
+            ("'", v)
         } else {
             ("", value)
         };
-        if quoted_name && !open.is_empty() && SECRET_FIELD_WORDS.iter().any(|w| name.contains(w)) {
+        if !open.is_empty()
+            && !name.is_empty()
+            && SECRET_FIELD_WORDS.iter().any(|w| name.contains(w))
+        {
             out.push_str(&tail[..tail.len() - value.len()]);
             out.push_str(open);
             out.push_str("***");
-            match inner.find(open) {
-                Some(end) => rest = &inner[end..],
+            let end = if open == "\"" {
+                unescaped_quote(inner)
+            } else {
+                inner.find(open)
+            };
+            match end {
+                Some(e) => rest = &inner[e..],
                 None => return out,
             }
         } else {
@@ -326,6 +349,20 @@ fn redact_secret_fields(text: &str) -> String {
     }
     out.push_str(rest);
     out
+}
+
+/// The index of the first `"` in `s` not escaped by a backslash.
+fn unescaped_quote(s: &str) -> Option<usize> {
+    let bytes = s.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' => i += 2,
+            b'"' => return Some(i),
+            _ => i += 1,
+        }
+    }
+    None
 }
 
 /// One vendor's API: how to ask, and how to read the answer. Pure functions.
@@ -781,7 +818,7 @@ mod tests {
             "ResourceNotFound.PlayDomainNoRecord".into(),
             "x ".repeat(500),
         );
-        let SyncError::Vendor { code, message, .. } = e else {
+        let SyncError::Vendor { code, message, .. } = e.without(&[]) else {
             unreachable!()
         };
         assert_eq!(code, "ResourceNotFound.PlayDomainNoRecord");
@@ -804,6 +841,10 @@ mod tests {
             ),
             (r#"{"access_token": "letters", "x": 1}"#, "letters"),
             (r#"{"Password":"hunter"#, "hunter"),
+            (r#"{"SecretKey":"abc\"TAIL","x":1}"#, "TAIL"),
+            (r#"{'SecretKey': 'single'}"#, "single"),
+            (r#"token: "bare-name""#, "bare-name"),
+            ("参数错误\u{3000}SecretKey:\"widespace\"", "widespace"),
         ] {
             let e = vendor_error(
                 StatusCode::BAD_REQUEST,
@@ -824,5 +865,23 @@ mod tests {
             text.contains(r#""SceneType":"pull""#) && text.contains("key: value"),
             "{text}"
         );
+        // Any whitespace, multibyte included, before a colon (a vendor's
+        // Chinese message): no panic, words kept.
+        for m in [
+            "参数错误\u{3000}原因: bad",
+            "\u{a0}:",
+            ":\u{3000}:",
+            "a\u{2003}b:\"c\"",
+        ] {
+            let text = vendor_error(StatusCode::BAD_REQUEST, "X".into(), m.into()).to_string();
+            assert!(text.starts_with("vendor error X: "), "{text}");
+        }
+        // A secret cut in two by the length bound is masked whole first.
+        let key = "letterskeyatthecut";
+        let message = format!("{}{key}", "x ".repeat(MAX_VENDOR_MESSAGE_CHARS / 2 - 4));
+        let text = vendor_error(StatusCode::BAD_REQUEST, "X".into(), message)
+            .without(&[&Secret::new(key)])
+            .to_string();
+        assert!(!text.contains("letterskey"), "{text}");
     }
 }
