@@ -928,3 +928,38 @@ async fn admin_connections_are_bounded_and_the_rest_wait() {
         .unwrap();
     assert_eq!(status, StatusCode::OK);
 }
+
+/// Idle origin connections do not keep the budget from other sites: past
+/// it, an idle connection of any pool is closed to make room.
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_origin_connections_make_room_for_other_sites() {
+    let origin = Origin::start().await;
+    let mut cfg = site_config(&format!("http://{}", origin.addr), "", "")
+        .replace("[server]\n", "[server]\nmax_connections = 2\n");
+    cfg.push_str(&format!(
+        "\n[[site]]\nid = \"other\"\ndomains = [\"other.example.com\"]\norigin = \"http://{}\"\n[site.auth]\nscheme = \"tencent\"\nkey = \"{KEY}\"\n",
+        origin.addr
+    ));
+    let proxy = Proxy::start(&cfg);
+    // Two requests at once: two origin connections for `live`, both idle
+    // once answered, the whole budget.
+    let addr = proxy.http_addr();
+    let held: Vec<_> = (0..2)
+        .map(|i| {
+            let path = format!("/gated/g{i}.ts");
+            let pq = format!("{path}?{}", tencent_query(KEY, &path, now() + 600));
+            tokio::spawn(async move { get(addr, "play.example.com", &pq).await.0 })
+        })
+        .collect();
+    wait_for("two origin requests at once", async || origin.count() == 2).await;
+    origin.release();
+    origin.release();
+    for h in held {
+        assert_eq!(h.await.unwrap(), StatusCode::OK);
+    }
+    // The other site still gets an origin connection.
+    let path = "/live/a.ts";
+    let pq = format!("{path}?{}", tencent_query(KEY, path, now() + 600));
+    let (status, h, _) = get(addr, "other.example.com", &pq).await;
+    assert_eq!(status, StatusCode::OK, "{h:?}");
+}

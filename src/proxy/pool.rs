@@ -87,12 +87,14 @@ struct State<B> {
 
 struct Idle<B> {
     tx: http1::SendRequest<B>,
+    /// Its place in the origin connection budget, held while it is open.
+    slot: OriginSlot,
     since: Instant,
 }
 
 /// A fresh connection.
 enum Fresh<B> {
-    H1(http1::SendRequest<B>),
+    H1(http1::SendRequest<B>, OriginSlot),
     H2(http2::SendRequest<B>),
 }
 
@@ -117,19 +119,19 @@ where
             Some(_) => Some(ServerName::try_from(host.clone()).ok()?),
             None => None,
         };
-        Some(OriginPool {
-            inner: Arc::new(Inner {
-                config,
-                host,
-                port,
-                server_name,
-                state: Mutex::new(State {
-                    idle: VecDeque::new(),
-                    reaper: false,
-                    h2: None,
-                }),
+        let inner = Arc::new(Inner {
+            config,
+            host,
+            port,
+            server_name,
+            state: Mutex::new(State {
+                idle: VecDeque::new(),
+                reaper: false,
+                h2: None,
             }),
-        })
+        });
+        register(&inner);
+        Some(OriginPool { inner })
     }
 
     /// Sends `req` (its URI the origin-form path and query) to the origin:
@@ -160,7 +162,7 @@ where
                 self.lock().h2 = None;
                 continue;
             }
-            let Some(mut tx) = self.checkout() else {
+            let Some((mut tx, slot)) = self.checkout() else {
                 break;
             };
             if tx.ready().await.is_err() {
@@ -168,7 +170,7 @@ where
             }
             origin_form(&mut req);
             match tx.try_send_request(req).await {
-                Ok(resp) => return Ok(self.give_back_at_end(resp, tx)),
+                Ok(resp) => return Ok(self.give_back_at_end(resp, tx, slot)),
                 Err(mut e) => match e.take_message() {
                     // Closed before the request went out: not seen by the origin.
                     Some(r) => req = r,
@@ -179,11 +181,11 @@ where
         // Boxed: connecting (TCP, TLS, h2 handshakes) is a big state
         // machine that every request's future would otherwise carry and move.
         match Box::pin(self.connect()).await? {
-            Fresh::H1(mut tx) => {
+            Fresh::H1(mut tx, slot) => {
                 tx.ready().await.map_err(protocol)?;
                 origin_form(&mut req);
                 let resp = tx.send_request(req).await.map_err(protocol)?;
-                Ok(self.give_back_at_end(resp, tx))
+                Ok(self.give_back_at_end(resp, tx, slot))
             }
             Fresh::H2(mut tx) => {
                 self.lock().h2 = Some(tx.clone());
@@ -228,12 +230,12 @@ where
 
     /// The most recently used idle connection that is still open and not
     /// past the idle timeout; the stale ones met on the way are closed.
-    fn checkout(&self) -> Option<http1::SendRequest<B>> {
+    fn checkout(&self) -> Option<(http1::SendRequest<B>, OriginSlot)> {
         let timeout = self.inner.config.idle_timeout;
         let mut state = self.lock();
         while let Some(idle) = state.idle.pop_back() {
             if !idle.tx.is_closed() && idle.since.elapsed() < timeout {
-                return Some(idle.tx);
+                return Some((idle.tx, idle.slot));
             }
         }
         None
@@ -243,19 +245,23 @@ where
         &self,
         resp: Response<Incoming>,
         tx: http1::SendRequest<B>,
+        slot: OriginSlot,
     ) -> Response<OriginBody<B>> {
         let read_timeout = self.inner.config.read_timeout;
         if resp.body().is_end_stream() {
             // No body (HEAD, 204, 304, empty): idle as soon as hyper sees it.
-            give_back(&self.inner, tx);
+            give_back(&self.inner, tx, slot);
             return resp.map(|b| OriginBody::new(b, None, read_timeout));
         }
         let pool = Arc::downgrade(&self.inner);
-        resp.map(|b| OriginBody::new(b, Some(GiveBack { tx, pool }), read_timeout))
+        resp.map(|b| OriginBody::new(b, Some(GiveBack { tx, slot, pool }), read_timeout))
     }
 
     async fn connect(&self) -> Result<Fresh<B>, UpstreamError> {
-        let slot = OriginSlot::take().ok_or(UpstreamError::Busy)?;
+        // Past the budget, an idle connection of any pool makes room.
+        let slot = OriginSlot::take()
+            .or_else(|| evict_one_idle().then(OriginSlot::take).flatten())
+            .ok_or(UpstreamError::Busy)?;
         let cfg = &self.inner.config;
         let deadline = tokio::time::Instant::now() + cfg.connect_timeout;
         let tcp = tokio::time::timeout_at(
@@ -302,14 +308,50 @@ where
             .handshake(io)
             .await
             .map_err(|e| UpstreamError::Connect(crate::error_chain(&e).into()))?;
+        // The slot goes with the sender: in the pool while idle, with the
+        // response while in use, released when the connection is dropped.
         tokio::spawn(async move {
-            let _slot = slot;
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, "origin connection ended");
             }
         });
-        Ok(Fresh::H1(tx))
+        Ok(Fresh::H1(tx, slot))
     }
+}
+
+/// A pool whose idle connections can make room in the budget.
+trait EvictIdle: Send + Sync {
+    /// Closes the oldest idle connection; false when there is none.
+    fn evict_oldest(&self) -> bool;
+}
+
+impl<B: Send + 'static> EvictIdle for Inner<B> {
+    fn evict_oldest(&self) -> bool {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.idle.pop_front().is_some()
+    }
+}
+
+/// Every pool (weakly), for [`evict_one_idle`].
+static POOLS: Mutex<Vec<Weak<dyn EvictIdle>>> = Mutex::new(Vec::new());
+
+fn register<B: Send + 'static>(inner: &Arc<Inner<B>>) {
+    let weak: Weak<dyn EvictIdle> = Arc::downgrade(inner) as Weak<dyn EvictIdle>;
+    let mut pools = POOLS.lock().unwrap_or_else(PoisonError::into_inner);
+    pools.retain(|p| p.strong_count() > 0);
+    pools.push(weak);
+}
+
+/// Closes one idle connection of some pool (its slot comes free at once);
+/// false when no pool holds one.
+fn evict_one_idle() -> bool {
+    let pools: Vec<Arc<dyn EvictIdle>> = POOLS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .iter()
+        .filter_map(Weak::upgrade)
+        .collect();
+    pools.iter().any(|p| p.evict_oldest())
 }
 
 /// Origin connections open now, in every pool.
@@ -368,7 +410,11 @@ fn protocol(e: hyper::Error) -> UpstreamError {
 /// Puts an HTTP/1.1 connection whose response has ended back in the idle
 /// list (unless it closed or the list is full), and starts the task that
 /// closes idle connections past the idle timeout if none runs.
-fn give_back<B: Send + 'static>(inner: &Arc<Inner<B>>, tx: http1::SendRequest<B>) {
+fn give_back<B: Send + 'static>(
+    inner: &Arc<Inner<B>>,
+    tx: http1::SendRequest<B>,
+    slot: OriginSlot,
+) {
     if tx.is_closed() {
         return;
     }
@@ -378,6 +424,7 @@ fn give_back<B: Send + 'static>(inner: &Arc<Inner<B>>, tx: http1::SendRequest<B>
     }
     state.idle.push_back(Idle {
         tx,
+        slot,
         since: Instant::now(),
     });
     if !state.reaper {
@@ -413,13 +460,14 @@ async fn reap<B>(pool: Weak<Inner<B>>) {
 
 struct GiveBack<B> {
     tx: http1::SendRequest<B>,
+    slot: OriginSlot,
     pool: Weak<Inner<B>>,
 }
 
 impl<B: Send + 'static> GiveBack<B> {
     fn now(self) {
         if let Some(inner) = self.pool.upgrade() {
-            give_back(&inner, self.tx);
+            give_back(&inner, self.tx, self.slot);
         }
     }
 }
