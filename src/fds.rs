@@ -9,8 +9,8 @@
 //! listener, the event loop, config and state files and vendor syncs.
 
 /// Descriptors kept for everything that is not a client connection pair:
-/// the admin listener's connections (at most 64) and 64 for listeners, the
-/// event loop, config and state files and vendor syncs.
+/// the admin listener's connections, listeners, the event loop, config and
+/// state files and vendor syncs.
 pub const RESERVED_FDS: u64 = 128;
 
 /// Raises the soft `RLIMIT_NOFILE` to the hard limit. Returns the soft

@@ -43,10 +43,9 @@ pub struct AdminState {
     pub publisher: Arc<Publisher>,
 }
 
-/// Most admin connections served at once (metrics scrapes, probes, hooks,
-/// the operator API): they share the process's descriptors with the proxy,
-/// whose budget keeps room for them (`fds::RESERVED_FDS`).
-pub const MAX_ADMIN_CONNECTIONS: usize = 64;
+/// Longest an admin connection lives, requests included (scrapes, probes,
+/// hooks and operator calls take seconds; their clients reconnect).
+pub const ADMIN_CONNECTION_LIFETIME: Duration = Duration::from_secs(120);
 
 /// Serves admin requests until `stop` flips. Once `draining` flips (the
 /// proxy stopped accepting and drains), `/readyz` answers 503 so a load
@@ -58,17 +57,7 @@ pub async fn serve(
     draining: watch::Receiver<bool>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_ADMIN_CONNECTIONS));
     loop {
-        // A free place first: past the bound, connections wait in the
-        // listen backlog instead of taking descriptors.
-        let permit = tokio::select! {
-            p = permits.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => return,
-            },
-            _ = stop.changed() => return,
-        };
         let (stream, remote) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(x) => x,
@@ -83,7 +72,6 @@ pub async fn serve(
         let state = state.clone();
         let draining = draining.clone();
         tokio::spawn(async move {
-            let _permit = permit;
             let svc = service_fn(move |req| {
                 let state = state.clone();
                 let draining = *draining.borrow();
@@ -93,8 +81,12 @@ pub async fn serve(
                 .timer(TokioTimer::new())
                 .header_read_timeout(Duration::from_secs(ADMIN_HEADER_READ_TIMEOUT_SECS))
                 .serve_connection(TokioIo::new(stream), svc);
-            if let Err(error) = conn.await {
-                debug!(%error, client = %remote, "admin connection error");
+            // Why a lifetime: hyper has no write timeout, so a client that
+            // asks and never reads would hold its connection for ever.
+            match tokio::time::timeout(ADMIN_CONNECTION_LIFETIME, conn).await {
+                Ok(Err(error)) => debug!(%error, client = %remote, "admin connection error"),
+                Err(_) => debug!(client = %remote, "admin connection closed at its lifetime"),
+                Ok(Ok(())) => {}
             }
         });
     }
