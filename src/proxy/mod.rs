@@ -438,12 +438,13 @@ async fn phases(
     shared: &Shared,
     snapshot: &Snapshot,
     ctx: &mut RequestCtx,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Stop> {
     let site = route(snapshot, ctx, &req)?;
     if let Some(preflight) = check_request(&site, &snapshot.limits, &req)? {
         return Ok(preflight);
     }
+    no_body(&mut req, snapshot.limits.header_read_timeout).await?;
     let grant = authenticate_request(shared, &site, ctx, &req)?;
     let resp = forward(&site, ctx, &grant, req).await?;
     let resp = filter_response(shared, &site, ctx, &grant, resp).await;
@@ -494,15 +495,37 @@ fn check_request(
     if !matches!(*req.method(), Method::GET | Method::HEAD) {
         return Err(Stop::MethodNotAllowed);
     }
-    // Why: no play request has a body, and an origin that does not read a
-    // GET's body would take it for its next request on that connection (an
-    // unsigned request smuggled past the verdict).
-    if !hyper::body::Body::is_end_stream(req.body()) {
-        return Err(Stop::RequestBody);
-    }
     let pq = req.uri().path_and_query().map_or("", |pq| pq.as_str());
     check_target(limits, cfg, pq, req.uri().path())?;
     Ok(None)
+}
+
+/// Refuses a request that carries a body: no play request has one, and an
+/// origin that does not read a GET's body would take it for its next
+/// request on that connection (an unsigned request smuggled past the
+/// verdict). A body that turns out empty (an HTTP/2 stream ended by an
+/// empty DATA frame, `0\r\n\r\n` chunked) is read to its end within
+/// `wait` and is no body.
+async fn no_body(req: &mut Request<Incoming>, wait: std::time::Duration) -> Result<(), Stop> {
+    use hyper::body::Body as _;
+    let body = req.body_mut();
+    if body.is_end_stream() || body.size_hint().exact() == Some(0) {
+        return Ok(());
+    }
+    let read = async {
+        while let Some(frame) = body.frame().await {
+            match frame {
+                Ok(f) if f.data_ref().is_some_and(|d| !d.is_empty()) => return false,
+                Ok(_) => {}
+                Err(_) => return false,
+            }
+        }
+        true
+    };
+    match tokio::time::timeout(wait, read).await {
+        Ok(true) => Ok(()),
+        _ => Err(Stop::RequestBody),
+    }
 }
 
 /// The request-target rules of `check_request` (also applied by
