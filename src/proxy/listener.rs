@@ -246,7 +246,8 @@ impl Watchdog {
 }
 
 /// Requests a connection may give up before their response head, once they
-/// are also most of its requests, before it is closed.
+/// are also more than a tenth of its requests, before it is closed (a
+/// ratio, so that cheap requests mixed in do not hide a flood).
 ///
 /// Why: each such request may have cost an origin connection (one that was
 /// sent a request is not reused), and an HTTP/2 client can open and reset
@@ -317,7 +318,7 @@ impl Drop for InFlight {
             let a = &self.activity;
             let cancelled = a.cancelled.fetch_add(1, Ordering::SeqCst) + 1;
             if cancelled > MAX_CANCELLED_REQUESTS
-                && cancelled * 2 > a.requests.load(Ordering::SeqCst)
+                && cancelled * 10 > a.requests.load(Ordering::SeqCst)
                 && a.verdict.load(Ordering::Acquire) == 0
             {
                 a.verdict.store(Watchdog::Cancels as u8, Ordering::Release);
