@@ -378,26 +378,26 @@ pub async fn handle(
     let snapshot = shared.snapshot.load_full();
     // Only kept when the access log is on: no per-request copies otherwise.
     let access_log_on = tracing::enabled!(target: "streamguard::access", tracing::Level::INFO);
-    let ctx = RequestCtx {
-        started: Instant::now(),
-        conn,
-        now: unix_now(),
-        uri: req.uri().clone(),
-        site: None,
-        host_header: HeaderValue::from_static(""),
-        host: String::new(),
-        client_ip: conn.remote.ip().to_canonical(),
-        peer_trusted: false,
-        grant: None,
-        cors_origin: req.headers().get(http::header::ORIGIN).cloned(),
-        is_get: req.method() == Method::GET,
-        logged: access_log_on.then(|| (req.method().clone(), req.uri().path().to_owned())),
-    };
     // Counted and logged if the client gives up before the answer (this
-    // future is then dropped mid-way).
+    // future is then dropped mid-way). Built in place: the context is a few
+    // hundred bytes, moved otherwise.
     let mut pending = Unanswered {
         shared: &shared,
-        ctx,
+        ctx: RequestCtx {
+            started: Instant::now(),
+            conn,
+            now: unix_now(),
+            uri: req.uri().clone(),
+            site: None,
+            host_header: HeaderValue::from_static(""),
+            host: String::new(),
+            client_ip: conn.remote.ip().to_canonical(),
+            peer_trusted: false,
+            grant: None,
+            cors_origin: req.headers().get(http::header::ORIGIN).cloned(),
+            is_get: req.method() == Method::GET,
+            logged: access_log_on.then(|| (req.method().clone(), req.uri().path().to_owned())),
+        },
         answered: false,
     };
     // Boxed: hyper keeps room for this future in every connection for as
