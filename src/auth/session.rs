@@ -126,6 +126,27 @@ fn path_mac(
     )
 }
 
+/// A delivery directive a player adds: one of the names RFC 8216bis
+/// defines, with a plain value (digits, letters, `.`, `-`, `_`: what
+/// they take). Anything else stays covered: a `;` in the value could be a
+/// separator to the origin (`_HLS_x=1;id=2`).
+fn is_delivery_directive(pair: &super::Pair<'_>) -> bool {
+    const NAMES: [&str; 5] = [
+        "_HLS_msn",
+        "_HLS_part",
+        "_HLS_skip",
+        "_HLS_pathway",
+        "_HLS_throughput",
+    ];
+    NAMES.contains(&pair.key)
+        && !pair.value.is_empty()
+        && pair.value.len() <= 64
+        && pair
+            .value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+}
+
 /// The part of a query a path token covers: everything but `sg_session`
 /// and the `_HLS_`-prefixed delivery directives, in order (`""` for none).
 /// The same function reads the playlist's URI at issue and the request at
@@ -142,7 +163,7 @@ pub fn covered_query(query: Option<&str>) -> String {
     };
     let mut out = String::new();
     for pair in super::query_pairs(query) {
-        if pair.whole.is_empty() || pair.key == SESSION_PARAM || pair.key.starts_with("_HLS_") {
+        if pair.whole.is_empty() || pair.key == SESSION_PARAM || is_delivery_directive(&pair) {
             continue;
         }
         if !out.is_empty() {
@@ -318,6 +339,28 @@ pub fn scope_of(path: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The directives players add are left out; anything else named like
+    /// one, or with a value an origin could split (`;`), stays covered.
+    #[test]
+    fn delivery_directives_are_left_out_and_nothing_else() {
+        assert_eq!(covered_query(Some("id=1&_HLS_msn=5&_HLS_part=2")), "id=1");
+        assert_eq!(
+            covered_query(Some(
+                "_HLS_pathway=CDN-A&_HLS_throughput=5000000&sg_session=x"
+            )),
+            ""
+        );
+        for kept in [
+            "id=1&_HLS_x=1",
+            "id=1&_HLS_msn=1;id=2",
+            "_hls_msn=1",
+            "%5FHLS_msn=1",
+            "_HLS_msn=",
+        ] {
+            assert_eq!(covered_query(Some(kept)), kept, "{kept}");
+        }
+    }
 
     fn ok(t: &str, path: &str) -> Result<SessionGrant, DenyReason> {
         verify(
