@@ -570,10 +570,12 @@ impl Rotator {
                 });
             }
         }
-        let (_, keys) = self
-            .describe(domain)
-            .await
-            .map_err(|e| step_error("stage", e))?;
+        let (_, keys) = self.describe(domain).await.map_err(|e| {
+            step_error(
+                "stage",
+                e.without(&[&self.account.access_key, &self.account.secret_key]),
+            )
+        })?;
         let old = keys.first().cloned().ok_or_else(|| RotateError::Refused {
             step: "stage",
             reason: "the vendor lists no key".into(),
