@@ -509,8 +509,13 @@ fn check_request(
 async fn no_body(req: &mut Request<Incoming>, wait: std::time::Duration) -> Result<(), Stop> {
     use hyper::body::Body as _;
     let body = req.body_mut();
-    if body.is_end_stream() || body.size_hint().exact() == Some(0) {
-        return Ok(());
+    match body.size_hint().exact() {
+        _ if body.is_end_stream() => return Ok(()),
+        Some(0) => return Ok(()),
+        // A length announced: bytes will come; refused before any is asked
+        // for (reading would answer `Expect: 100-continue`).
+        Some(_) => return Err(Stop::RequestBody),
+        None => {}
     }
     let read = async {
         while let Some(frame) = body.frame().await {

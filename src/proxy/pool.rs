@@ -258,10 +258,16 @@ where
     }
 
     async fn connect(&self) -> Result<Fresh<B>, UpstreamError> {
-        // Past the budget, an idle connection of any pool makes room.
-        let slot = OriginSlot::take()
-            .or_else(|| evict_one_idle().then(OriginSlot::take).flatten())
-            .ok_or(UpstreamError::Busy)?;
+        // Past the budget, idle connections of any pool make room (another
+        // request may take the place one frees: then the next one).
+        let slot = loop {
+            if let Some(slot) = OriginSlot::take() {
+                break slot;
+            }
+            if !evict_one_idle() {
+                return Err(UpstreamError::Busy);
+            }
+        };
         let cfg = &self.inner.config;
         let deadline = tokio::time::Instant::now() + cfg.connect_timeout;
         let tcp = tokio::time::timeout_at(
