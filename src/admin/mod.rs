@@ -46,6 +46,9 @@ pub struct AdminState {
 /// Longest an admin connection lives, requests included (scrapes, probes,
 /// hooks and operator calls take seconds; their clients reconnect).
 pub const ADMIN_CONNECTION_LIFETIME: Duration = Duration::from_secs(120);
+/// How long a request in progress at [`ADMIN_CONNECTION_LIFETIME`] may
+/// still take before the connection is dropped.
+pub const ADMIN_CONNECTION_GRACE: Duration = Duration::from_secs(60);
 
 /// Serves admin requests until `stop` flips. Once `draining` flips (the
 /// proxy stopped accepting and drains), `/readyz` answers 503 so a load
@@ -82,11 +85,21 @@ pub async fn serve(
                 .header_read_timeout(Duration::from_secs(ADMIN_HEADER_READ_TIMEOUT_SECS))
                 .serve_connection(TokioIo::new(stream), svc);
             // Why a lifetime: hyper has no write timeout, so a client that
-            // asks and never reads would hold its connection for ever.
-            match tokio::time::timeout(ADMIN_CONNECTION_LIFETIME, conn).await {
-                Ok(Err(error)) => debug!(%error, client = %remote, "admin connection error"),
-                Err(_) => debug!(client = %remote, "admin connection closed at its lifetime"),
-                Ok(Ok(())) => {}
+            // asks and never reads would hold its connection for ever. At
+            // the lifetime the request in progress may finish (and the
+            // connection then closes), within a grace.
+            let mut conn = std::pin::pin!(conn);
+            let result = tokio::select! {
+                r = conn.as_mut() => Some(r),
+                () = tokio::time::sleep(ADMIN_CONNECTION_LIFETIME) => {
+                    conn.as_mut().graceful_shutdown();
+                    tokio::time::timeout(ADMIN_CONNECTION_GRACE, conn.as_mut()).await.ok()
+                }
+            };
+            match result {
+                Some(Err(error)) => debug!(%error, client = %remote, "admin connection error"),
+                None => debug!(client = %remote, "admin connection closed at its lifetime"),
+                Some(Ok(())) => {}
             }
         });
     }

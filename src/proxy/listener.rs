@@ -98,6 +98,9 @@ struct Activity {
     /// Requests the client gave up before their response head (an HTTP/2
     /// stream reset, or a hang-up while waiting).
     cancelled: AtomicUsize,
+    /// The peer is a trusted proxy of some site: it multiplexes many
+    /// viewers, whose cancels add up, so it is never closed for them.
+    trusted_peer: AtomicBool,
     /// Set by the listener's watchdog when the connection must close
     /// (a [`Watchdog`] as `u8`; 0 = not).
     verdict: AtomicU8,
@@ -318,6 +321,7 @@ impl Drop for InFlight {
             let a = &self.activity;
             let cancelled = a.cancelled.fetch_add(1, Ordering::SeqCst) + 1;
             if cancelled > MAX_CANCELLED_REQUESTS
+                && !a.trusted_peer.load(Ordering::Relaxed)
                 && cancelled * 10 > a.requests.load(Ordering::SeqCst)
                 && a.verdict.load(Ordering::Acquire) == 0
             {
@@ -516,6 +520,16 @@ pub async fn serve(
             activity: Arc::new(Activity::default()),
             started: Instant::now(),
         };
+        let peer = remote.ip().to_canonical();
+        if shared
+            .snapshot
+            .load()
+            .sites()
+            .iter()
+            .any(|s| s.config.trusted_proxies.iter().any(|n| n.contains(&peer)))
+        {
+            watched.activity.trusted_peer.store(true, Ordering::Relaxed);
+        }
         watchdogs.watch(&watched.activity, watched.started);
         let stream = WriteWatch {
             io: stream,
