@@ -729,7 +729,6 @@ fn cors_credentials_with_any_origin_is_a_config_error() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_http2_stream_whose_window_stays_shut_is_cut_by_the_send_timeout() {
-    use hyper_util::rt::{TokioExecutor, TokioIo};
     let origin = Origin::start().await;
     let proxy = Proxy::start(
         &site_config(&format!("http://{}", origin.addr), "", "")
@@ -738,14 +737,7 @@ async fn an_http2_stream_whose_window_stays_shut_is_cut_by_the_send_timeout() {
     // The client reads the socket (the connection task runs, pings are
     // answered) but never reads the body, so the stream's window stays shut
     // after 64 KiB: no socket write ever blocks.
-    let tcp = tokio::net::TcpStream::connect(proxy.http_addr())
-        .await
-        .unwrap();
-    let (mut send, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
+    let (mut send, _conn) = h2c(proxy.http_addr()).await;
     let q = tencent_query(KEY, "/fast/h2.flv", now() + 600);
     let req = http::Request::get(format!("http://play.example.com/fast/h2.flv?{q}"))
         .body(http_body_util::Empty::<bytes::Bytes>::new())
@@ -768,17 +760,9 @@ async fn an_http2_stream_whose_window_stays_shut_is_cut_by_the_send_timeout() {
 /// given up that way (past 100) the connection is closed.
 #[tokio::test(flavor = "multi_thread")]
 async fn streams_reset_before_their_answer_are_counted_and_a_reset_flood_closes_the_connection() {
-    use hyper_util::rt::{TokioExecutor, TokioIo};
     let origin = Origin::start().await;
     let proxy = Proxy::start_logged(&site_config(&format!("http://{}", origin.addr), "", ""));
-    let tcp = tokio::net::TcpStream::connect(proxy.http_addr())
-        .await
-        .unwrap();
-    let (mut send, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
-            .await
-            .unwrap();
-    let conn = tokio::spawn(conn);
+    let (mut send, conn) = h2c(proxy.http_addr()).await;
     let q = tencent_query(KEY, "/hang/s.ts", now() + 600);
     let mut sent = 0;
     for _ in 0..300 {
@@ -819,14 +803,7 @@ async fn streams_reset_before_their_answer_are_counted_and_a_reset_flood_closes_
         "no access line for a cancelled request"
     );
     // Cheap answered requests mixed in (one per reset) do not hide it.
-    let tcp = tokio::net::TcpStream::connect(proxy.http_addr())
-        .await
-        .unwrap();
-    let (mut send, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
-            .await
-            .unwrap();
-    let conn = tokio::spawn(conn);
+    let (mut send, conn) = h2c(proxy.http_addr()).await;
     for _ in 0..300 {
         if send.ready().await.is_err() {
             break;
@@ -858,7 +835,6 @@ async fn streams_reset_before_their_answer_are_counted_and_a_reset_flood_closes_
 /// streams end.
 #[tokio::test(flavor = "multi_thread")]
 async fn origin_connections_are_bounded_by_the_descriptor_budget() {
-    use hyper_util::rt::{TokioExecutor, TokioIo};
     let origin = Origin::start().await;
     // 256 descriptors: 64 client connections, 64 origin connections.
     let proxy = Proxy::start_logged_with_nofile(
@@ -869,14 +845,8 @@ async fn origin_connections_are_bounded_by_the_descriptor_budget() {
     let mut clients = Vec::new();
     let mut pending = Vec::new();
     for _ in 0..4 {
-        let tcp = tokio::net::TcpStream::connect(proxy.http_addr())
-            .await
-            .unwrap();
-        let (send, conn) =
-            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
-                .await
-                .unwrap();
-        clients.push(tokio::spawn(conn));
+        let (send, conn) = h2c(proxy.http_addr()).await;
+        clients.push(conn);
         for _ in 0..32 {
             let mut send = send.clone();
             let req = http::Request::get(format!("http://play.example.com/hang/s.ts?{q}"))

@@ -381,14 +381,7 @@ async fn client_disconnect_closes_the_origin_stream() {
 async fn h2c_prior_knowledge_on_plain_listener() {
     let (origin, proxy) = setup("", "").await;
     let q = tencent_query(KEY, "/live/test.flv", now() + 60);
-    let tcp = tokio::net::TcpStream::connect(proxy.http_addr())
-        .await
-        .unwrap();
-    let (mut send, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
+    let (mut send, _conn) = h2c(proxy.http_addr()).await;
     let req = Request::get(format!("http://{HOST}/live/test.flv?{q}"))
         .body(Empty::<Bytes>::new())
         .unwrap();

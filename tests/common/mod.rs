@@ -987,3 +987,21 @@ pub fn wangsu_signature_ok(req: &FakeRequest, user: &str, api_key: &str) -> bool
     let fresh = parse_http_date(date).is_some_and(|ts| now().abs_diff(ts) <= 300);
     fresh && req.header("authorization") == want
 }
+
+/// An HTTP/2 client connection (cleartext, prior knowledge) to `addr`: its
+/// sender, and the connection's task, which ends when the server closes
+/// the connection.
+pub async fn h2c(
+    addr: SocketAddr,
+) -> (
+    hyper::client::conn::http2::SendRequest<Empty<Bytes>>,
+    tokio::task::JoinHandle<hyper::Result<()>>,
+) {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .unwrap();
+    (send, tokio::spawn(conn))
+}
