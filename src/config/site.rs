@@ -400,7 +400,18 @@ pub(super) fn validate_site(
             .parse::<ipnet::IpNet>()
             .or_else(|_| t.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
         match parsed {
-            Ok(n) => trusted_proxies.push(n),
+            Ok(n) => {
+                if n.prefix_len() == 0 {
+                    // Valid, but then any client may name the address its
+                    // tokens are checked against, and is exempt from the
+                    // cancelled-requests close.
+                    ctx.warn(
+                        &format!("{path}.trusted_proxies[{i}]"),
+                        "trusts every address: any client's X-Forwarded-For then names the address IP-bound tokens are checked against; list your proxies' own ranges",
+                    );
+                }
+                trusted_proxies.push(n);
+            }
             Err(_) => ctx.problem(
                 &format!("{path}.trusted_proxies[{i}]"),
                 "is not an IP address or CIDR (e.g. 10.0.0.0/8)".to_owned(),

@@ -704,3 +704,20 @@ fn a_short_session_secret_is_refused() {
     assert!(!p.iter().any(|p| p.message.contains("ninechars")));
     assert!(parse(&with("sixteen-chars-ok")).is_ok());
 }
+
+#[test]
+fn trusting_every_address_is_warned_about() {
+    let with = |nets: &str| {
+        MINIMAL.replace(
+            "[site.auth]",
+            &format!("trusted_proxies = [{nets}]\n[site.auth]"),
+        )
+    };
+    let c = parse(&with("\"0.0.0.0/0\", \"10.0.0.0/8\"")).unwrap();
+    assert_eq!(c.warnings.len(), 1);
+    assert_eq!(c.warnings[0].path, "site[0].trusted_proxies[0]");
+    assert!(parse(&with("\"10.0.0.0/8\", \"::1\""))
+        .unwrap()
+        .warnings
+        .is_empty());
+}
