@@ -199,50 +199,21 @@ impl RawAkamai {
             &format!("{path}.token_name"),
             self.token_name.as_deref().unwrap_or(DEFAULT_TOKEN_NAME),
         );
-        let delimiter = match self.field_delimiter.as_deref() {
-            None => DEFAULT_FIELD_DELIMITER,
-            Some(d) => {
-                let mut chars = d.chars();
-                match (chars.next(), chars.next()) {
-                    (Some(c), None)
-                        if c.is_ascii_punctuation() && !UNUSABLE_DELIMITERS.contains(c) =>
-                    {
-                        c
-                    }
-                    _ => {
-                        ctx.problem(
-                            &format!("{path}.field_delimiter"),
-                            format!("is not usable; give one ASCII punctuation character other than {UNUSABLE_DELIMITERS} (default ~)"),
-                        );
-                        DEFAULT_FIELD_DELIMITER
-                    }
-                }
-            }
-        };
-        // The field delimiter is never `!` (UNUSABLE_DELIMITERS), so the
-        // default cannot clash with it.
-        let acl_delimiter = match self.acl_delimiter.as_deref() {
-            None => ACL_DELIMITER,
-            Some(d) => {
-                let mut chars = d.chars();
-                match (chars.next(), chars.next()) {
-                    (Some(c), None)
-                        if c.is_ascii_punctuation()
-                            && !UNUSABLE_ACL_DELIMITERS.contains(c)
-                            && c != delimiter =>
-                    {
-                        c
-                    }
-                    _ => {
-                        ctx.problem(
-                            &format!("{path}.acl_delimiter"),
-                            format!("is not usable; give one ASCII punctuation character other than {UNUSABLE_ACL_DELIMITERS} and the field delimiter (default !)"),
-                        );
-                        ACL_DELIMITER
-                    }
-                }
-            }
-        };
+        let delimiter = one_delimiter(
+            ctx,
+            &format!("{path}.field_delimiter"),
+            self.field_delimiter.as_deref(),
+            DEFAULT_FIELD_DELIMITER,
+            UNUSABLE_DELIMITERS,
+        );
+        // Any but the field delimiter (never `!`, so the default is fine).
+        let acl_delimiter = one_delimiter(
+            ctx,
+            &format!("{path}.acl_delimiter"),
+            self.acl_delimiter.as_deref(),
+            ACL_DELIMITER,
+            &format!("{UNUSABLE_ACL_DELIMITERS}{delimiter}"),
+        );
         // `ctx.secret` refuses an empty, oversized or space-padded salt, and
         // never quotes it. Why not an empty salt as "none": the generator
         // ignores an empty salt, so `salt = ""` would silently not salt.
@@ -266,6 +237,32 @@ impl RawAkamai {
             },
             KeySet::new(keys),
         ))
+    }
+}
+
+/// A configured delimiter: one ASCII punctuation character not in
+/// `unusable`; `default` when none is given (or, with a problem recorded,
+/// when the given one is not usable).
+fn one_delimiter(
+    ctx: &mut Ctx<'_>,
+    at: &str,
+    given: Option<&str>,
+    default: char,
+    unusable: &str,
+) -> char {
+    let Some(d) = given else {
+        return default;
+    };
+    let mut chars = d.chars();
+    match (chars.next(), chars.next()) {
+        (Some(c), None) if c.is_ascii_punctuation() && !unusable.contains(c) => c,
+        _ => {
+            ctx.problem(
+                at,
+                format!("is not usable; give one ASCII punctuation character other than {unusable} (default {default})"),
+            );
+            default
+        }
     }
 }
 
