@@ -125,9 +125,14 @@ impl Throttle {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn refill(&self, b: &mut Bucket, now: Instant) {
+    /// `b`'s budget at `now`, refilled at `per_minute` a minute, capped.
+    fn level(&self, b: &Bucket, now: Instant) -> f64 {
         let secs = now.saturating_duration_since(b.at).as_secs_f64();
-        b.tokens = (b.tokens + secs * self.per_minute / 60.0).min(self.per_minute);
+        (b.tokens + secs * self.per_minute / 60.0).min(self.per_minute)
+    }
+
+    fn refill(&self, b: &mut Bucket, now: Instant) {
+        b.tokens = self.level(b, now);
         b.at = now;
     }
 
@@ -177,10 +182,7 @@ impl Throttle {
                     .is_none_or(|t| now.saturating_duration_since(t) >= SWEEP_EVERY)
                 {
                     tables.last_sweep = Some(now);
-                    let spent = |b: &mut Bucket| {
-                        let secs = now.saturating_duration_since(b.at).as_secs_f64();
-                        b.tokens + secs * per_minute / 60.0 < per_minute
-                    };
+                    let spent = |b: &mut Bucket| self.level(b, now) < per_minute;
                     tables.addresses.retain(|_, b| spent(b));
                     tables.networks.retain(|_, b| spent(b));
                 }
