@@ -21,8 +21,9 @@ use std::borrow::Cow;
 
 use serde::Deserialize;
 
+use super::md5x2::Message;
 use super::{
-    append_params, conclude, hex_digest_matches, is_hex_of_len, lower_hex, md5_parts, param_pair,
+    append_params, conclude_md5, hex16, is_hex_of_len, lower_hex, md5_parts, param_pair,
     parse_dec_time, parse_hex_time, query_param, Common, DenyReason, Derived, RequestView,
     SignError, Signed, Verdict, Verifier, Window,
 };
@@ -305,21 +306,22 @@ impl Aliyun {
         hash: &str,
         keys: &KeySet,
         now: u64,
-        digest: impl Fn(&Secret) -> [u8; 16],
+        message: impl Message,
     ) -> Verdict<'a> {
         let Some(window) = ts.and_then(|t| self.window(t)) else {
             return Verdict::pending(DenyReason::MalformedToken, derived);
         };
-        if !is_hex_of_len(hash, 32) {
+        let Some(signature) = hex16(hash) else {
             return Verdict::pending(DenyReason::MalformedToken, derived);
-        }
-        conclude(
+        };
+        conclude_md5(
             derived,
             keys,
             window,
             now,
             self.common.clock_skew_secs,
-            |k| hex_digest_matches(&digest(k), hash),
+            message,
+            &signature,
         )
     }
 }
@@ -366,19 +368,12 @@ impl Verifier for Aliyun {
                     ("uid", Cow::Borrowed(uid)),
                 ]);
                 let path = req.path;
-                self.finish(derived, parse_dec_time(ts), hash, keys, now, |k| {
-                    md5_parts(&[
-                        path.as_bytes(),
-                        b"-",
-                        ts.as_bytes(),
-                        b"-",
-                        rand.as_bytes(),
-                        b"-",
-                        uid.as_bytes(),
-                        b"-",
-                        k.expose().as_bytes(),
-                    ])
-                })
+                let message = |k: &Secret, out: &mut dyn FnMut(&[u8])| {
+                    for part in [path, "-", ts, "-", rand, "-", uid, "-", k.expose()] {
+                        out(part.as_bytes());
+                    }
+                };
+                self.finish(derived, parse_dec_time(ts), hash, keys, now, message)
             }
             Form::B => {
                 let Some((tstr, hash, rest)) = two_leading(req.path) else {
@@ -388,9 +383,12 @@ impl Verifier for Aliyun {
                     ("path signed", Cow::Borrowed(rest)),
                     ("time (UTC+8)", Cow::Borrowed(tstr)),
                 ]);
-                let mut v = self.finish(derived, parse_b_time(tstr), hash, keys, now, |k| {
-                    md5_parts(&[k.expose().as_bytes(), tstr.as_bytes(), rest.as_bytes()])
-                });
+                let message = |k: &Secret, out: &mut dyn FnMut(&[u8])| {
+                    for part in [k.expose(), tstr, rest] {
+                        out(part.as_bytes());
+                    }
+                };
+                let mut v = self.finish(derived, parse_b_time(tstr), hash, keys, now, message);
                 v.forward_path = Some(rest);
                 v
             }
@@ -402,9 +400,12 @@ impl Verifier for Aliyun {
                     ("path signed", Cow::Borrowed(rest)),
                     ("timestamp", Cow::Borrowed(hexts)),
                 ]);
-                let mut v = self.finish(derived, parse_hex_time(hexts), hash, keys, now, |k| {
-                    md5_parts(&[k.expose().as_bytes(), rest.as_bytes(), hexts.as_bytes()])
-                });
+                let message = |k: &Secret, out: &mut dyn FnMut(&[u8])| {
+                    for part in [k.expose(), rest, hexts] {
+                        out(part.as_bytes());
+                    }
+                };
+                let mut v = self.finish(derived, parse_hex_time(hexts), hash, keys, now, message);
                 v.forward_path = Some(rest);
                 v
             }
@@ -418,9 +419,12 @@ impl Verifier for Aliyun {
                     ("timestamp", Cow::Borrowed(ts)),
                 ]);
                 let path = req.path;
-                self.finish(derived, parse_hex_time(ts), hash, keys, now, |k| {
-                    md5_parts(&[k.expose().as_bytes(), path.as_bytes(), ts.as_bytes()])
-                })
+                let message = |k: &Secret, out: &mut dyn FnMut(&[u8])| {
+                    for part in [k.expose(), path, ts] {
+                        out(part.as_bytes());
+                    }
+                };
+                self.finish(derived, parse_hex_time(ts), hash, keys, now, message)
             }
         }
     }

@@ -30,6 +30,7 @@ pub use site::{
 
 pub mod akamai;
 pub mod aliyun;
+pub mod md5x2;
 pub mod nginx;
 pub mod session;
 pub mod site;
@@ -983,11 +984,39 @@ pub fn conclude<'a>(
     leeway: u64,
     matches: impl FnMut(&Secret) -> bool,
 ) -> Verdict<'a> {
-    let (decision, matched) = if keys.is_empty() {
-        (Decision::Deny(DenyReason::NoKeys), None)
+    let matched = matching_key(keys, matches);
+    concluded(derived, keys, window, now, leeway, matched)
+}
+
+/// [`conclude`] for schemes whose signature is an MD5 of a message that
+/// holds the key: `message` writes a key's message, `signature` is the
+/// URL's, decoded. Keys are hashed two at a time ([`md5x2::first_match`]).
+pub fn conclude_md5<'a>(
+    derived: Derived<'a>,
+    keys: &KeySet,
+    window: Window,
+    now: u64,
+    leeway: u64,
+    message: impl md5x2::Message,
+    signature: &[u8; 16],
+) -> Verdict<'a> {
+    let matched = md5x2::first_match(keys.iter().enumerate(), message, signature);
+    concluded(derived, keys, window, now, leeway, matched)
+}
+
+/// The verdict once the signing key was looked for.
+fn concluded<'a>(
+    derived: Derived<'a>,
+    keys: &KeySet,
+    window: Window,
+    now: u64,
+    leeway: u64,
+    matched: Option<usize>,
+) -> Verdict<'a> {
+    let decision = if keys.is_empty() {
+        Decision::Deny(DenyReason::NoKeys)
     } else {
-        let matched = matching_key(keys, matches);
-        (decide(matched, window, now, leeway), matched)
+        decide(matched, window, now, leeway)
     };
     Verdict {
         decision,
@@ -1095,6 +1124,16 @@ pub fn hex_digest_matches(digest: &[u8], given: &str) -> bool {
         diff |= hexd[usize::from(b & 0xf)] ^ pair[1].to_ascii_lowercase();
     }
     std::hint::black_box(diff).ct_eq(&0).into()
+}
+
+/// The 16 bytes that 32 hex digits (either case) spell; `None` for
+/// anything else. Decoded once per URL, then compared with each key's
+/// digest in constant time (the URL's signature is the requester's own
+/// input: how long decoding it takes tells them nothing).
+pub fn hex16(s: &str) -> Option<[u8; 16]> {
+    let mut out = [0; 16];
+    hex::decode_to_slice(s, &mut out).ok()?;
+    Some(out)
 }
 
 /// True when `s` is `len` hex digits.

@@ -41,11 +41,11 @@ use std::net::IpAddr;
 
 use base64::Engine as _;
 use serde::Deserialize;
-use subtle::ConstantTimeEq;
 
 use super::from_config;
+use super::md5x2::{self, Message};
 use super::{
-    append_params, conclude, percent_decode, percent_decode_into, query_param, query_params,
+    append_params, conclude_md5, percent_decode, percent_decode_into, query_param, query_params,
     Common, DenyReason, Derived, RequestView, SignError, SignOptions, Signed, Verdict, Verifier,
     Window,
 };
@@ -347,24 +347,23 @@ impl NginxSecureLink {
         self.pieces.contains(&Piece::Var(v))
     }
 
-    /// MD5 of the template evaluated with `key` and `inp`.
-    fn digest(&self, key: &Secret, inp: &Inputs<'_>) -> [u8; 16] {
-        use md5::{Digest, Md5};
-        let mut h = Md5::new();
-        for p in &self.pieces {
-            match p {
-                Piece::Literal(s) => h.update(s.as_bytes()),
-                Piece::Var(Var::Expires) => h.update(inp.expires.as_bytes()),
-                Piece::Var(Var::Uri) => {
-                    // Checked to decode when `inp` was made.
-                    percent_decode_into(inp.uri, |b| h.update(b));
+    /// The template evaluated with a key and `inp`, written to a sink.
+    fn message<'m>(&'m self, inp: &'m Inputs<'_>) -> impl Message + 'm {
+        move |key: &Secret, out: &mut dyn FnMut(&[u8])| {
+            for p in &self.pieces {
+                match p {
+                    Piece::Literal(s) => out(s.as_bytes()),
+                    Piece::Var(Var::Expires) => out(inp.expires.as_bytes()),
+                    Piece::Var(Var::Uri) => {
+                        // Checked to decode when `inp` was made.
+                        percent_decode_into(inp.uri, &mut *out);
+                    }
+                    Piece::Var(Var::RemoteAddr) => out(inp.remote_addr.as_bytes()),
+                    Piece::Var(Var::Host) => out(inp.host.as_bytes()),
+                    Piece::Var(Var::Key) => out(key.expose().as_bytes()),
                 }
-                Piece::Var(Var::RemoteAddr) => h.update(inp.remote_addr.as_bytes()),
-                Piece::Var(Var::Host) => h.update(inp.host.as_bytes()),
-                Piece::Var(Var::Key) => h.update(key.expose().as_bytes()),
             }
         }
-        h.finalize().into()
     }
 
     /// Splits the md5 value and expiry the way nginx splits
@@ -609,13 +608,14 @@ impl Verifier for NginxSecureLink {
             not_before: None,
             expires_at,
         };
-        let mut verdict = conclude(
+        let mut verdict = conclude_md5(
             derived,
             keys,
             window,
             now,
             self.common.clock_skew_secs,
-            |key| self.digest(key, &inputs).ct_eq(&given).into(),
+            self.message(&inputs),
+            &given,
         );
         if self.uses(Var::RemoteAddr) {
             verdict.bound_ip = req.client_ip.map(|ip| ip.to_canonical());
@@ -677,8 +677,8 @@ impl Verifier for NginxSecureLink {
             remote_addr: &addr,
             host,
         };
-        let md5 =
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(self.digest(key, &inputs));
+        let digest = md5x2::digest_one(&self.message(&inputs), key);
+        let md5 = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest);
         let query = match self.params.get(1) {
             Some(expires_param) => {
                 append_params(query, &[(&self.params[0], &md5), (expires_param, &t)])

@@ -15,9 +15,8 @@ use serde::Deserialize;
 
 use super::from_config;
 use super::{
-    append_params, conclude, hex_digest_matches, is_hex_of_len, lower_hex, md5_parts, param_pair,
-    stream_name, Common, DenyReason, Derived, RequestView, SignError, Signed, TimeFormat, Verdict,
-    Verifier, Window,
+    append_params, conclude_md5, hex16, lower_hex, md5_parts, param_pair, stream_name, Common,
+    DenyReason, Derived, RequestView, SignError, Signed, TimeFormat, Verdict, Verifier, Window,
 };
 use crate::keys::{KeySet, Secret};
 use crate::problems::{given_or, param_name_problems, Ctx, Problem};
@@ -163,20 +162,25 @@ impl Verifier for Tencent {
         let Some(expires_at) = expires_at else {
             return Verdict::pending(DenyReason::MalformedToken, derived);
         };
-        if stream.is_empty() || !is_hex_of_len(secret, 32) {
+        let Some(signature) = hex16(secret).filter(|_| !stream.is_empty()) else {
             return Verdict::pending(DenyReason::MalformedToken, derived);
-        }
+        };
         let window = Window {
             not_before: None,
             expires_at: Some(expires_at),
         };
-        conclude(
+        conclude_md5(
             derived,
             keys,
             window,
             now,
             self.common.clock_skew_secs,
-            |key| hex_digest_matches(&Self::digest(key, stream, time), secret),
+            |key: &Secret, out: &mut dyn FnMut(&[u8])| {
+                out(key.expose().as_bytes());
+                out(stream.as_bytes());
+                out(time.as_bytes());
+            },
+            &signature,
         )
     }
 

@@ -12,10 +12,10 @@ use std::borrow::Cow;
 
 use serde::Deserialize;
 
+use super::md5x2::{self, Message};
 use super::{
-    append_params, conclude, from_config, hex_digest_matches, is_hex_of_len, lower_hex, md5_parts,
-    query_params, stream_name, Common, DenyReason, Derived, RequestView, SignError, Signed,
-    Verdict, Verifier, Window,
+    append_params, conclude_md5, from_config, hex16, lower_hex, query_params, stream_name, Common,
+    DenyReason, Derived, RequestView, SignError, Signed, Verdict, Verifier, Window,
 };
 use crate::keys::{KeySet, Secret};
 use crate::problems::{given_or, param_name_problems, Ctx, Problem};
@@ -302,21 +302,17 @@ impl Volcengine {
         })
     }
 
-    fn digest(&self, key: &Secret, p: &Parts<'_>) -> [u8; 16] {
-        match self.algorithm {
-            Algorithm::Md5 => md5_parts(&[
-                b"/",
-                p.app.as_bytes(),
-                b"/",
-                p.stream.as_bytes(),
-                key.expose().as_bytes(),
-                p.time.as_bytes(),
-            ]),
+    /// The hashed message of `p` under a key, written to a sink.
+    fn message<'m>(&'m self, p: &'m Parts<'_>) -> impl Message + 'm {
+        move |key: &Secret, out: &mut dyn FnMut(&[u8])| match self.algorithm {
+            Algorithm::Md5 => {
+                for part in ["/", p.app, "/", p.stream, key.expose(), p.time] {
+                    out(part.as_bytes());
+                }
+            }
             Algorithm::Md5Custom => {
-                use md5::{Digest, Md5};
-                let mut h = Md5::new();
                 for f in &self.fields {
-                    h.update(match f {
+                    out(match f {
                         Field::Key => key.expose().as_bytes(),
                         Field::Time => p.time.as_bytes(),
                         Field::Domain => p.domain.as_bytes(),
@@ -324,7 +320,6 @@ impl Volcengine {
                         Field::Stream => p.stream.as_bytes(),
                     });
                 }
-                h.finalize().into()
             }
         }
     }
@@ -409,9 +404,9 @@ impl Verifier for Volcengine {
         else {
             return Verdict::pending(DenyReason::MalformedToken, derived);
         };
-        if stream.is_empty() || !is_hex_of_len(secret, 32) {
+        let Some(signature) = hex16(secret).filter(|_| !stream.is_empty()) else {
             return Verdict::pending(DenyReason::MalformedToken, derived);
-        }
+        };
         if self.app.as_deref().is_some_and(|a| a != app) {
             // Out of the keys' scope: no key of this site may sign it.
             return Verdict::pending(DenyReason::BadSignature, derived);
@@ -426,13 +421,14 @@ impl Verifier for Volcengine {
             not_before: None,
             expires_at: Some(expires_at),
         };
-        conclude(
+        conclude_md5(
             derived,
             keys,
             window,
             now,
             self.common.clock_skew_secs,
-            |key| hex_digest_matches(&self.digest(key, &parts), secret),
+            self.message(&parts),
+            &signature,
         )
     }
 
@@ -459,7 +455,7 @@ impl Verifier for Volcengine {
             stream,
             time: &t,
         };
-        let secret = lower_hex(&self.digest(key, &parts));
+        let secret = lower_hex(&md5x2::digest_one(&self.message(&parts), key));
         Ok(Signed {
             path: path.to_owned(),
             query: append_params(query, &[(&self.params[0], &secret), (&self.params[1], &t)]),
@@ -471,7 +467,7 @@ impl Verifier for Volcengine {
 mod tests {
     use super::*;
     use crate::auth::prop::{param_range, sign_then_tamper, view_of};
-    use crate::auth::{AnyOf, Decision};
+    use crate::auth::{md5_parts, AnyOf, Decision};
     use proptest::prelude::*;
 
     const C: Common = Common { clock_skew_secs: 0 };

@@ -15,10 +15,10 @@ use std::borrow::Cow;
 use serde::Deserialize;
 
 use super::from_config;
+use super::md5x2::{self, Message};
 use super::{
-    append_params, hex_digest_matches, is_hex_of_len, last_segment, lower_hex, md5_parts,
-    query_params, stream_name, Common, Decision, DenyReason, Derived, RequestView, SignError,
-    Signed, Verdict, Verifier, Window,
+    append_params, hex16, last_segment, lower_hex, query_params, stream_name, Common, Decision,
+    DenyReason, Derived, RequestView, SignError, Signed, Verdict, Verifier, Window,
 };
 use crate::keys::{KeySet, Secret};
 use crate::problems::{given_or, param_name_problems};
@@ -359,17 +359,18 @@ impl Wangsu {
         &path[..dir.len() + stream_name(last).len()]
     }
 
-    fn digest(rule: &Rule, key: &Secret, path: &str, time: &str) -> [u8; 16] {
-        let pick = |p: Part| match p {
-            Part::Key => key.expose().as_bytes(),
-            Part::Path => path.as_bytes(),
-            Part::Time => time.as_bytes(),
-        };
-        md5_parts(&[
-            pick(rule.order[0]),
-            pick(rule.order[1]),
-            pick(rule.order[2]),
-        ])
+    /// The hashed message (the rule's order of key, path and time) under a
+    /// key, written to a sink.
+    fn message<'m>(rule: &'m Rule, path: &'m str, time: &'m str) -> impl Message + 'm {
+        move |key: &Secret, out: &mut dyn FnMut(&[u8])| {
+            for part in rule.order {
+                out(match part {
+                    Part::Key => key.expose().as_bytes(),
+                    Part::Path => path.as_bytes(),
+                    Part::Time => time.as_bytes(),
+                });
+            }
+        }
     }
 
     fn window(rule: &Rule, t: u64) -> Window {
@@ -420,22 +421,20 @@ impl Wangsu {
             WsTimeFormat::Unix => super::parse_dec_time(time),
             WsTimeFormat::Hex => super::parse_hex_time(time),
         };
-        let (Some(t), true) = (t, is_hex_of_len(secret, 32)) else {
+        let (Some(t), Some(signature)) = (t, hex16(secret)) else {
             return Some(Verdict::pending(DenyReason::MalformedToken, derived));
         };
         let bound = keys.bound();
-        let mut candidates = keys
-            .iter()
-            .enumerate()
-            .filter(|&(j, _)| j == i || j >= bound)
-            .peekable();
-        if candidates.peek().is_none() {
+        let candidates = || {
+            keys.iter()
+                .enumerate()
+                .filter(move |&(j, _)| j == i || j >= bound)
+        };
+        if candidates().next().is_none() {
             return Some(Verdict::pending(DenyReason::NoKeys, derived));
         }
         let window = Self::window(rule, t);
-        let matched = candidates
-            .find(|(_, key)| hex_digest_matches(&Self::digest(rule, key, path, time), secret))
-            .map(|(j, _)| j);
+        let matched = md5x2::first_match(candidates(), Self::message(rule, path, time), &signature);
         Some(Verdict {
             decision: super::decide(matched, window, now, self.common.clock_skew_secs),
             expires_at: window.expires_at,
@@ -496,7 +495,8 @@ impl Verifier for Wangsu {
             WsTimeFormat::Unix => t.to_string(),
             WsTimeFormat::Hex => format!("{t:x}"),
         };
-        let secret = lower_hex(&Self::digest(rule, key, self.signed_path(path), &time));
+        let message = Self::message(rule, self.signed_path(path), &time);
+        let secret = lower_hex(&md5x2::digest_one(&message, key));
         Ok(Signed {
             path: path.to_owned(),
             query: append_params(
@@ -510,6 +510,7 @@ impl Verifier for Wangsu {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::md5_parts;
     use crate::auth::prop::{param_range, sign_then_tamper, view_of};
     use proptest::prelude::*;
 
