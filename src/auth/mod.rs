@@ -1036,7 +1036,8 @@ fn concluded<'a>(
 /// tells its holder nothing new (that it verifies, and whether the primary
 /// key signed it). Each comparison itself is constant-time. Most URLs are
 /// signed with the primary key, so this halves the digest work with two
-/// keys in force.
+/// keys in force (Akamai's HMACs; MD5 schemes hash two keys at once
+/// instead, see [`md5x2::first_match`]).
 pub fn matching_key(keys: &KeySet, matches: impl FnMut(&Secret) -> bool) -> Option<usize> {
     keys.iter().position(matches)
 }

@@ -14,9 +14,10 @@ use std::borrow::Cow;
 use serde::Deserialize;
 
 use super::from_config;
+use super::md5x2::{self, Message};
 use super::{
-    append_params, conclude_md5, hex16, lower_hex, md5_parts, param_pair, stream_name, Common,
-    DenyReason, Derived, RequestView, SignError, Signed, TimeFormat, Verdict, Verifier, Window,
+    append_params, conclude_md5, hex16, lower_hex, param_pair, stream_name, Common, DenyReason,
+    Derived, RequestView, SignError, Signed, TimeFormat, Verdict, Verifier, Window,
 };
 use crate::keys::{KeySet, Secret};
 use crate::problems::{given_or, param_name_problems, Ctx, Problem};
@@ -132,11 +133,16 @@ impl Tencent {
 
     /// `MD5(KEY + StreamName + txTime)`.
     pub fn digest(key: &Secret, stream: &str, tx_time: &str) -> [u8; 16] {
-        md5_parts(&[
-            key.expose().as_bytes(),
-            stream.as_bytes(),
-            tx_time.as_bytes(),
-        ])
+        md5x2::digest_one(&Self::message(stream, tx_time), key)
+    }
+
+    /// `KEY + StreamName + txTime` under a key, written to a sink.
+    fn message<'m>(stream: &'m str, tx_time: &'m str) -> impl Message + 'm {
+        move |key: &Secret, out: &mut dyn FnMut(&[u8])| {
+            for part in [key.expose(), stream, tx_time] {
+                out(part.as_bytes());
+            }
+        }
     }
 }
 
@@ -175,11 +181,7 @@ impl Verifier for Tencent {
             window,
             now,
             self.common.clock_skew_secs,
-            |key: &Secret, out: &mut dyn FnMut(&[u8])| {
-                out(key.expose().as_bytes());
-                out(stream.as_bytes());
-                out(time.as_bytes());
-            },
+            Self::message(stream, time),
             &signature,
         )
     }
