@@ -21,11 +21,11 @@ use std::borrow::Cow;
 
 use serde::Deserialize;
 
-use super::md5x2::Message;
+use super::md5x2::{self, Message};
 use super::{
-    append_params, conclude_md5, hex16, is_hex_of_len, lower_hex, md5_parts, param_pair,
-    parse_dec_time, parse_hex_time, query_param, Common, DenyReason, Derived, RequestView,
-    SignError, Signed, Verdict, Verifier, Window,
+    append_params, conclude_md5, hex16, is_hex_of_len, lower_hex, param_pair, parse_dec_time,
+    parse_hex_time, query_param, Common, DenyReason, Derived, RequestView, SignError, Signed,
+    Verdict, Verifier, Window,
 };
 use crate::keys::{KeySet, Secret};
 use crate::problems::{given_or, param_name_problems, Ctx, Problem};
@@ -368,11 +368,7 @@ impl Verifier for Aliyun {
                     ("uid", Cow::Borrowed(uid)),
                 ]);
                 let path = req.path;
-                let message = |k: &Secret, out: &mut dyn FnMut(&[u8])| {
-                    for part in [path, "-", ts, "-", rand, "-", uid, "-", k.expose()] {
-                        out(part.as_bytes());
-                    }
-                };
+                let message = md5x2::then_key([path, "-", ts, "-", rand, "-", uid, "-"]);
                 self.finish(derived, parse_dec_time(ts), hash, keys, now, message)
             }
             Form::B => {
@@ -383,11 +379,7 @@ impl Verifier for Aliyun {
                     ("path signed", Cow::Borrowed(rest)),
                     ("time (UTC+8)", Cow::Borrowed(tstr)),
                 ]);
-                let message = |k: &Secret, out: &mut dyn FnMut(&[u8])| {
-                    for part in [k.expose(), tstr, rest] {
-                        out(part.as_bytes());
-                    }
-                };
+                let message = md5x2::key_then([tstr, rest]);
                 let mut v = self.finish(derived, parse_b_time(tstr), hash, keys, now, message);
                 v.forward_path = Some(rest);
                 v
@@ -400,11 +392,7 @@ impl Verifier for Aliyun {
                     ("path signed", Cow::Borrowed(rest)),
                     ("timestamp", Cow::Borrowed(hexts)),
                 ]);
-                let message = |k: &Secret, out: &mut dyn FnMut(&[u8])| {
-                    for part in [k.expose(), rest, hexts] {
-                        out(part.as_bytes());
-                    }
-                };
+                let message = md5x2::key_then([rest, hexts]);
                 let mut v = self.finish(derived, parse_hex_time(hexts), hash, keys, now, message);
                 v.forward_path = Some(rest);
                 v
@@ -419,12 +407,14 @@ impl Verifier for Aliyun {
                     ("timestamp", Cow::Borrowed(ts)),
                 ]);
                 let path = req.path;
-                let message = |k: &Secret, out: &mut dyn FnMut(&[u8])| {
-                    for part in [k.expose(), path, ts] {
-                        out(part.as_bytes());
-                    }
-                };
-                self.finish(derived, parse_hex_time(ts), hash, keys, now, message)
+                self.finish(
+                    derived,
+                    parse_hex_time(ts),
+                    hash,
+                    keys,
+                    now,
+                    md5x2::key_then([path, ts]),
+                )
             }
         }
     }
@@ -463,7 +453,6 @@ impl Verifier for Aliyun {
         expires_at: u64,
     ) -> Result<Signed, SignError> {
         let ts = expires_at.saturating_sub(self.auth_delta_secs);
-        let k = key.expose().as_bytes();
         // In-path auth goes in front of the path's own `/`.
         if matches!(self.form, Form::B | Form::CPath) && !path.starts_with('/') {
             return Err(SignError::BadPath(
@@ -473,13 +462,8 @@ impl Verifier for Aliyun {
         Ok(match &self.form {
             Form::A(param) => {
                 let t = ts.to_string();
-                let h = lower_hex(&md5_parts(&[
-                    path.as_bytes(),
-                    b"-",
-                    t.as_bytes(),
-                    b"-0-0-",
-                    k,
-                ]));
+                let message = md5x2::then_key([path, "-", &t, "-", "0", "-", "0", "-"]);
+                let h = lower_hex(&md5x2::digest_one(&message, key));
                 Signed {
                     path: path.to_owned(),
                     query: append_params(query, &[(param, &format!("{t}-0-0-{h}"))]),
@@ -487,7 +471,7 @@ impl Verifier for Aliyun {
             }
             Form::B => {
                 let t = format_b_time(ts);
-                let h = lower_hex(&md5_parts(&[k, t.as_bytes(), path.as_bytes()]));
+                let h = lower_hex(&md5x2::digest_one(&md5x2::key_then([&t, path]), key));
                 Signed {
                     path: format!("/{t}/{h}{path}"),
                     query: query.unwrap_or_default().to_owned(),
@@ -496,7 +480,7 @@ impl Verifier for Aliyun {
             Form::CPath => {
                 // Uppercase, as the vendor's own example writes it.
                 let t = format!("{ts:X}");
-                let h = lower_hex(&md5_parts(&[k, path.as_bytes(), t.as_bytes()]));
+                let h = lower_hex(&md5x2::digest_one(&md5x2::key_then([path, &t]), key));
                 Signed {
                     path: format!("/{h}/{t}{path}"),
                     query: query.unwrap_or_default().to_owned(),
@@ -504,7 +488,7 @@ impl Verifier for Aliyun {
             }
             Form::CQuery([hp, tp]) => {
                 let t = format!("{ts:X}");
-                let h = lower_hex(&md5_parts(&[k, path.as_bytes(), t.as_bytes()]));
+                let h = lower_hex(&md5x2::digest_one(&md5x2::key_then([path, &t]), key));
                 Signed {
                     path: path.to_owned(),
                     query: append_params(query, &[(hp, &h), (tp, &t)]),
@@ -518,7 +502,7 @@ impl Verifier for Aliyun {
 mod tests {
     use super::*;
     use crate::auth::prop::{param_range, sign_then_tamper, view_of};
-    use crate::auth::Decision;
+    use crate::auth::{md5_parts, Decision};
     use proptest::prelude::*;
 
     const C: Common = Common { clock_skew_secs: 0 };

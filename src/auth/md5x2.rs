@@ -26,6 +26,27 @@ use crate::keys::Secret;
 pub trait Message: Fn(&Secret, &mut dyn FnMut(&[u8])) {}
 impl<F: Fn(&Secret, &mut dyn FnMut(&[u8]))> Message for F {}
 
+/// The key, then `tail` (Tencent `KEY + StreamName + txTime`, Alibaba B
+/// and C).
+pub fn key_then<'m, const N: usize>(tail: [&'m str; N]) -> impl Message + 'm {
+    move |key: &Secret, out: &mut dyn FnMut(&[u8])| {
+        out(key.expose().as_bytes());
+        for part in tail {
+            out(part.as_bytes());
+        }
+    }
+}
+
+/// `head`, then the key (Alibaba A).
+pub fn then_key<'m, const N: usize>(head: [&'m str; N]) -> impl Message + 'm {
+    move |key: &Secret, out: &mut dyn FnMut(&[u8])| {
+        for part in head {
+            out(part.as_bytes());
+        }
+        out(key.expose().as_bytes());
+    }
+}
+
 /// Index (as the iterator gives it) of the first key under which the MD5
 /// of `message` is `signature` (compared in constant time), keys hashed two
 /// at a time.

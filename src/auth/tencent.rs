@@ -136,13 +136,9 @@ impl Tencent {
         md5x2::digest_one(&Self::message(stream, tx_time), key)
     }
 
-    /// `KEY + StreamName + txTime` under a key, written to a sink.
+    /// `KEY + StreamName + txTime` under a key.
     fn message<'m>(stream: &'m str, tx_time: &'m str) -> impl Message + 'm {
-        move |key: &Secret, out: &mut dyn FnMut(&[u8])| {
-            for part in [key.expose(), stream, tx_time] {
-                out(part.as_bytes());
-            }
-        }
+        md5x2::key_then([stream, tx_time])
     }
 }
 
