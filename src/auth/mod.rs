@@ -1078,14 +1078,16 @@ pub fn percent_decode_into(s: &str, mut out: impl FnMut(&[u8])) -> bool {
     while i < b.len() {
         if b[i] == b'%' {
             out(&b[run..i]);
-            // Exactly as `u8::from_str_radix` reads the two characters.
-            let Some(byte) = s
+            // Two hex digits, nothing else (`u8::from_str_radix` would also
+            // take `%+f`, which nginx and every origin refuse).
+            let mut byte = [0u8; 1];
+            let Some(Ok(())) = b
                 .get(i + 1..i + 3)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .map(|h| hex::decode_to_slice(h, &mut byte))
             else {
                 return false;
             };
-            out(&[byte]);
+            out(&byte);
             i += 3;
             run = i;
         } else {
@@ -1184,6 +1186,19 @@ mod tests {
             let _ = stream_name(&s);
             let _ = crate::host::normalize_host(&s);
             let _ = crate::proxy::path::validate(&s);
+        }
+    }
+
+    #[test]
+    fn percent_decode_takes_two_hex_digits_only() {
+        assert_eq!(percent_decode("a%2Fb%7e").as_deref(), Some(&b"a/b~"[..]));
+        assert_eq!(
+            percent_decode("%E4%B8%AD").as_deref(),
+            Some("中".as_bytes())
+        );
+        // `u8::from_str_radix` reads `+f` as 15; nginx refuses the escape.
+        for bad in ["%+f", "%+1", "a%-1", "%g0", "%0", "%", "% 1", "%é"] {
+            assert_eq!(percent_decode(bad), None, "{bad}");
         }
     }
 
