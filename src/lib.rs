@@ -237,6 +237,7 @@ impl Server {
             fds::clamp_connections(limits.max_connections, fds::raise_nofile_limit());
         proxy::pool::set_origin_budget(limits.max_connections);
         let permits = Arc::new(Semaphore::new(limits.max_connections));
+        let per_ip = proxy::per_ip::PerIp::new(limits.max_connections_per_ip);
         let tls_acceptor = TlsAcceptor::from(Arc::new(proxy::tls::server_config(
             self.shared.snapshot.clone(),
         )?));
@@ -251,6 +252,7 @@ impl Server {
                 self.shared.clone(),
                 limits,
                 permits.clone(),
+                per_ip.clone(),
                 shutdown.clone(),
             ));
         }

@@ -339,6 +339,7 @@ impl Metrics {
             "idle_timeout",
             "send_timeout",
             "cancelled_requests",
+            "per_ip_limit",
             "accept",
         ] {
             connection_errors.with_label_values(&[kind]);

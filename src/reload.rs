@@ -317,6 +317,10 @@ impl Bound {
                 a.max_connections != b.max_connections,
             ),
             (
+                "server.max_connections_per_ip",
+                a.max_connections_per_ip != b.max_connections_per_ip,
+            ),
+            (
                 "server.shutdown_grace_secs",
                 a.shutdown_grace != b.shutdown_grace,
             ),

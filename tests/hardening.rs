@@ -955,3 +955,85 @@ async fn idle_origin_connections_make_room_for_other_sites() {
     let (status, h, _) = get(addr, "other.example.com", &pq).await;
     assert_eq!(status, StatusCode::OK, "{h:?}");
 }
+
+/// Reads a raw connection until the head of an answer (or the close): the
+/// first line, empty when the proxy closed without answering.
+async fn first_line(conn: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    let read = async {
+        while !got.windows(2).any(|w| w == b"\r\n") {
+            match conn.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), read)
+        .await
+        .expect("neither an answer nor a close in time");
+    let text = String::from_utf8_lossy(&got);
+    text.lines().next().unwrap_or("").to_owned()
+}
+
+/// `server.max_connections_per_ip`: one address cannot hold more, a
+/// connection over the limit is closed unanswered and counted, a slot comes
+/// back when a connection ends, and a site's trusted proxy is exempt.
+#[tokio::test(flavor = "multi_thread")]
+async fn connections_per_address_are_bounded_except_for_trusted_proxies() {
+    let origin = Origin::start().await;
+    let cfg = |site_extra: &str| {
+        site_config(&format!("http://{}", origin.addr), site_extra, "")
+            .replace("[server]\n", "[server]\nmax_connections_per_ip = 2\n")
+    };
+    let proxy = Proxy::start(&cfg(""));
+    let path = "/live/a.ts";
+    let pq = format!("{path}?{}", tencent_query(KEY, path, now() + 600));
+    let open = async |proxy: &Proxy| {
+        let mut c = raw_get(proxy.http_addr(), "play.example.com", &pq).await;
+        let line = first_line(&mut c).await;
+        (c, line)
+    };
+    let (first, line) = open(&proxy).await;
+    assert_eq!(line, "HTTP/1.1 200 OK");
+    let (_second, line) = open(&proxy).await;
+    assert_eq!(line, "HTTP/1.1 200 OK");
+    // Both still open (keep-alive): a third is closed without an answer.
+    let (_third, line) = open(&proxy).await;
+    assert_eq!(line, "", "a third connection was served");
+    let limited = async || {
+        metric(
+            &proxy.metrics().await,
+            r#"streamguard_connection_errors_total{kind="per_ip_limit"}"#,
+        )
+    };
+    assert_eq!(limited().await, 1.0);
+    // One leaves: its slot is free again once the proxy has seen it go.
+    drop(first);
+    wait_for("a freed slot to serve a new connection", async || {
+        open(&proxy).await.1 == "HTTP/1.1 200 OK"
+    })
+    .await;
+    let log = proxy.log();
+    assert!(
+        !log.contains(KEY) && !log.contains("txSecret="),
+        "token in the log:\n{log}"
+    );
+
+    // 127.0.0.1 as the site's trusted proxy (a CDN in front): not limited.
+    let trusted = Proxy::start(&cfg(r#"trusted_proxies = ["127.0.0.1/32"]"#));
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        let (c, line) = open(&trusted).await;
+        assert_eq!(line, "HTTP/1.1 200 OK");
+        held.push(c);
+    }
+    assert_eq!(
+        metric(
+            &trusted.metrics().await,
+            r#"streamguard_connection_errors_total{kind="per_ip_limit"}"#,
+        ),
+        0.0
+    );
+}

@@ -28,6 +28,13 @@ pub const MIN_MAX_HEADER_BYTES: usize = 8192;
 pub const DEFAULT_MAX_URI_BYTES: usize = 8 * 1024;
 /// Most client connections served at once; further clients wait in the kernel backlog.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// Most client connections open at once from one address (IPv6: one /64,
+/// what a subscriber is usually given); further connections from it are
+/// closed as soon as accepted. 0 (the default, as nginx has no
+/// `limit_conn` unless configured): no limit, since viewers behind one
+/// carrier-grade NAT share an address. Peers in a site's
+/// `trusted_proxies` (a CDN or load balancer in front) are exempt.
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 0;
 /// Seconds a client connection may sit with no request in flight.
 pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 60;
 /// Seconds a response write may make no progress before the connection is
@@ -64,6 +71,8 @@ pub struct RawServer {
     pub max_uri_bytes: Option<usize>,
     /// See [`DEFAULT_MAX_CONNECTIONS`].
     pub max_connections: Option<usize>,
+    /// See [`DEFAULT_MAX_CONNECTIONS_PER_IP`].
+    pub max_connections_per_ip: Option<usize>,
     /// See [`DEFAULT_SHUTDOWN_GRACE_SECS`].
     pub shutdown_grace_secs: Option<u64>,
     /// See [`DEFAULT_IDLE_TIMEOUT_SECS`].
@@ -147,6 +156,8 @@ pub struct Limits {
     pub max_uri_bytes: usize,
     /// Most concurrent connections.
     pub max_connections: usize,
+    /// Most concurrent connections from one address or IPv6 /64 (0: no limit).
+    pub max_connections_per_ip: usize,
     /// Drain time on shutdown.
     pub shutdown_grace: Duration,
     /// Longest time a connection may have no request in flight.
@@ -167,6 +178,7 @@ impl Default for Limits {
             max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
             max_uri_bytes: DEFAULT_MAX_URI_BYTES,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
             shutdown_grace: Duration::from_secs(DEFAULT_SHUTDOWN_GRACE_SECS),
             idle_timeout: Duration::from_secs(DEFAULT_IDLE_TIMEOUT_SECS),
             send_timeout: Duration::from_secs(DEFAULT_SEND_TIMEOUT_SECS),
@@ -249,6 +261,14 @@ pub(super) fn validate_server(
             raw.max_connections,
             DEFAULT_MAX_CONNECTIONS,
             1,
+            1_000_000,
+        ),
+        max_connections_per_ip: bounded(
+            ctx,
+            "server.max_connections_per_ip",
+            raw.max_connections_per_ip,
+            DEFAULT_MAX_CONNECTIONS_PER_IP,
+            0,
             1_000_000,
         ),
         shutdown_grace: secs(

@@ -21,6 +21,7 @@ use tokio_rustls::TlsAcceptor;
 use tracing::{debug, warn};
 
 use super::body::WithGuard;
+use super::per_ip::{Full, PerIp};
 use super::{handle, ConnInfo, Shared};
 use crate::config::Limits;
 use http_body_util::BodyExt;
@@ -471,13 +472,16 @@ impl Watchdogs {
 ///
 /// `permits` is shared by every listener: at `max_connections` the loop stops
 /// accepting, so further clients wait in the kernel backlog instead of
-/// being accepted and starved.
+/// being accepted and starved. `per_ip` (shared too) closes a connection
+/// from an address that has `max_connections_per_ip` open already, unless
+/// it is a trusted proxy of a site.
 pub async fn serve(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     shared: Arc<Shared>,
     limits: Limits,
     permits: Arc<Semaphore>,
+    per_ip: Arc<PerIp>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let graceful = GracefulShutdown::new();
@@ -505,9 +509,6 @@ pub async fn serve(
             },
             _ = shutdown.changed() => break,
         };
-        if let Err(error) = stream.set_nodelay(true) {
-            debug!(%error, "set_nodelay failed");
-        }
         let shared = shared.clone();
         let builder = builder.clone();
         let watcher = graceful.watcher();
@@ -521,14 +522,33 @@ pub async fn serve(
             started: Instant::now(),
         };
         let peer = remote.ip().to_canonical();
-        if shared
+        let trusted = shared
             .snapshot
             .load()
             .sites()
             .iter()
-            .any(|s| s.config.trusted_proxies.iter().any(|n| n.contains(&peer)))
-        {
+            .any(|s| s.config.trusted_proxies.iter().any(|n| n.contains(&peer)));
+        let ip_slot = if trusted {
             watched.activity.trusted_peer.store(true, Ordering::Relaxed);
+            None
+        } else {
+            match per_ip.admit(peer) {
+                Ok(slot) => slot,
+                Err(Full) => {
+                    // Closed unanswered (the permit goes back with it): an
+                    // HTTP answer would cost what the limit is there to save.
+                    debug!(client = %remote, "connection closed: max_connections_per_ip open from this address");
+                    shared
+                        .metrics
+                        .connection_errors
+                        .with_label_values(&["per_ip_limit"])
+                        .inc();
+                    continue;
+                }
+            }
+        };
+        if let Err(error) = stream.set_nodelay(true) {
+            debug!(%error, "set_nodelay failed");
         }
         watchdogs.watch(&watched.activity, watched.started);
         let stream = WriteWatch {
@@ -544,13 +564,13 @@ pub async fn serve(
         match tls {
             None => {
                 connections.spawn(async move {
-                    let _held = (permit, gauge);
+                    let _held = (permit, gauge, ip_slot);
                     serve_io(stream, conn, shared, builder, watcher, watched).await;
                 });
             }
             Some(acceptor) => {
                 connections.spawn(async move {
-                    let _held = (permit, gauge);
+                    let _held = (permit, gauge, ip_slot);
                     let handshake =
                         tokio::time::timeout(limits.tls_handshake_timeout, acceptor.accept(stream));
                     // Boxed: the handshake's state is not kept while serving.

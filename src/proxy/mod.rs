@@ -9,6 +9,7 @@ pub mod cors;
 pub mod hls;
 pub mod listener;
 pub mod path;
+pub mod per_ip;
 pub mod pool;
 pub mod probe;
 pub mod respond;
