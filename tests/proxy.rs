@@ -620,7 +620,8 @@ async fn metrics_and_health_on_the_admin_listener() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn oversized_request_head_is_refused() {
-    let (origin, proxy) = setup("", "").await;
+    let origin = Origin::start().await;
+    let proxy = Proxy::start_logged(&site_config(&format!("http://{}", origin.addr), "", ""));
     let mut s = tokio::net::TcpStream::connect(proxy.http_addr())
         .await
         .unwrap();
@@ -635,6 +636,49 @@ async fn oversized_request_head_is_refused() {
     let text = String::from_utf8_lossy(&buf);
     assert!(text.starts_with("HTTP/1.1 431"), "{text}");
     assert_eq!(origin.count(), 0);
+
+    // A malformed head: 400, by hyper too.
+    let text = raw_exchange(
+        proxy.http_addr(),
+        "GET /live/test.flv HTTP/1.1\r\nHost: play\r\nBad Header\r\n\r\n",
+    )
+    .await;
+    assert!(text.starts_with("HTTP/1.1 400"), "{text}");
+    // Neither reached the handler, yet both are counted and logged.
+    let counted = async |reason: &str| {
+        metric(
+            &proxy.metrics().await,
+            &format!(
+                r#"streamguard_requests_total{{outcome="rejected",reason="{reason}",site="_unknown"}}"#
+            ),
+        )
+    };
+    wait_for("both requests counted", async || {
+        counted("header_too_large").await == 1.0 && counted("bad_request").await == 1.0
+    })
+    .await;
+    let log = proxy.log();
+    let access: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("streamguard::access"))
+        .collect();
+    assert_eq!(access.len(), 2, "{log}");
+    assert!(
+        access
+            .iter()
+            .any(|l| l.contains("status=431") && l.contains("header_too_large")),
+        "{log}"
+    );
+    assert!(
+        access
+            .iter()
+            .any(|l| l.contains("status=400") && l.contains("bad_request")),
+        "{log}"
+    );
+    assert!(
+        !log.contains(&big[..64]),
+        "the oversized header's value was logged"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -688,6 +688,9 @@ async fn serve_io<I>(
                 let kind = if client_went_away(error.as_ref()) { "client_abort" } else { "http" };
                 debug!(%error, client = %conn.remote, kind, "connection ended with an error");
                 shared.metrics.connection_errors.with_label_values(&[kind]).inc();
+                if let Some((status, reason)) = automatic_answer(error.as_ref()) {
+                    log_automatic_answer(&shared, &conn, status, reason);
+                }
             }
         }
         why = watched_activity.closed_by_watchdog() => {
@@ -700,4 +703,57 @@ async fn serve_io<I>(
             shared.metrics.connection_errors.with_label_values(&[kind]).inc();
         }
     }
+}
+
+/// The answer hyper gave on its own to a request head it could not take
+/// (the request never reached [`handle`]): `(status, reason)`. hyper
+/// answers 431 to a head over `max_header_bytes`, 414 to a URI over its
+/// own 64 KiB bound and 400 to a malformed head; other errors (a client
+/// gone, a broken HTTP/2 stream) got no answer.
+fn automatic_answer(error: &(dyn std::error::Error + 'static)) -> Option<(u16, &'static str)> {
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        if let Some(h) = e.downcast_ref::<hyper::Error>() {
+            return if h.is_parse_too_large() {
+                // hyper tells the two apart by its message only.
+                Some(if h.to_string().contains("URI too long") {
+                    (414, "uri_too_long")
+                } else {
+                    (431, "header_too_large")
+                })
+            } else if h.is_parse() && !h.is_parse_version_h2() {
+                Some((400, "bad_request"))
+            } else {
+                None
+            };
+        }
+        cause = e.source();
+    }
+    None
+}
+
+/// Counts a request hyper answered on its own, as `rejected` for the
+/// unknown site, and writes its access log line (method and path `-`:
+/// the head did not parse; no time either: when it began is not known).
+fn log_automatic_answer(shared: &Shared, conn: &ConnInfo, status: u16, reason: &'static str) {
+    use crate::metrics::{outcome, UNKNOWN_SITE};
+    shared
+        .metrics
+        .requests
+        .with_label_values(&[UNKNOWN_SITE, outcome::REJECTED, reason])
+        .inc();
+    tracing::info!(
+        target: "streamguard::access",
+        site = UNKNOWN_SITE,
+        client = %conn.remote.ip().to_canonical(),
+        method = "-",
+        path = "-",
+        status,
+        outcome = outcome::REJECTED,
+        reason,
+        bytes = 0u64,
+        complete = true,
+        head_ms = 0.0,
+        ms = 0.0,
+    );
 }
