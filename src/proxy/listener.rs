@@ -705,23 +705,27 @@ async fn serve_io<I>(
     }
 }
 
-/// The answer hyper gave on its own to a request head it could not take
-/// (the request never reached [`handle`]): `(status, reason)`. hyper
-/// answers 431 to a head over `max_header_bytes`, 414 to a URI over its
-/// own 64 KiB bound and 400 to a malformed head; other errors (a client
-/// gone, a broken HTTP/2 stream) got no answer.
+/// The answer hyper gave on its own to an HTTP/1 request head it could not
+/// take (the request never reached [`handle`]): `(status, reason)`. hyper
+/// answers 431 to a head over `max_header_bytes` or with more than 100
+/// headers, 414 to a URI over its own 64 KiB bound (reached only when
+/// `max_header_bytes` is larger) and 400 to a malformed head; other errors
+/// (a client gone, a timeout, an h2 preface, hyper's own internal error)
+/// got no answer. (HTTP/2 answers a bad head on its stream, and the
+/// connection goes on.)
 fn automatic_answer(error: &(dyn std::error::Error + 'static)) -> Option<(u16, &'static str)> {
     let mut cause = Some(error);
     while let Some(e) = cause {
         if let Some(h) = e.downcast_ref::<hyper::Error>() {
+            // hyper names these kinds in its message only.
+            let text = h.to_string();
             return if h.is_parse_too_large() {
-                // hyper tells the two apart by its message only.
-                Some(if h.to_string().contains("URI too long") {
+                Some(if text.contains("URI too long") {
                     (414, "uri_too_long")
                 } else {
                     (431, "header_too_large")
                 })
-            } else if h.is_parse() && !h.is_parse_version_h2() {
+            } else if h.is_parse() && !h.is_parse_version_h2() && !text.contains("internal error") {
                 Some((400, "bad_request"))
             } else {
                 None
@@ -737,11 +741,15 @@ fn automatic_answer(error: &(dyn std::error::Error + 'static)) -> Option<(u16, &
 /// the head did not parse; no time either: when it began is not known).
 fn log_automatic_answer(shared: &Shared, conn: &ConnInfo, status: u16, reason: &'static str) {
     use crate::metrics::{outcome, UNKNOWN_SITE};
-    shared
-        .metrics
-        .requests
+    let m = &shared.metrics;
+    m.requests
         .with_label_values(&[UNKNOWN_SITE, outcome::REJECTED, reason])
         .inc();
+    // Counted in the histogram too (as answered at once), so that its
+    // count matches the counter's.
+    m.request_duration
+        .with_label_values(&[UNKNOWN_SITE, outcome::REJECTED])
+        .observe(0.0);
     tracing::info!(
         target: "streamguard::access",
         site = UNKNOWN_SITE,
