@@ -2,7 +2,7 @@
 //! a configured play domain, and IPv4 addresses as text. A leaf shared by
 //! routing, config, `check`, verification and forwarding.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// An IPv4 address in dotted-quad text, on the stack.
 ///
@@ -115,6 +115,20 @@ pub fn canonical_origin(origin: &str) -> Option<String> {
     }
     let rest = rest.strip_suffix(default_port).unwrap_or(rest);
     Some(format!("{scheme}://{rest}"))
+}
+
+/// The address a client is counted by (connection limits, the failed
+/// verification budget): IPv4 (and IPv4-mapped IPv6) as it is, other IPv6
+/// by its /64, the prefix one subscriber is usually given (a single host
+/// can use every address in it).
+pub fn subscriber(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+        }
+        v4 => v4,
+    }
 }
 
 #[cfg(test)]

@@ -502,7 +502,7 @@ pub async fn serve(
                 Err(error) => {
                     // EMFILE and friends: back off briefly instead of spinning.
                     warn!(%error, "accept failed");
-                    shared.metrics.connection_errors.with_label_values(&["accept"]).inc();
+                    count_connection_error(&shared, "accept");
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                     continue;
                 }
@@ -538,11 +538,7 @@ pub async fn serve(
                     // Closed unanswered (the permit goes back with it): an
                     // HTTP answer would cost what the limit is there to save.
                     debug!(client = %remote, "connection closed: max_connections_per_ip open from this address");
-                    shared
-                        .metrics
-                        .connection_errors
-                        .with_label_values(&["per_ip_limit"])
-                        .inc();
+                    count_connection_error(&shared, "per_ip_limit");
                     continue;
                 }
             }
@@ -580,19 +576,11 @@ pub async fn serve(
                         }
                         Ok(Err(error)) => {
                             debug!(%error, client = %remote, "tls handshake failed");
-                            shared
-                                .metrics
-                                .connection_errors
-                                .with_label_values(&["tls_handshake"])
-                                .inc();
+                            count_connection_error(&shared, "tls_handshake");
                         }
                         Err(_) => {
                             debug!(client = %remote, "tls handshake timed out");
-                            shared
-                                .metrics
-                                .connection_errors
-                                .with_label_values(&["tls_handshake_timeout"])
-                                .inc();
+                            count_connection_error(&shared, "tls_handshake_timeout");
                         }
                     }
                 });
@@ -610,6 +598,16 @@ pub async fn serve(
     connections.abort_all();
     while connections.join_next().await.is_some() {}
     drop(watchdog_task);
+}
+
+/// Counts a connection ended (or refused) for `kind`, one of the labels
+/// `connection_errors_total` is created with.
+fn count_connection_error(shared: &Shared, kind: &'static str) {
+    shared
+        .metrics
+        .connection_errors
+        .with_label_values(&[kind])
+        .inc();
 }
 
 /// Aborts its task when dropped.
@@ -687,7 +685,7 @@ async fn serve_io<I>(
                 // A viewer leaving a stream is not a protocol error.
                 let kind = if client_went_away(error.as_ref()) { "client_abort" } else { "http" };
                 debug!(%error, client = %conn.remote, kind, "connection ended with an error");
-                shared.metrics.connection_errors.with_label_values(&[kind]).inc();
+                count_connection_error(&shared, kind);
                 if let Some((status, reason)) = automatic_answer(error.as_ref()) {
                     log_automatic_answer(&shared, &conn, status, reason);
                 }
@@ -700,7 +698,7 @@ async fn serve_io<I>(
                 Watchdog::Cancels => "cancelled_requests",
             };
             debug!(client = %conn.remote, kind, "closing connection");
-            shared.metrics.connection_errors.with_label_values(&[kind]).inc();
+            count_connection_error(&shared, kind);
         }
     }
 }

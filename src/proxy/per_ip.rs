@@ -3,8 +3,12 @@
 //! slot (`server.max_connections`) from everyone else.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
+
+// IPv6 counts by /64: counting each address would let one host open a
+// connection from each of its 2^64.
+use crate::host::subscriber as group;
 
 /// Open connections per address, shared by every listener. The map holds
 /// only addresses with a connection open, so it is bounded by
@@ -74,20 +78,6 @@ impl Drop for Slot {
                 open.remove(&self.key);
             }
         }
-    }
-}
-
-/// The address a connection counts against: IPv4 (and IPv4-mapped IPv6)
-/// as it is, other IPv6 by its /64, the block one subscriber is usually
-/// given (counting each address would let one host open a connection from
-/// each of its 2^64).
-fn group(ip: IpAddr) -> IpAddr {
-    match ip.to_canonical() {
-        IpAddr::V6(v6) => {
-            let s = v6.segments();
-            IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
-        }
-        v4 => v4,
     }
 }
 

@@ -32,17 +32,8 @@ pub const MAX_TRACKED_NETWORKS: usize = 20_000;
 /// entry, and a spraying flood must not pay for one per failure.
 const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// The key of an address: IPv4 as is, IPv6 by its /64 (one subscriber's
-/// prefix; a single host can use every address in it).
-fn key(ip: IpAddr) -> IpAddr {
-    match ip.to_canonical() {
-        IpAddr::V6(v6) => {
-            let s = v6.segments();
-            IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
-        }
-        v4 => v4,
-    }
-}
+// The key of an address: IPv4 as is, IPv6 by its /64.
+use crate::host::subscriber as key;
 
 /// The network of an address, for a table full of addresses: IPv4 /24,
 /// IPv6 /48 (a site's allocation).
