@@ -152,6 +152,7 @@ fn every_problem_is_reported_at_once() {
 listen = ["nope", "127.0.0.1:8080"]
 max_header_bytes = 100
 header_read_timeout_secs = 0
+max_connections_per_ip = 2000000
 
 [admin]
 listen = "127.0.0.1:8080"
@@ -188,6 +189,7 @@ key = "k"
         ("server.listen[0]", "not an IP:port"),
         ("server.max_header_bytes", "between 8192"),
         ("server.header_read_timeout_secs", "between 1"),
+        ("server.max_connections_per_ip", "between 0 and 1000000"),
         ("admin.listen", "also used by server.listen[1]"),
         ("site[0].id", "not a usable site id"),
         ("site[0].domains", "at least one"),
