@@ -987,7 +987,7 @@ async fn connections_per_address_are_bounded_except_for_trusted_proxies() {
         site_config(&format!("http://{}", origin.addr), site_extra, "")
             .replace("[server]\n", "[server]\nmax_connections_per_ip = 2\n")
     };
-    let proxy = Proxy::start(&cfg(""));
+    let proxy = Proxy::start_logged(&cfg(""));
     let path = "/live/a.ts";
     let pq = format!("{path}?{}", tencent_query(KEY, path, now() + 600));
     let open = async |proxy: &Proxy| {

@@ -116,8 +116,8 @@ pub struct AccessEntry {
     pub site: String,
     /// The peer address.
     pub client: std::net::IpAddr,
-    /// Request method.
-    pub method: http::Method,
+    /// Request method (`None`: the head did not parse, logged as `-`).
+    pub method: Option<http::Method>,
     /// Request path, already redacted for logging.
     pub path: String,
     /// Response status.
@@ -160,7 +160,7 @@ impl AccessEntry {
             target: "streamguard::access",
             site = %self.site,
             client = %self.client,
-            method = %self.method,
+            method = %self.method.as_ref().map_or("-", http::Method::as_str),
             path = %self.path,
             status = self.status,
             outcome = self.outcome,

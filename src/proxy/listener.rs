@@ -735,31 +735,25 @@ fn automatic_answer(error: &(dyn std::error::Error + 'static)) -> Option<(u16, &
 }
 
 /// Counts a request hyper answered on its own, as `rejected` for the
-/// unknown site, and writes its access log line (method and path `-`:
-/// the head did not parse; no time either: when it began is not known).
+/// unknown site (answered at once), and writes its access log line (method
+/// and path `-`: the head did not parse).
 fn log_automatic_answer(shared: &Shared, conn: &ConnInfo, status: u16, reason: &'static str) {
     use crate::metrics::{outcome, UNKNOWN_SITE};
-    let m = &shared.metrics;
-    m.requests
-        .with_label_values(&[UNKNOWN_SITE, outcome::REJECTED, reason])
-        .inc();
-    // Counted in the histogram too (as answered at once), so that its
-    // count matches the counter's.
-    m.request_duration
-        .with_label_values(&[UNKNOWN_SITE, outcome::REJECTED])
-        .observe(0.0);
-    tracing::info!(
-        target: "streamguard::access",
-        site = UNKNOWN_SITE,
-        client = %conn.remote.ip().to_canonical(),
-        method = "-",
-        path = "-",
-        status,
-        outcome = outcome::REJECTED,
-        reason,
-        bytes = 0u64,
-        complete = true,
-        head_ms = 0.0,
-        ms = 0.0,
-    );
+    shared
+        .metrics
+        .count_request(UNKNOWN_SITE, outcome::REJECTED, reason, 0.0);
+    if tracing::enabled!(target: "streamguard::access", tracing::Level::INFO) {
+        super::body::AccessEntry {
+            site: UNKNOWN_SITE.to_owned(),
+            client: conn.remote.ip().to_canonical(),
+            method: None,
+            path: "-".to_owned(),
+            status,
+            outcome: outcome::REJECTED,
+            reason,
+            started: Instant::now(),
+            head_ms: 0.0,
+        }
+        .write(0, true);
+    }
 }

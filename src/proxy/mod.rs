@@ -874,15 +874,9 @@ fn count(shared: &Shared, ctx: &RequestCtx, outcome: &'static str, reason: &'sta
             s.allowed.inc();
             s.allowed_duration.observe(elapsed.as_secs_f64());
         }
-        _ => {
-            let m = &shared.metrics;
-            m.requests
-                .with_label_values(&[site_id, outcome, reason])
-                .inc();
-            m.request_duration
-                .with_label_values(&[site_id, outcome])
-                .observe(elapsed.as_secs_f64());
-        }
+        _ => shared
+            .metrics
+            .count_request(site_id, outcome, reason, elapsed.as_secs_f64()),
     }
 }
 
@@ -918,7 +912,7 @@ fn access_entry(
             .to_owned(),
         // The address tokens bind to (trusted proxies resolved).
         client: ctx.client_ip,
-        method: method.clone(),
+        method: Some(method.clone()),
         // Schemes with auth in the path (Alibaba Cloud B/C) log it without.
         path: path::for_log(site.map_or(path.as_str(), |s| s.auth.origin_path(path))).into_owned(),
         status,

@@ -59,7 +59,8 @@ impl PerIp {
     }
 
     /// Connections `ip` (its group) holds now.
-    pub fn open(&self, ip: IpAddr) -> usize {
+    #[cfg(test)]
+    fn open(&self, ip: IpAddr) -> usize {
         let open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
         open.get(&group(ip)).copied().unwrap_or(0)
     }
